@@ -1,0 +1,47 @@
+/**
+ * zae-limiter: a distributed rate limiter on Amazon DynamoDB, with exact token buckets.
+ *
+ * ```ts ignore
+ * import { Limit, RateLimiter } from "@zae/limiter";
+ *
+ * const limiter = new RateLimiter({ tableName: "rate_limits", endpoint: "http://localhost:8000", createTable: true });
+ * await limiter.acquire({
+ *   entityId: "key-abc",
+ *   resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)],
+ *   consume: { rpm: 1, tpm: 500 },
+ * }, async (lease) => {
+ *   const used = 742; // from the LLM's answer
+ *   await lease.adjust({ tpm: used - 500 });
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export { Limit } from "./src/limit.ts";
+export type { CustomLimitOptions, RateOptions } from "./src/limit.ts";
+export {
+  type AcquireOptions,
+  type AvailableOptions,
+  type CreateEntityOptions,
+  FailureMode,
+  RateLimiter,
+  type RateLimiterOptions,
+  type ResourceBucket,
+  type TimeUntilAvailableOptions,
+} from "./src/limiter.ts";
+export { Lease } from "./src/lease.ts";
+export type { Entity } from "./src/entities.ts";
+export {
+  EntityExistsError,
+  EntityNotFoundError,
+  LeaseClosedError,
+  type LimitStatus,
+  type LimitStatusBody,
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  type RateLimitExceededBody,
+  ValidationError,
+  ZaeLimiterError,
+} from "./src/errors.ts";

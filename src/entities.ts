@@ -1,0 +1,336 @@
+/**
+ * Entities (projects, API keys) and their stored limits, in DynamoDB.
+ *
+ * @module
+ */
+
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  BatchWriteItemCommand,
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+  type WriteRequest,
+} from "@aws-sdk/client-dynamodb";
+import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
+import * as keys from "./keys.ts";
+import { Limit } from "./limit.ts";
+
+/** An entity: a project, or an API key that may belong to a project. */
+export interface Entity {
+  /** The entity's id. */
+  entityId: string;
+  /** A display name. */
+  name?: string;
+  /** The parent (project) id, for a child. */
+  parentId?: string;
+  /** Whether acquires cascade to the parent when the call does not say. */
+  cascade: boolean;
+  /** Free-form string metadata. */
+  metadata: Record<string, string>;
+  /** ISO 8601 creation time. */
+  createdAt: string;
+}
+
+/** Entity and stored-limit storage for one table. */
+export class EntityStore {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+
+  /** @param client DynamoDB client. @param tableName Table. */
+  constructor(client: DynamoDBClient, tableName: string) {
+    this.#client = client;
+    this.#table = tableName;
+  }
+
+  /** Creates an entity; the parent must exist and have no parent itself. */
+  async create(entity: Entity, signal?: AbortSignal): Promise<void> {
+    const item: Record<string, AttributeValue> = {
+      PK: { S: keys.entityPk(entity.entityId) },
+      SK: { S: keys.META_SK },
+      entityId: { S: entity.entityId },
+      cascade: { BOOL: entity.cascade },
+      metadata: {
+        M: Object.fromEntries(Object.entries(entity.metadata).map(([k, v]) => [k, { S: v }])),
+      },
+      createdAt: { S: entity.createdAt },
+    };
+    if (entity.name !== undefined) item.name = { S: entity.name };
+    if (entity.parentId !== undefined) {
+      item.parentId = { S: entity.parentId };
+      item.GSI1PK = { S: keys.parentKey(entity.parentId) };
+      item.GSI1SK = { S: keys.childKey(entity.entityId) };
+    }
+    const put = {
+      TableName: this.#table,
+      Item: item,
+      ConditionExpression: "attribute_not_exists(PK)",
+    };
+    if (entity.parentId === undefined) {
+      try {
+        await this.#client.send(new PutItemCommand(put), { abortSignal: signal });
+      } catch (err) {
+        if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+          throw new EntityExistsError(entity.entityId);
+        }
+        throw err;
+      }
+      return;
+    }
+    try {
+      await this.#client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            {
+              ConditionCheck: {
+                TableName: this.#table,
+                Key: { PK: { S: keys.entityPk(entity.parentId) }, SK: { S: keys.META_SK } },
+                ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
+                ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+              },
+            },
+            { Put: { ...put, ReturnValuesOnConditionCheckFailure: "NONE" } },
+          ],
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      if (err instanceof TransactionCanceledException) {
+        const [parent, child] = err.CancellationReasons ?? [];
+        if (child?.Code === "ConditionalCheckFailed") throw new EntityExistsError(entity.entityId);
+        if (parent?.Code === "ConditionalCheckFailed") {
+          if (!parent.Item) throw new EntityNotFoundError(entity.parentId);
+          throw new ValidationError(
+            "parentId",
+            entity.parentId,
+            `must be a top-level entity, but it has parent ${parent.Item.parentId?.S}`,
+          );
+        }
+      }
+      throw err;
+    }
+  }
+
+  /** Reads an entity. */
+  async get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined> {
+    const out = await this.#client.send(
+      new GetItemCommand({
+        TableName: this.#table,
+        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.META_SK } },
+        ConsistentRead: true,
+      }),
+      { abortSignal: signal },
+    );
+    return out.Item ? parseEntity(out.Item) : undefined;
+  }
+
+  /** Every child of a parent, all pages. */
+  async children(parentId: string, signal?: AbortSignal): Promise<Entity[]> {
+    const out: Entity[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.#client.send(
+        new QueryCommand({
+          TableName: this.#table,
+          IndexName: keys.GSI1,
+          KeyConditionExpression: "GSI1PK = :p",
+          ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
+          ExclusiveStartKey: start,
+        }),
+        { abortSignal: signal },
+      );
+      for (const item of page.Items ?? []) out.push(parseEntity(item));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return out.sort((a, b) => (a.entityId < b.entityId ? -1 : a.entityId > b.entityId ? 1 : 0));
+  }
+
+  /** Deletes every item of an entity (metadata, limits, buckets, usage), all pages. */
+  async deleteAll(entityId: string, signal?: AbortSignal): Promise<number> {
+    let deleted = 0;
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.#client.send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: "PK = :pk",
+          ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
+          ProjectionExpression: "PK, SK",
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+        { abortSignal: signal },
+      );
+      const items = page.Items ?? [];
+      for (let i = 0; i < items.length; i += 25) {
+        await this.#batchDelete(items.slice(i, i + 25), signal);
+      }
+      deleted += items.length;
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return deleted;
+  }
+
+  async #batchDelete(items: Record<string, AttributeValue>[], signal?: AbortSignal): Promise<void> {
+    let requests: WriteRequest[] = items.map((i) => ({
+      DeleteRequest: { Key: { PK: i.PK, SK: i.SK } },
+    }));
+    for (let attempt = 0; requests.length > 0; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** attempt)));
+      if (attempt > 12) throw new Error(`could not delete ${requests.length} items after retries`);
+      const out = await this.#client.send(
+        new BatchWriteItemCommand({ RequestItems: { [this.#table]: requests } }),
+        { abortSignal: signal },
+      );
+      requests = out.UnprocessedItems?.[this.#table] ?? [];
+    }
+  }
+
+  /** Stores the limits of an entity for a resource (or all resources), replacing earlier ones. */
+  async putLimits(
+    entityId: string,
+    resource: string | undefined,
+    limits: Limit[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#client.send(
+      new PutItemCommand({
+        TableName: this.#table,
+        Item: {
+          PK: { S: keys.entityPk(entityId) },
+          SK: { S: keys.limitSk(resource) },
+          limits: {
+            L: limits.map((l) => ({
+              M: {
+                name: { S: l.name },
+                capacity: { N: String(l.capacity) },
+                refillAmount: { N: String(l.refillAmount) },
+                refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
+              },
+            })),
+          },
+        },
+      }),
+      { abortSignal: signal },
+    );
+  }
+
+  /** Stored limits for a resource (or all resources); `undefined` when none are stored. */
+  async getLimits(
+    entityId: string,
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Limit[] | undefined> {
+    const out = await this.#client.send(
+      new GetItemCommand({
+        TableName: this.#table,
+        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+        ConsistentRead: true,
+      }),
+      { abortSignal: signal },
+    );
+    return out.Item ? parseLimits(out.Item) : undefined;
+  }
+
+  /** Deletes stored limits for a resource (or the entity-wide ones). */
+  async deleteLimits(
+    entityId: string,
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#client.send(
+      new DeleteItemCommand({
+        TableName: this.#table,
+        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+      }),
+      { abortSignal: signal },
+    );
+  }
+
+  /**
+   * Everything the hot path needs of some entities, in one BatchGetItem: metadata and the
+   * resource's and entity-wide stored limits of each.
+   */
+  async loadConfig(
+    entityIds: string[],
+    resource: string,
+    want: { meta: boolean; limits: boolean },
+    signal?: AbortSignal,
+  ): Promise<Map<string, EntityConfig>> {
+    const wanted: Record<string, AttributeValue>[] = [];
+    for (const id of entityIds) {
+      const pk = { S: keys.entityPk(id) };
+      if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
+      if (want.limits) {
+        wanted.push({ PK: pk, SK: { S: keys.limitSk(resource) } });
+        wanted.push({ PK: pk, SK: { S: keys.limitSk() } });
+      }
+    }
+    const found: Record<string, AttributeValue>[] = [];
+    let pending = wanted;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(200, 10 * 2 ** attempt)));
+      const out = await this.#client.send(
+        new BatchGetItemCommand({
+          RequestItems: { [this.#table]: { Keys: pending, ConsistentRead: true } },
+        }),
+        { abortSignal: signal },
+      );
+      found.push(...(out.Responses?.[this.#table] ?? []));
+      pending = out.UnprocessedKeys?.[this.#table]?.Keys ?? [];
+    }
+    const result = new Map<string, EntityConfig>();
+    for (const id of entityIds) result.set(id, {});
+    for (const item of found) {
+      const id = keys.entityIdOf(item.PK.S ?? "");
+      const cfg = id === undefined ? undefined : result.get(id);
+      if (!cfg) continue;
+      const sk = item.SK.S;
+      if (sk === keys.META_SK) cfg.entity = parseEntity(item);
+      else if (sk === keys.limitSk()) cfg.defaultLimits = parseLimits(item);
+      else if (sk === keys.limitSk(resource)) cfg.resourceLimits = parseLimits(item);
+    }
+    return result;
+  }
+}
+
+/** What {@link EntityStore.loadConfig} found of one entity. */
+export interface EntityConfig {
+  /** Metadata, when the entity exists. */
+  entity?: Entity;
+  /** Stored limits for the resource. */
+  resourceLimits?: Limit[];
+  /** Stored entity-wide limits. */
+  defaultLimits?: Limit[];
+}
+
+function parseEntity(item: Record<string, AttributeValue>): Entity {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(item.metadata?.M ?? {})) metadata[k] = v.S ?? "";
+  const entity: Entity = {
+    entityId: item.entityId?.S ?? keys.entityIdOf(item.PK.S ?? "") ?? "",
+    cascade: item.cascade?.BOOL ?? false,
+    metadata,
+    createdAt: item.createdAt?.S ?? "",
+  };
+  if (item.name?.S !== undefined) entity.name = item.name.S;
+  if (item.parentId?.S !== undefined) entity.parentId = item.parentId.S;
+  return entity;
+}
+
+function parseLimits(item: Record<string, AttributeValue>): Limit[] {
+  return (item.limits?.L ?? []).map((v) => {
+    const m = v.M ?? {};
+    return Limit.custom({
+      name: m.name?.S ?? "",
+      capacity: Number(m.capacity?.N),
+      refillAmount: Number(m.refillAmount?.N),
+      refillPeriodSeconds: Number(m.refillPeriodSeconds?.N),
+    });
+  });
+}

@@ -1,0 +1,299 @@
+/**
+ * Errors thrown by zae-limiter. Every error extends {@link ZaeLimiterError}.
+ *
+ * @module
+ */
+
+import type { Limit } from "./limit.ts";
+
+/**
+ * Base class of every error this library throws.
+ *
+ * @example
+ * ```ts
+ * import { ZaeLimiterError, ValidationError } from "./errors.ts";
+ * const e = new ValidationError("entityId", "", "must not be empty");
+ * console.assert(e instanceof ZaeLimiterError);
+ * ```
+ */
+export class ZaeLimiterError extends Error {
+  /** @param message What went wrong. @param options `cause`, when another error led to this one. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * The status of one limit of one entity, as seen by an acquire.
+ *
+ * `available` and `requested` are in tokens (thousandths allowed); `retryAfterSeconds` is the exact wait
+ * until `requested` tokens are available (0 when they already are, `Infinity` when `requested`
+ * exceeds the limit's capacity and can never be granted).
+ */
+export interface LimitStatus {
+  /** The entity whose bucket this is (the parent's id for a cascaded limit). */
+  entityId: string;
+  /** The resource the bucket counts. */
+  resource: string;
+  /** The limit's name, e.g. `"rpm"`. */
+  limitName: string;
+  /** The limit that was applied. */
+  limit: Limit;
+  /** Tokens available now, rounded down; negative when the bucket is in debt. */
+  available: number;
+  /** Tokens the request asked for. */
+  requested: number;
+  /** Whether this limit refused the request. */
+  exceeded: boolean;
+  /** Seconds until `requested` tokens are available; `Infinity` when they never can be. */
+  retryAfterSeconds: number;
+}
+
+/** One limit in the body of a 429 response, see {@link RateLimitExceeded.asDict}. */
+export interface LimitStatusBody {
+  /** Entity id. */
+  entity_id: string;
+  /** Resource name. */
+  resource: string;
+  /** Limit name. */
+  limit_name: string;
+  /** Bucket capacity in tokens. */
+  capacity: number;
+  /** Tokens added per refill period. */
+  refill_amount: number;
+  /** Refill period in seconds. */
+  refill_period_seconds: number;
+  /** Tokens available now (rounded down). */
+  available: number;
+  /** Tokens requested. */
+  requested: number;
+  /** Whether this limit refused the request. */
+  exceeded: boolean;
+  /** Seconds until the request could pass on this limit; `null` when it never can. */
+  retry_after_seconds: number | null;
+}
+
+/** The JSON body of a 429 response, see {@link RateLimitExceeded.asDict}. */
+export interface RateLimitExceededBody {
+  /** Always `"rate_limit_exceeded"`. */
+  error: "rate_limit_exceeded";
+  /** A sentence for people. */
+  message: string;
+  /** Seconds until a retry can pass; `null` when the request can never pass. */
+  retry_after_seconds: number | null;
+  /** The same in whole milliseconds; `null` when the request can never pass. */
+  retry_after_ms: number | null;
+  /** Every limit that was checked, in the order given. */
+  limits: LimitStatusBody[];
+}
+
+/**
+ * Thrown by `acquire` when at least one limit lacks tokens. Nothing was consumed.
+ *
+ * `statuses` lists every limit checked (the entity's first, then the parent's for a cascaded call),
+ * `primaryViolation` is the violation with the longest wait and `retryAfterSeconds` its exact
+ * wait. When a request asks for more than a limit's capacity it can never pass: then
+ * `impossible` is `true` and `retryAfterSeconds` is `Infinity` (the header is omitted by the
+ * HTTP helpers and `asDict()` gives `null`).
+ *
+ * @example
+ * ```ts
+ * import { RateLimitExceeded } from "./errors.ts";
+ * import { Limit } from "./limit.ts";
+ * const limit = Limit.perMinute("rpm", 10);
+ * const e = new RateLimitExceeded([{ entityId: "key-1", resource: "gpt-4", limitName: "rpm", limit,
+ *   available: 0, requested: 1, exceeded: true, retryAfterSeconds: 5.5 }]);
+ * console.assert(e.retryAfterHeader === "6");
+ * ```
+ */
+export class RateLimitExceeded extends ZaeLimiterError {
+  /** Every limit checked, in order. */
+  readonly statuses: LimitStatus[];
+  /** The limits that refused the request. */
+  readonly violations: LimitStatus[];
+  /** The limits that had enough tokens. */
+  readonly passed: LimitStatus[];
+  /** The violation with the longest wait. */
+  readonly primaryViolation: LimitStatus;
+  /** Exact seconds until the request can pass (`Infinity` if it never can). */
+  readonly retryAfterSeconds: number;
+  /** `Retry-After` header value: whole seconds, rounded up (`""` if the request can never pass). */
+  readonly retryAfterHeader: string;
+  /** True when some limit's capacity is smaller than the request: no wait will help. */
+  readonly impossible: boolean;
+
+  /** @param statuses The status of every limit checked; at least one must be exceeded. */
+  constructor(statuses: LimitStatus[]) {
+    const violations = statuses.filter((s) => s.exceeded);
+    if (violations.length === 0) {
+      throw new TypeError("RateLimitExceeded needs at least one exceeded limit");
+    }
+    const primary = violations.reduce((
+      a,
+      b,
+    ) => (b.retryAfterSeconds > a.retryAfterSeconds ? b : a));
+    const impossible = !Number.isFinite(primary.retryAfterSeconds);
+    super(
+      impossible
+        ? `Rate limit can never be satisfied: ${primary.limitName} of ${primary.entityId}/${primary.resource} ` +
+          `has capacity ${primary.limit.capacity} but ${primary.requested} were requested`
+        : `Rate limit exceeded: ${primary.limitName} of ${primary.entityId}/${primary.resource} ` +
+          `(available ${primary.available}, requested ${primary.requested}); ` +
+          `retry after ${primary.retryAfterSeconds}s`,
+    );
+    this.statuses = statuses;
+    this.violations = violations;
+    this.passed = statuses.filter((s) => !s.exceeded);
+    this.primaryViolation = primary;
+    this.retryAfterSeconds = primary.retryAfterSeconds;
+    this.impossible = impossible;
+    this.retryAfterHeader = impossible ? "" : String(Math.ceil(primary.retryAfterSeconds));
+  }
+
+  /** A JSON body to send with a 429 response, as is. */
+  asDict(): RateLimitExceededBody {
+    const finite = (n: number) => (Number.isFinite(n) ? n : null);
+    return {
+      error: "rate_limit_exceeded",
+      message: this.message,
+      retry_after_seconds: finite(this.retryAfterSeconds),
+      retry_after_ms: this.impossible ? null : Math.ceil(this.retryAfterSeconds * 1000),
+      limits: this.statuses.map((s) => ({
+        entity_id: s.entityId,
+        resource: s.resource,
+        limit_name: s.limitName,
+        capacity: s.limit.capacity,
+        refill_amount: s.limit.refillAmount,
+        refill_period_seconds: s.limit.refillPeriodSeconds,
+        available: s.available,
+        requested: s.requested,
+        exceeded: s.exceeded,
+        retry_after_seconds: finite(s.retryAfterSeconds),
+      })),
+    };
+  }
+
+  /** Same as {@link asDict}, so `JSON.stringify(error)` gives the body. */
+  toJSON(): RateLimitExceededBody {
+    return this.asDict();
+  }
+}
+
+/**
+ * DynamoDB could not be reached, timed out or throttled past the retries within the deadline,
+ * and the call's failure mode is FAIL_CLOSED. `cause` holds the last underlying error.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiterUnavailable } from "./errors.ts";
+ * const e = new RateLimiterUnavailable("acquire", new Error("ECONNREFUSED"));
+ * console.assert(e.message.includes("acquire"));
+ * ```
+ */
+export class RateLimiterUnavailable extends ZaeLimiterError {
+  /** @param operation What was being done. @param cause The underlying error. */
+  constructor(operation: string, cause?: unknown) {
+    const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause ?? "");
+    super(`Rate limiter unavailable during ${operation}${why ? ` (${why})` : ""}`, { cause });
+  }
+}
+
+/**
+ * An argument broke a rule. Thrown before any I/O, so nothing was written.
+ * `field`, `value` and `rule` say which argument, what was seen (cut short) and what was expected.
+ *
+ * @example
+ * ```ts
+ * import { ValidationError } from "./errors.ts";
+ * const e = new ValidationError("consume.rpm", -1, "must be a finite number >= 0");
+ * console.assert(e.message === "Invalid consume.rpm: -1 (must be a finite number >= 0)");
+ * ```
+ */
+export class ValidationError extends ZaeLimiterError {
+  /** The argument at fault, e.g. `"consume.tpm"`. */
+  readonly field: string;
+  /** The value seen, shortened to 80 characters. */
+  readonly value: string;
+  /** The rule broken. */
+  readonly rule: string;
+
+  /** @param field Argument name. @param value Value seen. @param rule Rule broken. */
+  constructor(field: string, value: unknown, rule: string) {
+    const shown = showValue(value);
+    super(`Invalid ${field}: ${shown} (${rule})`);
+    this.field = field;
+    this.value = shown;
+    this.rule = rule;
+  }
+}
+
+/**
+ * A lease was used after `commit` or `rollback`.
+ *
+ * @example
+ * ```ts
+ * import { LeaseClosedError } from "./errors.ts";
+ * console.assert(new LeaseClosedError("committed").message.includes("committed"));
+ * ```
+ */
+export class LeaseClosedError extends ZaeLimiterError {
+  /** @param state How the lease was closed. */
+  constructor(state: "committed" | "rolled back") {
+    super(`The lease is already ${state}; it cannot be adjusted`);
+  }
+}
+
+/**
+ * The entity does not exist.
+ *
+ * @example
+ * ```ts
+ * import { EntityNotFoundError } from "./errors.ts";
+ * console.assert(new EntityNotFoundError("proj-1").entityId === "proj-1");
+ * ```
+ */
+export class EntityNotFoundError extends ZaeLimiterError {
+  /** The id that was not found. */
+  readonly entityId: string;
+  /** @param entityId The id that was not found. */
+  constructor(entityId: string) {
+    super(`Entity not found: ${showValue(entityId)}`);
+    this.entityId = entityId;
+  }
+}
+
+/**
+ * An entity with this id exists already.
+ *
+ * @example
+ * ```ts
+ * import { EntityExistsError } from "./errors.ts";
+ * console.assert(new EntityExistsError("key-1").entityId === "key-1");
+ * ```
+ */
+export class EntityExistsError extends ZaeLimiterError {
+  /** The id that exists. */
+  readonly entityId: string;
+  /** @param entityId The id that exists. */
+  constructor(entityId: string) {
+    super(`Entity already exists: ${showValue(entityId)}`);
+    this.entityId = entityId;
+  }
+}
+
+/** Renders a value for an error message: JSON-ish, cut to 80 characters. */
+export function showValue(value: unknown): string {
+  let s: string;
+  if (typeof value === "string") s = JSON.stringify(value);
+  else if (typeof value === "number" || typeof value === "bigint") s = String(value);
+  else if (value === undefined) s = "undefined";
+  else {
+    try {
+      s = JSON.stringify(value) ?? String(value);
+    } catch {
+      s = Object.prototype.toString.call(value);
+    }
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

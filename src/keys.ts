@@ -1,0 +1,94 @@
+/**
+ * The single-table key schema. `#` separates the parts of a key and is refused in every id,
+ * resource and limit name, so no input can address another entity's items.
+ *
+ * | item            | PK                | SK                                   |
+ * |-----------------|-------------------|--------------------------------------|
+ * | entity metadata | `ENTITY#{id}`     | `#META`                              |
+ * | bucket          | `ENTITY#{id}`     | `#BUCKET#{resource}`                 |
+ * | stored limits   | `ENTITY#{id}`     | `#LIMIT#{resource}` (`#LIMIT#*` = all) |
+ * | usage snapshot  | `ENTITY#{id}`     | `#USAGE#{resource}#{window}#{start}` |
+ *
+ * GSI1 (`GSI1PK`/`GSI1SK`, on metadata items): `PARENT#{parent}` → `CHILD#{id}`.
+ * GSI2 (`GSI2PK`/`GSI2SK`, KEYS_ONLY): `RESOURCE#{resource}` → `ENTITY#{id}`, set on bucket items
+ * by the aggregator, never by the hot path (so no acquire pays an index write).
+ *
+ * @module
+ */
+
+/** Table attribute names. */
+export const PK = "PK";
+/** Sort key attribute. */
+export const SK = "SK";
+/** Parent → children index. */
+export const GSI1 = "GSI1";
+/** Resource → buckets index. */
+export const GSI2 = "GSI2";
+/** TTL attribute (epoch seconds). */
+export const TTL = "ttl";
+
+/** Sort key of entity metadata. */
+export const META_SK = "#META";
+/** Prefix of bucket sort keys. */
+export const BUCKET_PREFIX = "#BUCKET#";
+/** Prefix of stored-limit sort keys. */
+export const LIMIT_PREFIX = "#LIMIT#";
+/** Resource part of the entity-wide stored limits. */
+export const ALL_RESOURCES = "*";
+/** Prefix of usage snapshot sort keys. */
+export const USAGE_PREFIX = "#USAGE#";
+
+/** Partition key of an entity's items. */
+export function entityPk(entityId: string): string {
+  return `ENTITY#${entityId}`;
+}
+
+/** Entity id of a partition key, or `undefined`. */
+export function entityIdOf(pk: string): string | undefined {
+  return pk.startsWith("ENTITY#") ? pk.slice(7) : undefined;
+}
+
+/** Sort key of a bucket. */
+export function bucketSk(resource: string): string {
+  return `${BUCKET_PREFIX}${resource}`;
+}
+
+/** Resource of a bucket sort key, or `undefined`. */
+export function resourceOfBucketSk(sk: string): string | undefined {
+  return sk.startsWith(BUCKET_PREFIX) ? sk.slice(BUCKET_PREFIX.length) : undefined;
+}
+
+/** Sort key of stored limits; without resource, the entity-wide ones. */
+export function limitSk(resource?: string): string {
+  return `${LIMIT_PREFIX}${resource ?? ALL_RESOURCES}`;
+}
+
+/** GSI1 partition key of a parent's children. */
+export function parentKey(parentId: string): string {
+  return `PARENT#${parentId}`;
+}
+
+/** GSI1 sort key of a child. */
+export function childKey(entityId: string): string {
+  return `CHILD#${entityId}`;
+}
+
+/** GSI2 partition key of a resource. */
+export function resourceKey(resource: string): string {
+  return `RESOURCE#${resource}`;
+}
+
+/** Per-limit attribute names on a bucket item. */
+export const attr = {
+  /** Theoretical arrival time, scaled (see bucket.ts). */
+  tat: (limit: string) => `t_${limit}`,
+  /** Spec the tat was written under (`C/R/P`). */
+  spec: (limit: string) => `k_${limit}`,
+  /** Running total consumed, thousandths of a token (for usage; adjustments and rollbacks included). */
+  used: (limit: string) => `u_${limit}`,
+} as const;
+
+/** Running count of admitted requests on a bucket item (rollbacks subtract). */
+export const REQUESTS = "rq";
+/** Epoch ms of the latest write to a bucket item (the time of the consumption it carries). */
+export const WRITTEN_AT = "ts";

@@ -1,0 +1,208 @@
+/**
+ * {@link Limit}: a token bucket's capacity and refill rate.
+ *
+ * @module
+ */
+
+import { ValidationError } from "./errors.ts";
+import { validateLimitName } from "./validate.ts";
+
+/** Largest capacity or refill amount accepted, in tokens. Keeps every product exact. */
+export const MAX_TOKENS = 1e12;
+/** Largest refill period accepted, in seconds (about 31 years). */
+export const MAX_PERIOD_SECONDS = 1e9;
+
+/** Options of {@link Limit.perSecond} and its siblings. */
+export interface RateOptions {
+  /** Bucket capacity: how many tokens can be spent at once. @default the rate */
+  burst?: number;
+}
+
+/** The fields of {@link Limit.custom}. */
+export interface CustomLimitOptions {
+  /** Limit name, e.g. `"tpm"`: a letter, then letters, digits, `_`, `.` or `-`; at most 64. */
+  name: string;
+  /** Bucket capacity in tokens. */
+  capacity: number;
+  /** Tokens added every `refillPeriodSeconds`, continuously. */
+  refillAmount: number;
+  /** The refill period in seconds. */
+  refillPeriodSeconds: number;
+}
+
+/**
+ * A token-bucket limit: `capacity` tokens at most, refilled continuously at `refillAmount`
+ * tokens per `refillPeriodSeconds`. A bucket never used is full.
+ *
+ * Amounts may have up to three decimals (they are stored as exact integers of thousandths of a
+ * token) and periods are whole milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * const tpm = Limit.perMinute("tpm", 10_000, { burst: 15_000 });
+ * console.assert(tpm.capacity === 15_000 && tpm.refillAmount === 10_000);
+ * console.assert(tpm.refillPeriodSeconds === 60);
+ * ```
+ */
+export class Limit {
+  /** The limit's name. */
+  readonly name: string;
+  /** Bucket capacity in tokens (the burst, or the rate when no burst is given). */
+  readonly capacity: number;
+  /** Tokens refilled per period. */
+  readonly refillAmount: number;
+  /** The refill period in seconds. */
+  readonly refillPeriodSeconds: number;
+
+  private constructor(name: string, capacity: number, refillAmount: number, period: number) {
+    this.name = name;
+    this.capacity = capacity;
+    this.refillAmount = refillAmount;
+    this.refillPeriodSeconds = period;
+    Object.freeze(this);
+  }
+
+  /**
+   * `rate` tokens per second, with an optional larger `burst`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perSecond("rps", 5).capacity === 5);
+   * ```
+   */
+  static perSecond(name: string, rate: number, options?: RateOptions): Limit {
+    return Limit.rate(name, rate, 1, options);
+  }
+
+  /**
+   * `rate` tokens per minute, with an optional larger `burst`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perMinute("rpm", 100).refillPeriodSeconds === 60);
+   * ```
+   */
+  static perMinute(name: string, rate: number, options?: RateOptions): Limit {
+    return Limit.rate(name, rate, 60, options);
+  }
+
+  /**
+   * `rate` tokens per hour, with an optional larger `burst`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perHour("rph", 1000).refillPeriodSeconds === 3600);
+   * ```
+   */
+  static perHour(name: string, rate: number, options?: RateOptions): Limit {
+    return Limit.rate(name, rate, 3600, options);
+  }
+
+  /**
+   * `rate` tokens per day, with an optional larger `burst`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perDay("rpd", 10_000).refillPeriodSeconds === 86_400);
+   * ```
+   */
+  static perDay(name: string, rate: number, options?: RateOptions): Limit {
+    return Limit.rate(name, rate, 86_400, options);
+  }
+
+  /**
+   * Any capacity and refill rate.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const l = Limit.custom({ name: "jobs", capacity: 3, refillAmount: 1, refillPeriodSeconds: 20 });
+   * console.assert(l.capacity === 3);
+   * ```
+   */
+  static custom(options: CustomLimitOptions): Limit {
+    if (options === null || typeof options !== "object") {
+      throw new ValidationError("limit", options, "must be an object");
+    }
+    const { name, capacity, refillAmount, refillPeriodSeconds } = options;
+    validateLimitName(name, "limit.name");
+    checkAmount(`limit ${name}: capacity`, capacity);
+    checkAmount(`limit ${name}: refillAmount`, refillAmount);
+    checkPeriod(`limit ${name}: refillPeriodSeconds`, refillPeriodSeconds);
+    return new Limit(name, capacity, refillAmount, refillPeriodSeconds);
+  }
+
+  private static rate(name: string, rate: number, period: number, options?: RateOptions): Limit {
+    validateLimitName(name, "limit.name");
+    checkAmount(`limit ${name}: rate`, rate);
+    const burst = options?.burst ?? rate;
+    checkAmount(`limit ${name}: burst`, burst);
+    if (burst < rate) {
+      throw new ValidationError(`limit ${name}: burst`, burst, `must be >= the rate (${rate})`);
+    }
+    return new Limit(name, burst, rate, period);
+  }
+
+  /** Capacity in thousandths of a token. */
+  get capacityMilli(): bigint {
+    return BigInt(Math.round(this.capacity * 1000));
+  }
+  /** Refill amount in thousandths of a token. */
+  get refillMilli(): bigint {
+    return BigInt(Math.round(this.refillAmount * 1000));
+  }
+  /** Refill period in milliseconds. */
+  get periodMs(): bigint {
+    return BigInt(Math.round(this.refillPeriodSeconds * 1000));
+  }
+
+  /** Whether two limits have the same name, capacity and rate. */
+  equals(other: Limit): boolean {
+    return other.name === this.name && other.capacity === this.capacity &&
+      other.refillAmount === this.refillAmount &&
+      other.refillPeriodSeconds === this.refillPeriodSeconds;
+  }
+
+  /** Plain data, e.g. for JSON. */
+  toJSON(): CustomLimitOptions {
+    return {
+      name: this.name,
+      capacity: this.capacity,
+      refillAmount: this.refillAmount,
+      refillPeriodSeconds: this.refillPeriodSeconds,
+    };
+  }
+}
+
+/** True when `x` is a whole number of thousandths (within float noise). */
+export function isMilliExact(x: number): boolean {
+  const scaled = x * 1000;
+  return Math.abs(scaled - Math.round(scaled)) <= 1e-6 * Math.max(1, Math.abs(scaled));
+}
+
+function checkAmount(field: string, x: unknown): void {
+  if (typeof x !== "number" || !Number.isFinite(x) || x <= 0) {
+    throw new ValidationError(field, x, "must be a finite number > 0");
+  }
+  if (x > MAX_TOKENS) throw new ValidationError(field, x, `must be <= ${MAX_TOKENS}`);
+  if (!isMilliExact(x) || Math.round(x * 1000) === 0) {
+    throw new ValidationError(field, x, "must be a multiple of 0.001");
+  }
+}
+
+function checkPeriod(field: string, x: unknown): void {
+  if (typeof x !== "number" || !Number.isFinite(x) || x <= 0) {
+    throw new ValidationError(field, x, "must be a finite number of seconds > 0");
+  }
+  if (x > MAX_PERIOD_SECONDS) {
+    throw new ValidationError(field, x, `must be <= ${MAX_PERIOD_SECONDS} seconds`);
+  }
+  if (!isMilliExact(x) || Math.round(x * 1000) === 0) {
+    throw new ValidationError(field, x, "must be a whole number of milliseconds");
+  }
+}

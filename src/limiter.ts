@@ -1,0 +1,1189 @@
+/**
+ * {@link RateLimiter}: acquire tokens from DynamoDB-backed buckets.
+ *
+ * @module
+ */
+
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import process from "node:process";
+import * as math from "./bucket.ts";
+import { TtlCache } from "./cache.ts";
+import { type Entity, type EntityConfig, EntityStore } from "./entities.ts";
+import {
+  type LimitStatus,
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  ValidationError,
+  ZaeLimiterError,
+} from "./errors.ts";
+import { Lease, type LeaseTarget } from "./lease.ts";
+import { Limit } from "./limit.ts";
+import {
+  type BucketWrite,
+  type LimitOp,
+  Repository,
+  type StoredBucket,
+  type StoredLimit,
+  type WriteOutcome,
+} from "./repository.ts";
+import { DeadlineExceeded, withRetries } from "./retry.ts";
+import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
+
+/**
+ * What to do when DynamoDB cannot answer in time: refuse (`FAIL_CLOSED`, the default) or let
+ * the request through (`FAIL_OPEN`).
+ *
+ * @example
+ * ```ts
+ * import { FailureMode } from "./limiter.ts";
+ * console.assert(FailureMode.FAIL_OPEN === "fail_open");
+ * ```
+ */
+export const FailureMode = { FAIL_CLOSED: "fail_closed", FAIL_OPEN: "fail_open" } as const;
+/** One of {@link FailureMode}'s values. */
+export type FailureMode = typeof FailureMode[keyof typeof FailureMode];
+
+/** Seconds an idle, full bucket item lives before DynamoDB's TTL may delete it. */
+export const BUCKET_GRACE_SECONDS = 3600n;
+
+/** Options of {@link RateLimiter}. */
+export interface RateLimiterOptions {
+  /** The DynamoDB table. */
+  tableName: string;
+  /** AWS region. @default the SDK's default chain, or `"us-east-1"` with an `endpoint` */
+  region?: string;
+  /** Endpoint URL, e.g. DynamoDB Local's `http://localhost:8000`. */
+  endpoint?: string;
+  /** A client of your own; wins over `region` and `endpoint`. */
+  client?: DynamoDBClient;
+  /** Create the table (indexes, TTL, stream) on first use when it is missing. @default false */
+  createTable?: boolean;
+  /** Behaviour when DynamoDB cannot answer in time. @default FailureMode.FAIL_CLOSED */
+  failureMode?: FailureMode;
+  /** The clock, epoch ms. All bucket time comes from it. @default Date.now */
+  clock?: () => number;
+  /** Deadline of each limiter call in ms, retries included. @default 2000 */
+  timeoutMs?: number;
+  /** How long stored limits and entity metadata are cached, ms; 0 disables. @default 60000 */
+  limitsCacheTtlMs?: number;
+  /**
+   * Refuse locally, with no DynamoDB call, a request the process already knows cannot pass
+   * (it learnt the bucket's state from its last write). @default true
+   */
+  denyCache?: boolean;
+  /** How many buckets the process remembers. @default 10000 */
+  maxCachedBuckets?: number;
+}
+
+/** Options of {@link RateLimiter.acquire}. */
+export interface AcquireOptions {
+  /** Who consumes, e.g. an API key id. */
+  entityId: string;
+  /** What is consumed, e.g. a model name. */
+  resource: string;
+  /** The limits to apply (the fallback when `useStoredLimits` finds none stored). */
+  limits: Limit[];
+  /** Tokens to take per limit name, e.g. `{ rpm: 1, tpm: 500 }`. Unnamed limits take 0. */
+  consume: Record<string, number>;
+  /** Also consume from the entity's parent. @default the entity's stored `cascade` flag */
+  cascade?: boolean;
+  /** Use limits stored in DynamoDB for the entity (and its parent). @default false */
+  useStoredLimits?: boolean;
+  /** This call's failure mode. @default the limiter's */
+  failureMode?: FailureMode;
+}
+
+/** Options of {@link RateLimiter.available}. */
+export interface AvailableOptions {
+  /** The entity. */
+  entityId: string;
+  /** The resource. */
+  resource: string;
+  /** The limits to evaluate. */
+  limits: Limit[];
+  /** Use the entity's stored limits. @default false */
+  useStoredLimits?: boolean;
+}
+
+/** Options of {@link RateLimiter.timeUntilAvailable}. */
+export interface TimeUntilAvailableOptions extends AvailableOptions {
+  /** Tokens needed per limit name. */
+  needed: Record<string, number>;
+}
+
+/** Options of {@link RateLimiter.createEntity}. */
+export interface CreateEntityOptions {
+  /** The new entity's id. */
+  entityId: string;
+  /** A display name. */
+  name?: string;
+  /** The parent (a top-level entity). */
+  parentId?: string;
+  /** Whether acquires cascade to the parent by default. @default false */
+  cascade?: boolean;
+  /** String metadata. @default {} */
+  metadata?: Record<string, string>;
+}
+
+/** One entity's bucket for a resource, from {@link RateLimiter.listResourceBuckets}. */
+export interface ResourceBucket {
+  /** The entity. */
+  entityId: string;
+  /** The resource. */
+  resource: string;
+  /** Tokens available now per limit name (as stored in the bucket), rounded down. */
+  available: Record<string, number>;
+  /** Capacity per limit name. */
+  capacity: Record<string, number>;
+}
+
+/** A bucket's limits with their per-call amounts. */
+interface Target {
+  entityId: string;
+  resource: string;
+  limits: Limit[];
+  specs: Map<string, math.BucketSpec>;
+  keys: Map<string, string>;
+}
+
+interface CachedBucket {
+  /** Lower bound of each limit's tat, with the spec it is written under. */
+  limits: Map<string, StoredLimit>;
+}
+
+interface Plan {
+  write: BucketWrite;
+  statuses: LimitStatus[];
+  exceeded: boolean;
+  /** Lower bounds of the tats after the write succeeds. */
+  after: Map<string, StoredLimit>;
+}
+
+const MAX_ATTEMPTS = 50;
+
+type MultiOutcome =
+  | { ok: true; items: (StoredBucket | undefined)[] }
+  | { ok: false; olds: WriteOutcome[] };
+
+/**
+ * A distributed rate limiter: token buckets stored in one DynamoDB table.
+ *
+ * @example
+ * ```ts ignore
+ * import { Limit, RateLimiter } from "./limiter.ts";
+ * const limiter = new RateLimiter({ tableName: "rate_limits", endpoint: "http://localhost:8000", createTable: true });
+ * await limiter.acquire({
+ *   entityId: "key-1", resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)],
+ *   consume: { rpm: 1, tpm: 500 },
+ * }, async (lease) => {
+ *   await lease.adjust({ tpm: 120 }); // the answer used 620 tokens
+ * });
+ * ```
+ */
+export class RateLimiter implements AsyncDisposable {
+  /** The table. */
+  readonly tableName: string;
+  /** The DynamoDB client in use. */
+  readonly client: DynamoDBClient;
+  readonly #ownsClient: boolean;
+  readonly #repo: Repository;
+  readonly #entities: EntityStore;
+  readonly #clock: () => number;
+  readonly #timeoutMs: number;
+  readonly #failureMode: FailureMode;
+  readonly #denyCache: boolean;
+  readonly #createTable: boolean;
+  #ready?: Promise<void>;
+  readonly #buckets: TtlCache<string, CachedBucket>;
+  readonly #config: TtlCache<string, { value: EntityConfig }>;
+  #closed = false;
+
+  /** @param options See {@link RateLimiterOptions}. */
+  constructor(options: RateLimiterOptions) {
+    if (options === null || typeof options !== "object") {
+      throw new ValidationError("options", options, "must be an object");
+    }
+    const {
+      tableName,
+      region,
+      endpoint,
+      client,
+      createTable = false,
+      failureMode = FailureMode.FAIL_CLOSED,
+      clock = Date.now,
+      timeoutMs = 2000,
+      limitsCacheTtlMs = 60_000,
+      denyCache = true,
+      maxCachedBuckets = 10_000,
+    } = options;
+    if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
+      throw new ValidationError(
+        "tableName",
+        tableName,
+        "must be 3-255 characters of letters, digits, _ . -",
+      );
+    }
+    checkFailureMode("failureMode", failureMode);
+    if (typeof clock !== "function") {
+      throw new ValidationError("clock", clock, "must be a function");
+    }
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      throw new ValidationError("timeoutMs", timeoutMs, "must be a finite number > 0");
+    }
+    if (!(limitsCacheTtlMs >= 0)) {
+      throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
+    }
+    this.tableName = tableName;
+    this.#ownsClient = client === undefined;
+    this.client = client ?? makeClient({ region, endpoint });
+    this.#repo = new Repository({ client: this.client, tableName });
+    this.#entities = new EntityStore(this.client, tableName);
+    this.#clock = clock;
+    this.#timeoutMs = timeoutMs;
+    this.#failureMode = failureMode;
+    this.#denyCache = denyCache;
+    this.#createTable = createTable;
+    this.#buckets = new TtlCache(Infinity, maxCachedBuckets);
+    this.#config = new TtlCache(limitsCacheTtlMs, maxCachedBuckets);
+  }
+
+  /**
+   * Takes `consume` tokens from every limit at once, or none: returns a {@link Lease}, or throws
+   * {@link RateLimitExceeded} carrying every limit's status.
+   *
+   * With a callback, the lease is committed when `fn` returns and rolled back when it throws
+   * (the error is rethrown); the callback's result is returned.
+   *
+   * @example
+   * ```ts ignore
+   * await using lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("rpm", 100)], consume: { rpm: 1 } });
+   * ```
+   */
+  acquire(options: AcquireOptions): Promise<Lease>;
+  acquire<T>(options: AcquireOptions, fn: (lease: Lease) => T | Promise<T>): Promise<T>;
+  async acquire<T>(
+    options: AcquireOptions,
+    fn?: (lease: Lease) => T | Promise<T>,
+  ): Promise<Lease | T> {
+    const lease = await this.#acquire(options);
+    if (fn === undefined) return lease;
+    let result: T;
+    try {
+      result = await fn(lease);
+    } catch (err) {
+      await lease.rollback();
+      throw err;
+    }
+    await lease.commit();
+    return result;
+  }
+
+  async #acquire(options: AcquireOptions): Promise<Lease> {
+    this.#checkOpen();
+    const req = validateAcquire(options);
+    const mode = req.failureMode ?? this.#failureMode;
+    const deadline = Date.now() + this.#timeoutMs;
+    try {
+      await this.#ensureReady(deadline);
+      const nowMs = this.#now();
+      const targets = await this.#resolveTargets(req, deadline);
+      const milli = targets.map((t) => amountsFor(t, req.consume));
+      const leaseTargets = await this.#consume(targets, milli, nowMs, deadline);
+      return new Lease({ limiter: this.#leaseOps(), targets: leaseTargets, failedOpen: false });
+    } catch (err) {
+      if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
+      const unavailable = err instanceof RateLimiterUnavailable
+        ? err
+        : new RateLimiterUnavailable("acquire", unwrap(err));
+      if (mode === FailureMode.FAIL_OPEN) {
+        return new Lease({
+          limiter: this.#leaseOps(),
+          targets: [],
+          failedOpen: true,
+          cause: unavailable,
+          requested: req.consume,
+        });
+      }
+      throw unavailable;
+    }
+  }
+
+  /** Consumes from every target in one write; returns what the lease needs. */
+  async #consume(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    nowMs: bigint,
+    deadline: number,
+  ): Promise<LeaseTarget[]> {
+    // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
+    const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
+    const fresh = targets.map(() => false);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const plans = targets.map((t, i) => planAcquire(t, states[i], fresh[i], milli[i], nowMs));
+      if (plans.some((p) => p.exceeded)) {
+        const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
+        if (known) throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
+      }
+      const outcome: MultiOutcome = await this.#call(
+        async (signal): Promise<MultiOutcome> => {
+          if (plans.length === 1) {
+            const o = await this.#repo.writeBucket(plans[0].write, signal);
+            return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+          }
+          const o = await this.#repo.transactBuckets(plans.map((p) => p.write), signal);
+          return o.ok ? { ok: true, items: plans.map(() => undefined) } : o;
+        },
+        deadline,
+      );
+      if (outcome.ok) {
+        targets.forEach((t, i) => {
+          const item = outcome.items[i];
+          this.#remember(t, item ? item.limits : plans[i].after);
+        });
+        return targets.map((t, i) => ({
+          entityId: t.entityId,
+          resource: t.resource,
+          specs: t.specs,
+          keys: t.keys,
+          consumed: milli[i],
+        }));
+      }
+      outcome.olds.forEach((o, i) => {
+        if (!o.ok) {
+          states[i] = o.old?.limits ?? new Map();
+          fresh[i] = true;
+        }
+      });
+    }
+    throw new RateLimiterUnavailable("acquire", new Error("too much contention on the bucket"));
+  }
+
+  #remember(t: { entityId: string; resource: string }, limits: Map<string, StoredLimit>): void {
+    const id = bucketId(t);
+    const merged = new Map(this.#buckets.get(id)?.limits ?? []);
+    for (const [name, st] of limits) merged.set(name, st);
+    this.#buckets.set(id, { limits: merged });
+  }
+
+  /** Writes adjustments (positive or negative) and returns; used by leases. */
+  async #adjust(
+    target: LeaseTarget,
+    deltas: Map<string, bigint>,
+    requests: number,
+    deadline: number,
+  ): Promise<void> {
+    let state = this.#buckets.get(bucketId(target))?.limits;
+    let fresh = false;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const plan = planAdjust(target, state, fresh, deltas, requests, this.#now());
+      if (plan.write.ops.length === 0 && requests === 0) return;
+      const out = await this.#call(
+        (signal) => this.#repo.writeBucket(plan.write, signal),
+        deadline,
+      );
+      if (out.ok) {
+        if (out.item) {
+          this.#remember(target, out.item.limits);
+          await this.#raiseTtl(target, out.item, deadline);
+        }
+        return;
+      }
+      state = out.old?.limits ?? new Map();
+      fresh = true;
+    }
+    throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
+  }
+
+  /** Debt beyond the written TTL (a large adjustment): raise the TTL so expiry forgives nothing. */
+  async #raiseTtl(target: LeaseTarget, item: StoredBucket, deadline: number): Promise<void> {
+    let fullAtMs = 0n;
+    for (const st of item.limits.values()) {
+      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+      if (spec && st.tat !== undefined) {
+        const at = math.tatToMs(spec, st.tat);
+        if (at > fullAtMs) fullAtMs = at;
+      }
+    }
+    const needed = math.ceilDiv(fullAtMs, 1000n);
+    if (item.ttl !== undefined && item.ttl >= needed) return;
+    await this.#call(
+      (signal) =>
+        this.#repo.raiseTtl(
+          target.entityId,
+          target.resource,
+          needed + BUCKET_GRACE_SECONDS,
+          signal,
+        ),
+      deadline,
+    );
+  }
+
+  #leaseOps(): LeaseOps {
+    return {
+      write: async (targets, deltas, requests, operation) => {
+        const deadline = Date.now() + this.#timeoutMs;
+        try {
+          await Promise.all(targets.map((t, i) => this.#adjust(t, deltas[i], requests, deadline)));
+        } catch (err) {
+          if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
+          throw err instanceof RateLimiterUnavailable
+            ? err
+            : new RateLimiterUnavailable(operation, unwrap(err));
+        }
+      },
+    };
+  }
+
+  /**
+   * Whole tokens available now per limit (rounded down; negative in debt). A bucket never used
+   * shows its capacity.
+   *
+   * @example
+   * ```ts ignore
+   * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits: [Limit.perMinute("tpm", 10_000)] });
+   * ```
+   */
+  async available(options: AvailableOptions): Promise<Record<string, number>> {
+    const { target, state, nowMs } = await this.#read(options, {});
+    const out: Record<string, number> = {};
+    for (const limit of target.limits) {
+      const spec = target.specs.get(limit.name)!;
+      const tat = effectiveTat(
+        spec,
+        target.keys.get(limit.name)!,
+        state?.limits.get(limit.name),
+        nowMs,
+      );
+      out[limit.name] = Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n));
+    }
+    return out;
+  }
+
+  /**
+   * Seconds until every `needed` amount is available (0 when it already is; `Infinity` when a
+   * need exceeds its limit's capacity).
+   *
+   * @example
+   * ```ts ignore
+   * const wait = await limiter.timeUntilAvailable({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("tpm", 10_000)], needed: { tpm: 2_000 } });
+   * ```
+   */
+  async timeUntilAvailable(options: TimeUntilAvailableOptions): Promise<number> {
+    const { target, state, nowMs, needed } = await this.#read(options, options);
+    let wait = 0n;
+    for (const limit of target.limits) {
+      const spec = target.specs.get(limit.name)!;
+      const tat = effectiveTat(
+        spec,
+        target.keys.get(limit.name)!,
+        state?.limits.get(limit.name),
+        nowMs,
+      );
+      const w = math.waitMs(spec, tat, nowMs, needed.get(limit.name) ?? 0n);
+      if (w === undefined) return Infinity;
+      if (w > wait) wait = w;
+    }
+    return Number(wait) / 1000;
+  }
+
+  async #read(
+    options: AvailableOptions,
+    extra: { needed?: Record<string, number> },
+  ): Promise<{ target: Target; state?: StoredBucket; nowMs: bigint; needed: Map<string, bigint> }> {
+    this.#checkOpen();
+    if (options === null || typeof options !== "object") {
+      throw new ValidationError("options", options, "must be an object");
+    }
+    const entityId = validateEntityId(options.entityId);
+    const resource = validateResource(options.resource);
+    const limits = validateLimits(options.limits, options.useStoredLimits === true);
+    const useStored = options.useStoredLimits === true;
+    const names = new Set(limits.map((l) => l.name));
+    const needed = "needed" in options
+      ? amountsToMilli("needed", extra.needed, useStored ? "any" : names, {
+        allowNegative: false,
+      })
+      : new Map<string, bigint>();
+    const deadline = Date.now() + this.#timeoutMs;
+    try {
+      await this.#ensureReady(deadline);
+      const [target] = await this.#resolveTargets(
+        { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
+        deadline,
+      );
+      const nowMs = this.#now();
+      const state = await this.#call(
+        (signal) => this.#repo.getBucket(entityId, resource, signal),
+        deadline,
+      );
+      if (state) this.#remember(target, state.limits);
+      return { target, state, nowMs, needed };
+    } catch (err) {
+      if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
+      throw err instanceof RateLimiterUnavailable
+        ? err
+        : new RateLimiterUnavailable("read", unwrap(err));
+    }
+  }
+
+  /** The buckets to write for a call: the entity's, and its parent's when cascading. */
+  async #resolveTargets(req: ValidRequest, deadline: number): Promise<Target[]> {
+    const needMeta = req.cascade !== false;
+    const useStored = req.useStoredLimits;
+    let own: EntityConfig = {};
+    if (needMeta || useStored) {
+      own = await this.#loadConfig(req.entityId, req.resource, {
+        meta: needMeta,
+        limits: useStored,
+      }, deadline);
+    }
+    const cascade = req.cascade ?? own.entity?.cascade ?? false;
+    const ids = [req.entityId];
+    if (cascade && own.entity?.parentId !== undefined) ids.push(own.entity.parentId);
+    const targets: Target[] = [];
+    for (const [i, id] of ids.entries()) {
+      const cfg = i === 0
+        ? own
+        : useStored
+        ? await this.#loadConfig(id, req.resource, { meta: false, limits: true }, deadline)
+        : {};
+      const limits = useStored
+        ? (cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits)
+        : req.limits;
+      targets.push(makeTarget(id, req.resource, limits));
+    }
+    return targets;
+  }
+
+  async #loadConfig(
+    entityId: string,
+    resource: string,
+    want: { meta: boolean; limits: boolean },
+    deadline: number,
+  ): Promise<EntityConfig> {
+    const metaKey = `${entityId}#`;
+    const limitKey = `${entityId}#${resource}`;
+    const meta = want.meta ? this.#config.get(metaKey) : { value: {} };
+    const limits = want.limits ? this.#config.get(limitKey) : { value: {} };
+    if (meta && limits) return { ...meta.value, ...limits.value };
+    const loaded = await this.#call(
+      (signal) =>
+        this.#entities.loadConfig([entityId], resource, {
+          meta: want.meta && !meta,
+          limits: want.limits && !limits,
+        }, signal),
+      deadline,
+    );
+    const cfg = loaded.get(entityId) ?? {};
+    if (want.meta && !meta) this.#config.set(metaKey, { value: { entity: cfg.entity } });
+    if (want.limits && !limits) {
+      this.#config.set(limitKey, {
+        value: { resourceLimits: cfg.resourceLimits, defaultLimits: cfg.defaultLimits },
+      });
+    }
+    return { ...(meta?.value ?? {}), ...(limits?.value ?? {}), ...cfg };
+  }
+
+  // ---- entities and stored limits ----
+
+  /**
+   * Creates an entity. A parent must exist and be top-level.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.createEntity({ entityId: "proj-1", name: "Production" });
+   * await limiter.createEntity({ entityId: "key-abc", parentId: "proj-1", cascade: true });
+   * ```
+   */
+  async createEntity(options: CreateEntityOptions): Promise<Entity> {
+    this.#checkOpen();
+    if (options === null || typeof options !== "object") {
+      throw new ValidationError("options", options, "must be an object");
+    }
+    const entityId = validateEntityId(options.entityId);
+    const parentId = options.parentId === undefined
+      ? undefined
+      : validateEntityId(options.parentId, "parentId");
+    if (parentId === entityId) {
+      throw new ValidationError("parentId", parentId, "must differ from entityId");
+    }
+    if (
+      options.name !== undefined && (typeof options.name !== "string" || options.name.length > 1024)
+    ) {
+      throw new ValidationError(
+        "name",
+        options.name,
+        "must be a string of at most 1024 characters",
+      );
+    }
+    if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
+      throw new ValidationError("cascade", options.cascade, "must be a boolean");
+    }
+    const metadata = validateMetadata(options.metadata);
+    const entity: Entity = {
+      entityId,
+      cascade: options.cascade ?? false,
+      metadata,
+      createdAt: new Date(this.#clock()).toISOString(),
+    };
+    if (options.name !== undefined) entity.name = options.name;
+    if (parentId !== undefined) entity.parentId = parentId;
+    await this.#admin("createEntity", (signal) => this.#entities.create(entity, signal));
+    this.#config.delete(`${entityId}#`);
+    return entity;
+  }
+
+  /**
+   * Reads an entity, or `undefined`.
+   *
+   * @example
+   * ```ts ignore
+   * const entity = await limiter.getEntity("key-abc");
+   * ```
+   */
+  async getEntity(entityId: string): Promise<Entity | undefined> {
+    this.#checkOpen();
+    validateEntityId(entityId);
+    return await this.#admin("getEntity", (signal) => this.#entities.get(entityId, signal));
+  }
+
+  /**
+   * Every child of a parent (all pages), sorted by id.
+   *
+   * @example
+   * ```ts ignore
+   * const keys = await limiter.listChildren("proj-1");
+   * ```
+   */
+  async listChildren(parentId: string): Promise<Entity[]> {
+    this.#checkOpen();
+    validateEntityId(parentId, "parentId");
+    return await this.#admin("listChildren", (signal) => this.#entities.children(parentId, signal));
+  }
+
+  /**
+   * Deletes an entity with its stored limits, buckets and usage. A parent with children is refused.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.deleteEntity("key-abc");
+   * ```
+   */
+  async deleteEntity(entityId: string): Promise<void> {
+    this.#checkOpen();
+    validateEntityId(entityId);
+    const children = await this.listChildren(entityId);
+    if (children.length > 0) {
+      const some = children.slice(0, 3).map((c) => c.entityId).join(", ");
+      throw new ValidationError(
+        "entityId",
+        entityId,
+        `has ${children.length} children (${some}${
+          children.length > 3 ? ", ..." : ""
+        }); delete them first`,
+      );
+    }
+    await this.#admin(
+      "deleteEntity",
+      (signal) => this.#entities.deleteAll(entityId, signal),
+      60_000,
+    );
+    this.#forget(entityId);
+  }
+
+  /**
+   * Stores limits for an entity: for one resource, or for every resource when none is given.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.setLimits({ entityId: "user-premium", limits: [Limit.perMinute("rpm", 500)] });
+   * ```
+   */
+  async setLimits(
+    options: { entityId: string; resource?: string; limits: Limit[] },
+  ): Promise<void> {
+    this.#checkOpen();
+    const { entityId, resource } = validateLimitTarget(options);
+    const limits = validateLimits(options.limits, false);
+    await this.#admin(
+      "setLimits",
+      (signal) => this.#entities.putLimits(entityId, resource, limits, signal),
+    );
+    this.#forget(entityId);
+  }
+
+  /**
+   * Stored limits of an entity for a resource (or the entity-wide ones); `[]` when none.
+   *
+   * @example
+   * ```ts ignore
+   * const limits = await limiter.getLimits({ entityId: "user-premium" });
+   * ```
+   */
+  async getLimits(options: { entityId: string; resource?: string }): Promise<Limit[]> {
+    this.#checkOpen();
+    const { entityId, resource } = validateLimitTarget(options);
+    return (await this.#admin(
+      "getLimits",
+      (signal) => this.#entities.getLimits(entityId, resource, signal),
+    )) ??
+      [];
+  }
+
+  /**
+   * Deletes stored limits of an entity for a resource (or the entity-wide ones).
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.deleteLimits({ entityId: "user-premium", resource: "gpt-4" });
+   * ```
+   */
+  async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
+    this.#checkOpen();
+    const { entityId, resource } = validateLimitTarget(options);
+    await this.#admin(
+      "deleteLimits",
+      (signal) => this.#entities.deleteLimits(entityId, resource, signal),
+    );
+    this.#forget(entityId);
+  }
+
+  /**
+   * For one resource, each entity with a bucket and its available tokens per limit (all pages).
+   * The resource index is filled by the usage aggregator (deployed, or `aggregate` locally),
+   * never by the hot path: a bucket appears once the aggregator has seen its first write.
+   *
+   * @example
+   * ```ts ignore
+   * for (const b of await limiter.listResourceBuckets({ resource: "gpt-4" })) console.log(b.entityId, b.available);
+   * ```
+   */
+  async listResourceBuckets(options: { resource: string }): Promise<ResourceBucket[]> {
+    this.#checkOpen();
+    const resource = validateResource(options?.resource);
+    const nowMs = this.#now();
+    const found = await this.#admin(
+      "listResourceBuckets",
+      (signal) => this.#repo.resourceBuckets(resource, signal),
+      30_000,
+    );
+    return found.map(({ entityId, bucket }) => {
+      const available: Record<string, number> = {};
+      const capacity: Record<string, number> = {};
+      for (const [name, st] of bucket.limits) {
+        const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+        if (!spec) continue;
+        available[name] = Number(math.floorDiv(math.availableMilli(spec, st.tat, nowMs), 1000n));
+        capacity[name] = Number(spec.capacityMilli) / 1000;
+      }
+      return { entityId, resource, available, capacity };
+    });
+  }
+
+  #forget(entityId: string): void {
+    this.#config.deleteWhere((k) => k.startsWith(`${entityId}#`));
+    this.#buckets.deleteWhere((k) => k.startsWith(`${entityId}#`));
+  }
+
+  async #admin<T>(
+    operation: string,
+    fn: (signal: AbortSignal) => Promise<T>,
+    timeoutMs?: number,
+  ): Promise<T> {
+    const deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
+    try {
+      await this.#ensureReady(deadline);
+      return await this.#call(fn, deadline);
+    } catch (err) {
+      if (err instanceof ZaeLimiterError) throw err;
+      throw new RateLimiterUnavailable(operation, unwrap(err));
+    }
+  }
+
+  /** Creates the table when asked to, once. */
+  async #ensureReady(deadline: number): Promise<void> {
+    if (!this.#createTable) return;
+    this.#ready ??= this.#repo.createTable().catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    // Creating a table takes longer than a request's deadline: the first calls wait for it.
+    void deadline;
+    await this.#ready;
+  }
+
+  /** Creates the table (indexes, TTL, stream) if missing and waits until it is active. */
+  async createTable(): Promise<void> {
+    await this.#repo.createTable();
+  }
+
+  async #call<T>(fn: (signal: AbortSignal) => Promise<T>, deadline: number): Promise<T> {
+    try {
+      return await withRetries(fn, { deadline });
+    } catch (err) {
+      if (err instanceof DeadlineExceeded) {
+        throw new RateLimiterUnavailable("call", err.cause ?? err);
+      }
+      throw err;
+    }
+  }
+
+  #now(): bigint {
+    const t = this.#clock();
+    if (!Number.isFinite(t)) throw new ValidationError("clock()", t, "must return finite epoch ms");
+    return BigInt(Math.floor(t));
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ZaeLimiterError("The rate limiter is closed");
+  }
+
+  /** Closes the limiter (and the DynamoDB client it made). */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      if (this.#ownsClient) this.client.destroy();
+    }
+    return Promise.resolve();
+  }
+
+  /** Same as {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** What a lease needs of its limiter. */
+export interface LeaseOps {
+  /** Writes per-target deltas (thousandths per limit) and a change of the request count. */
+  write(
+    targets: LeaseTarget[],
+    deltas: Map<string, bigint>[],
+    requests: number,
+    operation: string,
+  ): Promise<void>;
+}
+
+// ---- planning (pure) ----
+
+function bucketId(t: { entityId: string; resource: string }): string {
+  return `${t.entityId}#${t.resource}`;
+}
+
+function makeTarget(entityId: string, resource: string, limits: Limit[]): Target {
+  const specs = new Map<string, math.BucketSpec>();
+  const keys = new Map<string, string>();
+  for (const l of limits) {
+    const spec = {
+      capacityMilli: l.capacityMilli,
+      refillMilli: l.refillMilli,
+      periodMs: l.periodMs,
+    };
+    specs.set(l.name, spec);
+    keys.set(l.name, math.specKey(spec));
+  }
+  return { entityId, resource, limits, specs, keys };
+}
+
+function amountsFor(t: Target, consume: Map<string, bigint>): Map<string, bigint> {
+  return new Map(t.limits.map((l) => [l.name, consume.get(l.name) ?? 0n]));
+}
+
+/** The tat to reason with: converted when stored under another spec, `undefined` when full. */
+function effectiveTat(
+  spec: math.BucketSpec,
+  key: string,
+  st: StoredLimit | undefined,
+  nowMs: bigint,
+): bigint | undefined {
+  if (st?.tat === undefined) return undefined;
+  if (st.key === key) return st.tat;
+  const from = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+  return from ? math.convertTat(from, st.tat, spec, nowMs) : undefined;
+}
+
+function planAcquire(
+  t: Target,
+  state: Map<string, StoredLimit> | undefined,
+  fresh: boolean,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+): Plan {
+  const ops: LimitOp[] = [];
+  const statuses: LimitStatus[] = [];
+  const after = new Map<string, StoredLimit>();
+  let maxFullMs = nowMs;
+  for (const limit of t.limits) {
+    const spec = t.specs.get(limit.name)!;
+    const key = t.keys.get(limit.name)!;
+    const m = milli.get(limit.name) ?? 0n;
+    const n = math.scaledNow(spec, nowMs);
+    const c = math.cost(spec, m);
+    const st = state?.get(limit.name);
+    let tat: bigint | undefined;
+    if (st?.tat === undefined) {
+      tat = undefined;
+      ops.push(
+        fresh && st?.key !== undefined
+          ? { kind: "cas", name: limit.name, key, newTat: n + c }
+          : { kind: "fromNow", name: limit.name, key, n, newTat: n + c },
+      );
+    } else if (st.key !== key) {
+      if (fresh) {
+        tat = effectiveTat(spec, key, st, nowMs);
+        ops.push({
+          kind: "cas",
+          name: limit.name,
+          key,
+          expectKey: st.key,
+          expectTat: st.tat,
+          newTat: math.consumeTat(spec, tat, nowMs, m),
+        });
+      } else {
+        // Stale cache under another spec: guess an idle bucket; a failed guess returns the truth.
+        tat = undefined;
+        ops.push({ kind: "fromNow", name: limit.name, key, n, newTat: n + c });
+      }
+    } else {
+      tat = st.tat;
+      ops.push(
+        tat <= n ? { kind: "fromNow", name: limit.name, key, n, newTat: n + c } : {
+          kind: "addBounded",
+          name: limit.name,
+          key,
+          n,
+          max: n + math.tolerance(spec) - c,
+          add: c,
+        },
+      );
+    }
+    const ok = math.fits(spec, tat, nowMs, m);
+    const wait = math.waitMs(spec, tat, nowMs, m);
+    statuses.push({
+      entityId: t.entityId,
+      resource: t.resource,
+      limitName: limit.name,
+      limit,
+      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      requested: Number(m) / 1000,
+      exceeded: !ok,
+      retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
+    });
+    const newTat = math.consumeTat(spec, tat, nowMs, m);
+    after.set(limit.name, { tat: newTat, key });
+    // Every tat this write can leave is at most now + τ: the TTL covers it.
+    const fullMs = math.tatToMs(spec, n + math.tolerance(spec));
+    if (fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  const write: BucketWrite = {
+    entityId: t.entityId,
+    resource: t.resource,
+    ops,
+    used: new Map(milli),
+    requests: 1,
+    nowMs,
+    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+  };
+  return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+}
+
+function planAdjust(
+  t: LeaseTarget,
+  state: Map<string, StoredLimit> | undefined,
+  fresh: boolean,
+  deltas: Map<string, bigint>,
+  requests: number,
+  nowMs: bigint,
+): { write: BucketWrite } {
+  const ops: LimitOp[] = [];
+  const used = new Map<string, bigint>();
+  let maxFullMs: bigint | undefined;
+  for (const [name, d] of deltas) {
+    const spec = t.specs.get(name);
+    const key = t.keys.get(name);
+    if (d === 0n || !spec || !key) continue;
+    const n = math.scaledNow(spec, nowMs);
+    const c = math.cost(spec, d < 0n ? -d : d);
+    const st = state?.get(name);
+    used.set(name, d);
+    if (d < 0n) {
+      if (fresh && st?.tat === undefined) continue; // a full bucket: nothing to return
+      if (fresh && st!.key !== key) {
+        const tat = effectiveTat(spec, key, st, nowMs)!;
+        ops.push({
+          kind: "cas",
+          name,
+          key,
+          expectKey: st!.key,
+          expectTat: st!.tat,
+          newTat: tat - c,
+        });
+      } else {
+        ops.push({ kind: "sub", name, key, sub: c });
+      }
+      continue;
+    }
+    let newTat: bigint;
+    if (st?.tat !== undefined && st.key === key && st.tat >= n) {
+      ops.push({ kind: "add", name, key, n, add: c });
+      // Likely bound: the tat is rarely past now + τ; #raiseTtl mends the TTL when it is.
+      const base = st.tat > n + math.tolerance(spec) ? st.tat : n + math.tolerance(spec);
+      newTat = base + c;
+    } else if (fresh && st?.tat !== undefined && st.key !== key) {
+      const tat = effectiveTat(spec, key, st, nowMs);
+      newTat = math.consumeTat(spec, tat, nowMs, d);
+      ops.push({ kind: "cas", name, key, expectKey: st.key, expectTat: st.tat, newTat });
+    } else {
+      newTat = n + c;
+      ops.push(
+        fresh && st?.tat === undefined && st?.key !== undefined
+          ? { kind: "cas", name, key, newTat }
+          : { kind: "fromNow", name, key, n, newTat },
+      );
+    }
+    const fullMs = math.tatToMs(spec, newTat);
+    if (maxFullMs === undefined || fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  return {
+    write: {
+      entityId: t.entityId,
+      resource: t.resource,
+      ops,
+      used,
+      requests,
+      nowMs,
+      ttlSec: maxFullMs === undefined
+        ? undefined
+        : math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+    },
+  };
+}
+
+// ---- validation ----
+
+interface ValidRequest {
+  entityId: string;
+  resource: string;
+  limits: Limit[];
+  consume: Map<string, bigint> | Record<string, never>;
+  cascade?: boolean;
+  useStoredLimits: boolean;
+  failureMode?: FailureMode;
+}
+
+function validateAcquire(options: AcquireOptions): ValidRequest & { consume: Map<string, bigint> } {
+  if (options === null || typeof options !== "object") {
+    throw new ValidationError("options", options, "must be an object");
+  }
+  const entityId = validateEntityId(options.entityId);
+  const resource = validateResource(options.resource);
+  const useStoredLimits = options.useStoredLimits ?? false;
+  if (typeof useStoredLimits !== "boolean") {
+    throw new ValidationError("useStoredLimits", useStoredLimits, "must be a boolean");
+  }
+  const limits = validateLimits(options.limits, useStoredLimits);
+  const names = new Set(limits.map((l) => l.name));
+  const consume = amountsToMilli("consume", options.consume, useStoredLimits ? "any" : names, {
+    allowNegative: false,
+  });
+  if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
+    throw new ValidationError("cascade", options.cascade, "must be a boolean");
+  }
+  if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
+  return {
+    entityId,
+    resource,
+    limits,
+    consume,
+    cascade: options.cascade,
+    useStoredLimits,
+    failureMode: options.failureMode,
+  };
+}
+
+function validateLimits(limits: unknown, allowEmpty: boolean): Limit[] {
+  if (!Array.isArray(limits)) {
+    throw new ValidationError("limits", limits, "must be an array of Limit");
+  }
+  if (limits.length === 0 && !allowEmpty) {
+    throw new ValidationError("limits", limits, "must hold at least one Limit");
+  }
+  if (limits.length > 32) {
+    throw new ValidationError("limits", limits.length, "must hold at most 32 limits");
+  }
+  const seen = new Set<string>();
+  limits.forEach((l, i) => {
+    if (!(l instanceof Limit)) {
+      throw new ValidationError(
+        `limits[${i}]`,
+        l,
+        "must be a Limit (Limit.perMinute, Limit.custom, ...)",
+      );
+    }
+    if (seen.has(l.name)) throw new ValidationError(`limits[${i}].name`, l.name, "must be unique");
+    seen.add(l.name);
+  });
+  return limits as Limit[];
+}
+
+function validateLimitTarget(options: { entityId: string; resource?: string }): {
+  entityId: string;
+  resource?: string;
+} {
+  if (options === null || typeof options !== "object") {
+    throw new ValidationError("options", options, "must be an object");
+  }
+  return {
+    entityId: validateEntityId(options.entityId),
+    resource: options.resource === undefined ? undefined : validateResource(options.resource),
+  };
+}
+
+function validateMetadata(metadata: unknown): Record<string, string> {
+  if (metadata === undefined) return {};
+  if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
+    throw new ValidationError("metadata", metadata, "must be an object of strings");
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== "string") throw new ValidationError(`metadata.${k}`, v, "must be a string");
+    if (k.length === 0 || k.length > 256) {
+      throw new ValidationError("metadata key", k, "must be 1-256 characters");
+    }
+    out[k] = v;
+  }
+  if (JSON.stringify(out).length > 64_000) {
+    throw new ValidationError("metadata", "(large)", "must be at most 64 KB as JSON");
+  }
+  return out;
+}
+
+function checkFailureMode(field: string, mode: unknown): void {
+  if (mode !== FailureMode.FAIL_CLOSED && mode !== FailureMode.FAIL_OPEN) {
+    throw new ValidationError(field, mode, `must be "fail_closed" or "fail_open"`);
+  }
+}
+
+function unwrap(err: unknown): unknown {
+  return err instanceof DeadlineExceeded ? err.cause ?? err : err;
+}
+
+/** Makes a client; with an endpoint and no credentials in the environment, dummy ones (DynamoDB Local takes any). */
+export function makeClient(options: { region?: string; endpoint?: string }): DynamoDBClient {
+  const env = (name: string) => process.env[name];
+  const local = options.endpoint !== undefined;
+  const region = options.region ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION") ??
+    (local ? "us-east-1" : undefined);
+  const haveCreds = env("AWS_ACCESS_KEY_ID") !== undefined || env("AWS_PROFILE") !== undefined;
+  return new DynamoDBClient({
+    region,
+    endpoint: options.endpoint,
+    maxAttempts: 1, // the limiter retries inside its own deadline
+    ...(local && !haveCreds
+      ? { credentials: { accessKeyId: "local", secretAccessKey: "local" } }
+      : {}),
+  });
+}

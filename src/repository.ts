@@ -1,0 +1,431 @@
+/**
+ * DynamoDB I/O: the table, and every write path's expressions, built in one place.
+ *
+ * @module
+ */
+
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  QueryCommand,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+  type Update,
+  UpdateItemCommand,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
+import * as keys from "./keys.ts";
+
+/** One limit's stored state on a bucket item. */
+export interface StoredLimit {
+  /** Theoretical arrival time (scaled); `undefined` when never written. */
+  tat?: bigint;
+  /** Spec the tat is written under. */
+  key?: string;
+}
+
+/** A bucket item as read: limit name → state. */
+export interface StoredBucket {
+  /** Limit states by name. */
+  limits: Map<string, StoredLimit>;
+  /** TTL, epoch seconds. */
+  ttl?: bigint;
+}
+
+/** One limit's part of a bucket write. */
+export type LimitOp =
+  /** tat ≤ now (or absent): set it to `newTat` = now + cost. */
+  | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint }
+  /** now ≤ tat ≤ `max`: add `add`. Never over-admits, whatever other writers did. */
+  | { kind: "addBounded"; name: string; key: string; n: bigint; max: bigint; add: bigint }
+  /** tat ≥ now: add `add` (adjustments, which may go into debt). */
+  | { kind: "add"; name: string; key: string; n: bigint; add: bigint }
+  /** Return `sub` (rollback, negative adjustment). */
+  | { kind: "sub"; name: string; key: string; sub: bigint }
+  /** The exact state is known: replace it (spec changes). */
+  | {
+    kind: "cas";
+    name: string;
+    key: string;
+    expectKey?: string;
+    expectTat?: bigint;
+    newTat: bigint;
+  };
+
+/** A conditional write to one bucket item. */
+export interface BucketWrite {
+  /** Entity owning the bucket. */
+  entityId: string;
+  /** Resource of the bucket. */
+  resource: string;
+  /** One op per limit written. */
+  ops: LimitOp[];
+  /** Change of each limit's running consumption total (thousandths). */
+  used: Map<string, bigint>;
+  /** Change of the request count. */
+  requests: number;
+  /** The caller's now, epoch ms. */
+  nowMs: bigint;
+  /** New TTL (epoch s), for writes that may raise a tat. */
+  ttlSec?: bigint;
+}
+
+/** Outcome of a conditional bucket write. */
+export type WriteOutcome =
+  | { ok: true; item?: StoredBucket }
+  | { ok: false; old?: StoredBucket; known: boolean };
+
+/** Options of {@link Repository}. */
+export interface RepositoryOptions {
+  /** The client to use. */
+  client: DynamoDBClient;
+  /** Table name. */
+  tableName: string;
+}
+
+/** DynamoDB access for one table. */
+export class Repository {
+  /** The DynamoDB client. */
+  readonly client: DynamoDBClient;
+  /** The table. */
+  readonly tableName: string;
+
+  /** @param options Client and table. */
+  constructor(options: RepositoryOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+  }
+
+  /** Builds the UpdateItem input of a bucket write. */
+  buildUpdate(w: BucketWrite): Update & { ReturnValuesOnConditionCheckFailure: "ALL_OLD" } {
+    const names: Record<string, string> = {};
+    const values: Record<string, AttributeValue> = {};
+    const sets: string[] = ["#ts = :ts"];
+    const adds: string[] = [];
+    const conds: string[] = [];
+    names["#ts"] = keys.WRITTEN_AT;
+    values[":ts"] = num(w.nowMs);
+    w.ops.forEach((op, i) => {
+      const t = `#t${i}`, k = `#k${i}`;
+      names[t] = keys.attr.tat(op.name);
+      names[k] = keys.attr.spec(op.name);
+      values[`:k${i}`] = { S: op.key };
+      switch (op.kind) {
+        case "fromNow":
+          values[`:n${i}`] = num(op.n);
+          values[`:v${i}`] = num(op.newTat);
+          conds.push(`(attribute_not_exists(${t}) OR (${k} = :k${i} AND ${t} <= :n${i}))`);
+          sets.push(`${t} = :v${i}`, `${k} = :k${i}`);
+          break;
+        case "addBounded":
+          values[`:n${i}`] = num(op.n);
+          values[`:m${i}`] = num(op.max);
+          values[`:v${i}`] = num(op.add);
+          conds.push(`(${k} = :k${i} AND ${t} BETWEEN :n${i} AND :m${i})`);
+          sets.push(`${t} = ${t} + :v${i}`);
+          break;
+        case "add":
+          values[`:n${i}`] = num(op.n);
+          values[`:v${i}`] = num(op.add);
+          conds.push(`(${k} = :k${i} AND ${t} >= :n${i})`);
+          sets.push(`${t} = ${t} + :v${i}`);
+          break;
+        case "sub":
+          values[`:v${i}`] = num(op.sub);
+          conds.push(`(${k} = :k${i} AND attribute_exists(${t}))`);
+          sets.push(`${t} = ${t} - :v${i}`);
+          break;
+        case "cas":
+          values[`:v${i}`] = num(op.newTat);
+          if (op.expectTat === undefined) {
+            conds.push(`attribute_not_exists(${t})`);
+          } else {
+            values[`:e${i}`] = num(op.expectTat);
+            values[`:x${i}`] = { S: op.expectKey ?? "" };
+            conds.push(`(${k} = :x${i} AND ${t} = :e${i})`);
+          }
+          sets.push(`${t} = :v${i}`, `${k} = :k${i}`);
+          break;
+      }
+    });
+    let u = 0;
+    for (const [name, delta] of w.used) {
+      if (delta === 0n) continue;
+      names[`#u${u}`] = keys.attr.used(name);
+      values[`:u${u}`] = num(delta);
+      adds.push(`#u${u} :u${u}`);
+      u++;
+    }
+    if (w.requests !== 0) {
+      names["#rq"] = keys.REQUESTS;
+      values[":rq"] = { N: String(w.requests) };
+      adds.push("#rq :rq");
+    }
+    if (w.ttlSec !== undefined) {
+      names["#ttl"] = keys.TTL;
+      values[":ttl"] = num(w.ttlSec);
+      sets.push("#ttl = :ttl");
+    }
+    return {
+      TableName: this.tableName,
+      Key: { PK: { S: keys.entityPk(w.entityId) }, SK: { S: keys.bucketSk(w.resource) } },
+      UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : ""),
+      ConditionExpression: conds.length ? conds.join(" AND ") : undefined,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+      ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+    };
+  }
+
+  /** One conditional UpdateItem; on a failed condition, the item as it was. */
+  async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
+    try {
+      const out = await this.client.send(
+        new UpdateItemCommand({ ...this.buildUpdate(w), ReturnValues: "ALL_NEW" }),
+        { abortSignal: signal },
+      );
+      return { ok: true, item: out.Attributes ? parseBucket(out.Attributes) : undefined };
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) {
+        return { ok: false, old: err.Item ? parseBucket(err.Item) : undefined, known: true };
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Writes several bucket items atomically (one TransactWriteItems). On a failed condition,
+   * `olds[i]` is the item as it was for each item whose condition failed.
+   */
+  async transactBuckets(
+    writes: BucketWrite[],
+    signal?: AbortSignal,
+  ): Promise<{ ok: true } | { ok: false; olds: WriteOutcome[] }> {
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })),
+        }),
+        { abortSignal: signal },
+      );
+      return { ok: true };
+    } catch (err) {
+      if (
+        err instanceof TransactionCanceledException &&
+        (err.CancellationReasons ?? []).some((r) => r.Code === "ConditionalCheckFailed")
+      ) {
+        const olds = (err.CancellationReasons ?? []).map((r): WriteOutcome =>
+          r.Code === "ConditionalCheckFailed"
+            ? { ok: false, old: r.Item ? parseBucket(r.Item) : undefined, known: true }
+            : { ok: true }
+        );
+        return { ok: false, olds };
+      }
+      throw err;
+    }
+  }
+
+  /** Reads one bucket item (strongly consistent). */
+  async getBucket(
+    entityId: string,
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<StoredBucket | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
+        ConsistentRead: true,
+      }),
+      { abortSignal: signal },
+    );
+    return out.Item ? parseBucket(out.Item) : undefined;
+  }
+
+  /** Raises a bucket's TTL to `ttlSec` (never lowers it; a missing item is left alone). */
+  async raiseTtl(
+    entityId: string,
+    resource: string,
+    ttlSec: bigint,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
+          UpdateExpression: "SET #ttl = :ttl",
+          ConditionExpression:
+            "attribute_exists(PK) AND (attribute_not_exists(#ttl) OR #ttl < :ttl)",
+          ExpressionAttributeNames: { "#ttl": keys.TTL },
+          ExpressionAttributeValues: { ":ttl": num(ttlSec) },
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+    }
+  }
+
+  /** Every bucket of a resource listed in the resource index (GSI2), all pages, read in batches. */
+  async resourceBuckets(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ entityId: string; bucket: StoredBucket }[]> {
+    const keysFound: Record<string, AttributeValue>[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: keys.GSI2,
+          KeyConditionExpression: "GSI2PK = :r",
+          ExpressionAttributeValues: { ":r": { S: keys.resourceKey(resource) } },
+          ExclusiveStartKey: start,
+        }),
+        { abortSignal: signal },
+      );
+      for (const item of page.Items ?? []) keysFound.push({ PK: item.PK, SK: item.SK });
+      start = page.LastEvaluatedKey;
+    } while (start);
+    const out: { entityId: string; bucket: StoredBucket }[] = [];
+    for (let i = 0; i < keysFound.length; i += 100) {
+      let pending = keysFound.slice(i, i + 100);
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(500, 10 * 2 ** attempt)));
+        const res = await this.client.send(
+          new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }),
+          { abortSignal: signal },
+        );
+        for (const item of res.Responses?.[this.tableName] ?? []) {
+          const entityId = keys.entityIdOf(item.PK.S ?? "");
+          if (entityId !== undefined) out.push({ entityId, bucket: parseBucket(item) });
+        }
+        pending = res.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+      }
+    }
+    return out.sort((a, b) => (a.entityId < b.entityId ? -1 : a.entityId > b.entityId ? 1 : 0));
+  }
+
+  /** Whether the table exists and is active. */
+  async tableStatus(signal?: AbortSignal): Promise<string | undefined> {
+    try {
+      const out = await this.client.send(
+        new DescribeTableCommand({ TableName: this.tableName }),
+        { abortSignal: signal },
+      );
+      return out.Table?.TableStatus;
+    } catch (err) {
+      if (err instanceof Error && err.name === "ResourceNotFoundException") return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Creates the table with its indexes, TTL and stream when it is missing, and waits until it is
+   * active. Another process creating it at the same moment is fine.
+   */
+  async createTable(options: { timeoutMs?: number } = {}): Promise<void> {
+    const { timeoutMs = 60_000 } = options;
+    if ((await this.tableStatus()) === undefined) {
+      try {
+        await this.client.send(new CreateTableCommand(tableDefinition(this.tableName)));
+      } catch (err) {
+        if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
+      }
+    }
+    const until = Date.now() + timeoutMs;
+    while ((await this.tableStatus()) !== "ACTIVE") {
+      if (Date.now() > until) {
+        throw new Error(`table ${this.tableName} is not active after ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    try {
+      await this.client.send(
+        new UpdateTimeToLiveCommand({
+          TableName: this.tableName,
+          TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
+        }),
+      );
+    } catch (err) {
+      // Already enabled (by us or a concurrent creator) is fine.
+      if (
+        !(err instanceof Error &&
+          /already enabled|ValidationException/i.test(`${err.name} ${err.message}`))
+      ) {
+        throw err;
+      }
+    }
+  }
+}
+
+/** The CreateTable input: PK/SK, GSI1 (parent → children), GSI2 (resource → buckets), stream. */
+export function tableDefinition(
+  tableName: string,
+): ConstructorParameters<typeof CreateTableCommand>[0] {
+  return {
+    TableName: tableName,
+    BillingMode: "PAY_PER_REQUEST",
+    AttributeDefinitions: [
+      { AttributeName: "PK", AttributeType: "S" },
+      { AttributeName: "SK", AttributeType: "S" },
+      { AttributeName: "GSI1PK", AttributeType: "S" },
+      { AttributeName: "GSI1SK", AttributeType: "S" },
+      { AttributeName: "GSI2PK", AttributeType: "S" },
+      { AttributeName: "GSI2SK", AttributeType: "S" },
+    ],
+    KeySchema: [
+      { AttributeName: "PK", KeyType: "HASH" },
+      { AttributeName: "SK", KeyType: "RANGE" },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: keys.GSI1,
+        KeySchema: [
+          { AttributeName: "GSI1PK", KeyType: "HASH" },
+          { AttributeName: "GSI1SK", KeyType: "RANGE" },
+        ],
+        Projection: { ProjectionType: "ALL" },
+      },
+      {
+        IndexName: keys.GSI2,
+        KeySchema: [
+          { AttributeName: "GSI2PK", KeyType: "HASH" },
+          { AttributeName: "GSI2SK", KeyType: "RANGE" },
+        ],
+        Projection: { ProjectionType: "KEYS_ONLY" },
+      },
+    ],
+    StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
+  };
+}
+
+/** Parses the limit states of a bucket item. */
+export function parseBucket(item: Record<string, AttributeValue>): StoredBucket {
+  const limits = new Map<string, StoredLimit>();
+  for (const [name, value] of Object.entries(item)) {
+    if (name.startsWith("t_") && value.N !== undefined) {
+      const limit = name.slice(2);
+      const entry = limits.get(limit) ?? {};
+      entry.tat = BigInt(value.N);
+      limits.set(limit, entry);
+    } else if (name.startsWith("k_") && value.S !== undefined) {
+      const limit = name.slice(2);
+      const entry = limits.get(limit) ?? {};
+      entry.key = value.S;
+      limits.set(limit, entry);
+    }
+  }
+  const ttl = item[keys.TTL]?.N;
+  return { limits, ttl: ttl === undefined ? undefined : BigInt(ttl) };
+}
+
+function num(n: bigint): AttributeValue {
+  return { N: n.toString() };
+}
