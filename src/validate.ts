@@ -82,7 +82,17 @@ export function amountsToMilli(
     if (Math.abs(amount) > MAX_AMOUNT || (!options.allowNegative && amount < 0)) {
       throw new ValidationError(`${field}.${name}`, amount, rule);
     }
-    out.set(name, BigInt(Math.ceil(amount * 1000 - 1e-6 * Math.abs(amount * 1000))));
+    out.set(name, toMilliCeil(amount));
   }
   return out;
+}
+
+/**
+ * Tokens to thousandths, rounded up (against the caller). A product within float noise of a
+ * whole number (`0.1 * 1000`) is that number.
+ */
+export function toMilliCeil(amount: number): bigint {
+  const x = amount * 1000;
+  const r = Math.round(x);
+  return BigInt(Math.abs(x - r) <= 1e-9 * Math.max(1, Math.abs(x)) ? r : Math.ceil(x));
 }
