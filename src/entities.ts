@@ -21,6 +21,9 @@ import { EntityExistsError, EntityNotFoundError, ValidationError } from "./error
 import * as keys from "./keys.ts";
 import { Limit } from "./limit.ts";
 
+/** Items read per page when deleting an entity: bounds memory on entities with many items. */
+const DELETE_PAGE = 500;
+
 /** An entity: a project, or an API key that may belong to a project. */
 export interface Entity {
   /** The entity's id. */
@@ -162,6 +165,7 @@ export class EntityStore {
           ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
           ProjectionExpression: "PK, SK",
           ConsistentRead: true,
+          Limit: DELETE_PAGE,
           ExclusiveStartKey: start,
         }),
         { abortSignal: signal },

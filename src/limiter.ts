@@ -324,7 +324,10 @@ export class RateLimiter implements AsyncDisposable {
       const plans = targets.map((t, i) => planAcquire(t, states[i], fresh[i], milli[i], nowMs));
       if (plans.some((p) => p.exceeded)) {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
-        if (known) throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
+        if (known) {
+          await this.#persistConversions(targets, states, fresh, nowMs, deadline);
+          throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
+        }
       }
       const outcome: MultiOutcome = await this.#call(
         async (signal): Promise<MultiOutcome> => {
@@ -358,6 +361,26 @@ export class RateLimiter implements AsyncDisposable {
       });
     }
     throw new RateLimiterUnavailable("acquire", new Error("too much contention on the bucket"));
+  }
+
+  /**
+   * A refused request on a bucket whose limits changed still converts its state, so the
+   * retry-after it reports comes true (the change "takes effect on its next use").
+   */
+  async #persistConversions(
+    targets: Target[],
+    states: (Map<string, StoredLimit> | undefined)[],
+    fresh: boolean[],
+    nowMs: bigint,
+    deadline: number,
+  ): Promise<void> {
+    await Promise.all(targets.map(async (t, i) => {
+      if (!fresh[i]) return;
+      const write = planConversion(t, states[i], nowMs);
+      if (!write) return;
+      const out = await this.#call((signal) => this.#repo.writeBucket(write, signal), deadline);
+      if (out.ok && out.item) this.#remember(t, out.item.limits);
+    }));
   }
 
   #remember(t: { entityId: string; resource: string }, limits: Map<string, StoredLimit>): void {
@@ -988,6 +1011,36 @@ function planAcquire(
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
   return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+}
+
+/** Cas writes converting limits stored under another spec; `undefined` when none differ. */
+function planConversion(
+  t: Target,
+  state: Map<string, StoredLimit> | undefined,
+  nowMs: bigint,
+): BucketWrite | undefined {
+  const ops: LimitOp[] = [];
+  let maxFullMs = nowMs;
+  for (const limit of t.limits) {
+    const st = state?.get(limit.name);
+    const spec = t.specs.get(limit.name)!;
+    const key = t.keys.get(limit.name)!;
+    if (st?.tat === undefined || st.key === key) continue;
+    const newTat = effectiveTat(spec, key, st, nowMs) ?? math.scaledNow(spec, nowMs);
+    ops.push({ kind: "cas", name: limit.name, key, expectKey: st.key, expectTat: st.tat, newTat });
+    const fullMs = math.tatToMs(spec, newTat);
+    if (fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  if (ops.length === 0) return undefined;
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    ops,
+    used: new Map(),
+    requests: 0,
+    nowMs,
+    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+  };
 }
 
 function planAdjust(
