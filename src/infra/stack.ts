@@ -582,6 +582,7 @@ async function deleteAndWait(
   opts: { timeoutMs: number; pollMs: number; onEvent?: (e: StackEvent) => void },
 ): Promise<void> {
   const seen = await seenEventIds(cfn, stackName);
+  const before = new Set(seen);
   try {
     await cfn.send(new DeleteStackCommand({ StackName: stackName }));
   } catch (err) {
@@ -591,7 +592,7 @@ async function deleteAndWait(
   }
   const status = await waitForStack(cfn, stackName, { ...opts, seen });
   if (status !== "DELETE_COMPLETE") {
-    const failed = await failedEvents(cfn, stackName, new Set());
+    const failed = await failedEvents(cfn, stackName, before);
     throw new StackDeployError(
       stackName,
       `Deleting ${stackName} ended ${status}`,
