@@ -5,7 +5,7 @@
  */
 
 import type { BucketSpec } from "./bucket.ts";
-import { LeaseClosedError, type RateLimiterUnavailable } from "./errors.ts";
+import { LeaseClosedError, type LimitStatus, type RateLimiterUnavailable } from "./errors.ts";
 import type { LeaseOps } from "./limiter.ts";
 import { amountsToMilli } from "./validate.ts";
 
@@ -21,6 +21,8 @@ export interface LeaseTarget {
   keys: Map<string, string>;
   /** Thousandths consumed per limit by the acquire. */
   consumed: Map<string, bigint>;
+  /** Every limit's status just after the acquire. */
+  statuses: LimitStatus[];
 }
 
 /** @internal */
@@ -69,6 +71,15 @@ export class Lease implements AsyncDisposable {
     this.#requested = init.requested ?? init.targets[0]?.consumed ?? new Map();
     this.#names = new Set([...this.#requested.keys()]);
     for (const t of init.targets) for (const name of t.specs.keys()) this.#names.add(name);
+  }
+
+  /**
+   * The status of every limit just after the acquire, the entity's first, then the parent's:
+   * `available` is what was left (other processes may have taken more since). Empty for a
+   * lease that failed open.
+   */
+  get statuses(): readonly LimitStatus[] {
+    return this.#targets.flatMap((t) => t.statuses);
   }
 
   /** Tokens consumed per limit name: the acquire's amounts plus adjustments, rolled back to 0. */

@@ -351,6 +351,7 @@ export class RateLimiter implements AsyncDisposable {
           specs: t.specs,
           keys: t.keys,
           consumed: milli[i],
+          statuses: statusesAfter(t, outcome.items[i]?.limits ?? plans[i].after, milli[i], nowMs),
         }));
       }
       outcome.olds.forEach((o, i) => {
@@ -1011,6 +1012,29 @@ function planAcquire(
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
   return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+}
+
+/** The status of every limit of a target just after an admitted acquire. */
+function statusesAfter(
+  t: Target,
+  state: Map<string, StoredLimit>,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+): LimitStatus[] {
+  return t.limits.map((limit) => {
+    const spec = t.specs.get(limit.name)!;
+    const tat = effectiveTat(spec, t.keys.get(limit.name)!, state.get(limit.name), nowMs);
+    return {
+      entityId: t.entityId,
+      resource: t.resource,
+      limitName: limit.name,
+      limit,
+      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      requested: Number(milli.get(limit.name) ?? 0n) / 1000,
+      exceeded: false,
+      retryAfterSeconds: 0,
+    };
+  });
 }
 
 /** Cas writes converting limits stored under another spec; `undefined` when none differ. */

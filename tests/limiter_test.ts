@@ -43,6 +43,10 @@ Deno.test({
           limits: [rpm(100), tpm(10_000)],
           consume: { rpm: 1, tpm: 500 },
         });
+        assert.deepEqual(lease.statuses.map((s) => [s.limitName, s.available, s.requested]), [
+          ["rpm", 99, 1],
+          ["tpm", 9_500, 500],
+        ]);
         await lease.commit();
         assert.deepEqual(
           await own.available({
