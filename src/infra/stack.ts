@@ -1,22 +1,22 @@
 /**
- * Deploys, describes and deletes a zae-limiter CloudFormation stack (through change sets, so a
- * deploy with nothing to change is recognised and leaves the stack alone).
+ * Deploys, describes and deletes a zae-limiter CloudFormation stack. A deploy whose template,
+ * parameters and tags equal the deployed ones changes nothing and says so.
  *
  * @module
  */
 
 import {
   CloudFormationClient,
-  CreateChangeSetCommand,
-  DeleteChangeSetCommand,
+  CreateStackCommand,
   DeleteStackCommand,
-  DescribeChangeSetCommand,
   DescribeStackEventsCommand,
   DescribeStacksCommand,
-  ExecuteChangeSetCommand,
+  GetTemplateCommand,
   type Stack,
+  UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
 import { LambdaClient } from "@aws-sdk/client-lambda";
+import { buildAggregatorZip } from "../aggregator/bundle.ts";
 import { type AwsOptions, clientConfig, describeAwsError } from "./aws.ts";
 import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
 import {
@@ -45,7 +45,10 @@ export interface StackEvent {
 export interface DeployStackOptions extends AwsOptions, StackSettings {
   /** The stack. @default {@link defaultStackName}(tableName) */
   stackName?: string;
-  /** Tags of the stack (and, through CloudFormation, its resources). @default {} */
+  /**
+   * Tags of the stack (and, through CloudFormation, its resources): given, they replace the
+   * stack's tags. @default a new stack has none; an update keeps the stack's tags
+   */
   tags?: Record<string, string>;
   /** Wait until the stack is deployed (and upload the aggregator's code). @default true */
   wait?: boolean;
@@ -55,8 +58,12 @@ export interface DeployStackOptions extends AwsOptions, StackSettings {
   pollMs?: number;
   /** Called for every new stack event while waiting. */
   onEvent?: (event: StackEvent) => void;
-  /** The aggregator's code to upload once the stack is deployed (skipped when unchanged). */
-  aggregatorCode?: { zip: Uint8Array };
+  /**
+   * The aggregator's code to upload once the stack is deployed (skipped when the deployed code is
+   * the same); `false` to leave the function's code alone.
+   * @default the aggregator bundled with this library (`buildAggregatorZip()`)
+   */
+  aggregatorCode?: { zip: Uint8Array } | false;
 }
 
 /** What {@link deployStack} did. */
@@ -96,6 +103,8 @@ export class StackDeployError extends Error {
 export interface StackInfo {
   /** The stack. */
   stackName: string;
+  /** The stack's id (an ARN). */
+  stackId: string;
   /** e.g. `CREATE_COMPLETE`. */
   status: string;
   /** CloudFormation's reason for the status, if any. */
@@ -151,12 +160,12 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
     timeoutMs = 1_800_000,
     pollMs = 2000,
     onEvent,
-    tags = {},
-    aggregatorCode,
+    tags,
+    aggregatorCode = { zip: buildAggregatorZip() },
   } = options;
   const parameters = stackParameters(options);
   const stackName = validateStackName(options.stackName ?? defaultStackName(options.tableName));
-  for (const [k, v] of Object.entries(tags)) {
+  for (const [k, v] of Object.entries(tags ?? {})) {
     if (!/^[\p{L}\p{N}\s_.:/=+\-@]{1,128}$/u.test(k) || k.startsWith("aws:")) {
       throw new StackDeployError(stackName, `Invalid tag key ${JSON.stringify(k)}`, [
         "must be 1-128 letters, digits, spaces or _ . : / = + - @, not starting with aws:",
@@ -182,80 +191,59 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
         existing.status,
       );
     }
-    if (existing?.status === "ROLLBACK_COMPLETE") {
-      // A first deploy that failed leaves a stack that can only be deleted.
+    if (existing?.status === "ROLLBACK_COMPLETE" || existing?.status === "REVIEW_IN_PROGRESS") {
+      // A first deploy that failed (or a change set never run) leaves a stack that can only be
+      // deleted.
       await deleteAndWait(cfn, stackName, { timeoutMs, pollMs, onEvent });
       existing = undefined;
     }
-    const type = existing && existing.status !== "REVIEW_IN_PROGRESS" ? "UPDATE" : "CREATE";
-    const changeSetName = `zae-limiter-${Date.now()}`;
-    let changeSetId: string | undefined;
-    try {
-      const created = await cfn.send(
-        new CreateChangeSetCommand({
-          StackName: stackName,
-          ChangeSetName: changeSetName,
-          ChangeSetType: type,
-          TemplateBody: TEMPLATE_YAML,
-          Parameters: Object.entries(parameters).map(([ParameterKey, ParameterValue]) => ({
-            ParameterKey,
-            ParameterValue,
-          })),
-          Capabilities: ["CAPABILITY_IAM"],
-          Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
-          Description: "zae-limiter deploy",
-        }),
-      );
-      changeSetId = created.Id;
-    } catch (err) {
-      throw new StackDeployError(stackName, `Cannot create a change set for ${stackName}`, [
-        describeAwsError(err),
-      ]);
-    }
-    const changeSet = changeSetId ?? changeSetName;
-    const ready = await waitForChangeSet(cfn, stackName, changeSet, timeoutMs, pollMs);
-    let action: DeployStackResult["action"] = type === "CREATE" ? "create" : "update";
-    let status: string;
-    if (ready.status === "FAILED") {
-      await cfn.send(new DeleteChangeSetCommand({ StackName: stackName, ChangeSetName: changeSet }))
-        .catch(() => {});
-      if (!isNoChange(ready.reason)) {
-        throw new StackDeployError(stackName, `Change set for ${stackName} failed`, [
-          ready.reason ?? "no reason given",
-        ]);
-      }
-      action = "none";
-      status = existing?.status ?? "UNKNOWN";
-    } else {
+    const create = !existing;
+    const input = {
+      StackName: stackName,
+      TemplateBody: TEMPLATE_YAML,
+      Parameters: Object.entries(parameters).map(([ParameterKey, ParameterValue]) => ({
+        ParameterKey,
+        ParameterValue,
+      })),
+      Capabilities: ["CAPABILITY_IAM" as const],
+      ...(tags ? { Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) } : {}),
+    };
+    let action: DeployStackResult["action"] = create ? "create" : "update";
+    let status = existing?.status ?? "UNKNOWN";
+    if (!create && await sameDeployment(cfn, existing!, parameters, tags)) action = "none";
+    if (action !== "none") {
       const seen = await seenEventIds(cfn, stackName);
       try {
-        await cfn.send(
-          new ExecuteChangeSetCommand({ StackName: stackName, ChangeSetName: changeSet }),
-        );
+        await cfn.send(create ? new CreateStackCommand(input) : new UpdateStackCommand(input));
       } catch (err) {
-        const reasons = [describeAwsError(err)];
-        const now = await findStack(cfn, stackName).catch(() => undefined);
-        const failed = await failedEvents(cfn, stackName, seen).catch(() => []);
-        throw new StackDeployError(
-          stackName,
-          `Deploying ${stackName} failed`,
-          [...reasons, ...failed.map(formatFailure)],
-          now?.status,
-        );
+        if (!create && isNoChange(describeAwsError(err))) {
+          action = "none";
+        } else {
+          const now = await findStack(cfn, stackName).catch(() => undefined);
+          const failed = await failedEvents(cfn, stackName, seen).catch(() => []);
+          throw new StackDeployError(
+            stackName,
+            `Deploying ${stackName} failed`,
+            [describeAwsError(err), ...failed.map(formatFailure)],
+            now?.status,
+          );
+        }
       }
-      if (!wait) {
-        const now = await findStack(cfn, stackName);
-        return { stackName, action, status: now?.status ?? "UNKNOWN", outputs: {} };
-      }
-      status = await waitForStack(cfn, stackName, { seen, timeoutMs, pollMs, onEvent });
-      if (!DONE_OK.has(status)) {
-        const failed = await failedEvents(cfn, stackName, seen);
-        throw new StackDeployError(
-          stackName,
-          `Deploying ${stackName} ended ${status}`,
-          failed.map(formatFailure),
-          status,
-        );
+      if (action !== "none") {
+        if (!wait) {
+          const now = await findStack(cfn, stackName);
+          return { stackName, action, status: now?.status ?? "UNKNOWN", outputs: {} };
+        }
+        status = await waitForStack(cfn, stackName, { seen, timeoutMs, pollMs, onEvent });
+        if (!DONE_OK.has(status)) {
+          const failed = await failedEvents(cfn, stackName, seen);
+          throw new StackDeployError(
+            stackName,
+            `Deploying ${stackName} ended ${status}`,
+            failed.map(formatFailure),
+            status,
+          );
+        }
       }
     }
     const info = await findStack(cfn, stackName);
@@ -462,6 +450,7 @@ function toInfo(stack: Stack): StackInfo {
     Object.fromEntries((list ?? []).map((x) => [String(x[k]), String(x[v] ?? "")]));
   return {
     stackName: stack.StackName ?? "",
+    stackId: stack.StackId ?? stack.StackName ?? "",
     status: stack.StackStatus ?? "UNKNOWN",
     ...(stack.StackStatusReason ? { statusReason: stack.StackStatusReason } : {}),
     outputs: kv(stack.Outputs, "OutputKey", "OutputValue"),
@@ -486,29 +475,25 @@ async function findStack(
   }
 }
 
-async function waitForChangeSet(
+/**
+ * Whether the deployed stack already has this template, these parameters and these tags (so an
+ * update would change nothing).
+ */
+async function sameDeployment(
   cfn: CloudFormationClient,
-  stackName: string,
-  changeSet: string,
-  timeoutMs: number,
-  pollMs: number,
-): Promise<{ status: string; reason?: string }> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const out = await cfn.send(
-      new DescribeChangeSetCommand({ StackName: stackName, ChangeSetName: changeSet }),
-    );
-    const status = out.Status ?? "UNKNOWN";
-    if (status === "CREATE_COMPLETE" || status === "FAILED") {
-      return { status, reason: out.StatusReason };
-    }
-    if (Date.now() > until) {
-      throw new StackDeployError(stackName, `Change set for ${stackName} is still ${status}`, [
-        `waited ${timeoutMs} ms`,
-      ]);
-    }
-    await new Promise((r) => setTimeout(r, Math.min(pollMs, 1000)));
-  }
+  stack: StackInfo,
+  parameters: Record<string, string>,
+  tags: Record<string, string> | undefined,
+): Promise<boolean> {
+  const sameMap = (a: Record<string, string>, b: Record<string, string>) =>
+    Object.keys(a).length === Object.keys(b).length &&
+    Object.entries(a).every(([k, v]) => b[k] === v);
+  if (!sameMap(stack.parameters, parameters)) return false;
+  if (tags !== undefined && !sameMap(stack.tags, tags)) return false;
+  const tpl = await cfn.send(
+    new GetTemplateCommand({ StackName: stack.stackName, TemplateStage: "Original" }),
+  );
+  return tpl.TemplateBody === TEMPLATE_YAML;
 }
 
 async function stackEvents(cfn: CloudFormationClient, stackName: string): Promise<
@@ -581,7 +566,9 @@ async function deleteAndWait(
   stackName: string,
   opts: { timeoutMs: number; pollMs: number; onEvent?: (e: StackEvent) => void },
 ): Promise<void> {
-  const seen = await seenEventIds(cfn, stackName);
+  // Once deleted, a stack is only found by its id.
+  const stackId = (await findStack(cfn, stackName))?.stackId ?? stackName;
+  const seen = await seenEventIds(cfn, stackId);
   const before = new Set(seen);
   try {
     await cfn.send(new DeleteStackCommand({ StackName: stackName }));
@@ -590,9 +577,9 @@ async function deleteAndWait(
       describeAwsError(err),
     ]);
   }
-  const status = await waitForStack(cfn, stackName, { ...opts, seen });
+  const status = await waitForStack(cfn, stackId, { ...opts, seen });
   if (status !== "DELETE_COMPLETE") {
-    const failed = await failedEvents(cfn, stackName, before);
+    const failed = await failedEvents(cfn, stackId, before);
     throw new StackDeployError(
       stackName,
       `Deleting ${stackName} ended ${status}`,
