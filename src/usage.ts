@@ -32,6 +32,8 @@ export interface UsageQuery {
   start?: Date | string | number;
   /** Only windows starting before this time (a Date, an ISO 8601 string or epoch ms). */
   end?: Date | string | number;
+  /** Items read per Query call (the reader still reads every page). @default DynamoDB's 1 MB pages */
+  pageSize?: number;
 }
 
 /** One window of one entity's usage of one resource. */
@@ -201,6 +203,7 @@ interface ValidQuery {
   from?: string;
   /** Highest window start wanted (ISO), inclusive. */
   to?: string;
+  pageSize?: number;
 }
 
 function validateQuery(tableName: string, query: UsageQuery): ValidQuery {
@@ -232,7 +235,11 @@ function validateQuery(tableName: string, query: UsageQuery): ValidQuery {
   // Windows overlapping [start, end): start ≤ windowStart's window, windowStart < end.
   const from = startMs === undefined ? undefined : isoSeconds(windowAt(window, startMs).startMs);
   const to = endMs === undefined ? undefined : isoSeconds(windowAt(window, endMs - 1).startMs);
-  return { entityId, resource, window, from, to };
+  const pageSize = query.pageSize;
+  if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize >= 1)) {
+    throw new ValidationError("pageSize", pageSize, "must be a whole number >= 1");
+  }
+  return { entityId, resource, window, from, to, pageSize };
 }
 
 function timeOf(field: string, value: unknown): number {
@@ -323,6 +330,7 @@ async function* readRaw(
         ExpressionAttributeNames: names,
         ExpressionAttributeValues: values,
         ExclusiveStartKey: startKey,
+        Limit: q.pageSize,
       }),
     );
     for (const item of page.Items ?? []) {
