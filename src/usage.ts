@@ -368,3 +368,52 @@ function tokens(milli: Map<string, bigint>): Record<string, number> {
   }
   return out;
 }
+
+/** Options of {@link formatUsageChart}. */
+export interface UsageChartOptions {
+  /** What to plot: `"requests"` or a limit name. @default "requests" */
+  metric?: string;
+  /** Width of the longest bar, in characters. @default 40 */
+  width?: number;
+}
+
+/**
+ * A text bar chart of snapshots over time, one line per window (several resources in one window
+ * are summed), for `zae-limiter usage list --plot`. Bars scale to the largest value; a negative
+ * value (a rollback in a later window) has no bar.
+ *
+ * @example
+ * ```ts
+ * import { formatUsageChart } from "./usage.ts";
+ * const chart = formatUsageChart([
+ *   { entityId: "k", resource: "gpt-4", window: "hourly", windowStart: "2026-11-28T08:00:00Z",
+ *     windowEnd: "2026-11-28T09:00:00Z", consumed: { tpm: 100 }, requests: 1 },
+ *   { entityId: "k", resource: "gpt-4", window: "hourly", windowStart: "2026-11-28T09:00:00Z",
+ *     windowEnd: "2026-11-28T10:00:00Z", consumed: { tpm: 400 }, requests: 2 },
+ * ], { metric: "tpm", width: 4 });
+ * console.assert(chart === "2026-11-28T08:00:00Z  █     100\n2026-11-28T09:00:00Z  ████  400");
+ * ```
+ */
+export function formatUsageChart(
+  snapshots: readonly UsageSnapshot[],
+  options: UsageChartOptions = {},
+): string {
+  const { metric = "requests", width = 40 } = options;
+  if (metric !== "requests") validateLimitName(metric, "metric");
+  if (!(Number.isInteger(width) && width >= 1 && width <= 1000)) {
+    throw new ValidationError("width", width, "must be a whole number from 1 to 1000");
+  }
+  const byWindow = new Map<string, number>();
+  for (const s of snapshots) {
+    const value = metric === "requests" ? s.requests : s.consumed[metric] ?? 0;
+    byWindow.set(s.windowStart, (byWindow.get(s.windowStart) ?? 0) + value);
+  }
+  const rows = [...byWindow].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const max = Math.max(0, ...rows.map(([, v]) => v));
+  const shown = rows.map(([, v]) => String(Math.round(v * 1000) / 1000));
+  const valueWidth = Math.max(0, ...shown.map((v) => v.length));
+  return rows.map(([start, v], i) => {
+    const bar = max > 0 && v > 0 ? "█".repeat(Math.max(1, Math.round((v / max) * width))) : "";
+    return `${start}  ${bar.padEnd(width)}  ${shown[i].padStart(valueWidth)}`;
+  }).join("\n");
+}

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { Limit, RateLimiter, ValidationError } from "../mod.ts";
 import { aggregateLocal } from "../src/aggregator/local.ts";
-import { getUsageSnapshots, getUsageSummary, iterUsageSnapshots } from "../src/usage.ts";
+import {
+  formatUsageChart,
+  getUsageSnapshots,
+  getUsageSummary,
+  iterUsageSnapshots,
+  type UsageSnapshot,
+} from "../src/usage.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const at = (iso: string) => Date.parse(iso);
@@ -57,6 +63,43 @@ Deno.test("usage queries are checked before any read", async (t) => {
   } finally {
     client.destroy();
   }
+});
+
+Deno.test("usage chart: bars scaled to the largest window, resources summed", () => {
+  const snap = (resource: string, hour: string, tpm: number, requests: number): UsageSnapshot => ({
+    entityId: "k",
+    resource,
+    window: "hourly",
+    windowStart: `2026-11-28T${hour}:00:00Z`,
+    windowEnd: "",
+    consumed: { tpm },
+    requests,
+  });
+  const snapshots = [
+    snap("gpt-4", "08", 100, 1),
+    snap("claude", "08", 300, 1),
+    snap("gpt-4", "09", 200, 2),
+    snap("gpt-4", "10", -50, -1),
+  ];
+  assert.equal(
+    formatUsageChart(snapshots, { metric: "tpm", width: 10 }),
+    [
+      "2026-11-28T08:00:00Z  ██████████  400",
+      "2026-11-28T09:00:00Z  █████       200",
+      "2026-11-28T10:00:00Z              -50",
+    ].join("\n"),
+  );
+  assert.equal(
+    formatUsageChart(snapshots, { width: 2 }),
+    [
+      "2026-11-28T08:00:00Z  ██   2",
+      "2026-11-28T09:00:00Z  ██   2",
+      "2026-11-28T10:00:00Z      -1",
+    ].join("\n"),
+  );
+  assert.equal(formatUsageChart([]), "");
+  assert.throws(() => formatUsageChart(snapshots, { width: 0 }), /Invalid width: 0/);
+  assert.throws(() => formatUsageChart(snapshots, { metric: "a b" }), /Invalid metric: "a b"/);
 });
 
 Deno.test({
