@@ -8,7 +8,8 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import * as math from "./bucket.ts";
 import { TtlCache } from "./cache.ts";
-import { type Entity, type EntityConfig, EntityStore } from "./entities.ts";
+import { type Backend, dynamoBackend } from "./backend.ts";
+import type { Entity, EntityConfig } from "./entities.ts";
 import {
   type LimitStatus,
   RateLimiterUnavailable,
@@ -21,7 +22,6 @@ import { Limit } from "./limit.ts";
 import {
   type BucketWrite,
   type LimitOp,
-  Repository,
   type StoredBucket,
   type StoredLimit,
   type WriteOutcome,
@@ -73,6 +73,11 @@ export interface RateLimiterOptions {
   denyCache?: boolean;
   /** How many buckets the process remembers. @default 10000 */
   maxCachedBuckets?: number;
+  /**
+   * Where state lives. @default DynamoDB, through `client` (or one made from `region`/`endpoint`).
+   * `@zae/limiter/testing` offers an in-memory backend for unit tests.
+   */
+  backend?: Backend;
 }
 
 /** Options of {@link RateLimiter.acquire}. */
@@ -187,8 +192,7 @@ export class RateLimiter implements AsyncDisposable {
   /** The DynamoDB client in use. */
   readonly client: DynamoDBClient;
   readonly #ownsClient: boolean;
-  readonly #repo: Repository;
-  readonly #entities: EntityStore;
+  readonly #backend: Backend;
   readonly #clock: () => number;
   readonly #timeoutMs: number;
   readonly #failureMode: FailureMode;
@@ -216,6 +220,7 @@ export class RateLimiter implements AsyncDisposable {
       limitsCacheTtlMs = 60_000,
       denyCache = true,
       maxCachedBuckets = 10_000,
+      backend,
     } = options;
     if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
       throw new ValidationError(
@@ -237,8 +242,7 @@ export class RateLimiter implements AsyncDisposable {
     this.tableName = tableName;
     this.#ownsClient = client === undefined;
     this.client = client ?? makeClient({ region, endpoint });
-    this.#repo = new Repository({ client: this.client, tableName });
-    this.#entities = new EntityStore(this.client, tableName);
+    this.#backend = backend ?? dynamoBackend(this.client, tableName);
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
     this.#failureMode = failureMode;
@@ -332,10 +336,10 @@ export class RateLimiter implements AsyncDisposable {
       const outcome: MultiOutcome = await this.#call(
         async (signal): Promise<MultiOutcome> => {
           if (plans.length === 1) {
-            const o = await this.#repo.writeBucket(plans[0].write, signal);
+            const o = await this.#backend.buckets.writeBucket(plans[0].write, signal);
             return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
           }
-          const o = await this.#repo.transactBuckets(plans.map((p) => p.write), signal);
+          const o = await this.#backend.buckets.transactBuckets(plans.map((p) => p.write), signal);
           return o.ok ? { ok: true, items: plans.map(() => undefined) } : o;
         },
         deadline,
@@ -379,7 +383,10 @@ export class RateLimiter implements AsyncDisposable {
       if (!fresh[i]) return;
       const write = planConversion(t, states[i], nowMs);
       if (!write) return;
-      const out = await this.#call((signal) => this.#repo.writeBucket(write, signal), deadline);
+      const out = await this.#call(
+        (signal) => this.#backend.buckets.writeBucket(write, signal),
+        deadline,
+      );
       if (out.ok && out.item) this.#remember(t, out.item.limits);
     }));
   }
@@ -404,7 +411,7 @@ export class RateLimiter implements AsyncDisposable {
       const plan = planAdjust(target, state, fresh, deltas, requests, this.#now());
       if (plan.write.ops.length === 0 && requests === 0) return;
       const out = await this.#call(
-        (signal) => this.#repo.writeBucket(plan.write, signal),
+        (signal) => this.#backend.buckets.writeBucket(plan.write, signal),
         deadline,
       );
       if (out.ok) {
@@ -434,7 +441,7 @@ export class RateLimiter implements AsyncDisposable {
     if (item.ttl !== undefined && item.ttl >= needed) return;
     await this.#call(
       (signal) =>
-        this.#repo.raiseTtl(
+        this.#backend.buckets.raiseTtl(
           target.entityId,
           target.resource,
           needed + BUCKET_GRACE_SECONDS,
@@ -540,7 +547,7 @@ export class RateLimiter implements AsyncDisposable {
       );
       const nowMs = this.#now();
       const state = await this.#call(
-        (signal) => this.#repo.getBucket(entityId, resource, signal),
+        (signal) => this.#backend.buckets.getBucket(entityId, resource, signal),
         deadline,
       );
       if (state) this.#remember(target, state.limits);
@@ -595,7 +602,7 @@ export class RateLimiter implements AsyncDisposable {
     if (meta && limits) return { ...meta.value, ...limits.value };
     const loaded = await this.#call(
       (signal) =>
-        this.#entities.loadConfig([entityId], resource, {
+        this.#backend.entities.loadConfig([entityId], resource, {
           meta: want.meta && !meta,
           limits: want.limits && !limits,
         }, signal),
@@ -655,7 +662,7 @@ export class RateLimiter implements AsyncDisposable {
     };
     if (options.name !== undefined) entity.name = options.name;
     if (parentId !== undefined) entity.parentId = parentId;
-    await this.#admin("createEntity", (signal) => this.#entities.create(entity, signal));
+    await this.#admin("createEntity", (signal) => this.#backend.entities.create(entity, signal));
     this.#config.delete(`${entityId}#`);
     return entity;
   }
@@ -671,7 +678,7 @@ export class RateLimiter implements AsyncDisposable {
   async getEntity(entityId: string): Promise<Entity | undefined> {
     this.#checkOpen();
     validateEntityId(entityId);
-    return await this.#admin("getEntity", (signal) => this.#entities.get(entityId, signal));
+    return await this.#admin("getEntity", (signal) => this.#backend.entities.get(entityId, signal));
   }
 
   /**
@@ -685,7 +692,10 @@ export class RateLimiter implements AsyncDisposable {
   async listChildren(parentId: string): Promise<Entity[]> {
     this.#checkOpen();
     validateEntityId(parentId, "parentId");
-    return await this.#admin("listChildren", (signal) => this.#entities.children(parentId, signal));
+    return await this.#admin(
+      "listChildren",
+      (signal) => this.#backend.entities.children(parentId, signal),
+    );
   }
 
   /**
@@ -712,7 +722,7 @@ export class RateLimiter implements AsyncDisposable {
     }
     await this.#admin(
       "deleteEntity",
-      (signal) => this.#entities.deleteAll(entityId, signal),
+      (signal) => this.#backend.entities.deleteAll(entityId, signal),
       60_000,
     );
     this.#forget(entityId);
@@ -734,7 +744,7 @@ export class RateLimiter implements AsyncDisposable {
     const limits = validateLimits(options.limits, false);
     await this.#admin(
       "setLimits",
-      (signal) => this.#entities.putLimits(entityId, resource, limits, signal),
+      (signal) => this.#backend.entities.putLimits(entityId, resource, limits, signal),
     );
     this.#forget(entityId);
   }
@@ -752,7 +762,7 @@ export class RateLimiter implements AsyncDisposable {
     const { entityId, resource } = validateLimitTarget(options);
     return (await this.#admin(
       "getLimits",
-      (signal) => this.#entities.getLimits(entityId, resource, signal),
+      (signal) => this.#backend.entities.getLimits(entityId, resource, signal),
     )) ??
       [];
   }
@@ -770,7 +780,7 @@ export class RateLimiter implements AsyncDisposable {
     const { entityId, resource } = validateLimitTarget(options);
     await this.#admin(
       "deleteLimits",
-      (signal) => this.#entities.deleteLimits(entityId, resource, signal),
+      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal),
     );
     this.#forget(entityId);
   }
@@ -791,7 +801,7 @@ export class RateLimiter implements AsyncDisposable {
     const nowMs = this.#now();
     const found = await this.#admin(
       "listResourceBuckets",
-      (signal) => this.#repo.resourceBuckets(resource, signal),
+      (signal) => this.#backend.buckets.resourceBuckets(resource, signal),
       30_000,
     );
     return found.map(({ entityId, bucket }) => {
@@ -830,7 +840,7 @@ export class RateLimiter implements AsyncDisposable {
   /** Creates the table when asked to, once. */
   async #ensureReady(deadline: number): Promise<void> {
     if (!this.#createTable) return;
-    this.#ready ??= this.#repo.createTable().catch((err) => {
+    this.#ready ??= this.#backend.buckets.createTable().catch((err) => {
       this.#ready = undefined;
       throw err;
     });
@@ -841,7 +851,7 @@ export class RateLimiter implements AsyncDisposable {
 
   /** Creates the table (indexes, TTL, stream) if missing and waits until it is active. */
   async createTable(): Promise<void> {
-    await this.#repo.createTable();
+    await this.#backend.buckets.createTable();
   }
 
   async #call<T>(fn: (signal: AbortSignal) => Promise<T>, deadline: number): Promise<T> {

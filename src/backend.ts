@@ -1,0 +1,104 @@
+/**
+ * The storage a {@link RateLimiter} runs on: DynamoDB ({@link dynamoBackend}), or the in-memory
+ * backend of `@zae/limiter/testing`. Both evaluate the same bucket writes ({@link BucketWrite}) with
+ * the same conditions, so they cannot drift; one conformance suite runs against both.
+ *
+ * @module
+ */
+
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { Entity, EntityConfig } from "./entities.ts";
+import { EntityStore } from "./entities.ts";
+import type { Limit } from "./limit.ts";
+import {
+  type BucketWrite,
+  Repository,
+  type StoredBucket,
+  type WriteOutcome,
+} from "./repository.ts";
+
+/** Bucket storage. */
+export interface BucketBackend {
+  /** One conditional write; on a failed condition, the item as it was. */
+  writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome>;
+  /** Several conditional writes, all or none. */
+  transactBuckets(
+    writes: BucketWrite[],
+    signal?: AbortSignal,
+  ): Promise<{ ok: true } | { ok: false; olds: WriteOutcome[] }>;
+  /** One bucket, strongly consistent. */
+  getBucket(
+    entityId: string,
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<StoredBucket | undefined>;
+  /** Raises a bucket's TTL, never lowers it. */
+  raiseTtl(entityId: string, resource: string, ttlSec: bigint, signal?: AbortSignal): Promise<void>;
+  /** The buckets of a resource (as listed by the resource index). */
+  resourceBuckets(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ entityId: string; bucket: StoredBucket }[]>;
+  /** Creates the storage when missing. */
+  createTable(): Promise<void>;
+}
+
+/** Entity and stored-limit storage. */
+export interface EntityBackend {
+  /** Creates an entity (parent must exist and be top-level). */
+  create(entity: Entity, signal?: AbortSignal): Promise<void>;
+  /** Reads an entity. */
+  get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined>;
+  /** Every child of a parent, sorted by id. */
+  children(parentId: string, signal?: AbortSignal): Promise<Entity[]>;
+  /** Deletes every item of an entity; returns how many. */
+  deleteAll(entityId: string, signal?: AbortSignal): Promise<number>;
+  /** Stores limits for a resource (or all resources). */
+  putLimits(
+    entityId: string,
+    resource: string | undefined,
+    limits: Limit[],
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** Stored limits, or `undefined`. */
+  getLimits(
+    entityId: string,
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Limit[] | undefined>;
+  /** Deletes stored limits. */
+  deleteLimits(entityId: string, resource: string | undefined, signal?: AbortSignal): Promise<void>;
+  /** Metadata and stored limits of some entities for a resource, in one round trip. */
+  loadConfig(
+    entityIds: string[],
+    resource: string,
+    want: { meta: boolean; limits: boolean },
+    signal?: AbortSignal,
+  ): Promise<Map<string, EntityConfig>>;
+}
+
+/** Everything a limiter stores. */
+export interface Backend {
+  /** Buckets. */
+  buckets: BucketBackend;
+  /** Entities and stored limits. */
+  entities: EntityBackend;
+}
+
+/**
+ * The DynamoDB backend for a table.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+ * import { dynamoBackend } from "./backend.ts";
+ * const backend = dynamoBackend(new DynamoDBClient({ region: "us-east-1" }), "rate_limits");
+ * console.assert(typeof backend.buckets.writeBucket === "function");
+ * ```
+ */
+export function dynamoBackend(client: DynamoDBClient, tableName: string): Backend {
+  return {
+    buckets: new Repository({ client, tableName }),
+    entities: new EntityStore(client, tableName),
+  };
+}

@@ -1,0 +1,277 @@
+/**
+ * An in-memory backend with the same semantics as DynamoDB, for unit tests of code that uses a
+ * {@link RateLimiter}: no DynamoDB, no network, and an injected clock for time.
+ *
+ * It evaluates the very bucket writes the limiter sends to DynamoDB, with the same conditions,
+ * and one conformance suite runs against both backends, so they cannot drift. Differences: items
+ * never expire (DynamoDB's TTL deletes lazily anyway), and `listResourceBuckets` sees a bucket at
+ * once (on DynamoDB the aggregator indexes it).
+ *
+ * @example
+ * ```ts
+ * import { createTestLimiter } from "./mod.ts";
+ * import { Limit } from "../limit.ts";
+ * let now = 0;
+ * const limiter = createTestLimiter({ clock: () => now });
+ * const limits = [Limit.perMinute("rpm", 2)];
+ * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 2 } });
+ * now += 30_000;
+ * const { rpm } = await limiter.available({ entityId: "key-1", resource: "api", limits });
+ * console.assert(rpm === 1);
+ * ```
+ *
+ * @module
+ */
+
+import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
+import type { Entity, EntityConfig } from "../entities.ts";
+import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
+import type { Limit } from "../limit.ts";
+import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
+import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
+
+interface MemLimit {
+  tat?: bigint;
+  key?: string;
+  used: bigint;
+}
+
+interface MemBucket {
+  limits: Map<string, MemLimit>;
+  requests: bigint;
+  writtenAt: bigint;
+  ttl?: bigint;
+}
+
+/**
+ * State kept in memory: buckets, entities and stored limits.
+ *
+ * @example
+ * ```ts
+ * import { InMemoryBackend } from "./mod.ts";
+ * import { RateLimiter } from "../limiter.ts";
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend: new InMemoryBackend() });
+ * await limiter.close();
+ * ```
+ */
+export class InMemoryBackend implements Backend {
+  /** Bucket storage. */
+  readonly buckets: BucketBackend;
+  /** Entity storage. */
+  readonly entities: EntityBackend;
+  /** Every bucket write evaluated, for assertions in tests. */
+  writes = 0;
+  readonly #buckets = new Map<string, MemBucket>();
+  readonly #entities = new Map<string, Entity>();
+  readonly #limits = new Map<string, Limit[]>();
+
+  constructor() {
+    this.buckets = {
+      writeBucket: (w) =>
+        Promise.resolve(this.#write([w])).then((r) =>
+          r.ok ? { ok: true, item: r.items[0] } : r.olds[0]
+        ),
+      transactBuckets: (ws) =>
+        Promise.resolve(this.#write(ws)).then((r) => r.ok ? { ok: true as const } : r),
+      getBucket: (entityId, resource) => {
+        const b = this.#buckets.get(bucketKey(entityId, resource));
+        return Promise.resolve(b ? view(b) : undefined);
+      },
+      raiseTtl: (entityId, resource, ttlSec) => {
+        const b = this.#buckets.get(bucketKey(entityId, resource));
+        if (b && (b.ttl === undefined || b.ttl < ttlSec)) b.ttl = ttlSec;
+        return Promise.resolve();
+      },
+      resourceBuckets: (resource) => {
+        const out: { entityId: string; bucket: StoredBucket }[] = [];
+        for (const [key, b] of this.#buckets) {
+          const [entityId, r] = splitKey(key);
+          if (r === resource) out.push({ entityId, bucket: view(b) });
+        }
+        return Promise.resolve(out.sort((a, b) => (a.entityId < b.entityId ? -1 : 1)));
+      },
+      createTable: () => Promise.resolve(),
+    };
+    this.entities = {
+      create: async (entity) => {
+        await Promise.resolve();
+        if (this.#entities.has(entity.entityId)) throw new EntityExistsError(entity.entityId);
+        if (entity.parentId !== undefined) {
+          const parent = this.#entities.get(entity.parentId);
+          if (!parent) throw new EntityNotFoundError(entity.parentId);
+          if (parent.parentId !== undefined) {
+            throw new ValidationError(
+              "parentId",
+              entity.parentId,
+              `must be a top-level entity, but it has parent ${parent.parentId}`,
+            );
+          }
+        }
+        this.#entities.set(entity.entityId, structuredClone(entity));
+        return Promise.resolve();
+      },
+      get: (id) => Promise.resolve(clone(this.#entities.get(id))),
+      children: (parentId) =>
+        Promise.resolve(
+          [...this.#entities.values()].filter((e) => e.parentId === parentId)
+            .map((e) => structuredClone(e))
+            .sort((a, b) => (a.entityId < b.entityId ? -1 : 1)),
+        ),
+      deleteAll: (id) => {
+        let n = this.#entities.delete(id) ? 1 : 0;
+        for (const map of [this.#buckets, this.#limits] as Map<string, unknown>[]) {
+          for (const key of [...map.keys()]) {
+            if (splitKey(key)[0] === id) {
+              map.delete(key);
+              n++;
+            }
+          }
+        }
+        return Promise.resolve(n);
+      },
+      putLimits: (id, resource, limits) => {
+        this.#limits.set(bucketKey(id, resource ?? "*"), [...limits]);
+        return Promise.resolve();
+      },
+      getLimits: (id, resource) => {
+        const l = this.#limits.get(bucketKey(id, resource ?? "*"));
+        return Promise.resolve(l ? [...l] : undefined);
+      },
+      deleteLimits: (id, resource) => {
+        this.#limits.delete(bucketKey(id, resource ?? "*"));
+        return Promise.resolve();
+      },
+      loadConfig: (ids, resource, want) => {
+        const out = new Map<string, EntityConfig>();
+        for (const id of ids) {
+          const cfg: EntityConfig = {};
+          if (want.meta) cfg.entity = clone(this.#entities.get(id));
+          if (want.limits) {
+            cfg.resourceLimits = this.#limits.get(bucketKey(id, resource));
+            cfg.defaultLimits = this.#limits.get(bucketKey(id, "*"));
+          }
+          out.set(id, cfg);
+        }
+        return Promise.resolve(out);
+      },
+    };
+  }
+
+  /** Checks every write's condition, then applies all or none (as TransactWriteItems does). */
+  #write(
+    ws: BucketWrite[],
+  ): { ok: true; items: StoredBucket[] } | { ok: false; olds: WriteOutcome[] } {
+    const results = ws.map((w) => holds(this.#buckets.get(bucketKey(w.entityId, w.resource)), w));
+    if (results.some((ok) => !ok)) {
+      return {
+        ok: false,
+        olds: ws.map((w, i): WriteOutcome => {
+          if (results[i]) return { ok: true };
+          const b = this.#buckets.get(bucketKey(w.entityId, w.resource));
+          return { ok: false, old: b ? view(b) : undefined, known: true };
+        }),
+      };
+    }
+    this.writes += ws.length;
+    return { ok: true, items: ws.map((w) => view(this.#apply(w))) };
+  }
+
+  #apply(w: BucketWrite): MemBucket {
+    const key = bucketKey(w.entityId, w.resource);
+    const b: MemBucket = this.#buckets.get(key) ??
+      { limits: new Map(), requests: 0n, writtenAt: 0n };
+    for (const op of w.ops) {
+      const l = b.limits.get(op.name) ?? { used: 0n };
+      switch (op.kind) {
+        case "fromNow":
+        case "cas":
+          l.tat = op.newTat;
+          l.key = op.key;
+          break;
+        case "addBounded":
+        case "add":
+          l.tat = l.tat! + op.add;
+          break;
+        case "sub":
+          l.tat = l.tat! - op.sub;
+          break;
+      }
+      b.limits.set(op.name, l);
+    }
+    for (const [name, d] of w.used) {
+      const l = b.limits.get(name) ?? { used: 0n };
+      l.used += d;
+      b.limits.set(name, l);
+    }
+    b.requests += BigInt(w.requests);
+    b.writtenAt = w.nowMs;
+    if (w.ttlSec !== undefined) b.ttl = w.ttlSec;
+    this.#buckets.set(key, b);
+    return b;
+  }
+}
+
+/** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
+function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
+  return w.ops.every((op: LimitOp) => {
+    const l = b?.limits.get(op.name);
+    const tat = l?.tat;
+    const key = l?.key;
+    switch (op.kind) {
+      case "fromNow":
+        return tat === undefined || (key === op.key && tat <= op.n);
+      case "addBounded":
+        return key === op.key && tat !== undefined && tat >= op.n && tat <= op.max;
+      case "add":
+        return key === op.key && tat !== undefined && tat >= op.n;
+      case "sub":
+        return key === op.key && tat !== undefined;
+      case "cas":
+        return op.expectTat === undefined
+          ? tat === undefined
+          : key === op.expectKey && tat === op.expectTat;
+    }
+  });
+}
+
+function view(b: MemBucket): StoredBucket {
+  const limits = new Map<string, { tat?: bigint; key?: string }>();
+  for (const [name, l] of b.limits) {
+    if (l.tat !== undefined || l.key !== undefined) limits.set(name, { tat: l.tat, key: l.key });
+  }
+  return { limits, ttl: b.ttl };
+}
+
+function bucketKey(entityId: string, resource: string): string {
+  return `${entityId}#${resource}`;
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf("#");
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+function clone<T>(v: T): T {
+  return v === undefined ? v : structuredClone(v);
+}
+
+/** Options of {@link createTestLimiter}: a limiter's, less the DynamoDB ones. */
+export type TestLimiterOptions = Omit<
+  RateLimiterOptions,
+  "tableName" | "client" | "region" | "endpoint" | "createTable" | "backend"
+>;
+
+/**
+ * A {@link RateLimiter} on a fresh {@link InMemoryBackend}.
+ *
+ * @example
+ * ```ts
+ * import { createTestLimiter } from "./mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * await limiter.createEntity({ entityId: "proj-1" });
+ * console.assert((await limiter.getEntity("proj-1"))?.entityId === "proj-1");
+ * ```
+ */
+export function createTestLimiter(options: TestLimiterOptions = {}): RateLimiter {
+  return new RateLimiter({ ...options, tableName: "in-memory", backend: new InMemoryBackend() });
+}
