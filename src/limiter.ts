@@ -19,12 +19,12 @@ import {
 } from "./errors.ts";
 import { Lease, type LeaseTarget } from "./lease.ts";
 import { Limit } from "./limit.ts";
-import {
-  type BucketWrite,
-  type LimitOp,
-  type StoredBucket,
-  type StoredLimit,
-  type WriteOutcome,
+import type {
+  BucketWrite,
+  LimitOp,
+  StoredBucket,
+  StoredLimit,
+  WriteOutcome,
 } from "./repository.ts";
 import { DeadlineExceeded, withRetries } from "./retry.ts";
 import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
