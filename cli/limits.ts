@@ -1,0 +1,110 @@
+/**
+ * The CLI's limit syntax: `name:rate[/sec|/min|/hour|/day][:burst]`, e.g. `tpm:10000/min:15000`.
+ *
+ * @module
+ */
+
+import { Limit } from "../mod.ts";
+
+/** A command-line input that does not follow its syntax (exit code 2). */
+export class UsageError extends Error {
+  /** @param message One line: the option, the value and the rule. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const UNITS: Record<string, number> = {
+  s: 1,
+  sec: 1,
+  second: 1,
+  m: 60,
+  min: 60,
+  minute: 60,
+  h: 3600,
+  hour: 3600,
+  d: 86400,
+  day: 86400,
+};
+
+/** The rule of the syntax, as error messages quote it. */
+export const LIMIT_SYNTAX = "name:rate[/sec|/min|/hour|/day][:burst], e.g. tpm:10000/min:15000";
+
+/**
+ * Parses one limit. The period defaults to `/min`; the burst (bucket capacity) to the rate.
+ *
+ * @example
+ * ```ts
+ * import { parseLimitSpec } from "./limits.ts";
+ * const tpm = parseLimitSpec("tpm:10000/min:15000");
+ * console.assert(tpm.capacity === 15000 && tpm.refillAmount === 10000);
+ * console.assert(tpm.refillPeriodSeconds === 60);
+ * ```
+ */
+export function parseLimitSpec(text: string): Limit {
+  const bad = (rule: string) => new UsageError(`Invalid limit ${JSON.stringify(text)}: ${rule}`);
+  const parts = text.split(":");
+  if (parts.length < 2 || parts.length > 3) {
+    throw bad(`expected ${LIMIT_SYNTAX}`);
+  }
+  const [name, rateText, burstText] = parts;
+  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(name)) {
+    throw bad(
+      `name ${JSON.stringify(name)} must be a letter, then letters, digits, _ . -; at most 64`,
+    );
+  }
+  const [amountText, unitText, ...extra] = rateText.split("/");
+  if (extra.length > 0) throw bad(`rate ${JSON.stringify(rateText)} has more than one "/"`);
+  const rate = parseAmount(amountText);
+  if (rate === undefined || rate <= 0) {
+    throw bad(`rate ${JSON.stringify(amountText)} must be a number > 0`);
+  }
+  let period = 60;
+  if (unitText !== undefined) {
+    const unit = UNITS[unitText.toLowerCase()];
+    if (unit === undefined) {
+      throw bad(`period ${JSON.stringify(unitText)} must be one of sec, min, hour, day`);
+    }
+    period = unit;
+  }
+  let burst = rate;
+  if (burstText !== undefined) {
+    const b = parseAmount(burstText);
+    if (b === undefined || b < rate) {
+      throw bad(`burst ${JSON.stringify(burstText)} must be a number >= the rate (${rate})`);
+    }
+    burst = b;
+  }
+  try {
+    return Limit.custom({ name, capacity: burst, refillAmount: rate, refillPeriodSeconds: period });
+  } catch (err) {
+    throw bad(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function parseAmount(text: string): number | undefined {
+  if (!/^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text.replaceAll("_", ""))) return undefined;
+  const n = Number(text.replaceAll("_", ""));
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * A limit in the CLI's syntax (the inverse of {@link parseLimitSpec} for limits it can express).
+ *
+ * @example
+ * ```ts
+ * import { formatLimit, parseLimitSpec } from "./limits.ts";
+ * console.assert(formatLimit(parseLimitSpec("rpm:100/min")) === "rpm:100/min");
+ * ```
+ */
+export function formatLimit(limit: Limit): string {
+  const names: Record<number, string> = { 1: "sec", 60: "min", 3600: "hour", 86400: "day" };
+  const unit = names[limit.refillPeriodSeconds];
+  const rate = unit
+    ? `${limit.refillAmount}/${unit}`
+    : `${limit.refillAmount}/${limit.refillPeriodSeconds}s`;
+  return limit.capacity === limit.refillAmount
+    ? `${limit.name}:${rate}`
+    : `${limit.name}:${rate}:${limit.capacity}`;
+}

@@ -1,0 +1,267 @@
+/**
+ * `zae-limiter local up|down|status`: DynamoDB Local in the background, found again through a
+ * small state file (`$ZAE_LIMITER_STATE_DIR/local.json`, default `~/.cache/zae-limiter/`).
+ *
+ * Engines: `docker` runs the official `amazon/dynamodb-local` image (when a Docker engine
+ * answers `docker info`); `java` runs the jar the library's `local` module installs from npm.
+ * `auto` picks docker when an engine answers, else java.
+ *
+ * @module
+ */
+
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { type Command, Option } from "commander";
+import {
+  defaultCacheDir,
+  isDynamoDBReady,
+  isPortFree,
+  isProcessAlive,
+  startDetached,
+  stopByPid,
+} from "../src/local/mod.ts";
+import type { Io } from "./io.ts";
+import { UsageError } from "./limits.ts";
+
+/** What `local up` remembers. */
+export interface LocalState {
+  /** `java` or `docker`. */
+  engine: "java" | "docker";
+  /** Endpoint URL. */
+  endpoint: string;
+  /** Port. */
+  port: number;
+  /** Java process id (java engine). */
+  pid?: number;
+  /** Container id (docker engine). */
+  containerId?: string;
+  /** Data folder, when not in memory. */
+  dataDir?: string;
+  /** Log file (java engine). */
+  logFile?: string;
+  /** ISO time it was started. */
+  startedAt: string;
+}
+
+/** The folder of the state file. */
+export function stateDir(env: Record<string, string | undefined>): string {
+  return env.ZAE_LIMITER_STATE_DIR ? resolve(env.ZAE_LIMITER_STATE_DIR) : defaultCacheDir();
+}
+
+function readState(dir: string): LocalState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, "local.json"), "utf8")) as LocalState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a Docker engine answers (`docker info` exits 0). */
+export function dockerAnswers(): boolean {
+  try {
+    const r = spawnSync("docker", ["info"], { stdio: "ignore", timeout: 15_000 });
+    return r.status === 0;
+  } catch {
+    return false;
+  }
+}
+
+function alive(state: LocalState): boolean {
+  if (state.engine === "java") return state.pid !== undefined && isProcessAlive(state.pid);
+  const r = spawnSync("docker", ["inspect", "-f", "{{.State.Running}}", state.containerId ?? ""], {
+    encoding: "utf8",
+    timeout: 15_000,
+  });
+  return r.status === 0 && r.stdout.trim() === "true";
+}
+
+function envLines(endpoint: string): string[] {
+  return [
+    `export AWS_ENDPOINT_URL_DYNAMODB=${endpoint}`,
+    "export AWS_REGION=us-east-1",
+    "export AWS_ACCESS_KEY_ID=local",
+    "export AWS_SECRET_ACCESS_KEY=local",
+  ];
+}
+
+type CommandFactory = (
+  parent: Command,
+  name: string,
+  description: string,
+  examples: string[],
+) => Command;
+
+/** Adds `local up|down|status` to the program. */
+export function addLocalCommands(
+  program: Command,
+  ctx: {
+    command: CommandFactory;
+    print: (c: Command, json: unknown, text: string) => void;
+    io: Io;
+  },
+): void {
+  const { command, print, io } = ctx;
+  const local = command(program, "local", "Run DynamoDB Local in the background", []);
+
+  command(local, "up", "Start DynamoDB Local and print the endpoint", [
+    "zae-limiter local up",
+    "zae-limiter local up --port 8001 --data-dir .dynamodb --engine java",
+  ])
+    .option("--port <port>", "port to listen on", (v) => {
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) {
+        throw new UsageError(`Invalid --port ${JSON.stringify(v)}: must be 1-65535`);
+      }
+      return Number(v);
+    }, 8000)
+    .option("--data-dir <dir>", "keep tables in this folder (default: in memory)")
+    .addOption(
+      new Option("--engine <engine>", "how to run it").choices(["auto", "docker", "java"]).default(
+        "auto",
+      ),
+    )
+    .action(async (opts, c: Command) => {
+      const dir = stateDir(io.env);
+      const current = readState(dir);
+      if (current && alive(current)) {
+        print(
+          c,
+          { ...current, running: true, alreadyRunning: true },
+          [
+            `DynamoDB Local is already running at ${current.endpoint} (${current.engine}).`,
+            ...envLines(current.endpoint),
+          ].join("\n"),
+        );
+        return;
+      }
+      let engine: "java" | "docker" = opts.engine === "auto"
+        ? (dockerAnswers() ? "docker" : "java")
+        : opts.engine;
+      if (opts.engine === "docker" && !dockerAnswers()) {
+        throw new Error(
+          "No Docker engine answers (`docker info` failed): start Docker, or use --engine java",
+        );
+      }
+      if (!(await isPortFree(opts.port))) {
+        throw new Error(`Port ${opts.port} is in use: choose another with --port`);
+      }
+      mkdirSync(dir, { recursive: true });
+      const dataDir = opts.dataDir ? resolve(opts.dataDir) : undefined;
+      let state: LocalState;
+      if (engine === "docker") {
+        if (dataDir) mkdirSync(dataDir, { recursive: true });
+        const args = [
+          "run",
+          "-d",
+          "--rm",
+          "-p",
+          `${opts.port}:8000`,
+          ...(dataDir ? ["-v", `${dataDir}:/data`, "-u", "root"] : []),
+          "amazon/dynamodb-local",
+          "-jar",
+          "DynamoDBLocal.jar",
+          "-sharedDb",
+          ...(dataDir ? ["-dbPath", "/data"] : ["-inMemory"]),
+        ];
+        const r = spawnSync("docker", args, { encoding: "utf8", timeout: 300_000 });
+        if (r.status !== 0) {
+          throw new Error(
+            `docker run failed: ${(r.stderr || r.stdout || "").trim().split("\n").pop()}`,
+          );
+        }
+        const endpoint = `http://127.0.0.1:${opts.port}`;
+        state = {
+          engine,
+          endpoint,
+          port: opts.port,
+          containerId: r.stdout.trim(),
+          ...(dataDir ? { dataDir } : {}),
+          startedAt: new Date().toISOString(),
+        };
+        const until = Date.now() + 60_000;
+        while (!(await isDynamoDBReady(endpoint))) {
+          if (Date.now() > until) {
+            throw new Error(`DynamoDB Local (docker) did not answer on ${endpoint}`);
+          }
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      } else {
+        engine = "java";
+        const logFile = join(dir, "local.log");
+        const d = await startDetached({
+          port: opts.port,
+          sharedDb: true,
+          ...(dataDir ? { dataDir } : {}),
+          logFile,
+        });
+        state = {
+          engine,
+          endpoint: d.endpoint,
+          port: d.port,
+          pid: d.pid,
+          ...(dataDir ? { dataDir } : {}),
+          logFile,
+          startedAt: new Date().toISOString(),
+        };
+      }
+      writeFileSync(join(dir, "local.json"), JSON.stringify(state, null, 2));
+      print(
+        c,
+        { ...state, running: true },
+        [
+          `DynamoDB Local is running at ${state.endpoint} (${engine}${
+            state.pid ? `, pid ${state.pid}` : ""
+          }${dataDir ? `, data in ${dataDir}` : ", in memory"}).`,
+          "Use it with:",
+          ...envLines(state.endpoint),
+          "Stop it with: zae-limiter local down",
+        ].join("\n"),
+      );
+    });
+
+  command(local, "down", "Stop the DynamoDB Local started by `local up`", [
+    "zae-limiter local down",
+  ])
+    .action(async (_opts, c: Command) => {
+      const dir = stateDir(io.env);
+      const state = readState(dir);
+      if (!state) {
+        print(
+          c,
+          { running: false, stopped: false },
+          "DynamoDB Local is not running (no state file).",
+        );
+        return;
+      }
+      let stopped = false;
+      if (state.engine === "java" && state.pid !== undefined) {
+        stopped = await stopByPid(state.pid);
+      } else if (state.engine === "docker" && state.containerId) {
+        const r = spawnSync("docker", ["rm", "-f", state.containerId], { encoding: "utf8" });
+        stopped = r.status === 0;
+      }
+      rmSync(join(dir, "local.json"), { force: true });
+      print(
+        c,
+        { ...state, running: false, stopped },
+        stopped
+          ? `Stopped DynamoDB Local at ${state.endpoint}.`
+          : `DynamoDB Local at ${state.endpoint} was not running.`,
+      );
+    });
+
+  command(local, "status", "Tell whether DynamoDB Local is running", ["zae-limiter local status"])
+    .action(async (_opts, c: Command) => {
+      const state = readState(stateDir(io.env));
+      const running = state !== undefined && alive(state) && await isDynamoDBReady(state.endpoint);
+      print(
+        c,
+        state ? { ...state, running } : { running: false },
+        running
+          ? `DynamoDB Local is running at ${state!.endpoint} (${state!.engine}${
+            state!.pid ? `, pid ${state!.pid}` : ""
+          }).`
+          : "DynamoDB Local is not running.",
+      );
+    });
+}
