@@ -1,0 +1,231 @@
+/**
+ * Rate-limit response headers computed from limit statuses: the IETF `RateLimit-Policy` and
+ * `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-09/10) and, optionally, the
+ * OpenAI-style `x-ratelimit-*` headers.
+ *
+ * ## What the numbers mean for a token bucket
+ *
+ * A token bucket has no fixed windows, so the draft's terms are mapped as follows, for each limit:
+ *
+ * - `q` (quota) is the bucket's capacity: the most a client can spend at once.
+ * - `w` (window) is the seconds an empty bucket takes to fill up again, rounded up:
+ *   `capacity × refillPeriodSeconds / refillAmount`. For a limit without extra burst
+ *   (`Limit.perMinute("tpm", 10_000)`) that is the refill period itself (`w=60`), so the policy
+ *   reads as the familiar "10 000 per 60 s"; with a burst it stays true that a drained quota
+ *   comes back in full within `w`.
+ * - `r` (remaining) is the whole tokens left now (never negative; a bucket in debt shows 0).
+ * - `t` (reset) is the seconds until the bucket is full again, rounded up: after `t` seconds
+ *   without use, `r` is back to `q`, which is the draft's meaning of a reset. It is the same on
+ *   admitted and refused responses. It is deliberately *not* the wait for the next request: a
+ *   token bucket refills continuously, so some quota returns long before `t`; a refused request
+ *   gets that exact wait in `Retry-After` instead.
+ *
+ * The OpenAI-style headers use the same numbers: `x-ratelimit-limit-*` is `q`,
+ * `x-ratelimit-remaining-*` is `r`, `x-ratelimit-reset-*` is `t` written as a duration (`"6m0s"`).
+ *
+ * @module
+ */
+
+import { type LimitStatus, ValidationError } from "../errors.ts";
+
+/** Which rate-limit headers to write. */
+export interface RateLimitHeaderOptions {
+  /** Write the IETF `RateLimit-Policy` and `RateLimit` fields. @default true */
+  ietf?: boolean;
+  /**
+   * Write OpenAI-style `x-ratelimit-limit-<suffix>`, `x-ratelimit-remaining-<suffix>` and
+   * `x-ratelimit-reset-<suffix>` headers. `true` names the suffix after the limit, except `rpm`
+   * → `requests` and `tpm` → `tokens` (what OpenAI clients read); an object maps limit names to
+   * suffixes (limits it leaves out keep their name). When several entities share a limit name
+   * (a cascaded call), the one with the fewest tokens left is reported. @default false
+   */
+  openai?: boolean | Record<string, string>;
+  /**
+   * The policy name of a status in the IETF fields. @default the limit name for the requesting
+   * entity's limits, `"<entityId>/<limit name>"` for another entity's (the parent, when cascading)
+   */
+  policyName?: (status: LimitStatus, primaryEntityId: string) => string;
+}
+
+/** The numbers reported for one limit, in whole units. */
+export interface LimitQuota {
+  /** The policy name. */
+  policy: string;
+  /** `q`: the bucket capacity, in tokens (rounded down). */
+  quota: number;
+  /** `w`: seconds an empty bucket takes to fill, rounded up (at least 1). */
+  windowSeconds: number;
+  /** `r`: whole tokens left, never negative. */
+  remaining: number;
+  /** `t`: seconds until the bucket is full again, rounded up. */
+  resetSeconds: number;
+}
+
+const OPENAI_SUFFIXES: Record<string, string> = { rpm: "requests", tpm: "tokens" };
+
+/**
+ * The reported numbers of each status, see the module documentation for their meaning.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { limitQuotas } from "./headers.ts";
+ * const [q] = limitQuotas([{ entityId: "key-1", resource: "gpt-4", limitName: "tpm",
+ *   limit: Limit.perMinute("tpm", 10_000), available: 9_500, requested: 500, exceeded: false,
+ *   retryAfterSeconds: 0 }]);
+ * console.assert(q.quota === 10_000 && q.windowSeconds === 60);
+ * console.assert(q.remaining === 9_500 && q.resetSeconds === 3);
+ * ```
+ */
+export function limitQuotas(
+  statuses: readonly LimitStatus[],
+  options: Pick<RateLimitHeaderOptions, "policyName"> = {},
+): LimitQuota[] {
+  if (statuses.length === 0) return [];
+  const primary = statuses[0].entityId;
+  const { policyName = defaultPolicyName } = options;
+  return statuses.map((s) => {
+    const { capacityMilli: c, refillMilli: r, periodMs: p } = s.limit;
+    const policy = policyName(s, primary);
+    checkPolicyName(policy);
+    const available = Math.floor(s.available);
+    // Whole tokens are reported, so the missing amount is counted from the floor: `t` may be
+    // a fraction of a token's refill too late, never too early.
+    const missingMilli = c - BigInt(available) * 1000n;
+    return {
+      policy,
+      quota: Number(c / 1000n),
+      windowSeconds: Number(max(1n, ceilDiv(ceilDiv(c * p, r), 1000n))),
+      remaining: Math.max(0, available),
+      resetSeconds: missingMilli <= 0n ? 0 : Number(ceilDiv(ceilDiv(missingMilli * p, r), 1000n)),
+    };
+  });
+}
+
+/**
+ * Headers describing the statuses: `RateLimit-Policy` and `RateLimit` (unless `ietf: false`)
+ * and, with `openai`, the `x-ratelimit-*` headers. No statuses give no headers.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { rateLimitHeaders } from "./headers.ts";
+ * const h = rateLimitHeaders([{ entityId: "key-1", resource: "gpt-4", limitName: "tpm",
+ *   limit: Limit.perMinute("tpm", 10_000), available: 0, requested: 500, exceeded: true,
+ *   retryAfterSeconds: 3 }]);
+ * console.assert(h.get("RateLimit-Policy") === `"tpm";q=10000;w=60`);
+ * console.assert(h.get("RateLimit") === `"tpm";r=0;t=60`);
+ * ```
+ */
+export function rateLimitHeaders(
+  statuses: readonly LimitStatus[],
+  options: RateLimitHeaderOptions = {},
+): Headers {
+  const headers = new Headers();
+  setRateLimitHeaders(headers, statuses, options);
+  return headers;
+}
+
+/**
+ * Sets the headers of {@link rateLimitHeaders} on `headers` (replacing earlier values).
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { setRateLimitHeaders } from "./headers.ts";
+ * const headers = new Headers({ "content-type": "text/plain" });
+ * setRateLimitHeaders(headers, [{ entityId: "key-1", resource: "gpt-4", limitName: "rpm",
+ *   limit: Limit.perMinute("rpm", 100), available: 99, requested: 1, exceeded: false,
+ *   retryAfterSeconds: 0 }], { openai: true });
+ * console.assert(headers.get("x-ratelimit-remaining-requests") === "99");
+ * console.assert(headers.get("x-ratelimit-reset-requests") === "1s");
+ * ```
+ */
+export function setRateLimitHeaders(
+  headers: Headers,
+  statuses: readonly LimitStatus[],
+  options: RateLimitHeaderOptions = {},
+): void {
+  const { ietf = true, openai = false } = options;
+  if (statuses.length === 0) return;
+  const quotas = limitQuotas(statuses, options);
+  if (ietf) {
+    headers.set(
+      "RateLimit-Policy",
+      quotas.map((q) => `${sfString(q.policy)};q=${q.quota};w=${q.windowSeconds}`).join(", "),
+    );
+    headers.set(
+      "RateLimit",
+      quotas.map((q) => `${sfString(q.policy)};r=${q.remaining};t=${q.resetSeconds}`).join(", "),
+    );
+  }
+  if (openai !== false) {
+    const names = openai === true ? OPENAI_SUFFIXES : openai;
+    const tightest = new Map<string, LimitQuota>();
+    statuses.forEach((s, i) => {
+      const q = quotas[i];
+      const seen = tightest.get(s.limitName);
+      if (!seen || q.remaining < seen.remaining) tightest.set(s.limitName, q);
+    });
+    for (const [name, q] of tightest) {
+      const suffix = (Object.hasOwn(names, name) ? names[name] : name).toLowerCase();
+      if (!/^[a-z0-9_.-]+$/.test(suffix)) {
+        throw new ValidationError(
+          `openai.${name}`,
+          suffix,
+          "must be a header-safe suffix: letters, digits, _ . -",
+        );
+      }
+      headers.set(`x-ratelimit-limit-${suffix}`, String(q.quota));
+      headers.set(`x-ratelimit-remaining-${suffix}`, String(q.remaining));
+      headers.set(`x-ratelimit-reset-${suffix}`, formatDuration(q.resetSeconds));
+    }
+  }
+}
+
+/**
+ * Whole seconds as an OpenAI-style duration: `"0s"`, `"45s"`, `"6m0s"`, `"1h0m5s"`.
+ *
+ * @example
+ * ```ts
+ * import { formatDuration } from "./headers.ts";
+ * console.assert(formatDuration(360) === "6m0s");
+ * ```
+ */
+export function formatDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+function defaultPolicyName(status: LimitStatus, primaryEntityId: string): string {
+  return status.entityId === primaryEntityId
+    ? status.limitName
+    : `${status.entityId}/${status.limitName}`;
+}
+
+function checkPolicyName(name: unknown): void {
+  if (typeof name !== "string" || !/^[\x20-\x7e]{1,256}$/.test(name)) {
+    throw new ValidationError(
+      "policyName()",
+      name,
+      "must return 1-256 printable ASCII characters",
+    );
+  }
+}
+
+/** An RFC 8941 sf-string. */
+function sfString(s: string): string {
+  return `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
+function ceilDiv(a: bigint, b: bigint): bigint {
+  return a <= 0n ? -(-a / b) : (a + b - 1n) / b;
+}
+
+function max(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
