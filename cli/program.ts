@@ -17,7 +17,6 @@ import {
   deleteStack,
   deploymentStatus,
   deployStack,
-  type StackDeployError,
   type StackEvent,
   StackSettingsError,
   TEMPLATE_YAML,
@@ -35,6 +34,7 @@ interface Globals {
 }
 
 interface Connection {
+  createTable?: boolean;
   tableName?: string;
   endpointUrl?: string;
   region?: string;
@@ -322,6 +322,7 @@ Examples:
       tableName,
       ...(endpoint ? { endpoint } : {}),
       ...(opts.region ? { region: opts.region } : {}),
+      createTable: opts.createTable === true,
       timeoutMs: 10_000,
     });
     try {
@@ -598,7 +599,8 @@ function connectionOptions(c: Command): Command {
       "--endpoint-url <url>",
       "DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB, $AWS_ENDPOINT_URL)",
     )
-    .option("--region <region>", "AWS region");
+    .option("--region <region>", "AWS region")
+    .option("--create-table", "create the table first when it is missing (DynamoDB Local)");
 }
 
 function requireTable(opts: Connection, io: Io): string {
