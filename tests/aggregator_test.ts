@@ -242,7 +242,8 @@ Deno.test({
         assert.equal(first.shards >= 1, true);
         // 7 acquires, 2 adjust commits, 2 rollbacks, on a key and on the project: 22 records.
         assert.equal(first.consumptions, 22);
-        assert.equal(first.snapshotWrites, 44);
+        // Records of a bucket in the same window share one write: 17 writes, not 22 × 2.
+        assert.equal(first.snapshotWrites, 17);
         assert.equal(first.duplicates, 0);
         assert.equal(first.indexed, 3);
         assert.deepEqual(await usage("key-a", "hourly"), [
@@ -377,12 +378,12 @@ Deno.test({
               r.dynamodb?.Keys?.SK?.S?.startsWith("#BUCKET#")
             );
             assert.equal(records.length, 8);
-            // key-x's third record (11:05) fails its hourly snapshot write.
+            // The hourly write of key-x's 11:00 records (its 3rd and 4th) fails.
             const xRecords = records.filter((r) => r.dynamodb!.Keys!.PK.S === "ENTITY#key-x");
             const failing = xRecords[2].dynamodb!.SequenceNumber!;
             let injected = 0;
             const faulty = withFault(client, (input) => {
-              const hit = input.ExpressionAttributeValues?.[":seq"]?.S === padSequence(failing) &&
+              const hit = input.ExpressionAttributeValues?.[":first"]?.S === padSequence(failing) &&
                 input.ExpressionAttributeValues?.[":w"]?.S === "hourly";
               if (hit) injected++;
               return hit;
@@ -428,10 +429,28 @@ Deno.test({
                 entityId,
               );
             }
+            // The retry wrote key-x's hourly 11:00 run; the rest was already there.
+            assert.equal(retry.snapshotWrites, 1);
+            assert.equal(retry.duplicates, 6);
             // A second delivery of the whole batch changes nothing.
             const replay = await processRecords(records, { client, tableName: table2 });
             assert.equal(replay.snapshotWrites, 0);
             assert.equal(replay.duplicates, 16);
+            // A batch whose first records are applied, one of them inside a run: only the rest is
+            // written (the refused write returns the snapshot's seq). Same records, a fresh table.
+            const table3 = uniqueTableName("aggregator-prefix");
+            await new RateLimiter({ tableName: table3, client }).createTable();
+            await processRecords(records.slice(0, 5), { client, tableName: table3 }); // up to x3
+            const rest = await processRecords(records, { client, tableName: table3 });
+            assert.equal(rest.duplicates, 5 * 2);
+            for (const entityId of ["key-x", "key-y"]) {
+              for (const window of ["hourly", "daily"] as const) {
+                assert.deepEqual(
+                  await getUsageSnapshots(client, table3, { entityId, window }),
+                  await getUsageSnapshots(client, table2, { entityId, window }),
+                );
+              }
+            }
           } finally {
             await l2.close();
           }

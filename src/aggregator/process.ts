@@ -3,14 +3,22 @@
  * local stream reader: usage snapshots, and the resource index (GSI2) of bucket items.
  *
  * **Idempotent per record.** A snapshot is fed by exactly one bucket item (same entity and
- * resource), and a stream delivers the records of one item in order. Each snapshot stores the
- * highest sequence number applied to it (`seq`, 40 digits padded) and each update is conditioned
- * on `seq < :seq`: a record delivered twice fails the condition and is skipped.
+ * resource), and a stream delivers the records of one item in order (Lambda keeps that order per
+ * item, across shard splits and with a parallelization factor). Each snapshot stores the highest
+ * sequence number applied to it (`seq`, 40 digits padded), so the records it holds are always a
+ * prefix of those that feed it, and every update is conditioned on `seq` being below its first
+ * record: a record delivered twice is skipped.
  *
- * **Never swallowed.** A record that cannot be applied stops its item's records (a later record
- * of the same item would raise `seq` past it and make its retry a no-op, losing it) and is
- * reported as the batch's first failure (`batchItemFailures`), so Lambda retries from there and
- * finally sends the batch to the dead-letter queue.
+ * **One write per run.** Consecutive records of an item in the same window are summed into one
+ * update (`seq` = the last). When its condition fails, the refused write returns the stored
+ * `seq`, and only the records after it are written. A run summing to zero is still written, so
+ * that its `seq` advances.
+ *
+ * **Never swallowed.** When a snapshot's write fails, that window type takes no more records of
+ * the item (a later record would raise `seq` past the failed one and turn its retry into a
+ * no-op, losing it). The batch's first record not yet in every snapshot is returned in
+ * `batchItemFailures`, so Lambda retries from there (what follows it is skipped as already
+ * applied) and finally sends the batch to the dead-letter queue.
  *
  * @module
  */
@@ -57,9 +65,9 @@ export interface ProcessResult {
   records: number;
   /** Records that carried consumption. */
   consumptions: number;
-  /** Snapshot updates written. */
+  /** Snapshot updates written (one per run of records of a bucket in the same window). */
   snapshotWrites: number;
-  /** Snapshot updates skipped because the record was already applied. */
+  /** (record, window type) pairs skipped because the snapshot already held the record. */
   duplicates: number;
   /** Bucket items added to the resource index. */
   indexed: number;
@@ -121,29 +129,67 @@ export async function processRecords(
   const failures: { index: number; sequenceNumber: string; error: unknown }[] = [];
   const runGroup = async (list: { index: number; record: BucketStreamRecord }[]) => {
     let indexDone = list.some((r) => r.record.dynamodb?.NewImage?.GSI2PK !== undefined);
-    for (const { index, record } of list) {
-      const sequenceNumber = record.dynamodb?.SequenceNumber ?? "";
+    // Consecutive records of the item that fall in the same window make one write per window.
+    const pending = new Map<UsageWindow, Run>();
+    // A window type whose write failed takes no more records of this item: a later record would
+    // raise the snapshot's seq past the failed one and make its retry a no-op. Other window
+    // types are other snapshots and go on.
+    const stopped = new Map<UsageWindow, { index: number; error: unknown }>();
+    const flush = async (run: Run) => {
       try {
-        const seq = padSequence(sequenceNumber);
+        const out = await applyRun(client, tableName, run, retentionDays);
+        result.snapshotWrites += out.writes;
+        result.duplicates += out.skipped;
+      } catch (error) {
+        stopped.set(run.window, { index: run.entries[0].index, error });
+      }
+    };
+    let current = list[0].index;
+    let fatal: { index: number; error: unknown } | undefined;
+    try {
+      for (const { index, record } of list) {
+        current = index;
+        const seq = padSequence(record.dynamodb?.SequenceNumber ?? "");
         const consumption = consumptionOf(record);
         if (consumption !== undefined) {
           result.consumptions++;
           for (const window of windows) {
-            const applied = await writeSnapshot(client, tableName, consumption, window, seq, {
-              retentionDays,
-            });
-            if (applied) result.snapshotWrites++;
-            else result.duplicates++;
+            if (stopped.has(window)) continue;
+            const { startMs } = windowAt(window, consumption.atMs);
+            const run = pending.get(window);
+            if (run !== undefined && run.startMs !== startMs) {
+              pending.delete(window);
+              await flush(run);
+              if (stopped.has(window)) continue;
+            }
+            const next = pending.get(window) ?? { window, startMs, entries: [] };
+            next.entries.push({ index, seq, consumption });
+            pending.set(window, next);
           }
         }
         if (!indexDone && record.eventName !== "REMOVE" && record.dynamodb?.NewImage) {
           if (await indexBucket(client, tableName, record.dynamodb.Keys!)) result.indexed++;
           indexDone = true;
         }
-      } catch (error) {
-        failures.push({ index, sequenceNumber, error });
-        return; // later records of this item must wait for this one
       }
+    } catch (error) {
+      // A record that cannot be read, or a failed index write: the item stops at this record
+      // (what is pending holds only earlier records, and is still written below).
+      fatal = { index: current, error };
+    }
+    for (const [window, run] of pending) {
+      pending.delete(window);
+      await flush(run);
+    }
+    // Lambda retries from the earliest record that is not yet in every snapshot.
+    const first = [...stopped.values(), ...(fatal ? [fatal] : [])]
+      .sort((a, b) => a.index - b.index)[0];
+    if (first !== undefined) {
+      failures.push({
+        index: first.index,
+        sequenceNumber: records[first.index].dynamodb?.SequenceNumber ?? "",
+        error: first.error,
+      });
     }
   };
 
@@ -166,69 +212,106 @@ export async function processRecords(
   return result;
 }
 
+/** Records of one bucket item, in stream order, that fall in the same snapshot. */
+export interface Run {
+  /** The window type. */
+  window: UsageWindow;
+  /** Start of the window, epoch ms. */
+  startMs: number;
+  /** The records: batch position, padded sequence number, consumption. */
+  entries: { index: number; seq: string; consumption: Consumption }[];
+}
+
 /**
- * Adds one record's consumption to its snapshot of one window type, unless the snapshot already
- * holds this record (or a later one of the same bucket). Returns whether it was applied.
+ * Adds a run of records to their snapshot in one write, conditioned on none of them being in it
+ * yet (`seq` below the first). When the condition fails, the snapshot's `seq` (returned by the
+ * failed write) tells which records it already holds, and the rest is written the same way.
+ * A run whose amounts sum to zero is still written: its `seq` must advance, or a retry starting
+ * inside the run would apply its tail alone.
  */
-export async function writeSnapshot(
+export async function applyRun(
   client: DynamoDBClient,
   tableName: string,
-  consumption: Consumption,
-  window: UsageWindow,
-  seq: string,
-  options: { retentionDays: number },
-): Promise<boolean> {
-  const { startMs, endMs } = windowAt(window, consumption.atMs);
-  const windowStart = isoSeconds(startMs);
-  const names: Record<string, string> = {
-    "#e": "entityId",
-    "#r": "resource",
-    "#w": "window",
-    "#ws": "windowStart",
-    "#we": "windowEnd",
-    "#ttl": TTL,
-    "#seq": SEQUENCE,
-    "#rq": "rq",
-  };
-  const values: Record<string, AttributeValue> = {
-    ":e": { S: consumption.entityId },
-    ":r": { S: consumption.resource },
-    ":w": { S: window },
-    ":ws": { S: windowStart },
-    ":we": { S: isoSeconds(endMs) },
-    ":ttl": { N: String(Math.floor(endMs / 1000) + Math.round(options.retentionDays * 86_400)) },
-    ":seq": { S: seq },
-    ":rq": { N: consumption.requests.toString() },
-  };
-  const adds = ["#rq :rq"];
-  let i = 0;
-  for (const [limit, delta] of consumption.consumed) {
-    names[`#c${i}`] = `${CONSUMED_PREFIX}${limit}`;
-    values[`:c${i}`] = { N: delta.toString() };
-    adds.push(`#c${i} :c${i}`);
-    i++;
+  run: Run,
+  retentionDays: number,
+): Promise<{ writes: number; skipped: number }> {
+  const { entityId, resource } = run.entries[0].consumption;
+  const endMs = windowAt(run.window, run.startMs).endMs;
+  const windowStart = isoSeconds(run.startMs);
+  let entries = run.entries;
+  let skipped = 0;
+  while (entries.length > 0) {
+    const consumed = new Map<string, bigint>();
+    let requests = 0n;
+    for (const { consumption } of entries) {
+      for (const [limit, d] of consumption.consumed) {
+        consumed.set(limit, (consumed.get(limit) ?? 0n) + d);
+      }
+      requests += consumption.requests;
+    }
+    const names: Record<string, string> = {
+      "#e": "entityId",
+      "#r": "resource",
+      "#w": "window",
+      "#ws": "windowStart",
+      "#we": "windowEnd",
+      "#ttl": TTL,
+      "#seq": SEQUENCE,
+      "#rq": "rq",
+    };
+    const values: Record<string, AttributeValue> = {
+      ":e": { S: entityId },
+      ":r": { S: resource },
+      ":w": { S: run.window },
+      ":ws": { S: windowStart },
+      ":we": { S: isoSeconds(endMs) },
+      ":ttl": { N: String(Math.floor(endMs / 1000) + Math.round(retentionDays * 86_400)) },
+      ":seq": { S: entries[entries.length - 1].seq },
+      ":first": { S: entries[0].seq },
+      ":rq": { N: requests.toString() },
+    };
+    const adds = ["#rq :rq"];
+    let i = 0;
+    for (const [limit, delta] of consumed) {
+      names[`#c${i}`] = `${CONSUMED_PREFIX}${limit}`;
+      values[`:c${i}`] = { N: delta.toString() };
+      adds.push(`#c${i} :c${i}`);
+      i++;
+    }
+    try {
+      await client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: {
+            PK: { S: entityPk(entityId) },
+            SK: { S: usageSk(resource, run.window, windowStart) },
+          },
+          UpdateExpression:
+            "SET #e = :e, #r = :r, #w = :w, #ws = :ws, #we = :we, #ttl = :ttl, #seq = :seq " +
+            `ADD ${adds.join(", ")}`,
+          ConditionExpression: "attribute_not_exists(#seq) OR #seq < :first",
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        }),
+      );
+      return { writes: 1, skipped };
+    } catch (err) {
+      if (!isConditionalFailure(err)) throw err;
+      const stored = (err as { Item?: Record<string, AttributeValue> }).Item?.[SEQUENCE]?.S;
+      if (stored === undefined) {
+        throw new Error(
+          `Snapshot ${usageSk(resource, run.window, windowStart)} of ${entityId} refused the ` +
+            "update but returned no seq",
+          { cause: err },
+        );
+      }
+      const rest = entries.filter((e) => e.seq > stored);
+      skipped += entries.length - rest.length;
+      entries = rest;
+    }
   }
-  try {
-    await client.send(
-      new UpdateItemCommand({
-        TableName: tableName,
-        Key: {
-          PK: { S: entityPk(consumption.entityId) },
-          SK: { S: usageSk(consumption.resource, window, windowStart) },
-        },
-        UpdateExpression:
-          "SET #e = :e, #r = :r, #w = :w, #ws = :ws, #we = :we, #ttl = :ttl, #seq = :seq " +
-          `ADD ${adds.join(", ")}`,
-        ConditionExpression: "attribute_not_exists(#seq) OR #seq < :seq",
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
-      }),
-    );
-    return true;
-  } catch (err) {
-    if (isConditionalFailure(err)) return false;
-    throw err;
-  }
+  return { writes: 0, skipped };
 }
 
 /**
