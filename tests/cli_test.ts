@@ -11,28 +11,10 @@ import { join } from "node:path";
 import { Limit, RateLimiter } from "../mod.ts";
 import { aggregatorCodeSha256, buildAggregatorZip } from "../src/aggregator/bundle.ts";
 import { TEMPLATE_YAML } from "../src/infra/template.ts";
-import type { Io } from "../cli/io.ts";
 import { VERSION } from "../cli/io.ts";
 import { formatLimit, parseLimitSpec, UsageError } from "../cli/limits.ts";
-import { run } from "../cli/program.ts";
+import { cli } from "./_cli.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
-
-/** Runs the CLI in-process; returns the exit code and what it wrote. */
-export async function cli(
-  argv: string[],
-  env: Record<string, string | undefined> = {},
-  answer?: boolean,
-): Promise<{ code: number; out: string; err: string }> {
-  let out = "", err = "";
-  const io: Io = {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    confirm: () => Promise.resolve(answer),
-    env,
-  };
-  const code = await run(argv, io);
-  return { code, out, err };
-}
 
 Deno.test("parseLimitSpec reads name:rate[/unit][:burst]", () => {
   const tpm = parseLimitSpec("tpm:10000/min:15000");
