@@ -1,0 +1,456 @@
+/**
+ * Downloads AWS's DynamoDB Local (shipped inside the npm package `amplify-dynamodb-simulator`)
+ * from the npm registry into a per-user cache, verified against the registry's published
+ * `dist.integrity`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import {
+  access,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, join, resolve, sep } from "node:path";
+import process from "node:process";
+import { createGunzip } from "node:zlib";
+import { LocalDynamoError } from "./errors.ts";
+import { readTar } from "./tar.ts";
+
+/** The npm package that ships `DynamoDBLocal.jar` (under `package/emulator/`). */
+export const DYNAMODB_LOCAL_PACKAGE = "amplify-dynamodb-simulator";
+/** The pinned version of {@link DYNAMODB_LOCAL_PACKAGE}. */
+export const DYNAMODB_LOCAL_PACKAGE_VERSION = "2.9.30";
+/** The DynamoDB Local version inside that package. */
+export const DYNAMODB_LOCAL_VERSION = "1.25.1";
+
+const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
+const MARKER = ".zae-limiter-complete";
+const ARCHIVE_PREFIX = "package/emulator/";
+
+/** Options of {@link ensureDynamoDBLocal}. */
+export interface EnsureOptions {
+  /**
+   * The zae-limiter cache folder; DynamoDB Local goes in `<cacheDir>/dynamodb-local/<version>`.
+   * @default `$ZAE_LIMITER_CACHE_DIR`, else `$XDG_CACHE_HOME/zae-limiter`, else
+   *   `%LOCALAPPDATA%\zae-limiter` on Windows, else `~/.cache/zae-limiter`
+   */
+  cacheDir?: string;
+  /**
+   * The npm registry to download from.
+   * @default `$NPM_CONFIG_REGISTRY`, else `$npm_config_registry`, else `https://registry.npmjs.org/`
+   */
+  registry?: string;
+  /** The `fetch` to use (for tests or proxies). @default `globalThis.fetch` */
+  fetch?: typeof fetch;
+  /** Aborts the download. */
+  signal?: AbortSignal;
+}
+
+/** Where DynamoDB Local is installed. */
+export interface DynamoDBLocalInstall {
+  /** The folder holding `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`. */
+  dir: string;
+  /** The absolute path of `DynamoDBLocal.jar`. */
+  jar: string;
+  /** Whether this call downloaded it (false when the cache was reused). */
+  downloaded: boolean;
+}
+
+function env(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === "" ? undefined : v;
+}
+
+/**
+ * The zae-limiter cache folder used when no `cacheDir` option is given.
+ *
+ * @example
+ * ```ts
+ * import { defaultCacheDir } from "./mod.ts";
+ * console.log(defaultCacheDir()); // e.g. /home/me/.cache/zae-limiter
+ * ```
+ */
+export function defaultCacheDir(): string {
+  const own = env("ZAE_LIMITER_CACHE_DIR");
+  if (own) return resolve(own);
+  const xdg = env("XDG_CACHE_HOME");
+  if (xdg) return join(resolve(xdg), "zae-limiter");
+  const local = process.platform === "win32" ? env("LOCALAPPDATA") : undefined;
+  if (local) return join(local, "zae-limiter");
+  return join(homedir(), ".cache", "zae-limiter");
+}
+
+/**
+ * The folder DynamoDB Local is (or would be) installed in, without touching the disk.
+ *
+ * @example
+ * ```ts
+ * import { dynamoDBLocalDir } from "./mod.ts";
+ * console.log(dynamoDBLocalDir({ cacheDir: "/tmp/zl" })); // /tmp/zl/dynamodb-local/2.9.30
+ * ```
+ */
+export function dynamoDBLocalDir(opts: Pick<EnsureOptions, "cacheDir"> = {}): string {
+  const base = opts.cacheDir !== undefined ? resolve(opts.cacheDir) : defaultCacheDir();
+  return join(base, "dynamodb-local", DYNAMODB_LOCAL_PACKAGE_VERSION);
+}
+
+function registryUrl(opts: EnsureOptions): string {
+  const r = opts.registry ?? env("NPM_CONFIG_REGISTRY") ?? env("npm_config_registry") ??
+    DEFAULT_REGISTRY;
+  return r.endsWith("/") ? r : `${r}/`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes sure DynamoDB Local is in the cache and returns where. The first call downloads the
+ * `amplify-dynamodb-simulator` tarball (about 57 MB) from the npm registry, checks it against the
+ * registry's published `dist.integrity` before unpacking anything, and unpacks only
+ * `package/emulator/**`. Later calls reuse the cache (a marker file, written last, tells a complete
+ * one from a half-written one). Concurrent callers, even in other processes, are safe: each unpacks
+ * into a temporary folder and renames it into place; a loser of that race uses the winner's copy.
+ *
+ * @throws {LocalDynamoError} `DOWNLOAD_FAILED`, `INTEGRITY_MISMATCH` or `EXTRACT_FAILED`.
+ *
+ * @example
+ * ```ts
+ * import { ensureDynamoDBLocal } from "./mod.ts";
+ * const { dir, jar, downloaded } = await ensureDynamoDBLocal();
+ * console.log(jar, downloaded ? "(downloaded)" : "(cached)");
+ * ```
+ */
+export async function ensureDynamoDBLocal(opts: EnsureOptions = {}): Promise<DynamoDBLocalInstall> {
+  const dir = dynamoDBLocalDir(opts);
+  const jar = join(dir, "DynamoDBLocal.jar");
+  if (await exists(join(dir, MARKER))) return { dir, jar, downloaded: false };
+
+  const root = dirname(dir);
+  try {
+    await mkdir(root, { recursive: true });
+  } catch (e) {
+    throw new LocalDynamoError(
+      "EXTRACT_FAILED",
+      `Cannot create the DynamoDB Local cache folder ${root}: ${msg(e)}. ` +
+        `Set ZAE_LIMITER_CACHE_DIR or pass cacheDir to use another folder.`,
+      { cause: e },
+    );
+  }
+  const release = await lock(root, join(dir, MARKER));
+  if (release === "done") return { dir, jar, downloaded: false };
+  try {
+    return await install(opts, root, dir, jar);
+  } finally {
+    await release();
+  }
+}
+
+async function install(
+  opts: EnsureOptions,
+  root: string,
+  dir: string,
+  jar: string,
+): Promise<DynamoDBLocalInstall> {
+  // Checked again under the lock: another process may have finished meanwhile.
+  if (await exists(join(dir, MARKER))) return { dir, jar, downloaded: false };
+  const staging = await mkdtemp(join(root, `.staging-${DYNAMODB_LOCAL_PACKAGE_VERSION}-`));
+  try {
+    const tgz = join(staging, "package.tgz");
+    const integrity = await download(opts, tgz);
+    const out = join(staging, "emulator");
+    await extract(tgz, out);
+    await writeFile(
+      join(out, MARKER),
+      JSON.stringify({
+        package: `${DYNAMODB_LOCAL_PACKAGE}@${DYNAMODB_LOCAL_PACKAGE_VERSION}`,
+        dynamodbLocal: DYNAMODB_LOCAL_VERSION,
+        integrity,
+        installedAt: new Date().toISOString(),
+      }) + "\n",
+    );
+    await publish(out, dir);
+    return { dir, jar, downloaded: true };
+  } finally {
+    await rm(staging, { recursive: true, force: true }).catch(() => {});
+    await sweepStale(root);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+/**
+ * Takes the install lock (a file created exclusively, holding our pid), so that concurrent
+ * callers download once. Waits while another live process holds it; returns `"done"` if that one
+ * finished the install meanwhile. A lock whose process is gone, or older than 10 minutes, is broken.
+ * After 10 minutes of waiting it goes on without the lock (the atomic rename still keeps it safe).
+ */
+async function lock(root: string, marker: string): Promise<"done" | (() => Promise<void>)> {
+  const file = join(root, `.lock-${DYNAMODB_LOCAL_PACKAGE_VERSION}`);
+  const started = Date.now();
+  while (Date.now() - started < 600_000) {
+    try {
+      const fh = await open(file, "wx");
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return () => rm(file, { force: true }).catch(() => {});
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") return async () => {};
+    }
+    if (await exists(marker)) return "done";
+    const [text, st] = await Promise.all([
+      readFile(file, "utf8").catch(() => undefined),
+      stat(file).catch(() => undefined),
+    ]);
+    if (text === undefined || st === undefined) continue; // just released
+    const holder = Number(text.trim());
+    const stale = Date.now() - st.mtimeMs > 600_000 ||
+      (text.trim() !== "" && holder !== process.pid && !pidAlive(holder)) ||
+      (text.trim() === "" && Date.now() - st.mtimeMs > 10_000);
+    if (stale) {
+      await rm(file, { force: true }).catch(() => {});
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return async () => {};
+}
+
+/** Renames the finished `out` to `dir`; if another process got there first, keeps theirs. */
+async function publish(out: string, dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await rename(out, dir);
+      return;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "EPERM" && code !== "EACCES") {
+        throw new LocalDynamoError(
+          "EXTRACT_FAILED",
+          `Cannot move DynamoDB Local into ${dir}: ${msg(e)}`,
+          { cause: e },
+        );
+      }
+      if (await exists(join(dir, MARKER))) return; // lost the race to a complete copy
+      // An incomplete leftover (from an older, crashed writer): move it aside, then retry.
+      const trash = `${dir}.stale-${process.pid}-${Date.now()}-${attempt}`;
+      await rename(dir, trash).catch(() => {});
+      await rm(trash, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+  if (!(await exists(join(dir, MARKER)))) {
+    throw new LocalDynamoError("EXTRACT_FAILED", `Cannot move DynamoDB Local into ${dir}`);
+  }
+}
+
+/** Removes staging folders left by crashed processes (older than an hour). */
+async function sweepStale(root: string): Promise<void> {
+  try {
+    for (const name of await readdir(root)) {
+      if (!name.startsWith(".staging-") && !name.includes(".stale-")) continue;
+      const p = join(root, name);
+      const s = await stat(p).catch(() => undefined);
+      if (s && Date.now() - s.mtimeMs > 3_600_000) {
+        await rm(p, { recursive: true, force: true }).catch(() => {});
+      }
+    }
+  } catch {
+    // best effort
+  }
+}
+
+function msg(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = e.cause instanceof Error ? ` (${e.cause.message})` : "";
+    return e.message + cause;
+  }
+  return String(e);
+}
+
+async function get(url: string, opts: EnsureOptions, accept: string): Promise<Response> {
+  const f = opts.fetch ?? globalThis.fetch;
+  let res: Response;
+  try {
+    res = await f(url, { headers: { accept }, signal: opts.signal, redirect: "follow" });
+  } catch (e) {
+    throw new LocalDynamoError(
+      "DOWNLOAD_FAILED",
+      `Could not download DynamoDB Local: GET ${url} failed: ${msg(e)}. ` +
+        `Check your network, or point NPM_CONFIG_REGISTRY (or the registry option) at a reachable npm registry.`,
+      { cause: e },
+    );
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {});
+    throw new LocalDynamoError(
+      "DOWNLOAD_FAILED",
+      `Could not download DynamoDB Local: GET ${url} answered ${res.status} ${res.statusText}`
+        .trim(),
+    );
+  }
+  return res;
+}
+
+interface Sri {
+  algorithm: "sha512" | "sha384" | "sha256";
+  digest: string;
+}
+
+/**
+ * Picks the strongest supported hash (sha512, sha384, sha256) of a Subresource Integrity string
+ * such as npm's `dist.integrity`; `undefined` when it has none.
+ *
+ * @example
+ * ```ts
+ * import { parseIntegrity } from "./install.ts";
+ * parseIntegrity("sha1-abc= sha512-xTee+Q=="); // { algorithm: "sha512", digest: "xTee+Q==" }
+ * ```
+ */
+export function parseIntegrity(integrity: string): Sri | undefined {
+  const rank = { sha256: 1, sha384: 2, sha512: 3 } as const;
+  let best: Sri | undefined;
+  for (const token of integrity.trim().split(/\s+/)) {
+    const m = /^(sha256|sha384|sha512)-([A-Za-z0-9+/]+={0,2})(\?.*)?$/.exec(token);
+    if (!m) continue;
+    const algorithm = m[1] as Sri["algorithm"];
+    if (!best || rank[algorithm] > rank[best.algorithm]) best = { algorithm, digest: m[2] };
+  }
+  return best;
+}
+
+/** Downloads the tarball to `dest`, hashing as it goes; returns the verified integrity. */
+async function download(opts: EnsureOptions, dest: string): Promise<string> {
+  const registry = registryUrl(opts);
+  const metaUrl = `${registry}${DYNAMODB_LOCAL_PACKAGE}/${DYNAMODB_LOCAL_PACKAGE_VERSION}`;
+  const res = await get(metaUrl, opts, "application/json");
+  let meta: { dist?: { tarball?: unknown; integrity?: unknown } };
+  try {
+    meta = await res.json();
+  } catch (e) {
+    throw new LocalDynamoError(
+      "DOWNLOAD_FAILED",
+      `Could not download DynamoDB Local: ${metaUrl} did not answer with JSON package metadata`,
+      { cause: e },
+    );
+  }
+  const tarball = meta?.dist?.tarball;
+  const integrity = meta?.dist?.integrity;
+  if (typeof tarball !== "string" || tarball === "") {
+    throw new LocalDynamoError(
+      "DOWNLOAD_FAILED",
+      `Could not download DynamoDB Local: ${metaUrl} has no dist.tarball`,
+    );
+  }
+  const sri = typeof integrity === "string" ? parseIntegrity(integrity) : undefined;
+  if (!sri) {
+    throw new LocalDynamoError(
+      "INTEGRITY_MISMATCH",
+      `Refusing to use ${DYNAMODB_LOCAL_PACKAGE}@${DYNAMODB_LOCAL_PACKAGE_VERSION}: ${metaUrl} ` +
+        `publishes no usable dist.integrity (sha256/384/512), so the download cannot be verified`,
+    );
+  }
+  const tarballUrl = new URL(tarball, metaUrl).href;
+  const body = await get(tarballUrl, opts, "application/octet-stream");
+  const hash = createHash(sri.algorithm);
+  const fh = await open(dest, "w");
+  try {
+    if (body.body) {
+      for await (const chunk of body.body) {
+        hash.update(chunk);
+        await fh.write(chunk);
+      }
+    }
+  } catch (e) {
+    if (e instanceof LocalDynamoError) throw e;
+    throw new LocalDynamoError(
+      "DOWNLOAD_FAILED",
+      `Could not download DynamoDB Local: reading ${tarballUrl} failed: ${msg(e)}`,
+      { cause: e },
+    );
+  } finally {
+    await fh.close();
+  }
+  const actual = hash.digest("base64");
+  if (actual !== sri.digest) {
+    throw new LocalDynamoError(
+      "INTEGRITY_MISMATCH",
+      `Integrity check failed for ${tarballUrl}: the registry publishes ` +
+        `${sri.algorithm}-${sri.digest} but the download hashes to ${sri.algorithm}-${actual}. ` +
+        `Nothing was unpacked; retry, or check your registry or proxy.`,
+    );
+  }
+  return `${sri.algorithm}-${actual}`;
+}
+
+/** Unpacks `package/emulator/**` of the tarball into `out` (prefix stripped). */
+async function extract(tgz: string, out: string): Promise<void> {
+  const base = resolve(out);
+  await mkdir(base, { recursive: true });
+  const input = createReadStream(tgz);
+  const gunzip = createGunzip();
+  input.on("error", (e) => gunzip.destroy(e));
+  input.pipe(gunzip);
+  let sawJar = false;
+  try {
+    for await (const entry of readTar(gunzip)) {
+      const path = entry.path.replace(/^\.\//, "");
+      if (!path.startsWith(ARCHIVE_PREFIX)) continue;
+      const rel = path.slice(ARCHIVE_PREFIX.length).replace(/\/+$/, "");
+      if (rel === "") continue;
+      const parts = rel.split("/");
+      if (parts.some((p) => p === ".." || p === "" || p === ".") || rel.includes("\\")) {
+        throw new Error(`unsafe path in archive: ${JSON.stringify(entry.path)}`);
+      }
+      const target = join(base, ...parts);
+      if (!target.startsWith(base + sep)) {
+        throw new Error(`unsafe path in archive: ${JSON.stringify(entry.path)}`);
+      }
+      if (entry.type === "directory") {
+        await mkdir(target, { recursive: true });
+      } else if (entry.type === "file") {
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, entry.data, { mode: (entry.mode & 0o777) | 0o600 });
+        if (rel === "DynamoDBLocal.jar") sawJar = true;
+      } // links and special files are not needed and not created
+    }
+  } catch (e) {
+    throw new LocalDynamoError(
+      "EXTRACT_FAILED",
+      `Could not unpack DynamoDB Local: ${msg(e)}`,
+      { cause: e },
+    );
+  } finally {
+    input.destroy();
+    gunzip.destroy();
+  }
+  if (!sawJar) {
+    throw new LocalDynamoError(
+      "EXTRACT_FAILED",
+      `Could not unpack DynamoDB Local: the tarball has no ${ARCHIVE_PREFIX}DynamoDBLocal.jar`,
+    );
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Run AWS's DynamoDB Local for development and tests, with nothing to install but Java.
+ *
+ * The emulator (`DynamoDBLocal.jar` 1.25.1, shipped inside the npm package
+ * `amplify-dynamodb-simulator@2.9.30`) is downloaded once from the npm registry, checked against
+ * the registry's published integrity, and kept in a per-user cache. It then runs as a Java process
+ * on a free (or chosen) port, in memory or with a data folder.
+ *
+ * Uses only `node:*` and web APIs, so it runs on Deno, Node and Bun.
+ *
+ * @example
+ * ```ts
+ * import { startDynamoDBLocal } from "@zae/limiter/local";
+ *
+ * await using ddb = await startDynamoDBLocal({ dataDir: ".dynamodb" });
+ * console.log(`DynamoDB Local listens on ${ddb.endpoint}`);
+ * ```
+ *
+ * @module
+ */
+
+export { LocalDynamoError, type LocalDynamoErrorCode } from "./errors.ts";
+export {
+  defaultCacheDir,
+  DYNAMODB_LOCAL_PACKAGE,
+  DYNAMODB_LOCAL_PACKAGE_VERSION,
+  DYNAMODB_LOCAL_VERSION,
+  dynamoDBLocalDir,
+  type DynamoDBLocalInstall,
+  ensureDynamoDBLocal,
+  type EnsureOptions,
+} from "./install.ts";
+export {
+  type DetachedDynamo,
+  type DetachedOptions,
+  freePort,
+  isDynamoDBLocalProcess,
+  isDynamoDBReady,
+  isPortFree,
+  isProcessAlive,
+  type LocalDynamo,
+  startDetached,
+  startDynamoDBLocal,
+  type StartOptions,
+  stopByPid,
+  type StopOptions,
+} from "./process.ts";
