@@ -185,7 +185,13 @@ Deno.test({
     const client = localClient(ddb.endpoint);
     const tableName = uniqueTableName("aggregator");
     let now = at("2026-11-28T13:05:00Z");
-    const limiter = new RateLimiter({ tableName, client, createTable: true, clock: () => now });
+    const limiter = new RateLimiter({
+      tableName,
+      client,
+      createTable: true,
+      clock: () => now,
+      timeoutMs: 10_000, // generous: test files run in parallel on one machine
+    });
     const acquire = (entityId: string, consume: Record<string, number>) =>
       limiter.acquire({ entityId, resource: RESOURCE, limits, consume });
     /** Snapshots of an entity as (start, consumed, requests), via the public reader. */
@@ -313,6 +319,39 @@ Deno.test({
         assert.equal(onward.records, 0);
       });
 
+      await t.step("follow: new traffic is aggregated while polling, until aborted", async () => {
+        const stop = new AbortController();
+        const following = aggregateLocal({
+          tableName,
+          client,
+          follow: true,
+          pollIntervalMs: 50,
+          signal: stop.signal,
+        });
+        try {
+          now = at("2026-11-30T12:00:00Z");
+          await (await acquire("key-a", { rpm: 1, tpm: 5 })).commit();
+          let seen: unknown[] = [];
+          for (let i = 0; i < 200 && seen.length === 0; i++) {
+            await new Promise((r) => setTimeout(r, 50));
+            seen = await getUsageSnapshots(client, tableName, {
+              entityId: "key-a",
+              resource: RESOURCE,
+              window: "hourly",
+              start: "2026-11-30T12:00:00Z",
+            });
+          }
+          assert.deepEqual(
+            seen.map((s) => (s as { consumed: unknown }).consumed),
+            [{ rpm: 1, tpm: 5 }],
+          );
+        } finally {
+          stop.abort();
+        }
+        const result = await following;
+        assert.equal(result.snapshotWrites, 4); // key-a and proj-1, hourly and daily
+      });
+
       await t.step(
         "the aggregator fills the resource index: listResourceBuckets works",
         async () => {
@@ -350,6 +389,7 @@ Deno.test({
             client,
             createTable: true,
             clock: () => clock,
+            timeoutMs: 10_000,
           });
           try {
             for (

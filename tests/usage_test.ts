@@ -111,7 +111,13 @@ Deno.test({
     const client = localClient(ddb.endpoint);
     const tableName = uniqueTableName("usage");
     let now = 0;
-    const limiter = new RateLimiter({ tableName, client, createTable: true, clock: () => now });
+    const limiter = new RateLimiter({
+      tableName,
+      client,
+      createTable: true,
+      clock: () => now,
+      timeoutMs: 10_000, // generous: test files run in parallel on one machine
+    });
     const rows = (snapshots: { resource: string; windowStart: string; consumed: object }[]) =>
       snapshots.map((s) => [s.resource, s.windowStart, s.consumed]);
     try {

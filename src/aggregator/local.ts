@@ -136,7 +136,7 @@ export async function aggregateLocal(
         let iterator = iterators.get(shardId) ??
           await shardIterator(streams, streamArn, shardId, result.positions[shardId], fromStart);
         while (iterator) {
-          signal?.throwIfAborted();
+          if (signal?.aborted) break; // a follower stops between pages
           const page = await streams.send(
             new GetRecordsCommand({ ShardIterator: iterator, Limit: batchSize }),
           );
