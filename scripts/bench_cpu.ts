@@ -1,0 +1,180 @@
+/**
+ * Client CPU per acquire, with no network: the DynamoDB client's transport is a stub answering
+ * every UpdateItem with a canned `ALL_NEW` item (a warm bucket with room), so the time measured is
+ * the limiter's own work plus the AWS SDK's (serialising, signing, parsing).
+ *
+ * @module
+ */
+
+import {
+  DynamoDBClient,
+  type DynamoDBClientConfig,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+import * as math from "../src/bucket.ts";
+
+/** Result of {@link measureCpu}. */
+export interface CpuResult {
+  /** Acquires measured. */
+  iterations: number;
+  /** Microseconds per `acquire` + `commit` (warm bucket, 2 limits). */
+  acquireUs: number;
+  /** Microseconds per `client.send(UpdateItem)` of the same input and answer. */
+  sdkUs: number;
+  /** sdkUs / acquireUs. */
+  sdkShare: number;
+  /** Microseconds per rejection served from the deny cache (no call). */
+  denyUs: number;
+}
+
+const T0 = 1_800_000_000_000;
+const LIMITS = [Limit.perMinute("rpm", 10_000_000), Limit.perMinute("tpm", 10_000_000_000)];
+const TINY = [Limit.perMinute("rpm", 1)];
+
+/**
+ * The answer of an UpdateItem with `ReturnValues: ALL_NEW`: a bucket used just now, holding
+ * `usedMilli` thousandths of each limit (little: room left; the capacity: empty).
+ */
+function cannedItem(resource: string, limits: Limit[], nowMs: bigint, usedMilli?: bigint): string {
+  const attributes: Record<string, unknown> = {
+    PK: { S: "ENTITY#key-1" },
+    SK: { S: `#BUCKET#${resource}` },
+    rq: { N: "12" },
+    ts: { N: String(nowMs) },
+    ttl: { N: String(nowMs / 1000n + 3700n) },
+  };
+  for (const l of limits) {
+    const spec = {
+      capacityMilli: l.capacityMilli,
+      refillMilli: l.refillMilli,
+      periodMs: l.periodMs,
+    };
+    const tat = math.scaledNow(spec, nowMs) + math.cost(spec, usedMilli ?? l.capacityMilli);
+    attributes[`t_${l.name}`] = { N: String(tat) };
+    attributes[`k_${l.name}`] = { S: math.specKey(spec) };
+    attributes[`u_${l.name}`] = { N: "12000" };
+  }
+  return JSON.stringify({ Attributes: attributes });
+}
+
+/**
+ * A transport that never touches the network: canned answers by operation and, for writes, by
+ * the first key in `answers` found in the request body (e.g. a bucket's sort key).
+ */
+function stubHandler(answers: Record<string, Record<string, string>>) {
+  const encoder = new TextEncoder();
+  const bodies = Object.fromEntries(
+    Object.entries(answers).map((
+      [op, byKey],
+    ) => [op, Object.entries(byKey).map(([k, body]) => [k, encoder.encode(body)] as const)]),
+  );
+  const empty = encoder.encode("{}");
+  return {
+    metadata: { handlerProtocol: "http/1.1" },
+    handle(request: { headers: Record<string, string>; body?: unknown }) {
+      const op = (request.headers["x-amz-target"] ?? "").split(".").pop() ?? "";
+      const text = typeof request.body === "string" ? request.body : "";
+      const body = (bodies[op] ?? []).find(([k]) => text.includes(k))?.[1] ?? empty;
+      return Promise.resolve({
+        response: {
+          statusCode: 200,
+          reason: "OK",
+          headers: {
+            "content-type": "application/x-amz-json-1.0",
+            "content-length": String(body.byteLength),
+          },
+          // A fresh copy: the SDK may take ownership of the bytes.
+          body: body.slice(),
+        },
+      });
+    },
+    updateHttpClientConfig() {},
+    httpHandlerConfigs() {
+      return {};
+    },
+    destroy() {},
+  };
+}
+
+/**
+ * Measures µs per acquire and per SDK call on a stub transport.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await measureCpu({ iterations: 5_000 });
+ * console.log(`${r.acquireUs.toFixed(0)} µs per acquire, ${(r.sdkShare * 100).toFixed(0)} % in the SDK`);
+ * ```
+ */
+export async function measureCpu(options: { iterations?: number } = {}): Promise<CpuResult> {
+  const { iterations = 5_000 } = options;
+  const nowMs = BigInt(T0);
+  const client = new DynamoDBClient({
+    region: "us-east-1",
+    endpoint: "http://127.0.0.1:9", // never reached: the stub answers
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    maxAttempts: 1,
+    requestHandler: stubHandler({
+      UpdateItem: {
+        "#BUCKET#tiny": cannedItem("tiny", TINY, nowMs),
+        "#BUCKET#gpt-4": cannedItem("gpt-4", LIMITS, nowMs, 1_000n),
+      },
+    }) as unknown as DynamoDBClientConfig["requestHandler"],
+  });
+  let captured: Record<string, unknown> | undefined;
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      if (context.commandName === "UpdateItemCommand" && captured === undefined) {
+        captured = structuredClone(args.input as Record<string, unknown>);
+      }
+      return next(args);
+    },
+    { step: "initialize", name: "zaeBenchCapture" },
+  );
+  const limiter = new RateLimiter({ tableName: "bench_cpu", client, clock: () => T0 });
+  const request = {
+    entityId: "key-1",
+    resource: "gpt-4",
+    limits: LIMITS,
+    consume: { rpm: 1, tpm: 500 },
+  };
+  try {
+    const acquire = async () => await (await limiter.acquire(request)).commit();
+    const send = () => client.send(new UpdateItemCommand(captured as never));
+    const tiny = { ...request, resource: "tiny", limits: TINY, consume: { rpm: 1 } };
+    let admitted = 0;
+    const deny = async () => {
+      try {
+        await (await limiter.acquire(tiny)).commit();
+        admitted++;
+      } catch (err) {
+        if (!(err instanceof RateLimitExceeded)) throw err;
+      }
+    };
+    // Warm up: caches, the JIT, and the canned item's warm state; fill "tiny" (1 a minute).
+    for (let i = 0; i < Math.min(2_000, iterations); i++) await acquire();
+    captured = undefined;
+    await acquire(); // capture a warm acquire's UpdateItem input
+    for (let i = 0; i < Math.min(2_000, iterations); i++) await send();
+    await (await limiter.acquire(tiny)).commit(); // the answer shows it empty
+    for (let i = 0; i < 100; i++) await deny();
+    if (admitted > 0) throw new Error("the deny cache let a request through an empty bucket");
+    const time = async (fn: () => Promise<unknown>) => {
+      const t0 = performance.now();
+      for (let i = 0; i < iterations; i++) await fn();
+      return ((performance.now() - t0) * 1000) / iterations;
+    };
+    // Interleave to share any drift of the machine; keep the best of five.
+    const a: number[] = [], s: number[] = [], d: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      a.push(await time(acquire));
+      s.push(await time(send));
+      d.push(await time(deny));
+    }
+    const acquireUs = Math.min(...a), sdkUs = Math.min(...s), denyUs = Math.min(...d);
+    return { iterations, acquireUs, sdkUs, sdkShare: sdkUs / acquireUs, denyUs };
+  } finally {
+    await limiter.close();
+    client.destroy();
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Throughput: zae-limiter against rate-limiter-flexible's `RateLimiterDynamo` on the same
+ * DynamoDB Local, in alternating fixed-duration rounds (the absolute numbers on a shared machine
+ * are noise; the ratio per round and its median are the figures). Also the over-admission check:
+ * two processes hammering one small bucket.
+ *
+ * @module
+ */
+
+import { CreateTableCommand, type DynamoDB } from "@aws-sdk/client-dynamodb";
+import type { RateLimiterDynamo } from "rate-limiter-flexible";
+import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+import { Meter } from "./meter.ts";
+import { benchClient } from "./bench_clients.ts";
+import { makeFlexible } from "./bench_cost.ts";
+import { tableDefinition } from "../src/repository.ts";
+
+/** Which keys a round spreads its requests over. */
+export type KeySet = "distinct" | "hot";
+
+/** One library's part of one round. */
+export interface RoundStats {
+  /** Requests completed (admitted). */
+  requests: number;
+  /** Requests that failed (refused or unavailable): should be 0 with these limits. */
+  errors: number;
+  /** Wall time of the round, s. */
+  seconds: number;
+  /** Requests per second. */
+  perSecond: number;
+  /** DynamoDB calls per request. */
+  callsPerRequest: number;
+  /** Calls that failed a condition, per request (retries for zae-limiter). */
+  failedPerRequest: number;
+  /** Median latency, ms. */
+  p50Ms: number;
+  /** 99th percentile latency, ms. */
+  p99Ms: number;
+}
+
+/** Both libraries' results for one round, and their ratio. */
+export interface Round {
+  /** zae-limiter. */
+  ours: RoundStats;
+  /** rate-limiter-flexible. */
+  theirs: RoundStats;
+  /** ours.perSecond / theirs.perSecond. */
+  ratio: number;
+}
+
+/** Every round of one (concurrency, key set) case. */
+export interface ThroughputCase {
+  /** Requests in flight. */
+  concurrency: number;
+  /** Distinct keys or one hot key. */
+  keys: KeySet;
+  /** Whether zae-limiter's table had its stream on (see {@link ThroughputOptions.streamCase}). */
+  stream: boolean;
+  /** The rounds, in order. */
+  rounds: Round[];
+  /** Median of the per-round ratios. */
+  medianRatio: number;
+}
+
+/** Options of {@link measureThroughput}. */
+export interface ThroughputOptions {
+  /** DynamoDB (Local) endpoint. */
+  endpoint: string;
+  /** Requests in flight per case. @default [1, 16, 64] */
+  concurrency?: number[];
+  /** Rounds per case (each runs both libraries). @default 3 */
+  rounds?: number;
+  /** Duration of one library's part of a round, ms. @default 2000 */
+  roundMs?: number;
+  /** Distinct keys. @default 200 */
+  distinctKeys?: number;
+  /**
+   * Also run 16 in flight on distinct keys against the full table, stream on. The other cases
+   * use the same table without its stream: DynamoDB Local writes stream records synchronously
+   * (about 4× the cost of a write here), DynamoDB writes them asynchronously, and
+   * rate-limiter-flexible's table has none. @default true
+   */
+  streamCase?: boolean;
+  /** Called after each round, for progress output. */
+  onRound?: (
+    c: { concurrency: number; keys: KeySet; stream: boolean; round: number; result: Round },
+  ) => void;
+}
+
+/** A request of one library: resolves when admitted, throws when not. */
+type Request = (key: string) => Promise<void>;
+
+// Limits high enough that every request is admitted: we measure the cost of admitted requests.
+const BIG = [Limit.perMinute("rpm", 10_000_000), Limit.perMinute("tpm", 10_000_000_000)];
+
+/**
+ * Runs the alternating rounds.
+ *
+ * @example
+ * ```ts ignore
+ * const cases = await measureThroughput({ endpoint: "http://127.0.0.1:8000", rounds: 1 });
+ * ```
+ */
+export async function measureThroughput(options: ThroughputOptions): Promise<ThroughputCase[]> {
+  const {
+    endpoint,
+    concurrency = [1, 16, 64],
+    rounds = 3,
+    roundMs = 2_000,
+    distinctKeys = 200,
+    streamCase = true,
+    onRound,
+  } = options;
+  const suffix = Date.now().toString(36);
+  const ourClient = benchClient(endpoint);
+  const theirClient = benchClient(endpoint);
+  const ourMeter = new Meter(ourClient);
+  const theirMeter = new Meter(theirClient);
+  const limiter = new RateLimiter({ tableName: `bench_tp_${suffix}`, client: ourClient });
+  const streamed = new RateLimiter({ tableName: `bench_tp_s_${suffix}`, client: ourClient });
+  try {
+    await ourClient.send(
+      new CreateTableCommand({
+        ...tableDefinition(limiter.tableName),
+        StreamSpecification: undefined,
+      }),
+    );
+    if (streamCase) await streamed.createTable();
+    const flexible: RateLimiterDynamo = await makeFlexible(theirClient, {
+      tableName: `bench_tp_rlf_${suffix}`,
+      points: 1_000_000_000,
+      duration: 600,
+    });
+    const oursOn = (lim: RateLimiter): Request => async (key) => {
+      const lease = await lim.acquire({
+        entityId: key,
+        resource: "gpt-4",
+        limits: BIG,
+        consume: { rpm: 1, tpm: 500 },
+      });
+      await lease.commit();
+    };
+    const ours = oursOn(limiter);
+    const theirs: Request = async (key) => {
+      await flexible.consume(key, 1);
+    };
+    const keys = Array.from({ length: distinctKeys }, (_, i) => `key-${i}`);
+    const oursStreamed = oursOn(streamed);
+    // First use of every key (and the metadata read of each entity) before any round.
+    for (const request of streamCase ? [ours, theirs, oursStreamed] : [ours, theirs]) {
+      await runRound(request, [...keys, "hot"], 16, Math.max(200, roundMs / 4));
+      for (const k of [...keys, "hot"]) await request(k);
+    }
+    const plan: { keys: KeySet; n: number; stream: boolean }[] = [];
+    for (const keySet of ["distinct", "hot"] as const) {
+      for (const n of concurrency) plan.push({ keys: keySet, n, stream: false });
+    }
+    if (streamCase) plan.push({ keys: "distinct", n: 16, stream: true });
+    const cases: ThroughputCase[] = [];
+    {
+      for (const { keys: keySet, n, stream } of plan) {
+        const roundKeys = keySet === "distinct" ? keys : ["hot"];
+        const mine = stream ? oursStreamed : ours;
+        const list: Round[] = [];
+        for (let r = 0; r < rounds; r++) {
+          // Alternate which library goes first, so a drift of the machine hits both alike.
+          const order = r % 2 === 0 ? ["ours", "theirs"] as const : ["theirs", "ours"] as const;
+          const got: Partial<Record<"ours" | "theirs", RoundStats>> = {};
+          for (const who of order) {
+            const meter = who === "ours" ? ourMeter : theirMeter;
+            meter.reset();
+            const stats = await runRound(who === "ours" ? mine : theirs, roundKeys, n, roundMs);
+            const failed = meter.calls.filter((c) => c.failed).length;
+            got[who] = {
+              ...stats,
+              callsPerRequest: meter.count / Math.max(1, stats.requests + stats.errors),
+              failedPerRequest: failed / Math.max(1, stats.requests + stats.errors),
+            };
+          }
+          const result: Round = {
+            ours: got.ours!,
+            theirs: got.theirs!,
+            ratio: got.ours!.perSecond / got.theirs!.perSecond,
+          };
+          list.push(result);
+          onRound?.({ concurrency: n, keys: keySet, stream, round: r + 1, result });
+        }
+        cases.push({
+          concurrency: n,
+          keys: keySet,
+          stream,
+          rounds: list,
+          medianRatio: median(list.map((x) => x.ratio)),
+        });
+      }
+    }
+    return cases;
+  } finally {
+    await limiter.close();
+    await streamed.close();
+    ourClient.destroy();
+    theirClient.destroy();
+  }
+}
+
+/** `n` workers send requests over `keys` (round robin) for `ms`; each finishes its last one. */
+async function runRound(
+  request: Request,
+  keys: string[],
+  n: number,
+  ms: number,
+): Promise<Omit<RoundStats, "callsPerRequest" | "failedPerRequest">> {
+  let next = 0, requests = 0, errors = 0;
+  const latencies: number[] = [];
+  const start = performance.now();
+  const until = start + ms;
+  const worker = async () => {
+    while (performance.now() < until) {
+      const key = keys[next++ % keys.length];
+      const t0 = performance.now();
+      try {
+        await request(key);
+        requests++;
+        latencies.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: n }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    requests,
+    errors,
+    seconds,
+    perSecond: requests / seconds,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
+  };
+}
+
+/** Median of a list (mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** Result of {@link checkOverAdmission}. */
+export interface OverAdmission {
+  /** Requests admitted in all. */
+  admitted: number;
+  /** The most the limit allows over the run: capacity plus the refill over the elapsed time. */
+  allowed: number;
+  /** Requests refused. */
+  refused: number;
+  /** Requests that failed otherwise (unavailable): should be 0. */
+  errors: number;
+  /** DynamoDB calls per request, refusals included. */
+  callsPerRequest: number;
+  /** Conditional writes that failed, per request. */
+  failedPerRequest: number;
+  /** Seconds the run took. */
+  seconds: number;
+}
+
+/**
+ * Two processes (two limiters, two clients), `perProcess` requests in flight each, on one bucket
+ * of `capacity` per minute for `ms`: counts admissions against what the limit allows.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await checkOverAdmission({ endpoint: "http://127.0.0.1:8000" });
+ * console.assert(r.admitted <= r.allowed);
+ * ```
+ */
+export async function checkOverAdmission(options: {
+  endpoint: string;
+  capacity?: number;
+  perProcess?: number;
+  ms?: number;
+}): Promise<OverAdmission> {
+  const { endpoint, capacity = 100, perProcess = 32, ms = 1_500 } = options;
+  const tableName = `bench_oa_${Date.now().toString(36)}`;
+  const clients: DynamoDB[] = [benchClient(endpoint), benchClient(endpoint)];
+  const meters = clients.map((c) => new Meter(c));
+  const limiters = clients.map((client) => new RateLimiter({ tableName, client }));
+  const limits = [Limit.perMinute("rpm", capacity)];
+  let admitted = 0, refused = 0, errors = 0;
+  try {
+    await limiters[0].createTable();
+    meters.forEach((m) => m.reset());
+    const start = Date.now();
+    const until = performance.now() + ms;
+    const worker = async (limiter: RateLimiter) => {
+      while (performance.now() < until) {
+        try {
+          const lease = await limiter.acquire({
+            entityId: "hot",
+            resource: "oa",
+            limits,
+            consume: { rpm: 1 },
+            cascade: false,
+          });
+          await lease.commit();
+          admitted++;
+        } catch (err) {
+          if (err instanceof RateLimitExceeded) refused++;
+          else errors++;
+        }
+      }
+    };
+    await Promise.all(
+      limiters.flatMap((l) => Array.from({ length: perProcess }, () => worker(l))),
+    );
+    const elapsedMs = Date.now() - start;
+    const calls = meters.reduce((a, m) => a + m.count, 0);
+    const failed = meters.reduce((a, m) => a + m.calls.filter((c) => c.failed).length, 0);
+    const total = Math.max(1, admitted + refused + errors);
+    return {
+      admitted,
+      // The first write starts a full bucket no earlier than `start`; the last ends by now.
+      allowed: capacity + Math.floor((capacity * elapsedMs) / 60_000),
+      refused,
+      errors,
+      callsPerRequest: calls / total,
+      failedPerRequest: failed / total,
+      seconds: elapsedMs / 1000,
+    };
+  } finally {
+    for (const l of limiters) await l.close();
+    for (const c of clients) c.destroy();
+  }
+}
