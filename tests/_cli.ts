@@ -23,3 +23,23 @@ export async function cli(
   const code = await run(argv, io);
   return { code, out, err };
 }
+
+const main = new URL("../cli/main.ts", import.meta.url).pathname;
+
+/** Runs the CLI as its own process. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+  command: string[] = [Deno.execPath(), "run", "-A", "--no-check", main],
+): Promise<{ code: number; out: string; err: string }> {
+  const [exe, ...pre] = command;
+  const r = await new Deno.Command(exe, {
+    args: [...pre, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
