@@ -42,6 +42,8 @@ interface Connection {
 
 /** Runs the CLI with `argv` (without the program name); resolves to the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
+  // `deno task cli -- …` passes the `--` on.
+  if (argv[0] === "--") argv = argv.slice(1);
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv, { from: "user" });
