@@ -7,7 +7,8 @@
  * @module
  */
 
-import { CreateTableCommand, type DynamoDB } from "@aws-sdk/client-dynamodb";
+import { CreateTableCommand, type DynamoDB, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { bucketSk, entityPk, REQUESTS } from "../src/keys.ts";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
 import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
 import { Meter } from "./meter.ts";
@@ -116,8 +117,18 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const theirClient = benchClient(endpoint);
   const ourMeter = new Meter(ourClient);
   const theirMeter = new Meter(theirClient);
-  const limiter = new RateLimiter({ tableName: `bench_tp_${suffix}`, client: ourClient });
-  const streamed = new RateLimiter({ tableName: `bench_tp_s_${suffix}`, client: ourClient });
+  // rate-limiter-flexible has no deadline; a long one here too, so a slow round is not an error.
+  const timeoutMs = 30_000;
+  const limiter = new RateLimiter({
+    tableName: `bench_tp_${suffix}`,
+    client: ourClient,
+    timeoutMs,
+  });
+  const streamed = new RateLimiter({
+    tableName: `bench_tp_s_${suffix}`,
+    client: ourClient,
+    timeoutMs,
+  });
   try {
     await ourClient.send(
       new CreateTableCommand({
@@ -255,8 +266,10 @@ function quantile(sorted: number[], q: number): number {
 
 /** Result of {@link checkOverAdmission}. */
 export interface OverAdmission {
-  /** Requests admitted in all. */
+  /** Requests admitted in all, as the callers saw it. */
   admitted: number;
+  /** Requests admitted, as the bucket item counts them (`rq`). */
+  stored: number;
   /** The most the limit allows over the run: capacity plus the refill over the elapsed time. */
   allowed: number;
   /** Requests refused. */
@@ -269,11 +282,20 @@ export interface OverAdmission {
   failedPerRequest: number;
   /** Seconds the run took. */
   seconds: number;
+  /** Errors by kind (`name: message, cause`). */
+  errorKinds: Record<string, number>;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? ` (${err.cause.name}: ${err.cause.message})` : "";
+  return `${err.name}: ${err.message}${cause}`.slice(0, 200);
 }
 
 /**
- * Two processes (two limiters, two clients), `perProcess` requests in flight each, on one bucket
- * of `capacity` per minute for `ms`: counts admissions against what the limit allows.
+ * Two processes (two limiters, two clients), `perProcess` requests in flight each, send
+ * `requests` requests (several times the capacity) to one bucket of `capacity` per minute:
+ * counts admissions against what the limit allows over the run.
  *
  * @example
  * ```ts ignore
@@ -285,22 +307,30 @@ export async function checkOverAdmission(options: {
   endpoint: string;
   capacity?: number;
   perProcess?: number;
-  ms?: number;
+  requests?: number;
+  maxMs?: number;
 }): Promise<OverAdmission> {
-  const { endpoint, capacity = 100, perProcess = 32, ms = 1_500 } = options;
+  const { endpoint, capacity = 100, perProcess = 32, requests = 4 * capacity, maxMs = 20_000 } =
+    options;
   const tableName = `bench_oa_${Date.now().toString(36)}`;
   const clients: DynamoDB[] = [benchClient(endpoint), benchClient(endpoint)];
   const meters = clients.map((c) => new Meter(c));
-  const limiters = clients.map((client) => new RateLimiter({ tableName, client }));
+  // Correctness, not latency: a long deadline, so a slow machine does not turn requests into errors.
+  const limiters = clients.map((client) =>
+    new RateLimiter({ tableName, client, timeoutMs: 30_000 })
+  );
   const limits = [Limit.perMinute("rpm", capacity)];
   let admitted = 0, refused = 0, errors = 0;
+  const errorKinds = new Map<string, number>();
   try {
     await limiters[0].createTable();
     meters.forEach((m) => m.reset());
     const start = Date.now();
-    const until = performance.now() + ms;
+    const until = performance.now() + maxMs;
+    let attempts = 0;
     const worker = async (limiter: RateLimiter) => {
-      while (performance.now() < until) {
+      while (attempts < requests && performance.now() < until) {
+        attempts++;
         try {
           const lease = await limiter.acquire({
             entityId: "hot",
@@ -313,7 +343,10 @@ export async function checkOverAdmission(options: {
           admitted++;
         } catch (err) {
           if (err instanceof RateLimitExceeded) refused++;
-          else errors++;
+          else {
+            errors++;
+            errorKinds.set(describe(err), (errorKinds.get(describe(err)) ?? 0) + 1);
+          }
         }
       }
     };
@@ -321,11 +354,22 @@ export async function checkOverAdmission(options: {
       limiters.flatMap((l) => Array.from({ length: perProcess }, () => worker(l))),
     );
     const elapsedMs = Date.now() - start;
+    // The item's own count of admitted requests: also counts a write that landed after its
+    // caller gave up.
+    const item = await clients[0].send(
+      new GetItemCommand({
+        TableName: tableName,
+        Key: { PK: { S: entityPk("hot") }, SK: { S: bucketSk("oa") } },
+        ConsistentRead: true,
+      }),
+    );
+    const stored = Number(item.Item?.[REQUESTS]?.N ?? 0);
     const calls = meters.reduce((a, m) => a + m.count, 0);
     const failed = meters.reduce((a, m) => a + m.calls.filter((c) => c.failed).length, 0);
     const total = Math.max(1, admitted + refused + errors);
     return {
       admitted,
+      stored,
       // The first write starts a full bucket no earlier than `start`; the last ends by now.
       allowed: capacity + Math.floor((capacity * elapsedMs) / 60_000),
       refused,
@@ -333,6 +377,7 @@ export async function checkOverAdmission(options: {
       callsPerRequest: calls / total,
       failedPerRequest: failed / total,
       seconds: elapsedMs / 1000,
+      errorKinds: Object.fromEntries(errorKinds),
     };
   } finally {
     for (const l of limiters) await l.close();
