@@ -16,7 +16,9 @@
  *     const client = localClient(ddb.endpoint);
  *     try {
  *       const tableName = uniqueTableName("feature");
- *       await t.step("does a thing", async () => {/* … *\/});
+ *       await t.step("does a thing", async () => {
+ *         // … use client and tableName
+ *       });
  *     } finally {
  *       client.destroy();
  *       await ddb.stop();

@@ -423,6 +423,28 @@ Deno.test({
         }
       });
 
+      await t.step("NPM_CONFIG_REGISTRY and ZAE_LIMITER_CACHE_DIR are honoured", async () => {
+        // Environment is process-wide and test files share the process: check it in a child.
+        const cacheDir = await cache("env");
+        const code = `import { ensureDynamoDBLocal } from ${
+          JSON.stringify(new URL("../src/local/mod.ts", import.meta.url).href)
+        };
+          console.log(JSON.stringify(await ensureDynamoDBLocal()));`;
+        const before = reg.requests.tarball;
+        const res = await new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--quiet", code],
+          env: { NPM_CONFIG_REGISTRY: reg.url, ZAE_LIMITER_CACHE_DIR: cacheDir },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const err = new TextDecoder().decode(res.stderr);
+        assert.equal(res.code, 0, err);
+        const got = JSON.parse(new TextDecoder().decode(res.stdout));
+        assert.equal(got.dir, join(cacheDir, "dynamodb-local", "2.9.30"));
+        assert.equal(got.downloaded, true);
+        assert.equal(reg.requests.tarball, before + 1);
+      });
+
       await t.step("fake java: early exit, bind failure and startup timeout", async () => {
         // A fake install, and shell scripts standing in for java, exercise the process handling
         // without the real emulator.
@@ -577,7 +599,7 @@ Deno.test({
         assert.match(out, /^JAVA_NOT_FOUND JAVA_HOME is \/nonexistent-jdk/, out);
       });
 
-      await t.step("a dataDir keeps tables across restarts", async () => {
+      await t.step("a dataDir keeps tables across restarts; await using stops", async () => {
         const dataDir = join(tmp, "data");
         const tableName = uniqueTableName("persist");
         const first = await startDynamoDBLocal({ dataDir });
@@ -597,25 +619,20 @@ Deno.test({
           await first.stop();
         }
         assert.ok((await readdir(dataDir)).some((f) => f.endsWith(".db")));
-        // Another port, same data.
-        await using second = await startDynamoDBLocal({ dataDir });
-        const c2 = localClient(second.endpoint);
-        try {
-          const { TableNames } = await c2.send(new ListTablesCommand({}));
-          assert.ok(TableNames?.includes(tableName), `${tableName} in ${TableNames}`);
-        } finally {
-          c2.destroy();
-        }
-      });
-
-      await t.step("await using stops it", async () => {
+        // Restarted (on another port), with `await using` this time: same data.
         let pid = 0;
         {
-          await using ddb = await startDynamoDBLocal();
-          pid = ddb.pid;
-          assert.ok(isProcessAlive(pid));
+          await using second = await startDynamoDBLocal({ dataDir });
+          pid = second.pid;
+          const c2 = localClient(second.endpoint);
+          try {
+            const { TableNames } = await c2.send(new ListTablesCommand({}));
+            assert.ok(TableNames?.includes(tableName), `${tableName} in ${TableNames}`);
+          } finally {
+            c2.destroy();
+          }
         }
-        assert.equal(isProcessAlive(pid), false);
+        assert.equal(isProcessAlive(pid), false, "await using stopped it");
       });
 
       await t.step("startDetached runs in the background; stopByPid stops it", async () => {

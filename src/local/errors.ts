@@ -48,6 +48,8 @@ export class LocalDynamoError extends ZaeLimiterError {
   readonly code: LocalDynamoErrorCode;
 
   /**
+   * Creates the error.
+   *
    * @param code Which failure this is.
    * @param message What went wrong and what to do about it.
    * @param options `cause`, when another error led to this one.

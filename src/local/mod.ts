@@ -19,6 +19,7 @@
  * @module
  */
 
+export { ZaeLimiterError } from "../errors.ts";
 export { LocalDynamoError, type LocalDynamoErrorCode } from "./errors.ts";
 export {
   defaultCacheDir,

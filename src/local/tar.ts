@@ -40,7 +40,7 @@ export interface TarEntry {
  * ```ts
  * import { readTar, TarFormatError } from "./tar.ts";
  * try {
- *   for await (const _ of readTar([new Uint8Array(100)])) { /* … *\/ }
+ *   for await (const entry of readTar([new Uint8Array(100)])) console.log(entry.path);
  * } catch (e) {
  *   console.assert(e instanceof TarFormatError); // truncated header
  * }
