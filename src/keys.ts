@@ -92,3 +92,11 @@ export const attr = {
 export const REQUESTS = "rq";
 /** Epoch ms of the latest write to a bucket item (the time of the consumption it carries). */
 export const WRITTEN_AT = "ts";
+
+/** How many recent operation ids a bucket item keeps (see `BucketWrite.opId`). */
+export const OP_WINDOW = 12;
+
+/** Attribute holding the `i`-th newest operation id. */
+export function opAttr(i: number): string {
+  return `o${i}`;
+}

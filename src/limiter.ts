@@ -26,7 +26,8 @@ import type {
   StoredLimit,
   WriteOutcome,
 } from "./repository.ts";
-import { DeadlineExceeded, withRetries } from "./retry.ts";
+import { DeadlineExceeded, mayHaveApplied, withRetries } from "./retry.ts";
+import { Outbox } from "./outbox.ts";
 import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
 
 /**
@@ -78,6 +79,13 @@ export interface RateLimiterOptions {
    * `@zae/limiter/testing` offers an in-memory backend for unit tests.
    */
   backend?: Backend;
+  /**
+   * Count a request let through by FAIL_OPEN once DynamoDB is back (exactly once), so an outage
+   * cannot be used to pass limits unaccounted. @default true
+   */
+  recordFailedOpen?: boolean;
+  /** How long `close()` waits for writes kept back by an outage. @default 10000 */
+  closeTimeoutMs?: number;
 }
 
 /** Options of {@link RateLimiter.acquire}. */
@@ -166,6 +174,29 @@ interface Plan {
 
 const MAX_ATTEMPTS = 50;
 
+/** Marks a `RateLimiterUnavailable` whose write may have landed. */
+const UNCERTAIN = Symbol("uncertain");
+type Uncertain = { [UNCERTAIN]?: boolean };
+
+/** A fresh operation id: 10 random base-36 characters (about 51 bits). */
+export function newOpId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n.toString(36).padStart(10, "0").slice(-10);
+}
+
+function asLeaseTarget(t: Target): LeaseTarget {
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    specs: t.specs,
+    keys: t.keys,
+    consumed: new Map(),
+    statuses: [],
+  };
+}
+
 type MultiOutcome =
   | { ok: true; items: (StoredBucket | undefined)[] }
   | { ok: false; olds: WriteOutcome[] };
@@ -202,6 +233,10 @@ export class RateLimiter implements AsyncDisposable {
   readonly #buckets: TtlCache<string, CachedBucket>;
   readonly #config: TtlCache<string, { value: EntityConfig }>;
   #closed = false;
+  readonly #outbox: Outbox;
+  readonly #inflight = new Map<string, Promise<Map<string, EntityConfig>>>();
+  readonly #recordFailedOpen: boolean;
+  readonly #closeTimeoutMs: number;
 
   /** @param options See {@link RateLimiterOptions}. */
   constructor(options: RateLimiterOptions) {
@@ -221,6 +256,8 @@ export class RateLimiter implements AsyncDisposable {
       denyCache = true,
       maxCachedBuckets = 10_000,
       backend,
+      recordFailedOpen = true,
+      closeTimeoutMs = 10_000,
     } = options;
     if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
       throw new ValidationError(
@@ -250,6 +287,12 @@ export class RateLimiter implements AsyncDisposable {
     this.#createTable = createTable;
     this.#buckets = new TtlCache(Infinity, maxCachedBuckets);
     this.#config = new TtlCache(limitsCacheTtlMs, maxCachedBuckets);
+    this.#recordFailedOpen = recordFailedOpen;
+    this.#closeTimeoutMs = closeTimeoutMs;
+    this.#outbox = new Outbox({
+      attemptMs: timeoutMs,
+      isTransient: (err) => err instanceof RateLimiterUnavailable,
+    });
   }
 
   /**
@@ -289,19 +332,32 @@ export class RateLimiter implements AsyncDisposable {
     const req = validateAcquire(options);
     const mode = req.failureMode ?? this.#failureMode;
     const deadline = Date.now() + this.#timeoutMs;
+    const opId = newOpId();
+    let nowMs = 0n;
+    let targets: Target[] | undefined;
+    let milli: Map<string, bigint>[] = [];
     try {
       await this.#ensureReady(deadline);
-      const nowMs = this.#now();
-      const targets = await this.#resolveTargets(req, deadline);
-      const milli = targets.map((t) => amountsFor(t, req.consume));
-      const leaseTargets = await this.#consume(targets, milli, nowMs, deadline);
+      nowMs = this.#now();
+      targets = await this.#resolveTargets(req, deadline);
+      milli = targets.map((t) => amountsFor(t, req.consume));
+      const leaseTargets = await this.#consume(targets, milli, nowMs, deadline, opId);
       return new Lease({ limiter: this.#leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
       if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
       const unavailable = err instanceof RateLimiterUnavailable
         ? err
         : new RateLimiterUnavailable("acquire", unwrap(err));
+      const uncertain = (unavailable as Uncertain)[UNCERTAIN] === true;
       if (mode === FailureMode.FAIL_OPEN) {
+        // Let the request through, and count it once DynamoDB is back (exactly once: same id).
+        if (this.#recordFailedOpen && nowMs > 0n) {
+          const at = nowMs;
+          this.#outbox.add({
+            label: `failed-open acquire ${req.entityId}/${req.resource}`,
+            run: (d) => this.#ensureConsumed(req, opId, at, d),
+          });
+        }
         return new Lease({
           limiter: this.#leaseOps(),
           targets: [],
@@ -310,8 +366,88 @@ export class RateLimiter implements AsyncDisposable {
           requested: req.consume,
         });
       }
+      if (uncertain && targets) {
+        // The caller is told "refused": make sure the write, if it landed, is not counted.
+        const ts = targets, ms = milli;
+        this.#outbox.add({
+          label: `refused acquire ${req.entityId}/${req.resource}`,
+          run: (d) => this.#ensureNotConsumed(ts, ms, opId, d),
+        });
+      }
       throw unavailable;
     }
+  }
+
+  /** Counts a failed-open acquire (unless its own write landed: the op id tells). */
+  async #ensureConsumed(
+    req: ValidRequest & { consume: Map<string, bigint> },
+    opId: string,
+    nowMs: bigint,
+    deadline: number,
+  ) {
+    const targets = await this.#resolveTargets(req, deadline);
+    for (const t of targets) {
+      await this.#adjust(asLeaseTarget(t), amountsFor(t, req.consume), 1, deadline, opId, nowMs);
+    }
+  }
+
+  /** Makes sure an acquire the caller was told failed is not counted. */
+  async #ensureNotConsumed(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    opId: string,
+    deadline: number,
+  ): Promise<void> {
+    const nowMs = this.#now();
+    // Mark the id as used on the first item: a late copy of the acquire (one write, or a
+    // transaction including this item) is then refused by its condition.
+    const mark: BucketWrite = {
+      entityId: targets[0].entityId,
+      resource: targets[0].resource,
+      ops: [],
+      used: new Map(),
+      requests: 0,
+      nowMs,
+      opId,
+      ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
+    };
+    const out = await this.#writeItems([mark], deadline);
+    if (out.ok && !out.applied) return; // marked first: the acquire never counted
+    if (!out.ok) throw new Error("unexpected condition failure marking an operation id");
+    // It had landed: give the tokens back.
+    await Promise.all(targets.map((t, i) => {
+      const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));
+      return this.#adjust(asLeaseTarget(t), back, -1, deadline, `${opId}r`);
+    }));
+  }
+
+  /**
+   * Sends bucket writes (one UpdateItem, or one transaction), resending the same operation on
+   * ambiguous failures. A failed condition caused by the operation's own id means an earlier
+   * copy landed: that counts as success (`applied: true`).
+   */
+  async #writeItems(
+    writes: BucketWrite[],
+    deadline: number,
+  ): Promise<MultiOutcome & { applied?: boolean }> {
+    const outcome = await this.#call(async (signal): Promise<MultiOutcome> => {
+      if (writes.length === 1) {
+        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+      }
+      const o = await this.#backend.buckets.transactBuckets(writes, signal);
+      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
+    }, deadline);
+    if (outcome.ok) return outcome;
+    const landed = outcome.olds.some((o, i) => !o.ok && o.old?.ops?.includes(writes[i].opId));
+    if (landed) {
+      return {
+        ok: true,
+        applied: true,
+        items: outcome.olds.map((o) => (o.ok ? undefined : o.old)),
+      };
+    }
+    return outcome;
   }
 
   /** Consumes from every target in one write; returns what the lease needs. */
@@ -320,12 +456,15 @@ export class RateLimiter implements AsyncDisposable {
     milli: Map<string, bigint>[],
     nowMs: bigint,
     deadline: number,
+    opId: string,
   ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
     const fresh = targets.map(() => false);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const plans = targets.map((t, i) => planAcquire(t, states[i], fresh[i], milli[i], nowMs));
+      const plans = targets.map((t, i) =>
+        planAcquire(t, states[i], fresh[i], milli[i], nowMs, opId)
+      );
       if (plans.some((p) => p.exceeded)) {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
         if (known) {
@@ -333,29 +472,17 @@ export class RateLimiter implements AsyncDisposable {
           throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
         }
       }
-      const outcome: MultiOutcome = await this.#call(
-        async (signal): Promise<MultiOutcome> => {
-          if (plans.length === 1) {
-            const o = await this.#backend.buckets.writeBucket(plans[0].write, signal);
-            return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
-          }
-          const o = await this.#backend.buckets.transactBuckets(plans.map((p) => p.write), signal);
-          return o.ok ? { ok: true, items: plans.map(() => undefined) } : o;
-        },
-        deadline,
-      );
+      const outcome = await this.#writeItems(plans.map((p) => p.write), deadline);
       if (outcome.ok) {
-        targets.forEach((t, i) => {
-          const item = outcome.items[i];
-          this.#remember(t, item ? item.limits : plans[i].after);
-        });
+        const known = outcome.applied ? [] : outcome.items;
+        targets.forEach((t, i) => this.#remember(t, known[i]?.limits ?? plans[i].after));
         return targets.map((t, i) => ({
           entityId: t.entityId,
           resource: t.resource,
           specs: t.specs,
           keys: t.keys,
           consumed: milli[i],
-          statuses: statusesAfter(t, outcome.items[i]?.limits ?? plans[i].after, milli[i], nowMs),
+          statuses: statusesAfter(t, known[i]?.limits ?? plans[i].after, milli[i], nowMs),
         }));
       }
       outcome.olds.forEach((o, i) => {
@@ -381,13 +508,10 @@ export class RateLimiter implements AsyncDisposable {
   ): Promise<void> {
     await Promise.all(targets.map(async (t, i) => {
       if (!fresh[i]) return;
-      const write = planConversion(t, states[i], nowMs);
+      const write = planConversion(t, states[i], nowMs, newOpId());
       if (!write) return;
-      const out = await this.#call(
-        (signal) => this.#backend.buckets.writeBucket(write, signal),
-        deadline,
-      );
-      if (out.ok && out.item) this.#remember(t, out.item.limits);
+      const out = await this.#writeItems([write], deadline);
+      if (out.ok && !out.applied && out.items[0]) this.#remember(t, out.items[0].limits);
     }));
   }
 
@@ -398,30 +522,33 @@ export class RateLimiter implements AsyncDisposable {
     this.#buckets.set(id, { limits: merged });
   }
 
-  /** Writes adjustments (positive or negative) and returns; used by leases. */
+  /**
+   * Writes adjustments (positive or negative) to one bucket, exactly once under `opId` (an
+   * earlier copy that landed is recognised by the id).
+   */
   async #adjust(
     target: LeaseTarget,
     deltas: Map<string, bigint>,
     requests: number,
     deadline: number,
+    opId: string,
+    atMs?: bigint,
   ): Promise<void> {
     let state = this.#buckets.get(bucketId(target))?.limits;
     let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const plan = planAdjust(target, state, fresh, deltas, requests, this.#now());
+      const plan = planAdjust(target, state, fresh, deltas, requests, atMs ?? this.#now(), opId);
       if (plan.write.ops.length === 0 && requests === 0) return;
-      const out = await this.#call(
-        (signal) => this.#backend.buckets.writeBucket(plan.write, signal),
-        deadline,
-      );
+      const out = await this.#writeItems([plan.write], deadline);
       if (out.ok) {
-        if (out.item) {
-          this.#remember(target, out.item.limits);
-          await this.#raiseTtl(target, out.item, deadline);
+        const item = out.items[0];
+        if (item && !out.applied) {
+          this.#remember(target, item.limits);
+          await this.#raiseTtl(target, item, deadline);
         }
         return;
       }
-      state = out.old?.limits ?? new Map();
+      state = (out.olds[0].ok ? undefined : out.olds[0].old?.limits) ?? new Map();
       fresh = true;
     }
     throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
@@ -455,16 +582,48 @@ export class RateLimiter implements AsyncDisposable {
     return {
       write: async (targets, deltas, requests, operation) => {
         const deadline = Date.now() + this.#timeoutMs;
-        try {
-          await Promise.all(targets.map((t, i) => this.#adjust(t, deltas[i], requests, deadline)));
-        } catch (err) {
-          if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
-          throw err instanceof RateLimiterUnavailable
-            ? err
-            : new RateLimiterUnavailable(operation, unwrap(err));
-        }
+        await Promise.all(targets.map(async (t, i) => {
+          const opId = newOpId();
+          try {
+            await this.#adjust(t, deltas[i], requests, deadline, opId);
+          } catch (err) {
+            if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
+              throw err;
+            }
+            // Never lost: retried in the background under the same id, so applied exactly once.
+            this.#outbox.add({
+              label: `${operation} ${t.entityId}/${t.resource}`,
+              run: (d) => this.#adjust(t, deltas[i], requests, d, opId),
+            });
+          }
+        }));
       },
     };
+  }
+
+  /** Writes waiting in the outbox for DynamoDB to come back. */
+  get pendingWrites(): number {
+    return this.#outbox.size;
+  }
+
+  /**
+   * Waits until every write kept back by an outage (commits, rollbacks, failed-open acquires)
+   * has reached DynamoDB. Throws `RateLimiterUnavailable` when some are still waiting after
+   * `timeoutMs`.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.flush(5_000);
+   * ```
+   */
+  async flush(timeoutMs = 10_000): Promise<void> {
+    const left = await this.#outbox.flush(timeoutMs);
+    if (left > 0) {
+      throw new RateLimiterUnavailable(
+        "flush",
+        new Error(`${left} writes still waiting for DynamoDB after ${timeoutMs} ms`),
+      );
+    }
   }
 
   /**
@@ -600,14 +759,21 @@ export class RateLimiter implements AsyncDisposable {
     const meta = want.meta ? this.#config.get(metaKey) : { value: {} };
     const limits = want.limits ? this.#config.get(limitKey) : { value: {} };
     if (meta && limits) return { ...meta.value, ...limits.value };
-    const loaded = await this.#call(
-      (signal) =>
-        this.#backend.entities.loadConfig([entityId], resource, {
-          meta: want.meta && !meta,
-          limits: want.limits && !limits,
-        }, signal),
-      deadline,
-    );
+    // Concurrent cold calls for the same entity share one read (no stampede on start-up).
+    const flightKey = `${limitKey}|${want.meta && !meta}|${want.limits && !limits}`;
+    let flight = this.#inflight.get(flightKey);
+    if (!flight) {
+      flight = this.#call(
+        (signal) =>
+          this.#backend.entities.loadConfig([entityId], resource, {
+            meta: want.meta && !meta,
+            limits: want.limits && !limits,
+          }, signal),
+        deadline,
+      ).finally(() => this.#inflight.delete(flightKey));
+      this.#inflight.set(flightKey, flight);
+    }
+    const loaded = await flight;
     const cfg = loaded.get(entityId) ?? {};
     if (want.meta && !meta) this.#config.set(metaKey, { value: { entity: cfg.entity } });
     if (want.limits && !limits) {
@@ -855,11 +1021,21 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   async #call<T>(fn: (signal: AbortSignal) => Promise<T>, deadline: number): Promise<T> {
+    let uncertain = false;
     try {
-      return await withRetries(fn, { deadline });
+      return await withRetries(async (signal) => {
+        try {
+          return await fn(signal);
+        } catch (err) {
+          if (mayHaveApplied(err)) uncertain = true;
+          throw err;
+        }
+      }, { deadline });
     } catch (err) {
       if (err instanceof DeadlineExceeded) {
-        throw new RateLimiterUnavailable("call", err.cause ?? err);
+        const unavailable = new RateLimiterUnavailable("call", err.cause ?? err);
+        if (uncertain) (unavailable as Uncertain)[UNCERTAIN] = true;
+        throw unavailable;
       }
       throw err;
     }
@@ -875,13 +1051,18 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) throw new ZaeLimiterError("The rate limiter is closed");
   }
 
-  /** Closes the limiter (and the DynamoDB client it made). */
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
+  /**
+   * Closes the limiter: waits (up to `closeTimeoutMs`) for writes an outage kept back, then
+   * closes the DynamoDB client it made. Throws `RateLimiterUnavailable` if writes remain.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      if (this.#outbox.size > 0) await this.flush(this.#closeTimeoutMs);
+    } finally {
       if (this.#ownsClient) this.client.destroy();
     }
-    return Promise.resolve();
   }
 
   /** Same as {@link close}, for `await using`. */
@@ -945,6 +1126,7 @@ function planAcquire(
   fresh: boolean,
   milli: Map<string, bigint>,
   nowMs: bigint,
+  opId: string,
 ): Plan {
   const ops: LimitOp[] = [];
   const statuses: LimitStatus[] = [];
@@ -1019,6 +1201,7 @@ function planAcquire(
     used: new Map(milli),
     requests: 1,
     nowMs,
+    opId,
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
   return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
@@ -1052,6 +1235,7 @@ function planConversion(
   t: Target,
   state: Map<string, StoredLimit> | undefined,
   nowMs: bigint,
+  opId: string,
 ): BucketWrite | undefined {
   const ops: LimitOp[] = [];
   let maxFullMs = nowMs;
@@ -1073,6 +1257,7 @@ function planConversion(
     used: new Map(),
     requests: 0,
     nowMs,
+    opId,
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
 }
@@ -1084,6 +1269,7 @@ function planAdjust(
   deltas: Map<string, bigint>,
   requests: number,
   nowMs: bigint,
+  opId: string,
 ): { write: BucketWrite } {
   const ops: LimitOp[] = [];
   const used = new Map<string, bigint>();
@@ -1142,6 +1328,7 @@ function planAdjust(
       used,
       requests,
       nowMs,
+      opId,
       ttlSec: maxFullMs === undefined
         ? undefined
         : math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,

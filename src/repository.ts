@@ -35,6 +35,8 @@ export interface StoredBucket {
   limits: Map<string, StoredLimit>;
   /** TTL, epoch seconds. */
   ttl?: bigint;
+  /** The window of recent operation ids, newest first. */
+  ops?: string[];
 }
 
 /** One limit's part of a bucket write. */
@@ -73,6 +75,11 @@ export interface BucketWrite {
   nowMs: bigint;
   /** New TTL (epoch s), for writes that may raise a tat. */
   ttlSec?: bigint;
+  /**
+   * The operation's id. It joins the item's window of recent ids and the write's condition
+   * refuses an id already there, so a resent or late-delivered duplicate is never applied twice.
+   */
+  opId: string;
 }
 
 /** Outcome of a conditional bucket write. */
@@ -110,6 +117,14 @@ export class Repository {
     const conds: string[] = [];
     names["#ts"] = keys.WRITTEN_AT;
     values[":ts"] = num(w.nowMs);
+    // The window of recent operation ids: o0 is the newest; each write shifts it by one.
+    values[":op"] = { S: w.opId };
+    values[":none"] = { S: "-" };
+    const window = Array.from({ length: keys.OP_WINDOW }, (_, i) => `#o${i}`);
+    window.forEach((n, i) => (names[n] = keys.opAttr(i)));
+    conds.push(`NOT (:op IN (${window.join(", ")}))`);
+    sets.push("#o0 = :op");
+    for (let i = 1; i < keys.OP_WINDOW; i++) sets.push(`#o${i} = if_not_exists(#o${i - 1}, :none)`);
     w.ops.forEach((op, i) => {
       const t = `#t${i}`, k = `#k${i}`;
       names[t] = keys.attr.tat(op.name);
@@ -423,7 +438,12 @@ export function parseBucket(item: Record<string, AttributeValue>): StoredBucket 
     }
   }
   const ttl = item[keys.TTL]?.N;
-  return { limits, ttl: ttl === undefined ? undefined : BigInt(ttl) };
+  const ops: string[] = [];
+  for (let i = 0; i < keys.OP_WINDOW; i++) {
+    const op = item[keys.opAttr(i)]?.S;
+    if (op !== undefined) ops.push(op);
+  }
+  return { limits, ttl: ttl === undefined ? undefined : BigInt(ttl), ops };
 }
 
 function num(n: bigint): AttributeValue {

@@ -114,3 +114,33 @@ export async function withRetries<T>(
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
+
+/** Error names that prove a request was refused before it could change anything. */
+const NOT_APPLIED = new Set([
+  "ProvisionedThroughputExceededException",
+  "ThrottlingException",
+  "RequestLimitExceeded",
+  "TransactionInProgressException",
+  "TransactionConflictException",
+  "LimitExceededException",
+  "ValidationException",
+  "ResourceNotFoundException",
+  "ConditionalCheckFailedException",
+  "UnrecognizedClientException",
+  "AccessDeniedException",
+]);
+
+/**
+ * True when the failed request may have been applied anyway: it was sent and no answer said it
+ * was refused (a timeout, a dropped connection, a server fault).
+ */
+export function mayHaveApplied(err: unknown): boolean {
+  if (!(err instanceof Error)) return true;
+  const e = err as Error & { code?: string; CancellationReasons?: { Code?: string }[] };
+  if (NOT_APPLIED.has(e.name)) return false;
+  if (e.name === "TransactionCanceledException") return false;
+  const code = e.code ?? (e.cause as { code?: string } | undefined)?.code;
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return false;
+  if (/ECONNREFUSED/.test(e.message)) return false;
+  return true;
+}

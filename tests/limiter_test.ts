@@ -442,7 +442,12 @@ Deno.test({
 
       await t.step("failure modes when nothing listens", async () => {
         const dead = "http://127.0.0.1:9"; // discard port: nothing listens
-        const closed = new RateLimiter({ tableName, endpoint: dead, timeoutMs: 300 });
+        const closed = new RateLimiter({
+          tableName,
+          endpoint: dead,
+          timeoutMs: 300,
+          closeTimeoutMs: 200,
+        });
         const started = Date.now();
         const e = await closed.acquire({
           entityId: "x",
@@ -462,13 +467,19 @@ Deno.test({
           failureMode: FailureMode.FAIL_OPEN,
         });
         assert.equal(lease.failedOpen, true);
+        assert.ok(lease.cause instanceof RateLimiterUnavailable);
         await lease.adjust({ rpm: 5 });
         await lease.commit();
+        // the request let through is counted once DynamoDB answers: it waits in the outbox
+        assert.equal(closed.pendingWrites, 1);
+        await assert.rejects(closed.flush(100), /1 writes still waiting/);
         const open = new RateLimiter({
           tableName,
           endpoint: dead,
           timeoutMs: 300,
           failureMode: "fail_open",
+          recordFailedOpen: false,
+          closeTimeoutMs: 200,
         });
         assert.equal(
           (await open.acquire({
@@ -480,6 +491,7 @@ Deno.test({
             .failedOpen,
           true,
         );
+        assert.equal(open.pendingWrites, 0); // recordFailedOpen: false
         await assert.rejects(
           open.acquire({
             entityId: "x",
@@ -494,8 +506,10 @@ Deno.test({
           open.available({ entityId: "x", resource: "y", limits: [rpm(1)] }),
           RateLimiterUnavailable,
         );
-        await closed.close();
-        await open.close();
+        await assert.rejects(closed.close(), /writes still waiting/);
+        // a refused call whose attempt was cut off may have landed: the outbox will verify it
+        if (open.pendingWrites > 0) await assert.rejects(open.close(), /writes still waiting/);
+        else await open.close();
       });
 
       await t.step("createTable tolerates concurrent creators", async () => {

@@ -29,6 +29,7 @@ import { EntityExistsError, EntityNotFoundError, ValidationError } from "../erro
 import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
+import { OP_WINDOW } from "../keys.ts";
 
 interface MemLimit {
   tat?: bigint;
@@ -38,6 +39,7 @@ interface MemLimit {
 
 interface MemBucket {
   limits: Map<string, MemLimit>;
+  ops: string[];
   requests: bigint;
   writtenAt: bigint;
   ttl?: bigint;
@@ -179,7 +181,7 @@ export class InMemoryBackend implements Backend {
   #apply(w: BucketWrite): MemBucket {
     const key = bucketKey(w.entityId, w.resource);
     const b: MemBucket = this.#buckets.get(key) ??
-      { limits: new Map(), requests: 0n, writtenAt: 0n };
+      { limits: new Map(), ops: [], requests: 0n, writtenAt: 0n };
     for (const op of w.ops) {
       const l = b.limits.get(op.name) ?? { used: 0n };
       switch (op.kind) {
@@ -203,6 +205,7 @@ export class InMemoryBackend implements Backend {
       l.used += d;
       b.limits.set(name, l);
     }
+    b.ops = [w.opId, ...b.ops].slice(0, OP_WINDOW);
     b.requests += BigInt(w.requests);
     b.writtenAt = w.nowMs;
     if (w.ttlSec !== undefined) b.ttl = w.ttlSec;
@@ -213,6 +216,7 @@ export class InMemoryBackend implements Backend {
 
 /** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
 function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
+  if (b?.ops.includes(w.opId)) return false;
   return w.ops.every((op: LimitOp) => {
     const l = b?.limits.get(op.name);
     const tat = l?.tat;
@@ -239,7 +243,7 @@ function view(b: MemBucket): StoredBucket {
   for (const [name, l] of b.limits) {
     if (l.tat !== undefined || l.key !== undefined) limits.set(name, { tat: l.tat, key: l.key });
   }
-  return { limits, ttl: b.ttl };
+  return { limits, ttl: b.ttl, ops: [...b.ops] };
 }
 
 function bucketKey(entityId: string, resource: string): string {

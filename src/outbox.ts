@@ -1,0 +1,96 @@
+/**
+ * The outbox: writes that an outage kept from DynamoDB, retried in the background until they are
+ * applied exactly once (each carries its operation id, which the item's window refuses twice).
+ *
+ * @module
+ */
+
+/** One queued write. `run` must be idempotent; it throws while DynamoDB is unavailable. */
+export interface OutboxEntry {
+  /** What it is, for error messages. */
+  label: string;
+  /** Performs the write before `deadline` (epoch ms). */
+  run(deadline: number): Promise<void>;
+}
+
+/** Options of {@link Outbox}. */
+export interface OutboxOptions {
+  /** Deadline of one attempt, ms. */
+  attemptMs: number;
+  /** First pause after a failed attempt, ms. @default 100 */
+  minBackoffMs?: number;
+  /** Longest pause, ms. @default 5000 */
+  maxBackoffMs?: number;
+  /** Whether an error means "try again later" (an outage) rather than a bug. */
+  isTransient(err: unknown): boolean;
+}
+
+/** A FIFO of writes retried with capped exponential backoff, in the background. */
+export class Outbox {
+  readonly #entries: OutboxEntry[] = [];
+  readonly #options: OutboxOptions;
+  #running?: Promise<void>;
+  #backoff = 0;
+  #wake?: () => void;
+  /** Writes given up on because they failed with a non-transient error. */
+  readonly failed: { label: string; error: unknown }[] = [];
+
+  /** @param options Attempt deadline, backoff and error classification. */
+  constructor(options: OutboxOptions) {
+    this.#options = options;
+  }
+
+  /** Writes queued. */
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  /** Queues a write and starts the background loop. */
+  add(entry: OutboxEntry): void {
+    this.#entries.push(entry);
+    this.#running ??= this.#loop().finally(() => (this.#running = undefined));
+  }
+
+  /** Waits until the outbox is empty, or `timeoutMs` passes; returns how many writes remain. */
+  async flush(timeoutMs: number): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    while (this.#entries.length > 0 && Date.now() < until) {
+      this.#wake?.(); // skip the current backoff: the caller is waiting
+      await Promise.race([
+        this.#running ?? Promise.resolve(),
+        new Promise((r) => setTimeout(r, Math.max(0, Math.min(50, until - Date.now())))),
+      ]);
+    }
+    return this.#entries.length;
+  }
+
+  async #loop(): Promise<void> {
+    const { attemptMs, minBackoffMs = 100, maxBackoffMs = 5_000 } = this.#options;
+    while (this.#entries.length > 0) {
+      const entry = this.#entries[0];
+      try {
+        await entry.run(Date.now() + attemptMs);
+        this.#entries.shift();
+        this.#backoff = 0;
+      } catch (err) {
+        if (!this.#options.isTransient(err)) {
+          this.#entries.shift();
+          this.failed.push({ label: entry.label, error: err });
+          continue;
+        }
+        this.#backoff = Math.min(maxBackoffMs, Math.max(minBackoffMs, this.#backoff * 2));
+        const pause = this.#backoff * (0.5 + Math.random() / 2);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          // Don't keep a process alive just to retry: close() flushes what must be flushed.
+          (timer as { unref?: () => void }).unref?.();
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+      }
+    }
+  }
+}
