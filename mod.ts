@@ -25,6 +25,7 @@ export {
   type AcquireOptions,
   type AvailableOptions,
   type CreateEntityOptions,
+  type CreateStackSettings,
   FailureMode,
   RateLimiter,
   type RateLimiterOptions,
@@ -45,3 +46,14 @@ export {
   ValidationError,
   ZaeLimiterError,
 } from "./src/errors.ts";
+export {
+  formatUsageChart,
+  getUsageSnapshots,
+  getUsageSummary,
+  iterUsageSnapshots,
+  type UsagePeak,
+  type UsageQuery,
+  type UsageSnapshot,
+  type UsageSummary,
+  type UsageWindow,
+} from "./src/usage.ts";

@@ -17,7 +17,12 @@ import type { Limit } from "./limit.ts";
  * ```
  */
 export class ZaeLimiterError extends Error {
-  /** @param message What went wrong. @param options `cause`, when another error led to this one. */
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   * @param options `cause`, when another error led to this one.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;

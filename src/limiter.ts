@@ -28,6 +28,13 @@ import type {
 } from "./repository.ts";
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "./retry.ts";
 import { Outbox } from "./outbox.ts";
+import {
+  getUsageSnapshots,
+  getUsageSummary,
+  type UsageQuery,
+  type UsageSnapshot,
+  type UsageSummary,
+} from "./usage.ts";
 import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
 
 /**
@@ -59,6 +66,13 @@ export interface RateLimiterOptions {
   client?: DynamoDBClient;
   /** Create the table (indexes, TTL, stream) on first use when it is missing. @default false */
   createTable?: boolean;
+  /**
+   * Deploy the CloudFormation stack (table, aggregator, alarms, policies) on first use when it is
+   * missing, through CloudFormation at `region` (or `endpoint`); `true` or the stack's settings.
+   * The first call waits for the stack. For development: production deploys with the CLI.
+   * @default false
+   */
+  createStack?: boolean | CreateStackSettings;
   /** Behaviour when DynamoDB cannot answer in time. @default FailureMode.FAIL_CLOSED */
   failureMode?: FailureMode;
   /** The clock, epoch ms. All bucket time comes from it. @default Date.now */
@@ -86,6 +100,16 @@ export interface RateLimiterOptions {
   recordFailedOpen?: boolean;
   /** How long `close()` waits for writes kept back by an outage. @default 10000 */
   closeTimeoutMs?: number;
+}
+
+/** Settings of `createStack`: the stack's name and parameters (see `@zae/limiter/infra`). */
+export interface CreateStackSettings {
+  /** The stack. @default `zae-limiter-{tableName}` */
+  stackName?: string;
+  /** Deploy the usage aggregator Lambda. @default true */
+  aggregator?: boolean;
+  /** Days usage snapshots are kept. @default 90 */
+  snapshotRetentionDays?: number;
 }
 
 /** Options of {@link RateLimiter.acquire}. */
@@ -229,6 +253,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #failureMode: FailureMode;
   readonly #denyCache: boolean;
   readonly #createTable: boolean;
+  readonly #createStack?: CreateStackSettings & { region?: string; endpoint?: string };
   #ready?: Promise<void>;
   readonly #buckets: TtlCache<string, CachedBucket>;
   readonly #config: TtlCache<string, { value: EntityConfig }>;
@@ -258,6 +283,7 @@ export class RateLimiter implements AsyncDisposable {
       backend,
       recordFailedOpen = true,
       closeTimeoutMs = 10_000,
+      createStack = false,
     } = options;
     if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
       throw new ValidationError(
@@ -285,6 +311,11 @@ export class RateLimiter implements AsyncDisposable {
     this.#failureMode = failureMode;
     this.#denyCache = denyCache;
     this.#createTable = createTable;
+    this.#createStack = createStack === false ? undefined : {
+      ...(createStack === true ? {} : createStack),
+      region,
+      endpoint,
+    };
     this.#buckets = new TtlCache(Infinity, maxCachedBuckets);
     this.#config = new TtlCache(limitsCacheTtlMs, maxCachedBuckets);
     this.#recordFailedOpen = recordFailedOpen;
@@ -952,6 +983,32 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
+   * Usage snapshots (hourly or daily) of an entity, made by the aggregator; all pages.
+   *
+   * @example
+   * ```ts ignore
+   * const hours = await limiter.getUsageSnapshots({ entityId: "key-1", window: "hourly" });
+   * ```
+   */
+  async getUsageSnapshots(query: UsageQuery): Promise<UsageSnapshot[]> {
+    this.#checkOpen();
+    return await getUsageSnapshots(this.client, this.tableName, query);
+  }
+
+  /**
+   * Totals, averages and the peak window of an entity's usage snapshots.
+   *
+   * @example
+   * ```ts ignore
+   * const { total, peak } = await limiter.getUsageSummary({ entityId: "key-1", window: "daily" });
+   * ```
+   */
+  async getUsageSummary(query: UsageQuery): Promise<UsageSummary> {
+    this.#checkOpen();
+    return await getUsageSummary(this.client, this.tableName, query);
+  }
+
+  /**
    * For one resource, each entity with a bucket and its available tokens per limit (all pages).
    * The resource index is filled by the usage aggregator (deployed, or `aggregate` locally),
    * never by the hot path: a bucket appears once the aggregator has seen its first write.
@@ -1003,16 +1060,33 @@ export class RateLimiter implements AsyncDisposable {
     }
   }
 
-  /** Creates the table when asked to, once. */
+  /** Creates the stack or the table when asked to, once. */
   async #ensureReady(deadline: number): Promise<void> {
-    if (!this.#createTable) return;
-    this.#ready ??= this.#backend.buckets.createTable().catch((err) => {
+    if (!this.#createTable && !this.#createStack) return;
+    this.#ready ??= this.#prepare().catch((err) => {
       this.#ready = undefined;
       throw err;
     });
-    // Creating a table takes longer than a request's deadline: the first calls wait for it.
+    // Creating a table or a stack takes longer than a request's deadline: first calls wait.
     void deadline;
     await this.#ready;
+  }
+
+  async #prepare(): Promise<void> {
+    if (this.#createStack) {
+      // Loaded only when asked for: CloudFormation and Lambda clients stay off the hot path.
+      const { ensureStack } = await import("./infra/stack.ts");
+      const { stackName, aggregator, snapshotRetentionDays, region, endpoint } = this.#createStack;
+      await ensureStack({
+        tableName: this.tableName,
+        stackName,
+        region,
+        endpoint,
+        ...(aggregator === undefined ? {} : { aggregator }),
+        ...(snapshotRetentionDays === undefined ? {} : { snapshotRetentionDays }),
+      });
+    }
+    if (this.#createTable) await this.#backend.buckets.createTable();
   }
 
   /** Creates the table (indexes, TTL, stream) if missing and waits until it is active. */
