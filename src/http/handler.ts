@@ -231,10 +231,12 @@ export async function finishResponse(
       }
     },
     async cancel(reason) {
+      // Settle first: cancelling the reader ends a pending read as if the body were complete.
+      const settled = once(false);
       try {
         await reader.cancel(reason);
       } finally {
-        await once(false);
+        await settled;
       }
     },
   });
