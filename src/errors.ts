@@ -128,7 +128,12 @@ export class RateLimitExceeded extends ZaeLimiterError {
   /** True when some limit's capacity is smaller than the request: no wait will help. */
   readonly impossible: boolean;
 
-  /** @param statuses The status of every limit checked; at least one must be exceeded. */
+  /**
+   * Builds the error from the status of every limit checked.
+   *
+   * @param statuses The status of every limit checked; at least one must be exceeded.
+   * @throws {TypeError} When no status is exceeded.
+   */
   constructor(statuses: LimitStatus[]) {
     const violations = statuses.filter((s) => s.exceeded);
     if (violations.length === 0) {
@@ -197,7 +202,12 @@ export class RateLimitExceeded extends ZaeLimiterError {
  * ```
  */
 export class RateLimiterUnavailable extends ZaeLimiterError {
-  /** @param operation What was being done. @param cause The underlying error. */
+  /**
+   * Builds the error for an operation that could not reach DynamoDB.
+   *
+   * @param operation What was being done, e.g. `"acquire"`.
+   * @param cause The underlying error, kept as `cause`.
+   */
   constructor(operation: string, cause?: unknown) {
     const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause ?? "");
     super(`Rate limiter unavailable during ${operation}${why ? ` (${why})` : ""}`, { cause });
@@ -223,7 +233,13 @@ export class ValidationError extends ZaeLimiterError {
   /** The rule broken. */
   readonly rule: string;
 
-  /** @param field Argument name. @param value Value seen. @param rule Rule broken. */
+  /**
+   * Builds the error; the message reads `Invalid {field}: {value} ({rule})`.
+   *
+   * @param field Argument name, e.g. `"consume.tpm"`.
+   * @param value Value seen (shown cut to 80 characters).
+   * @param rule Rule broken, e.g. `"must be a finite number >= 0"`.
+   */
   constructor(field: string, value: unknown, rule: string) {
     const shown = showValue(value);
     super(`Invalid ${field}: ${shown} (${rule})`);
@@ -243,7 +259,11 @@ export class ValidationError extends ZaeLimiterError {
  * ```
  */
 export class LeaseClosedError extends ZaeLimiterError {
-  /** @param state How the lease was closed. */
+  /**
+   * Builds the error for a lease closed in the given way.
+   *
+   * @param state How the lease was closed.
+   */
   constructor(state: "committed" | "rolled back") {
     super(`The lease is already ${state}; it cannot be adjusted`);
   }
@@ -261,7 +281,11 @@ export class LeaseClosedError extends ZaeLimiterError {
 export class EntityNotFoundError extends ZaeLimiterError {
   /** The id that was not found. */
   readonly entityId: string;
-  /** @param entityId The id that was not found. */
+  /**
+   * Builds the error for a missing entity.
+   *
+   * @param entityId The id that was not found.
+   */
   constructor(entityId: string) {
     super(`Entity not found: ${showValue(entityId)}`);
     this.entityId = entityId;
@@ -280,7 +304,11 @@ export class EntityNotFoundError extends ZaeLimiterError {
 export class EntityExistsError extends ZaeLimiterError {
   /** The id that exists. */
   readonly entityId: string;
-  /** @param entityId The id that exists. */
+  /**
+   * Builds the error for an entity id already taken.
+   *
+   * @param entityId The id that exists.
+   */
   constructor(entityId: string) {
     super(`Entity already exists: ${showValue(entityId)}`);
     this.entityId = entityId;

@@ -73,7 +73,7 @@ export class Limit {
    * ```
    */
   static perSecond(name: string, rate: number, options?: RateOptions): Limit {
-    return Limit.rate(name, rate, 1, options);
+    return Limit.#rate(name, rate, 1, options);
   }
 
   /**
@@ -86,7 +86,7 @@ export class Limit {
    * ```
    */
   static perMinute(name: string, rate: number, options?: RateOptions): Limit {
-    return Limit.rate(name, rate, 60, options);
+    return Limit.#rate(name, rate, 60, options);
   }
 
   /**
@@ -99,7 +99,7 @@ export class Limit {
    * ```
    */
   static perHour(name: string, rate: number, options?: RateOptions): Limit {
-    return Limit.rate(name, rate, 3600, options);
+    return Limit.#rate(name, rate, 3600, options);
   }
 
   /**
@@ -112,7 +112,7 @@ export class Limit {
    * ```
    */
   static perDay(name: string, rate: number, options?: RateOptions): Limit {
-    return Limit.rate(name, rate, 86_400, options);
+    return Limit.#rate(name, rate, 86_400, options);
   }
 
   /**
@@ -137,7 +137,8 @@ export class Limit {
     return new Limit(name, capacity, refillAmount, refillPeriodSeconds);
   }
 
-  private static rate(name: string, rate: number, period: number, options?: RateOptions): Limit {
+  /** A limit of `rate` tokens per `period` seconds, holding up to `burst` (default `rate`). */
+  static #rate(name: string, rate: number, period: number, options?: RateOptions): Limit {
     validateLimitName(name, "limit.name");
     checkAmount(`limit ${name}: rate`, rate);
     const burst = options?.burst ?? rate;

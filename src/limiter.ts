@@ -263,7 +263,21 @@ export class RateLimiter implements AsyncDisposable {
   readonly #recordFailedOpen: boolean;
   readonly #closeTimeoutMs: number;
 
-  /** @param options See {@link RateLimiterOptions}. */
+  /**
+   * Makes a limiter over one table. Nothing is sent to DynamoDB until the first call; the
+   * options are checked at once.
+   *
+   * @param options See {@link RateLimiterOptions}.
+   * @throws {ValidationError} When an option breaks its rule (e.g. a `tableName` DynamoDB refuses).
+   *
+   * @example
+   * ```ts
+   * import { RateLimiter } from "./limiter.ts";
+   * const limiter = new RateLimiter({ tableName: "rate_limits", region: "us-east-1" });
+   * console.assert(limiter.tableName === "rate_limits");
+   * await limiter.close();
+   * ```
+   */
   constructor(options: RateLimiterOptions) {
     if (options === null || typeof options !== "object") {
       throw new ValidationError("options", options, "must be an object");
@@ -340,6 +354,22 @@ export class RateLimiter implements AsyncDisposable {
    * ```
    */
   acquire(options: AcquireOptions): Promise<Lease>;
+  /**
+   * Takes `consume` tokens from every limit at once, or none, then runs `fn` with the lease:
+   * commits it when `fn` returns, rolls it back when `fn` throws (the error is rethrown).
+   * Returns what `fn` returns; throws {@link RateLimitExceeded} without calling `fn` when a limit
+   * lacks tokens.
+   *
+   * @example
+   * ```ts ignore
+   * const answer = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("tpm", 10_000)], consume: { tpm: 500 } }, async (lease) => {
+   *   const used = 620; // from the LLM's answer
+   *   await lease.adjust({ tpm: used - 500 });
+   *   return used;
+   * });
+   * ```
+   */
   acquire<T>(options: AcquireOptions, fn: (lease: Lease) => T | Promise<T>): Promise<T>;
   async acquire<T>(
     options: AcquireOptions,

@@ -89,7 +89,14 @@ export class StackDeployError extends Error {
   /** Why, from the failed events (or the API error). */
   readonly reasons: string[];
 
-  /** @param stackName Stack. @param summary What failed. @param reasons Why. @param status Status. */
+  /**
+   * Builds the error; the message is `summary`, followed by the reasons when there are any.
+   *
+   * @param stackName The stack.
+   * @param summary What failed, e.g. `"Stack creation failed"`.
+   * @param reasons Why, one per failed resource.
+   * @param status The stack's status at the end, when known.
+   */
   constructor(stackName: string, summary: string, reasons: string[], status?: string) {
     super(reasons.length ? `${summary}: ${reasons.join("; ")}` : summary);
     this.name = "StackDeployError";

@@ -64,7 +64,13 @@ export class StackSettingsError extends Error {
   /** The value seen. */
   readonly value: unknown;
 
-  /** @param field Field. @param value Value seen. @param rule What it must be. */
+  /**
+   * Builds the error; the message reads `Invalid {field}: {value} ({rule})`.
+   *
+   * @param field The setting at fault.
+   * @param value The value seen.
+   * @param rule What it must be.
+   */
   constructor(field: string, value: unknown, rule: string) {
     super(`Invalid ${field}: ${JSON.stringify(value)} (${rule})`);
     this.name = "StackSettingsError";
