@@ -51,6 +51,7 @@ export {
   getUsageSnapshots,
   getUsageSummary,
   iterUsageSnapshots,
+  type UsageChartOptions,
   type UsagePeak,
   type UsageQuery,
   type UsageSnapshot,

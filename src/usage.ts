@@ -6,6 +6,7 @@
  */
 
 import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import type * as aws from "./aws_types.ts";
 import {
   CONSUMED_PREFIX,
   isoSeconds,
@@ -101,7 +102,7 @@ export interface UsageSummary {
  * ```
  */
 export async function getUsageSnapshots(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   query: UsageQuery,
 ): Promise<UsageSnapshot[]> {
@@ -125,7 +126,7 @@ export async function getUsageSnapshots(
  * ```
  */
 export function iterUsageSnapshots(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   query: UsageQuery,
 ): AsyncGenerator<UsageSnapshot> {
@@ -146,7 +147,7 @@ export function iterUsageSnapshots(
  * ```
  */
 export async function getUsageSummary(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   query: UsageQuery & {
     /** Pick the peak window by this limit's consumption. @default by requests */

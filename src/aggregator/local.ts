@@ -20,6 +20,7 @@ import {
   type ShardIteratorType,
 } from "@aws-sdk/client-dynamodb-streams";
 import process from "node:process";
+import type * as aws from "../aws_types.ts";
 import { processRecords } from "./process.ts";
 import type { BucketStreamRecord, UsageWindow } from "./snapshot.ts";
 
@@ -28,9 +29,9 @@ export interface AggregateLocalOptions {
   /** The rate-limit table. */
   tableName: string;
   /** A DynamoDB client; wins over `endpoint` and `region`. */
-  client?: DynamoDBClient;
+  client?: aws.DynamoDBClient;
   /** A DynamoDB Streams client. @default one for `endpoint` and `region` */
-  streamsClient?: DynamoDBStreamsClient;
+  streamsClient?: aws.DynamoDBStreamsClient;
   /** Endpoint URL, e.g. `http://localhost:8000`. */
   endpoint?: string;
   /** AWS region. @default the SDK's chain, or `"us-east-1"` with an `endpoint` */

@@ -15,6 +15,7 @@
 
 export { aggregateLocal, type AggregateLocalOptions, type AggregateLocalResult } from "./local.ts";
 export { type ProcessOptions, processRecords, type ProcessResult } from "./process.ts";
+export type { BucketStreamRecord } from "./snapshot.ts";
 export {
   AGGREGATOR_FILE,
   AGGREGATOR_HANDLER,

@@ -28,6 +28,7 @@ import {
   type DynamoDBClient,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
+import type * as aws from "../aws_types.ts";
 import { entityPk, resourceKey, TTL } from "../keys.ts";
 import {
   bucketOf,
@@ -46,7 +47,7 @@ import {
 /** Settings of {@link processRecords}. */
 export interface ProcessOptions {
   /** The client writing snapshots. */
-  client: DynamoDBClient;
+  client: aws.DynamoDBClient;
   /** The rate-limit table (buckets and snapshots live in it). */
   tableName: string;
   /** Days a snapshot is kept after its window ends (its `ttl`). @default 90 */

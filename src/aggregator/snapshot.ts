@@ -14,6 +14,7 @@
  */
 
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import type * as aws from "../aws_types.ts";
 import { BUCKET_PREFIX, entityIdOf, REQUESTS, USAGE_PREFIX, WRITTEN_AT } from "../keys.ts";
 
 /** A snapshot window type. */
@@ -100,11 +101,11 @@ export interface BucketStreamRecord {
   /** The change. */
   dynamodb?: {
     /** Key of the item. */
-    Keys?: Record<string, AttributeValue>;
+    Keys?: Record<string, aws.AttributeValue>;
     /** The item after the change. */
-    NewImage?: Record<string, AttributeValue>;
+    NewImage?: Record<string, aws.AttributeValue>;
     /** The item before the change. */
-    OldImage?: Record<string, AttributeValue>;
+    OldImage?: Record<string, aws.AttributeValue>;
     /** Sequence number of the record in its shard. */
     SequenceNumber?: string;
     /** Epoch seconds (Lambda events) or a Date (the SDK). */

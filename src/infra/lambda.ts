@@ -11,6 +11,7 @@ import {
   type LambdaClient,
   UpdateFunctionCodeCommand,
 } from "@aws-sdk/client-lambda";
+import type * as aws from "../aws_types.ts";
 
 /** What {@link uploadFunctionCode} did. */
 export interface CodeUploadResult {
@@ -42,7 +43,7 @@ export function codeSha256(zip: Uint8Array): string {
  * until the update has finished (a failed update throws its reason).
  */
 export async function uploadFunctionCode(
-  lambda: LambdaClient,
+  lambda: aws.LambdaClient,
   functionName: string,
   zip: Uint8Array,
   options: { timeoutMs?: number; pollMs?: number } = {},

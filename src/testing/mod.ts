@@ -24,6 +24,15 @@
  */
 
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
+export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
+export type { EntityConfig } from "../entities.ts";
+export type {
+  BucketWrite,
+  LimitOp,
+  StoredBucket,
+  StoredLimit,
+  WriteOutcome,
+} from "../repository.ts";
 import type { Entity, EntityConfig } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
