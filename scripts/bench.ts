@@ -80,6 +80,7 @@ export async function runBench(
       rounds,
       roundMs,
       streamCase: !quick,
+      serverPid: local?.pid,
       onRound: ({ concurrency, keys, stream, round, result }) =>
         log(
           `throughput ${concurrency} in flight, ${keys}${
@@ -88,7 +89,9 @@ export async function runBench(
             `${result.ours.perSecond.toFixed(0)} vs ${result.theirs.perSecond.toFixed(0)} req/s, ` +
             `ratio ${result.ratio.toFixed(2)}, retries/req ${
               result.ours.failedPerRequest.toFixed(2)
-            }`,
+            }, CPU µs/req client+server ${result.ours.clientCpuUs.toFixed(0)}+${
+              result.ours.serverCpuUs.toFixed(0)
+            } vs ${result.theirs.clientCpuUs.toFixed(0)}+${result.theirs.serverCpuUs.toFixed(0)}`,
         ),
     });
     log("client CPU per acquire ...");

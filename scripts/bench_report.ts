@@ -210,7 +210,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p("that made the first use of every key. zae-limiter: `acquire` (2 limits) + `commit`;");
     p("rate-limiter-flexible: `RateLimiterDynamo.consume(key, 1)`. Limits are high enough that every");
     p("request is admitted. Absolute requests per second on a shared 2-core machine, where the");
-    p("emulator and the client share the CPU, are noise; the ratio per round is the figure.");
+    p("emulator and the client share the CPU, are noise; the ratio per round is the figure. CPU");
+    p("per request (this process, and the DynamoDB Local process read from `/proc`) is the");
+    p("steadier view of what each request costs such a machine.");
     p();
     p("zae-limiter's table is its full table (2 indexes) with the stream off, except in the row");
     p("marked *stream on*: DynamoDB Local writes stream records synchronously (in these runs about");
@@ -218,9 +220,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p("rate-limiter-flexible's table has no stream and no index.");
     p();
     p(
-      "| in flight | keys | ratio per round | median ratio | zae-limiter req/s | rate-limiter-flexible req/s | zae-limiter calls / req | zae-limiter retries / req | rate-limiter-flexible calls / req | p50 latency ms (zae / rlf) |",
+      "| in flight | keys | ratio per round | median ratio | zae-limiter req/s | rate-limiter-flexible req/s | zae-limiter calls / req | zae-limiter retries / req | rate-limiter-flexible calls / req | p50 latency ms (zae / rlf) | CPU µs / req, client + DynamoDB Local (zae / rlf) |",
     );
-    p("|---|---|---|---|---|---|---|---|---|---|");
+    p("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const c of r.throughput) {
       const m = (f: (x: ThroughputCase["rounds"][number]) => number) => median(c.rounds.map(f));
       p(`| ${c.concurrency} | ${c.keys === "distinct" ? "200 distinct" : "1 hot"}${
@@ -233,7 +235,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
         m((x) => x.ours.failedPerRequest).toFixed(2)
       } | ${m((x) => x.theirs.callsPerRequest).toFixed(2)} | ${
         m((x) => x.ours.p50Ms).toFixed(1)
-      } / ${m((x) => x.theirs.p50Ms).toFixed(1)} |`);
+      } / ${m((x) => x.theirs.p50Ms).toFixed(1)} | ${
+        cpuPair(m((x) => x.ours.clientCpuUs), m((x) => x.ours.serverCpuUs))
+      } / ${cpuPair(m((x) => x.theirs.clientCpuUs), m((x) => x.theirs.serverCpuUs))} |`);
     }
     p();
     p("Each rate-limiter-flexible request in steady state is 2 sequential writes: a conditional");
@@ -282,6 +286,12 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
   }
   p();
   return lines.join("\n");
+}
+
+function cpuPair(client: number, server: number): string {
+  return Number.isNaN(server)
+    ? `${client.toFixed(0)} + ?`
+    : `${client.toFixed(0)} + ${server.toFixed(0)}`;
 }
 
 function fmt(x: number): string {

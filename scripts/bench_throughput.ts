@@ -7,6 +7,8 @@
  * @module
  */
 
+import process from "node:process";
+import { readFileSync } from "node:fs";
 import { CreateTableCommand, type DynamoDB, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { bucketSk, entityPk, REQUESTS } from "../src/keys.ts";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
@@ -37,6 +39,10 @@ export interface RoundStats {
   p50Ms: number;
   /** 99th percentile latency, ms. */
   p99Ms: number;
+  /** This process's CPU time per request (user + system), µs. */
+  clientCpuUs: number;
+  /** DynamoDB Local's CPU time per request, µs (`NaN` when its process is not known). */
+  serverCpuUs: number;
 }
 
 /** Both libraries' results for one round, and their ratio. */
@@ -82,6 +88,11 @@ export interface ThroughputOptions {
    * rate-limiter-flexible's table has none. @default true
    */
   streamCase?: boolean;
+  /**
+   * The DynamoDB Local process, to read its CPU time from `/proc` (Linux): on a machine where the
+   * emulator and the client share the cores, CPU per request is steadier than requests per second.
+   */
+  serverPid?: number;
   /** Called after each round, for progress output. */
   onRound?: (
     c: { concurrency: number; keys: KeySet; stream: boolean; round: number; result: Round },
@@ -110,8 +121,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     roundMs = 2_000,
     distinctKeys = 200,
     streamCase = true,
+    serverPid,
     onRound,
   } = options;
+  const serverCpuMs = serverPid === undefined ? () => NaN : () => processCpuMs(serverPid);
   const suffix = Date.now().toString(36);
   const ourClient = benchClient(endpoint);
   const theirClient = benchClient(endpoint);
@@ -157,10 +170,14 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     };
     const keys = Array.from({ length: distinctKeys }, (_, i) => `key-${i}`);
     const oursStreamed = oursOn(streamed);
-    // First use of every key (and the metadata read of each entity) before any round.
-    for (const request of streamCase ? [ours, theirs, oursStreamed] : [ours, theirs]) {
-      await runRound(request, [...keys, "hot"], 16, Math.max(200, roundMs / 4));
+    // First use of every key (and the metadata read of each entity) before any round, then
+    // alternating warm-up rounds: the emulator's JIT compiles each library's path.
+    const all = streamCase ? [ours, theirs, oursStreamed] : [ours, theirs];
+    for (const request of all) {
       for (const k of [...keys, "hot"]) await request(k);
+    }
+    for (let w = 0; w < 2; w++) {
+      for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
     }
     const plan: { keys: KeySet; n: number; stream: boolean }[] = [];
     for (const keySet of ["distinct", "hot"] as const) {
@@ -180,7 +197,13 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
           for (const who of order) {
             const meter = who === "ours" ? ourMeter : theirMeter;
             meter.reset();
-            const stats = await runRound(who === "ours" ? mine : theirs, roundKeys, n, roundMs);
+            const stats = await runRound(
+              who === "ours" ? mine : theirs,
+              roundKeys,
+              n,
+              roundMs,
+              serverCpuMs,
+            );
             const failed = meter.calls.filter((c) => c.failed).length;
             got[who] = {
               ...stats,
@@ -220,9 +243,12 @@ async function runRound(
   keys: string[],
   n: number,
   ms: number,
+  serverCpuMs: () => number,
 ): Promise<Omit<RoundStats, "callsPerRequest" | "failedPerRequest">> {
   let next = 0, requests = 0, errors = 0;
   const latencies: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const server0 = serverCpuMs();
   const start = performance.now();
   const until = start + ms;
   const worker = async () => {
@@ -240,6 +266,9 @@ async function runRound(
   };
   await Promise.all(Array.from({ length: n }, worker));
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const server = serverCpuMs() - server0;
+  const done = Math.max(1, requests + errors);
   latencies.sort((a, b) => a - b);
   return {
     requests,
@@ -248,7 +277,21 @@ async function runRound(
     perSecond: requests / seconds,
     p50Ms: quantile(latencies, 0.5),
     p99Ms: quantile(latencies, 0.99),
+    clientCpuUs: (cpu.user + cpu.system) / done,
+    serverCpuUs: (server * 1000) / done,
   };
+}
+
+/** CPU time (user + system) of a Linux process, ms; `NaN` where `/proc` cannot tell. */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime (fields 14 and 15 of stat), in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Median of a list (mean of the middle two for an even count). */
