@@ -470,7 +470,9 @@ export class RateLimiter implements AsyncDisposable {
       requests: 0,
       nowMs,
       opId,
+      // A new item (the acquire never landed) expires; an existing one keeps its TTL.
       ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
+      ttlIfMissing: true,
     };
     const out = await this.#writeItems([mark], deadline);
     if (out.ok && !out.applied) return; // marked first: the acquire never counted

@@ -75,6 +75,8 @@ export interface BucketWrite {
   nowMs: bigint;
   /** New TTL (epoch s), for writes that may raise a tat. */
   ttlSec?: bigint;
+  /** Set `ttlSec` only on an item that has no TTL yet (writes that change no tat). */
+  ttlIfMissing?: boolean;
   /**
    * The operation's id. It joins the item's window of recent ids and the write's condition
    * refuses an id already there, so a resent or late-delivered duplicate is never applied twice.
@@ -184,7 +186,7 @@ export class Repository {
     if (w.ttlSec !== undefined) {
       names["#ttl"] = keys.TTL;
       values[":ttl"] = num(w.ttlSec);
-      sets.push("#ttl = :ttl");
+      sets.push(w.ttlIfMissing ? "#ttl = if_not_exists(#ttl, :ttl)" : "#ttl = :ttl");
     }
     return {
       TableName: this.tableName,

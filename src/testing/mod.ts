@@ -217,7 +217,7 @@ export class InMemoryBackend implements Backend {
     b.ops = [w.opId, ...b.ops].slice(0, OP_WINDOW);
     b.requests += BigInt(w.requests);
     b.writtenAt = w.nowMs;
-    if (w.ttlSec !== undefined) b.ttl = w.ttlSec;
+    if (w.ttlSec !== undefined && !(w.ttlIfMissing && b.ttl !== undefined)) b.ttl = w.ttlSec;
     this.#buckets.set(key, b);
     return b;
   }
