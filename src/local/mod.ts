@@ -12,7 +12,8 @@
  * ```ts
  * import { startDynamoDBLocal } from "@zae/limiter/local";
  *
- * await using ddb = await startDynamoDBLocal({ dataDir: ".dynamodb" });
+ * // In memory; pass `dataDir: ".dynamodb"` to keep the tables in a folder.
+ * await using ddb = await startDynamoDBLocal();
  * console.log(`DynamoDB Local listens on ${ddb.endpoint}`);
  * ```
  *

@@ -218,9 +218,18 @@ function typeOf(flag: string): TarEntryType {
  * import { createGunzip } from "node:zlib";
  * import { readTar } from "./tar.ts";
  *
- * for await (const entry of readTar(createReadStream("package.tgz").pipe(createGunzip()))) {
- *   if (entry.type === "file") console.log(entry.path, entry.size);
+ * // Lists the files of a .tgz, e.g. an npm package.
+ * async function listFiles(tgzPath: string): Promise<string[]> {
+ *   const paths: string[] = [];
+ *   for await (const entry of readTar(createReadStream(tgzPath).pipe(createGunzip()))) {
+ *     if (entry.type === "file") paths.push(entry.path);
+ *   }
+ *   return paths;
  * }
+ * // Two zero blocks end an archive: an empty one has no entries.
+ * const entries = [];
+ * for await (const entry of readTar([new Uint8Array(1024)])) entries.push(entry);
+ * console.assert(entries.length === 0 && typeof listFiles === "function");
  * ```
  */
 export async function* readTar(
