@@ -37,8 +37,11 @@ export interface RefusalOptions {
   headers?: RateLimitHeaderOptions;
 }
 
-/** Options of {@link withRateLimit}. */
-export interface WithRateLimitOptions {
+/**
+ * Options of {@link withRateLimit}. `Rest` are the handler's arguments after the request, e.g.
+ * `Deno.serve`'s `info` (with `remoteAddr`), passed on to `key`.
+ */
+export interface WithRateLimitOptions<Rest extends unknown[] = unknown[]> {
   /** The limiter. */
   limiter: LeaseAcquirer;
   /**
@@ -46,7 +49,7 @@ export interface WithRateLimitOptions {
    * `useStoredLimits`, `failureMode`). Return `null` or `undefined` to let the request through
    * unlimited (health checks, static files).
    */
-  key: (request: Request) =>
+  key: (request: Request, ...rest: Rest) =>
     | AcquireOptions
     | null
     | undefined
@@ -283,7 +286,7 @@ export function logError(error: unknown, phase: "reconcile" | "rollback"): void 
 /**
  * Wraps a fetch handler with rate limiting.
  *
- * For each request: `key(request)` says what to acquire (or `null` to skip limiting). A refused
+ * For each request: `key(request, ...rest)` says what to acquire (or `null` to skip limiting). A refused
  * request gets a 429 ({@link rateLimitedResponse}) without reaching the handler; when DynamoDB
  * is unavailable and the failure mode is FAIL_CLOSED it gets a 503. An admitted request reaches
  * the handler, which can find its lease with {@link getLease}; the response gets the
@@ -324,11 +327,11 @@ export function logError(error: unknown, phase: "reconcile" | "rollback"): void 
  */
 export function withRateLimit<Rest extends unknown[]>(
   handler: (request: Request, ...rest: Rest) => Response | Promise<Response>,
-  options: WithRateLimitOptions,
+  options: WithRateLimitOptions<Rest>,
 ): (request: Request, ...rest: Rest) => Promise<Response> {
   const { limiter, key, reconcile, headers, onRateLimited, onError = logError } = options;
   return async (request, ...rest) => {
-    const acquire = await key(request);
+    const acquire = await key(request, ...rest);
     if (acquire === null || acquire === undefined) return await handler(request, ...rest);
     const { lease, response: refused } = await admit(limiter, acquire, {
       headers,
