@@ -161,7 +161,22 @@ export class RateLimitExceeded extends ZaeLimiterError {
     this.retryAfterHeader = impossible ? "" : String(Math.ceil(primary.retryAfterSeconds));
   }
 
-  /** A JSON body to send with a 429 response, as is. */
+  /**
+   * A JSON body to send with a 429 response, as is: snake_case fields, every limit checked, and
+   * `null` for the waits of a request that can never pass.
+   *
+   * @example
+   * ```ts
+   * import { RateLimitExceeded } from "./errors.ts";
+   * import { Limit } from "./limit.ts";
+   * const e = new RateLimitExceeded([{ entityId: "key-1", resource: "gpt-4", limitName: "rpm",
+   *   limit: Limit.perMinute("rpm", 10), available: 0, requested: 1, exceeded: true,
+   *   retryAfterSeconds: 5.5 }]);
+   * const body = e.asDict();
+   * console.assert(body.error === "rate_limit_exceeded" && body.retry_after_ms === 5500);
+   * console.assert(body.limits[0].limit_name === "rpm" && body.limits[0].capacity === 10);
+   * ```
+   */
   asDict(): RateLimitExceededBody {
     const finite = (n: number) => (Number.isFinite(n) ? n : null);
     return {
@@ -184,7 +199,19 @@ export class RateLimitExceeded extends ZaeLimiterError {
     };
   }
 
-  /** Same as {@link asDict}, so `JSON.stringify(error)` gives the body. */
+  /**
+   * Same as {@link asDict}, so `JSON.stringify(error)` gives the body.
+   *
+   * @example
+   * ```ts
+   * import { RateLimitExceeded } from "./errors.ts";
+   * import { Limit } from "./limit.ts";
+   * const e = new RateLimitExceeded([{ entityId: "key-1", resource: "gpt-4", limitName: "rpm",
+   *   limit: Limit.perMinute("rpm", 10), available: 0, requested: 1, exceeded: true,
+   *   retryAfterSeconds: 2 }]);
+   * console.assert(JSON.parse(JSON.stringify(e)).retry_after_seconds === 2);
+   * ```
+   */
   toJSON(): RateLimitExceededBody {
     return this.asDict();
   }

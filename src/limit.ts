@@ -149,27 +149,70 @@ export class Limit {
     return new Limit(name, burst, rate, period);
   }
 
-  /** Capacity in thousandths of a token. */
+  /**
+   * Capacity in thousandths of a token: the exact integer the buckets store.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perMinute("tpm", 2.5).capacityMilli === 2500n);
+   * ```
+   */
   get capacityMilli(): bigint {
     return BigInt(Math.round(this.capacity * 1000));
   }
-  /** Refill amount in thousandths of a token. */
+  /**
+   * Refill amount in thousandths of a token.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perSecond("rps", 5, { burst: 20 }).refillMilli === 5000n);
+   * ```
+   */
   get refillMilli(): bigint {
     return BigInt(Math.round(this.refillAmount * 1000));
   }
-  /** Refill period in milliseconds. */
+  /**
+   * Refill period in milliseconds.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perHour("rph", 100).periodMs === 3_600_000n);
+   * ```
+   */
   get periodMs(): bigint {
     return BigInt(Math.round(this.refillPeriodSeconds * 1000));
   }
 
-  /** Whether two limits have the same name, capacity and rate. */
+  /**
+   * Whether two limits have the same name, capacity and rate.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * console.assert(Limit.perMinute("rpm", 60).equals(Limit.perMinute("rpm", 60)));
+   * console.assert(!Limit.perMinute("rpm", 60).equals(Limit.perSecond("rpm", 1)));
+   * ```
+   */
   equals(other: Limit): boolean {
     return other.name === this.name && other.capacity === this.capacity &&
       other.refillAmount === this.refillAmount &&
       other.refillPeriodSeconds === this.refillPeriodSeconds;
   }
 
-  /** Plain data, e.g. for JSON. */
+  /**
+   * Plain data, e.g. for JSON; {@link Limit.custom} takes it back.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const rpm = Limit.perMinute("rpm", 100);
+   * const copy = Limit.custom(JSON.parse(JSON.stringify(rpm)));
+   * console.assert(copy.equals(rpm));
+   * ```
+   */
   toJSON(): CustomLimitOptions {
     return {
       name: this.name,
