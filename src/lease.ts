@@ -43,10 +43,18 @@ export interface LeaseInit {
  * and its methods write nothing.
  *
  * @example
- * ```ts ignore
- * await using lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
- *   limits: [Limit.perMinute("tpm", 10_000)], consume: { tpm: 500 } });
- * await lease.adjust({ tpm: 742 - 500 }); // the real usage
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * const limits = [Limit.perMinute("tpm", 10_000)];
+ * {
+ *   await using lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+ *     consume: { tpm: 500 } });
+ *   await lease.adjust({ tpm: 742 - 500 }); // the real usage
+ * } // committed here
+ * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
+ * console.assert(tpm === 10_000 - 742);
  * ```
  */
 export class Lease implements AsyncDisposable {
@@ -77,12 +85,38 @@ export class Lease implements AsyncDisposable {
    * The status of every limit just after the acquire, the entity's first, then the parent's:
    * `available` is what was left (other processes may have taken more since). Empty for a
    * lease that failed open.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+   * console.assert(lease.statuses[0].limitName === "rpm" && lease.statuses[0].available === 9);
+   * await lease.commit();
+   * ```
    */
   get statuses(): readonly LimitStatus[] {
     return this.#targets.flatMap((t) => t.statuses);
   }
 
-  /** Tokens consumed per limit name: the acquire's amounts plus adjustments, rolled back to 0. */
+  /**
+   * Tokens consumed per limit name: the acquire's amounts plus adjustments, rolled back to 0.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("tpm", 10_000)], consume: { tpm: 500 } });
+   * await lease.adjust({ tpm: 120 });
+   * console.assert(lease.consumed.tpm === 620);
+   * await lease.rollback();
+   * console.assert(lease.consumed.tpm === 0);
+   * ```
+   */
   get consumed(): Readonly<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const name of this.#names) {
@@ -93,7 +127,21 @@ export class Lease implements AsyncDisposable {
     return Object.freeze(out);
   }
 
-  /** `"open"`, `"committed"` or `"rolled back"`. */
+  /**
+   * `"open"`, `"committed"` or `"rolled back"`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+   * console.assert(lease.state === "open");
+   * await lease.commit();
+   * console.assert(lease.state === "committed");
+   * ```
+   */
   get state(): "open" | "committed" | "rolled back" {
     return this.#state;
   }
@@ -101,6 +149,24 @@ export class Lease implements AsyncDisposable {
   /**
    * Records extra (positive) or returned (negative) tokens, e.g. the real LLM usage against the
    * estimate. Never throws `RateLimitExceeded`: balances may go below zero. Written by `commit`.
+   *
+   * @param deltas Tokens per limit name, positive to take more, negative to give back.
+   * @throws {LeaseClosedError} After `commit` or `rollback`.
+   * @throws {ValidationError} For an unknown limit name or an amount that is not a finite number.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("tpm", 1000)];
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+   *   consume: { tpm: 500 } });
+   * await lease.adjust({ tpm: 800 }); // more than is left: the bucket goes into debt
+   * await lease.commit();
+   * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
+   * console.assert(tpm === -300);
+   * ```
    */
   adjust(deltas: Record<string, number>): Promise<void> {
     if (this.#state !== "open") return Promise.reject(new LeaseClosedError(this.#state));
@@ -116,16 +182,32 @@ export class Lease implements AsyncDisposable {
 
   /**
    * Writes pending adjustments (no write when there are none) and closes the lease. A second
-   * call does nothing. When DynamoDB is unavailable it throws `RateLimiterUnavailable` and the
-   * lease stays open, adjustments kept, so the call can be repeated.
+   * call does nothing. When DynamoDB is unavailable the write waits in the limiter's outbox and
+   * is applied exactly once when it is back (see `RateLimiter.flush`).
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("tpm", 1000)];
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+   *   consume: { tpm: 100 } });
+   * await lease.adjust({ tpm: -40 }); // used less than estimated
+   * await lease.commit();
+   * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
+   * console.assert(tpm === 940);
+   * ```
    */
   async commit(): Promise<void> {
     if (this.#state !== "open") return;
     const pending = new Map([...this.#pending].filter(([, d]) => d !== 0n));
-    if (pending.size > 0 && !this.failedOpen) {
+    if (pending.size > 0) {
       await this.#ops.write(
         this.#targets,
-        this.#targets.map((t) => new Map([...pending].filter(([name]) => t.specs.has(name)))),
+        this.failedOpen
+          ? [pending]
+          : this.#targets.map((t) => new Map([...pending].filter(([name]) => t.specs.has(name)))),
         0,
         "commit",
       );
@@ -139,12 +221,28 @@ export class Lease implements AsyncDisposable {
 
   /**
    * Gives back what the acquire took, drops pending adjustments and closes the lease. A second
-   * call (or a call after commit) does nothing. When DynamoDB is unavailable it throws
-   * `RateLimiterUnavailable` and the lease stays open.
+   * call (or a call after commit) does nothing. When DynamoDB is unavailable the write waits in
+   * the limiter's outbox and is applied exactly once when it is back.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("rpm", 10)];
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+   *   consume: { rpm: 1 } });
+   * await lease.rollback(); // the upstream call failed: give the token back
+   * const { rpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
+   * console.assert(rpm === 10);
+   * ```
    */
   async rollback(): Promise<void> {
     if (this.#state !== "open") return;
-    if (!this.failedOpen && this.#targets.length > 0) {
+    if (this.failedOpen) {
+      const back = new Map([...this.#requested].map(([name, m]) => [name, -m]));
+      await this.#ops.write([], [back], -1, "rollback");
+    } else if (this.#targets.length > 0) {
       await this.#ops.write(
         this.#targets,
         this.#targets.map((t) => new Map([...t.consumed].map(([name, m]) => [name, -m]))),
@@ -156,7 +254,20 @@ export class Lease implements AsyncDisposable {
     this.#state = "rolled back";
   }
 
-  /** Commits unless rolled back; for `await using`. */
+  /**
+   * Commits unless rolled back; for `await using`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+   *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+   * await lease[Symbol.asyncDispose]();
+   * console.assert(lease.state === "committed");
+   * ```
+   */
   [Symbol.asyncDispose](): Promise<void> {
     return this.commit();
   }

@@ -411,16 +411,18 @@ export class RateLimiter implements AsyncDisposable {
         : new RateLimiterUnavailable("acquire", unwrap(err));
       const uncertain = (unavailable as Uncertain)[UNCERTAIN] === true;
       if (mode === FailureMode.FAIL_OPEN) {
-        // Let the request through, and count it once DynamoDB is back (exactly once: same id).
-        if (this.#recordFailedOpen && nowMs > 0n) {
+        // Let the request through, and count it once DynamoDB is back (exactly once: same id);
+        // its adjustments and rollback follow it through the outbox.
+        const record = this.#recordFailedOpen && nowMs > 0n;
+        if (record) {
           const at = nowMs;
           this.#outbox.add({
             label: `failed-open acquire ${req.entityId}/${req.resource}`,
-            run: (d) => this.#ensureConsumed(req, opId, at, d),
+            run: (d) => this.#ensureConsumed(req, req.consume, 1, opId, at, d),
           });
         }
         return new Lease({
-          limiter: this.#leaseOps(),
+          limiter: record ? this.#failedOpenOps(req) : { write: () => Promise.resolve() },
           targets: [],
           failedOpen: true,
           cause: unavailable,
@@ -439,17 +441,38 @@ export class RateLimiter implements AsyncDisposable {
     }
   }
 
-  /** Counts a failed-open acquire (unless its own write landed: the op id tells). */
+  /**
+   * Writes what a failed-open lease took (or adjusted, or gave back) once DynamoDB is back,
+   * exactly once under `opId` (the acquire's own id: if its write landed after all, nothing more).
+   */
   async #ensureConsumed(
-    req: ValidRequest & { consume: Map<string, bigint> },
+    req: ValidRequest,
+    deltas: Map<string, bigint>,
+    requests: number,
     opId: string,
-    nowMs: bigint,
+    atMs: bigint | undefined,
     deadline: number,
   ) {
     const targets = await this.#resolveTargets(req, deadline);
     for (const t of targets) {
-      await this.#adjust(asLeaseTarget(t), amountsFor(t, req.consume), 1, deadline, opId, nowMs);
+      const mine = new Map([...deltas].filter(([name]) => t.specs.has(name)));
+      // The same id on every item: each item's window recognises the original write.
+      await this.#adjust(asLeaseTarget(t), mine, requests, deadline, opId, atMs);
     }
+  }
+
+  /** Lease operations of a failed-open lease: every write goes through the outbox. */
+  #failedOpenOps(req: ValidRequest): LeaseOps {
+    return {
+      write: (_targets, deltas, requests, operation) => {
+        const opId = newOpId();
+        this.#outbox.add({
+          label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
+          run: (d) => this.#ensureConsumed(req, deltas[0], requests, opId, undefined, d),
+        });
+        return Promise.resolve();
+      },
+    };
   }
 
   /** Makes sure an acquire the caller was told failed is not counted. */
@@ -664,7 +687,16 @@ export class RateLimiter implements AsyncDisposable {
     };
   }
 
-  /** Writes waiting in the outbox for DynamoDB to come back. */
+  /**
+   * Writes waiting in the outbox for DynamoDB to come back: 0 while DynamoDB answers.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * console.assert(limiter.pendingWrites === 0);
+   * ```
+   */
   get pendingWrites(): number {
     return this.#outbox.size;
   }
@@ -1121,7 +1153,17 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#createTable) await this.#backend.buckets.createTable();
   }
 
-  /** Creates the table (indexes, TTL, stream) if missing and waits until it is active. */
+  /**
+   * Creates the table (indexes, TTL, stream) if missing and waits until it is active. Calling it
+   * again is harmless. For development and tests: production deploys the stack with the CLI.
+   *
+   * @example
+   * ```ts ignore
+   * import { RateLimiter } from "./limiter.ts";
+   * const limiter = new RateLimiter({ tableName: "rate_limits", endpoint: "http://localhost:8000" });
+   * await limiter.createTable();
+   * ```
+   */
   async createTable(): Promise<void> {
     await this.#backend.buckets.createTable();
   }
@@ -1159,7 +1201,22 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Closes the limiter: waits (up to `closeTimeoutMs`) for writes an outage kept back, then
-   * closes the DynamoDB client it made. Throws `RateLimiterUnavailable` if writes remain.
+   * closes the DynamoDB client it made (a client passed in `client` stays open). Throws
+   * `RateLimiterUnavailable` if writes remain. A second call does nothing.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.close();
+   * let error: unknown;
+   * try {
+   *   await limiter.getEntity("key-1");
+   * } catch (e) {
+   *   error = e;
+   * }
+   * console.assert(error instanceof Error && error.message === "The rate limiter is closed");
+   * ```
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -1171,7 +1228,18 @@ export class RateLimiter implements AsyncDisposable {
     }
   }
 
-  /** Same as {@link close}, for `await using`. */
+  /**
+   * Same as {@link close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * {
+   *   await using limiter = createTestLimiter();
+   *   console.assert(limiter.pendingWrites === 0);
+   * } // closed here
+   * ```
+   */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
