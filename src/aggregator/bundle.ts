@@ -11,11 +11,37 @@ import { createHash } from "node:crypto";
 import { strToU8, zipSync } from "fflate";
 import { AGGREGATOR_JS } from "./bundle_generated.ts";
 
-/** The Lambda handler setting of the aggregator's zip. */
+/**
+ * The Lambda handler setting of the aggregator's zip.
+ *
+ * @example
+ * ```ts
+ * import { AGGREGATOR_FILE, AGGREGATOR_HANDLER } from "./bundle.ts";
+ * // `index.handler`: the export `handler` of `index.mjs`.
+ * console.assert(AGGREGATOR_HANDLER === AGGREGATOR_FILE.replace(".mjs", ".handler"));
+ * ```
+ */
 export const AGGREGATOR_HANDLER = "index.handler";
-/** The Lambda runtime the aggregator is built for. */
+/**
+ * The Lambda runtime the aggregator is built for.
+ *
+ * @example
+ * ```ts
+ * import { AGGREGATOR_RUNTIME } from "./bundle.ts";
+ * console.assert(AGGREGATOR_RUNTIME.startsWith("nodejs"));
+ * ```
+ */
 export const AGGREGATOR_RUNTIME = "nodejs22.x";
-/** The file name of the handler inside the zip. */
+/**
+ * The file name of the handler inside the zip.
+ *
+ * @example
+ * ```ts
+ * import { AGGREGATOR_FILE, buildAggregatorZip } from "./bundle.ts";
+ * import { unzipSync } from "fflate";
+ * console.assert(Object.keys(unzipSync(buildAggregatorZip()))[0] === AGGREGATOR_FILE);
+ * ```
+ */
 export const AGGREGATOR_FILE = "index.mjs";
 
 let cached: Uint8Array | undefined;

@@ -19,7 +19,18 @@ export interface AwsOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
-/** The configuration object every SDK v3 client takes, for `options`. */
+/**
+ * The configuration object every SDK v3 client takes, for `options`. With an endpoint (an
+ * emulator) and no credentials in the environment, dummy credentials are filled in.
+ *
+ * @example
+ * ```ts
+ * import { clientConfig } from "./aws.ts";
+ * const config = clientConfig({ region: "eu-west-1", endpoint: "http://localhost:5000" });
+ * console.assert(config.region === "eu-west-1" && config.endpoint === "http://localhost:5000");
+ * // e.g. new CloudFormationClient(config)
+ * ```
+ */
 export function clientConfig(options: AwsOptions): {
   region?: string;
   endpoint?: string;
@@ -42,6 +53,15 @@ export function clientConfig(options: AwsOptions): {
 /**
  * One line describing an AWS SDK error. Some emulators answer errors in a body the SDK cannot
  * parse; the body's `message` is used then.
+ *
+ * @example
+ * ```ts
+ * import { describeAwsError } from "./aws.ts";
+ * const err = new Error("Requested resource not found");
+ * err.name = "ResourceNotFoundException";
+ * console.assert(describeAwsError(err) === "ResourceNotFoundException: Requested resource not found");
+ * console.assert(describeAwsError("timeout") === "timeout");
+ * ```
  */
 export function describeAwsError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);

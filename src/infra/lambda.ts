@@ -41,6 +41,16 @@ export function codeSha256(zip: Uint8Array): string {
 /**
  * Uploads `zip` as the function's code unless the deployed code has the same SHA-256, then waits
  * until the update has finished (a failed update throws its reason).
+ *
+ * @example
+ * ```ts ignore
+ * import { LambdaClient } from "@aws-sdk/client-lambda";
+ * import { buildAggregatorZip } from "../aggregator/bundle.ts";
+ * import { uploadFunctionCode } from "./lambda.ts";
+ * const lambda = new LambdaClient({ region: "eu-west-1" });
+ * const result = await uploadFunctionCode(lambda, "rate_limits-aggregator", buildAggregatorZip());
+ * console.log(result.updated ? `uploaded ${result.codeSize} bytes` : "already up to date");
+ * ```
  */
 export async function uploadFunctionCode(
   lambda: aws.LambdaClient,

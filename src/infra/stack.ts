@@ -80,7 +80,18 @@ export interface DeployStackResult {
   code?: CodeUploadResult;
 }
 
-/** A stack operation that failed; `reasons` are CloudFormation's, one per failed resource. */
+/**
+ * A stack operation that failed; `reasons` are CloudFormation's, one per failed resource.
+ *
+ * @example
+ * ```ts
+ * import { StackDeployError } from "./stack.ts";
+ * const e = new StackDeployError("zae-limiter-rate-limits", "Stack creation failed",
+ *   ["RateLimitTable: rate_limits already exists"], "ROLLBACK_COMPLETE");
+ * console.assert(e.message === "Stack creation failed: RateLimitTable: rate_limits already exists");
+ * console.assert(e.status === "ROLLBACK_COMPLETE" && e.reasons.length === 1);
+ * ```
+ */
 export class StackDeployError extends Error {
   /** The stack. */
   readonly stackName: string;

