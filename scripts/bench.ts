@@ -80,6 +80,7 @@ export async function runBench(
       rounds,
       roundMs,
       streamCase: !quick,
+      latencyMs: quick ? 0 : 3,
       serverPid: local?.pid,
       onRound: ({ concurrency, keys, stream, round, result }) =>
         log(

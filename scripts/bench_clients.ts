@@ -10,7 +10,8 @@ import { DynamoDB } from "@aws-sdk/client-dynamodb";
 import { Agent } from "node:http";
 
 /**
- * A DynamoDB client for DynamoDB Local at `endpoint`. `DynamoDB` (the aggregated client) is a
+ * A DynamoDB client for DynamoDB Local at `endpoint`; with `latency`, every call first waits
+ * `latency.ms` (a simulated network round trip). `DynamoDB` (the aggregated client) is a
  * `DynamoDBClient` too, and rate-limiter-flexible needs its method style (`updateItem(...)`).
  *
  * @example
@@ -18,12 +19,28 @@ import { Agent } from "node:http";
  * const client = benchClient("http://127.0.0.1:8000");
  * ```
  */
-export function benchClient(endpoint: string, options: { maxAttempts?: number } = {}): DynamoDB {
-  return new DynamoDB({
+export function benchClient(
+  endpoint: string,
+  options: { maxAttempts?: number; latency?: { ms: number } } = {},
+): DynamoDB {
+  const client = new DynamoDB({
     region: "us-east-1",
     endpoint,
     credentials: { accessKeyId: "local", secretAccessKey: "local" },
     maxAttempts: options.maxAttempts ?? 1,
     requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 256 }) },
   });
+  const { latency } = options;
+  if (latency) {
+    // A network's round trip, added to every call (`latency.ms`, read at each call):
+    // DynamoDB Local answers over loopback.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        if (latency.ms > 0) await new Promise((resolve) => setTimeout(resolve, latency.ms));
+        return next(args);
+      },
+      { step: "finalizeRequest", name: "zaeBenchLatency" },
+    );
+  }
+  return client;
 }

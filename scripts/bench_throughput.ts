@@ -63,6 +63,8 @@ export interface ThroughputCase {
   keys: KeySet;
   /** Whether zae-limiter's table had its stream on (see {@link ThroughputOptions.streamCase}). */
   stream: boolean;
+  /** Simulated network round trip added to every call of both libraries, ms (0: loopback). */
+  latencyMs: number;
   /** The rounds, in order. */
   rounds: Round[];
   /** Median of the per-round ratios. */
@@ -93,9 +95,24 @@ export interface ThroughputOptions {
    * emulator and the client share the cores, CPU per request is steadier than requests per second.
    */
   serverPid?: number;
+  /**
+   * Also run these in-flight counts on distinct keys with a simulated network round trip of
+   * `latencyMs` added to every call of both libraries: over loopback a call takes well under a
+   * millisecond of network, against DynamoDB several. @default [1, 16]
+   */
+  latencyConcurrency?: number[];
+  /** The simulated round trip of those cases, ms; 0 skips them. @default 3 */
+  latencyMs?: number;
   /** Called after each round, for progress output. */
   onRound?: (
-    c: { concurrency: number; keys: KeySet; stream: boolean; round: number; result: Round },
+    c: {
+      concurrency: number;
+      keys: KeySet;
+      stream: boolean;
+      latencyMs: number;
+      round: number;
+      result: Round;
+    },
   ) => void;
 }
 
@@ -122,12 +139,15 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     distinctKeys = 200,
     streamCase = true,
     serverPid,
+    latencyConcurrency = [1, 16],
+    latencyMs = 3,
     onRound,
   } = options;
+  const latency = { ms: 0 };
   const serverCpuMs = serverPid === undefined ? () => NaN : () => processCpuMs(serverPid);
   const suffix = Date.now().toString(36);
-  const ourClient = benchClient(endpoint);
-  const theirClient = benchClient(endpoint);
+  const ourClient = benchClient(endpoint, { latency });
+  const theirClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
   const theirMeter = new Meter(theirClient);
   // rate-limiter-flexible has no deadline; a long one here too, so a slow round is not an error.
@@ -179,14 +199,20 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     for (let w = 0; w < 2; w++) {
       for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
     }
-    const plan: { keys: KeySet; n: number; stream: boolean }[] = [];
+    const plan: { keys: KeySet; n: number; stream: boolean; latencyMs: number }[] = [];
     for (const keySet of ["distinct", "hot"] as const) {
-      for (const n of concurrency) plan.push({ keys: keySet, n, stream: false });
+      for (const n of concurrency) plan.push({ keys: keySet, n, stream: false, latencyMs: 0 });
     }
-    if (streamCase) plan.push({ keys: "distinct", n: 16, stream: true });
+    if (streamCase) plan.push({ keys: "distinct", n: 16, stream: true, latencyMs: 0 });
+    if (latencyMs > 0) {
+      for (const n of latencyConcurrency) {
+        plan.push({ keys: "distinct", n, stream: false, latencyMs });
+      }
+    }
     const cases: ThroughputCase[] = [];
     {
-      for (const { keys: keySet, n, stream } of plan) {
+      for (const { keys: keySet, n, stream, latencyMs: ms } of plan) {
+        latency.ms = ms;
         const roundKeys = keySet === "distinct" ? keys : ["hot"];
         const mine = stream ? oursStreamed : ours;
         const list: Round[] = [];
@@ -217,12 +243,13 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
             ratio: got.ours!.perSecond / got.theirs!.perSecond,
           };
           list.push(result);
-          onRound?.({ concurrency: n, keys: keySet, stream, round: r + 1, result });
+          onRound?.({ concurrency: n, keys: keySet, stream, latencyMs: ms, round: r + 1, result });
         }
         cases.push({
           concurrency: n,
           keys: keySet,
           stream,
+          latencyMs: ms,
           rounds: list,
           medianRatio: median(list.map((x) => x.ratio)),
         });

@@ -84,6 +84,7 @@ dynamoTest("bench on DynamoDB Local (small sizes)", async (t, { ddb }) => {
       roundMs: 150,
       distinctKeys: 5,
       streamCase: false,
+      latencyMs: 0,
     });
     assert.deepEqual(cases.map((c) => `${c.concurrency}/${c.keys}`), ["2/distinct", "2/hot"]);
     for (const c of cases) {
