@@ -1,0 +1,58 @@
+/**
+ * Runs each Deno example in its short `--smoke` mode against DynamoDB Local: the examples
+ * check their own results (node:assert) and exit non-zero on a failure. The Node example runs
+ * on the installed npm package in `npm_smoke_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { startTestDynamo, uniqueTableName } from "./_dynamo.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+async function runExample(file: string, env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `examples/${file}`, "--smoke"],
+    cwd: ROOT,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  const stdout = dec.decode(out.stdout);
+  assert.equal(out.code, 0, `${file} exited ${out.code}:\n${stdout}\n${dec.decode(out.stderr)}`);
+  return stdout;
+}
+
+Deno.test({
+  name: "examples run against DynamoDB Local",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const ddb = await startTestDynamo();
+    try {
+      await t.step("LLM gateway on Hono", async () => {
+        const out = await runExample("llm_gateway_hono.ts", {
+          ZAE_LIMITER_ENDPOINT: ddb.endpoint,
+          ZAE_LIMITER_TABLE: uniqueTableName("ex_gateway"),
+        });
+        assert.match(out, /^alice: 200, 42 tokens used of 501 charged/m);
+        assert.match(out, /RateLimit: "rpm";r=19;t=\d+, "tpm";r=1498;t=\d+, "proj-acme\/rpm";r=29/);
+        assert.match(out, /^bob \(stream\): 200, 42 events, last data: \[DONE\]$/m);
+        assert.match(out, /^carol: 200 then 429, Retry-After \d+ s, limit tpm$/m);
+        assert.match(out, /^smoke run passed$/m);
+      });
+
+      await t.step("Deno Deploy fetch handler", async () => {
+        const out = await runExample("deno_deploy.ts", {
+          ZAE_LIMITER_ENDPOINT: ddb.endpoint,
+          ZAE_LIMITER_TABLE: uniqueTableName("ex_deploy"),
+        });
+        assert.match(out, /^200 "rps";r=9;t=1, "rph";r=299;t=12$/m);
+        assert.match(out, /^12 quick requests: (200 ){10}/m);
+        assert.match(out, /^refused with Retry-After 1 s$/m);
+        assert.match(out, /^smoke run passed$/m);
+      });
+    } finally {
+      await ddb.stop();
+    }
+  },
+});
