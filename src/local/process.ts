@@ -578,11 +578,21 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
  *
  * @example
  * ```ts
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { startDetached, stopByPid } from "./mod.ts";
- * const { pid, endpoint } = await startDetached({ port: 8000, dataDir: ".dynamodb", logFile: "ddb.log" });
+ *
+ * const dir = await mkdtemp(join(tmpdir(), "ddb-"));
+ * // A free port (or `port: 8000`), tables kept in `data/`, output appended to `ddb.log`.
+ * const { pid, endpoint } = await startDetached({
+ *   dataDir: join(dir, "data"),
+ *   logFile: join(dir, "ddb.log"),
+ * });
  * console.log(`DynamoDB Local on ${endpoint} (pid ${pid})`);
  * // … later, maybe from another process:
  * await stopByPid(pid);
+ * await rm(dir, { recursive: true });
  * ```
  */
 export async function startDetached(opts: DetachedOptions = {}): Promise<DetachedDynamo> {
