@@ -48,13 +48,37 @@ import { amountsToMilli, validateEntityId, validateResource } from "./validate.t
  * ```
  */
 export const FailureMode = { FAIL_CLOSED: "fail_closed", FAIL_OPEN: "fail_open" } as const;
-/** One of {@link FailureMode}'s values. */
+/**
+ * One of {@link FailureMode}'s values.
+ *
+ * @example
+ * ```ts
+ * import { FailureMode } from "./limiter.ts";
+ * const mode: FailureMode = FailureMode.FAIL_CLOSED;
+ * console.assert(mode === "fail_closed");
+ * ```
+ */
 export type FailureMode = typeof FailureMode[keyof typeof FailureMode];
 
 /** Seconds an idle, full bucket item lives before DynamoDB's TTL may delete it. */
 export const BUCKET_GRACE_SECONDS = 3600n;
 
-/** Options of {@link RateLimiter}. */
+/**
+ * Options of {@link RateLimiter}.
+ *
+ * @example
+ * ```ts
+ * import { FailureMode, RateLimiter, type RateLimiterOptions } from "./limiter.ts";
+ * const options: RateLimiterOptions = {
+ *   tableName: "rate_limits",
+ *   region: "eu-west-1",
+ *   failureMode: FailureMode.FAIL_OPEN, // let requests through when DynamoDB is down
+ *   timeoutMs: 500,
+ * };
+ * await using limiter = new RateLimiter(options);
+ * console.assert(limiter.tableName === "rate_limits");
+ * ```
+ */
 export interface RateLimiterOptions {
   /** The DynamoDB table. */
   tableName: string;
@@ -102,7 +126,18 @@ export interface RateLimiterOptions {
   closeTimeoutMs?: number;
 }
 
-/** Settings of `createStack`: the stack's name and parameters (see `@zae/limiter/infra`). */
+/**
+ * Settings of `createStack`: the stack's name and parameters (see `@zae/limiter/infra`).
+ *
+ * @example
+ * ```ts
+ * import { type CreateStackSettings, RateLimiter } from "./limiter.ts";
+ * const createStack: CreateStackSettings = { stackName: "limits-dev", aggregator: false };
+ * // The stack is deployed by the first call, not by the constructor.
+ * await using limiter = new RateLimiter({ tableName: "rate_limits", region: "eu-west-1", createStack });
+ * console.assert(limiter.tableName === "rate_limits");
+ * ```
+ */
 export interface CreateStackSettings {
   /** The stack. @default `zae-limiter-{tableName}` */
   stackName?: string;
@@ -112,7 +147,25 @@ export interface CreateStackSettings {
   snapshotRetentionDays?: number;
 }
 
-/** Options of {@link RateLimiter.acquire}. */
+/**
+ * Options of {@link RateLimiter.acquire}.
+ *
+ * @example
+ * ```ts
+ * import type { AcquireOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const request: AcquireOptions = {
+ *   entityId: "key-1",
+ *   resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)],
+ *   consume: { rpm: 1, tpm: 500 },
+ * };
+ * const lease = await createTestLimiter().acquire(request);
+ * await lease.commit();
+ * console.assert(lease.consumed.rpm === 1 && lease.consumed.tpm === 500);
+ * ```
+ */
 export interface AcquireOptions {
   /** Who consumes, e.g. an API key id. */
   entityId: string;
@@ -130,7 +183,23 @@ export interface AcquireOptions {
   failureMode?: FailureMode;
 }
 
-/** Options of {@link RateLimiter.available}. */
+/**
+ * Options of {@link RateLimiter.available}.
+ *
+ * @example
+ * ```ts
+ * import type { AvailableOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const query: AvailableOptions = {
+ *   entityId: "key-1",
+ *   resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100)],
+ * };
+ * const { rpm } = await createTestLimiter().available(query);
+ * console.assert(rpm === 100); // a bucket never used is full
+ * ```
+ */
 export interface AvailableOptions {
   /** The entity. */
   entityId: string;
@@ -142,13 +211,42 @@ export interface AvailableOptions {
   useStoredLimits?: boolean;
 }
 
-/** Options of {@link RateLimiter.timeUntilAvailable}. */
+/**
+ * Options of {@link RateLimiter.timeUntilAvailable}.
+ *
+ * @example
+ * ```ts
+ * import type { TimeUntilAvailableOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * const limits = [Limit.perMinute("rpm", 60)];
+ * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 60 } });
+ * const query: TimeUntilAvailableOptions = { entityId: "key-1", resource: "api", limits,
+ *   needed: { rpm: 2 } };
+ * console.assert(await limiter.timeUntilAvailable(query) === 2); // one token a second
+ * ```
+ */
 export interface TimeUntilAvailableOptions extends AvailableOptions {
   /** Tokens needed per limit name. */
   needed: Record<string, number>;
 }
 
-/** Options of {@link RateLimiter.createEntity}. */
+/**
+ * Options of {@link RateLimiter.createEntity}.
+ *
+ * @example
+ * ```ts
+ * import type { CreateEntityOptions } from "./limiter.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter();
+ * await limiter.createEntity({ entityId: "proj-1", name: "Project 1" });
+ * const key: CreateEntityOptions = { entityId: "key-1", parentId: "proj-1", cascade: true,
+ *   metadata: { owner: "ana" } };
+ * const entity = await limiter.createEntity(key);
+ * console.assert(entity.parentId === "proj-1" && entity.cascade);
+ * ```
+ */
 export interface CreateEntityOptions {
   /** The new entity's id. */
   entityId: string;
@@ -162,7 +260,21 @@ export interface CreateEntityOptions {
   metadata?: Record<string, string>;
 }
 
-/** One entity's bucket for a resource, from {@link RateLimiter.listResourceBuckets}. */
+/**
+ * One entity's bucket for a resource, from {@link RateLimiter.listResourceBuckets}.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 3 } });
+ * const [bucket] = await limiter.listResourceBuckets({ resource: "gpt-4" });
+ * console.assert(bucket.entityId === "key-1" && bucket.available.rpm === 7);
+ * console.assert(bucket.capacity.rpm === 10);
+ * ```
+ */
 export interface ResourceBucket {
   /** The entity. */
   entityId: string;
