@@ -24,7 +24,20 @@ import { Limit } from "./limit.ts";
 /** Items read per page when deleting an entity: bounds memory on entities with many items. */
 const DELETE_PAGE = 500;
 
-/** An entity: a project, or an API key that may belong to a project. */
+/**
+ * An entity: a project, or an API key that may belong to a project.
+ *
+ * @example
+ * ```ts
+ * import type { Entity } from "./entities.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter();
+ * await limiter.createEntity({ entityId: "proj-1", name: "Project 1" });
+ * const key: Entity = await limiter.createEntity({ entityId: "key-1", parentId: "proj-1" });
+ * console.assert(key.parentId === "proj-1" && key.cascade === false);
+ * console.assert(!Number.isNaN(Date.parse(key.createdAt)));
+ * ```
+ */
 export interface Entity {
   /** The entity's id. */
   entityId: string;

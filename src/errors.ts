@@ -35,6 +35,24 @@ export class ZaeLimiterError extends Error {
  * `available` and `requested` are in tokens (thousandths allowed); `retryAfterSeconds` is the exact wait
  * until `requested` tokens are available (0 when they already are, `Infinity` when `requested`
  * exceeds the limit's capacity and can never be granted).
+ *
+ * @example
+ * ```ts
+ * import { type LimitStatus, RateLimitExceeded } from "./errors.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * const limits = [Limit.perMinute("rpm", 1)];
+ * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
+ * let status: LimitStatus | undefined;
+ * try {
+ *   await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
+ * } catch (e) {
+ *   if (e instanceof RateLimitExceeded) status = e.primaryViolation;
+ * }
+ * console.assert(status?.limitName === "rpm" && status.available === 0);
+ * console.assert(status?.retryAfterSeconds === 60);
+ * ```
  */
 export interface LimitStatus {
   /** The entity whose bucket this is (the parent's id for a cascaded limit). */
@@ -55,7 +73,20 @@ export interface LimitStatus {
   retryAfterSeconds: number;
 }
 
-/** One limit in the body of a 429 response, see {@link RateLimitExceeded.asDict}. */
+/**
+ * One limit in the body of a 429 response, see {@link RateLimitExceeded.asDict}.
+ *
+ * @example
+ * ```ts
+ * import { type LimitStatusBody, RateLimitExceeded } from "./errors.ts";
+ * import { Limit } from "./limit.ts";
+ * const e = new RateLimitExceeded([{ entityId: "key-1", resource: "api", limitName: "rpm",
+ *   limit: Limit.perMinute("rpm", 60), available: 0, requested: 1, exceeded: true,
+ *   retryAfterSeconds: 1 }]);
+ * const limit: LimitStatusBody = e.asDict().limits[0];
+ * console.assert(limit.refill_period_seconds === 60 && limit.retry_after_seconds === 1);
+ * ```
+ */
 export interface LimitStatusBody {
   /** Entity id. */
   entity_id: string;
@@ -79,7 +110,22 @@ export interface LimitStatusBody {
   retry_after_seconds: number | null;
 }
 
-/** The JSON body of a 429 response, see {@link RateLimitExceeded.asDict}. */
+/**
+ * The JSON body of a 429 response, see {@link RateLimitExceeded.asDict}.
+ *
+ * @example
+ * ```ts
+ * import { RateLimitExceeded, type RateLimitExceededBody } from "./errors.ts";
+ * import { Limit } from "./limit.ts";
+ * const e = new RateLimitExceeded([{ entityId: "key-1", resource: "api", limitName: "tpm",
+ *   limit: Limit.perMinute("tpm", 100), available: 50, requested: 500, exceeded: true,
+ *   retryAfterSeconds: Infinity }]);
+ * const body: RateLimitExceededBody = e.asDict();
+ * console.assert(body.retry_after_seconds === null); // 500 > capacity 100: never
+ * const response = Response.json(body, { status: 429 });
+ * console.assert(response.status === 429);
+ * ```
+ */
 export interface RateLimitExceededBody {
   /** Always `"rate_limit_exceeded"`. */
   error: "rate_limit_exceeded";

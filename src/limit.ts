@@ -12,13 +12,33 @@ export const MAX_TOKENS = 1e12;
 /** Largest refill period accepted, in seconds (about 31 years). */
 export const MAX_PERIOD_SECONDS = 1e9;
 
-/** Options of {@link Limit.perSecond} and its siblings. */
+/**
+ * Options of {@link Limit.perSecond} and its siblings.
+ *
+ * @example
+ * ```ts
+ * import { Limit, type RateOptions } from "./limit.ts";
+ * const options: RateOptions = { burst: 50 }; // 10 a second on average, 50 at once
+ * console.assert(Limit.perSecond("rps", 10, options).capacity === 50);
+ * ```
+ */
 export interface RateOptions {
   /** Bucket capacity: how many tokens can be spent at once. @default the rate */
   burst?: number;
 }
 
-/** The fields of {@link Limit.custom}. */
+/**
+ * The fields of {@link Limit.custom}.
+ *
+ * @example
+ * ```ts
+ * import { type CustomLimitOptions, Limit } from "./limit.ts";
+ * // 5 jobs at once, one more every 30 seconds.
+ * const jobs: CustomLimitOptions = { name: "jobs", capacity: 5, refillAmount: 1,
+ *   refillPeriodSeconds: 30 };
+ * console.assert(Limit.custom(jobs).refillPeriodSeconds === 30);
+ * ```
+ */
 export interface CustomLimitOptions {
   /** Limit name, e.g. `"tpm"`: a letter, then letters, digits, `_`, `.` or `-`; at most 64. */
   name: string;

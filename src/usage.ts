@@ -21,7 +21,19 @@ import { validateEntityId, validateLimitName, validateResource } from "./validat
 
 export type { UsageWindow } from "./aggregator/snapshot.ts";
 
-/** Which snapshots to read. */
+/**
+ * Which snapshots to read.
+ *
+ * @example
+ * ```ts
+ * import type { UsageQuery } from "./usage.ts";
+ * // The last day of one key's usage of one model, hour by hour:
+ * const query: UsageQuery = { entityId: "key-1", resource: "gpt-4", window: "hourly",
+ *   start: Date.now() - 86_400_000 };
+ * // await getUsageSnapshots(client, "rate_limits", query)
+ * console.assert(query.window === "hourly");
+ * ```
+ */
 export interface UsageQuery {
   /** The entity (an API key, or a project: cascaded consumption is counted on the parent too). */
   entityId: string;
@@ -37,7 +49,18 @@ export interface UsageQuery {
   pageSize?: number;
 }
 
-/** One window of one entity's usage of one resource. */
+/**
+ * One window of one entity's usage of one resource.
+ *
+ * @example
+ * ```ts
+ * import { formatUsageChart, type UsageSnapshot } from "./usage.ts";
+ * const hour: UsageSnapshot = { entityId: "key-1", resource: "gpt-4", window: "hourly",
+ *   windowStart: "2026-11-28T13:00:00Z", windowEnd: "2026-11-28T14:00:00Z",
+ *   consumed: { rpm: 12, tpm: 5_320 }, requests: 12 };
+ * console.assert(formatUsageChart([hour], { width: 1 }) === "2026-11-28T13:00:00Z  █  12");
+ * ```
+ */
 export interface UsageSnapshot {
   /** The entity. */
   entityId: string;
@@ -55,7 +78,17 @@ export interface UsageSnapshot {
   requests: number;
 }
 
-/** The busiest window of a {@link UsageSummary}. */
+/**
+ * The busiest window of a {@link UsageSummary}.
+ *
+ * @example
+ * ```ts ignore
+ * import { getUsageSummary } from "./usage.ts";
+ * const s = await getUsageSummary(client, "rate_limits", { entityId: "proj-1", window: "hourly",
+ *   peakBy: "tpm" });
+ * if (s.peak) console.log(`busiest hour: ${s.peak.windowStart}, ${s.peak.consumed.tpm} tokens`);
+ * ```
+ */
 export interface UsagePeak {
   /** Start of the window. */
   windowStart: string;
@@ -65,7 +98,16 @@ export interface UsagePeak {
   requests: number;
 }
 
-/** Totals over the snapshots of a {@link UsageQuery}. */
+/**
+ * Totals over the snapshots of a {@link UsageQuery}.
+ *
+ * @example
+ * ```ts ignore
+ * import { getUsageSummary } from "./usage.ts";
+ * const s = await getUsageSummary(client, "rate_limits", { entityId: "proj-1", window: "daily" });
+ * console.log(`${s.windows} days, ${s.total.tpm} tokens, ${s.average.tpm} a day`);
+ * ```
+ */
 export interface UsageSummary {
   /** The entity. */
   entityId: string;
@@ -370,7 +412,19 @@ function tokens(milli: Map<string, bigint>): Record<string, number> {
   return out;
 }
 
-/** Options of {@link formatUsageChart}. */
+/**
+ * Options of {@link formatUsageChart}.
+ *
+ * @example
+ * ```ts
+ * import { formatUsageChart, type UsageChartOptions } from "./usage.ts";
+ * const options: UsageChartOptions = { metric: "tpm", width: 2 };
+ * const chart = formatUsageChart([{ entityId: "k", resource: "gpt-4", window: "daily",
+ *   windowStart: "2026-11-28T00:00:00Z", windowEnd: "2026-11-29T00:00:00Z",
+ *   consumed: { tpm: 900 }, requests: 3 }], options);
+ * console.assert(chart === "2026-11-28T00:00:00Z  ██  900");
+ * ```
+ */
 export interface UsageChartOptions {
   /** What to plot: `"requests"` or a limit name. @default "requests" */
   metric?: string;

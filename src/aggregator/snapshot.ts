@@ -17,7 +17,16 @@ import type { AttributeValue } from "@aws-sdk/client-dynamodb";
 import type * as aws from "../aws_types.ts";
 import { BUCKET_PREFIX, entityIdOf, REQUESTS, USAGE_PREFIX, WRITTEN_AT } from "../keys.ts";
 
-/** A snapshot window type. */
+/**
+ * A snapshot window type.
+ *
+ * @example
+ * ```ts
+ * import type { UsageWindow } from "./snapshot.ts";
+ * const windows: UsageWindow[] = ["hourly", "daily"];
+ * console.assert(windows.includes("daily"));
+ * ```
+ */
 export type UsageWindow = "hourly" | "daily";
 
 /** Every window type, shortest first. */
