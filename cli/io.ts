@@ -21,6 +21,13 @@ export interface Io {
 
 /** The process's own streams and environment. */
 export function processIo(): Io {
+  // A reader that goes away (`zae-limiter ... | head`) is not an error: stop quietly.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   return {
     out: (text) => void process.stdout.write(text),
     err: (text) => void process.stderr.write(text),
