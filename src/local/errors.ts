@@ -6,7 +6,21 @@
 
 import { ZaeLimiterError } from "../errors.ts";
 
-/** Why a DynamoDB Local operation failed; see {@link LocalDynamoError.code}. */
+/**
+ * Why a DynamoDB Local operation failed; see {@link LocalDynamoError.code}.
+ *
+ * @example
+ * ```ts
+ * import { type LocalDynamoErrorCode, startDynamoDBLocal } from "./mod.ts";
+ * let code: LocalDynamoErrorCode | undefined;
+ * try {
+ *   await startDynamoDBLocal({ port: -1 });
+ * } catch (e) {
+ *   code = (e as { code?: LocalDynamoErrorCode }).code;
+ * }
+ * console.assert(code === "INVALID_OPTION");
+ * ```
+ */
 export type LocalDynamoErrorCode =
   /** No Java runtime at `javaPath`, `$JAVA_HOME/bin/java` or `java` on the PATH. */
   | "JAVA_NOT_FOUND"

@@ -65,7 +65,17 @@ const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
 const MARKER = ".zae-limiter-complete";
 const ARCHIVE_PREFIX = "package/emulator/";
 
-/** Options of {@link ensureDynamoDBLocal}. */
+/**
+ * Options of {@link ensureDynamoDBLocal}.
+ *
+ * @example
+ * ```ts ignore
+ * import { ensureDynamoDBLocal, type EnsureOptions } from "./mod.ts";
+ * // Through a company mirror, into a project-local cache.
+ * const options: EnsureOptions = { registry: "https://npm.example.com/", cacheDir: ".cache" };
+ * await ensureDynamoDBLocal(options);
+ * ```
+ */
 export interface EnsureOptions {
   /**
    * The zae-limiter cache folder; DynamoDB Local goes in `<cacheDir>/dynamodb-local/<version>`.
@@ -84,7 +94,16 @@ export interface EnsureOptions {
   signal?: AbortSignal;
 }
 
-/** Where DynamoDB Local is installed. */
+/**
+ * Where DynamoDB Local is installed.
+ *
+ * @example
+ * ```ts
+ * import { type DynamoDBLocalInstall, ensureDynamoDBLocal } from "./mod.ts";
+ * const install: DynamoDBLocalInstall = await ensureDynamoDBLocal(); // downloads on first use
+ * console.assert(install.jar.endsWith("DynamoDBLocal.jar") && install.jar.startsWith(install.dir));
+ * ```
+ */
 export interface DynamoDBLocalInstall {
   /** The folder holding `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`. */
   dir: string;

@@ -13,7 +13,17 @@ import process from "node:process";
 import { LocalDynamoError } from "./errors.ts";
 import { ensureDynamoDBLocal, type EnsureOptions } from "./install.ts";
 
-/** Options of {@link startDynamoDBLocal} and {@link startDetached}. */
+/**
+ * Options of {@link startDynamoDBLocal} and {@link startDetached}.
+ *
+ * @example
+ * ```ts ignore
+ * import { startDynamoDBLocal, type StartOptions } from "./mod.ts";
+ * // Tables kept in ./.dynamodb across runs, on the usual port, with more heap.
+ * const options: StartOptions = { port: 8000, dataDir: ".dynamodb", javaOptions: ["-Xmx1g"] };
+ * await using ddb = await startDynamoDBLocal(options);
+ * ```
+ */
 export interface StartOptions extends EnsureOptions {
   /** The port to listen on. @default a free port picked by the OS */
   port?: number;
@@ -45,7 +55,17 @@ export interface StartOptions extends EnsureOptions {
   startupTimeoutMs?: number;
 }
 
-/** Options of {@link LocalDynamo.stop} and {@link stopByPid}. */
+/**
+ * Options of {@link LocalDynamo.stop} and {@link stopByPid}.
+ *
+ * @example
+ * ```ts
+ * import { startDynamoDBLocal, type StopOptions } from "./mod.ts";
+ * const ddb = await startDynamoDBLocal();
+ * const options: StopOptions = { graceMs: 2_000 }; // SIGKILL after 2 s
+ * await ddb.stop(options);
+ * ```
+ */
 export interface StopOptions {
   /** How long to wait after SIGTERM before sending SIGKILL. @default 5000 */
   graceMs?: number;
@@ -53,7 +73,20 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
-/** A running DynamoDB Local started by {@link startDynamoDBLocal}. */
+/**
+ * A running DynamoDB Local started by {@link startDynamoDBLocal}.
+ *
+ * @example
+ * ```ts
+ * import { type LocalDynamo, startDynamoDBLocal } from "./mod.ts";
+ * const ddb: LocalDynamo = await startDynamoDBLocal();
+ * try {
+ *   console.assert(ddb.endpoint.endsWith(`:${ddb.port}`) && ddb.dataDir === undefined);
+ * } finally {
+ *   await ddb.stop();
+ * }
+ * ```
+ */
 export interface LocalDynamo {
   /** The endpoint to give an SDK client, e.g. `http://127.0.0.1:54321`. */
   endpoint: string;
@@ -71,7 +104,18 @@ export interface LocalDynamo {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** A DynamoDB Local started in the background by {@link startDetached}. */
+/**
+ * A DynamoDB Local started in the background by {@link startDetached}: it outlives this process,
+ * so keep `pid` (e.g. in a state file) to stop it later.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeFile } from "node:fs/promises";
+ * import { type DetachedDynamo, startDetached } from "./mod.ts";
+ * const ddb: DetachedDynamo = await startDetached({ port: 8000, logFile: "ddb.log" });
+ * await writeFile(".ddb.json", JSON.stringify(ddb)); // read back by `stopByPid(state.pid)`
+ * ```
+ */
 export interface DetachedDynamo {
   /** The endpoint to give an SDK client. */
   endpoint: string;
@@ -85,7 +129,16 @@ export interface DetachedDynamo {
   logFile: string | undefined;
 }
 
-/** Options of {@link startDetached}. */
+/**
+ * Options of {@link startDetached}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type DetachedOptions, startDetached } from "./mod.ts";
+ * const options: DetachedOptions = { port: 8000, dataDir: ".dynamodb", logFile: "ddb.log" };
+ * const { pid } = await startDetached(options);
+ * ```
+ */
 export interface DetachedOptions extends StartOptions {
   /** A file to append DynamoDB Local's output to. @default none: output is discarded */
   logFile?: string;
