@@ -372,6 +372,9 @@ export class RateLimiter implements AsyncDisposable {
   #closed = false;
   readonly #outbox: Outbox;
   readonly #inflight = new Map<string, Promise<Map<string, EntityConfig>>>();
+  /** Per bucket, the tats this process's writes in flight will leave (a guess for new writes). */
+  readonly #inFlight = new Map<string, Map<string, bigint>>();
+  readonly #inFlightCount = new Map<string, number>();
   readonly #recordFailedOpen: boolean;
   readonly #closeTimeoutMs: number;
 
@@ -661,7 +664,7 @@ export class RateLimiter implements AsyncDisposable {
     const fresh = targets.map(() => false);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plans = targets.map((t, i) =>
-        planAcquire(t, states[i], fresh[i], milli[i], nowMs, opId)
+        planAcquire(t, states[i], fresh[i], milli[i], nowMs, opId, this.#inFlight.get(bucketId(t)))
       );
       if (plans.some((p) => p.exceeded)) {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
@@ -670,7 +673,13 @@ export class RateLimiter implements AsyncDisposable {
           throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
         }
       }
-      const outcome = await this.#writeItems(plans.map((p) => p.write), deadline);
+      const release = targets.map((t, i) => this.#flying(bucketId(t), plans[i].after));
+      let outcome;
+      try {
+        outcome = await this.#writeItems(plans.map((p) => p.write), deadline);
+      } finally {
+        release.forEach((done) => done());
+      }
       if (outcome.ok) {
         const known = outcome.applied ? [] : outcome.items;
         targets.forEach((t, i) => this.#remember(t, known[i]?.limits ?? plans[i].after));
@@ -711,6 +720,28 @@ export class RateLimiter implements AsyncDisposable {
       const out = await this.#writeItems([write], deadline);
       if (out.ok && !out.applied && out.items[0]) this.#remember(t, out.items[0].limits);
     }));
+  }
+
+  /** Notes a write in flight on a bucket (its expected tats); returns the function that ends it. */
+  #flying(id: string, after: Map<string, StoredLimit>): () => void {
+    let entry = this.#inFlightCount.get(id);
+    if (entry === undefined) {
+      entry = 0;
+      this.#inFlight.set(id, new Map());
+    }
+    this.#inFlightCount.set(id, entry + 1);
+    const tats = this.#inFlight.get(id)!;
+    for (const [name, st] of after) {
+      const prev = tats.get(name);
+      if (st.tat !== undefined && (prev === undefined || st.tat > prev)) tats.set(name, st.tat);
+    }
+    return () => {
+      const left = (this.#inFlightCount.get(id) ?? 1) - 1;
+      if (left <= 0) {
+        this.#inFlightCount.delete(id);
+        this.#inFlight.delete(id);
+      } else this.#inFlightCount.set(id, left);
+    };
   }
 
   #remember(t: { entityId: string; resource: string }, limits: Map<string, StoredLimit>): void {
@@ -1413,6 +1444,7 @@ function planAcquire(
   milli: Map<string, bigint>,
   nowMs: bigint,
   opId: string,
+  inFlight?: Map<string, bigint>,
 ): Plan {
   const ops: LimitOp[] = [];
   const statuses: LimitStatus[] = [];
@@ -1425,8 +1457,22 @@ function planAcquire(
     const n = math.scaledNow(spec, nowMs);
     const c = math.cost(spec, m);
     const st = state?.get(limit.name);
+    // This process's own writes still in flight will have raised the tat: guess busy, so
+    // concurrent writers of one process don't all make the idle guess and collide. Only a
+    // guess: the statuses below use what is known.
+    const flying = fresh ? undefined : inFlight?.get(limit.name);
     let tat: bigint | undefined;
-    if (st?.tat === undefined) {
+    if (flying !== undefined && flying > n && (st?.tat === undefined || st.key === key)) {
+      tat = st?.tat;
+      ops.push({
+        kind: "addBounded",
+        name: limit.name,
+        key,
+        n,
+        max: n + math.tolerance(spec) - c,
+        add: c,
+      });
+    } else if (st?.tat === undefined) {
       tat = undefined;
       ops.push(
         fresh && st?.key !== undefined
