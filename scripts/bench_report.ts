@@ -209,7 +209,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p();
     p("Both libraries on the same DynamoDB Local, each with its own client (same settings: keep-alive,");
     p("up to 256 sockets), in alternating fixed-duration rounds (A/B, then B/A) after a warm-up");
-    p("that made the first use of every key. zae-limiter: `acquire` (2 limits) + `commit`;");
+    p("that made the first use of every key and ran each library for a few rounds (DynamoDB Local");
+    p("runs with the JVM's default JIT, which compiles each library's path during the warm-up).");
+    p("zae-limiter: `acquire` (2 limits) + `commit`;");
     p("rate-limiter-flexible: `RateLimiterDynamo.consume(key, 1)`. Limits are high enough that every");
     p("request is admitted. Absolute requests per second on a shared 2-core machine, where the");
     p("emulator and the client share the CPU, are noise; the ratio per round is the figure. CPU");

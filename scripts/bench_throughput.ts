@@ -103,6 +103,11 @@ export interface ThroughputOptions {
   latencyConcurrency?: number[];
   /** The simulated round trip of those cases, ms; 0 skips them. @default 3 */
   latencyMs?: number;
+  /**
+   * Warm-up rounds (each library, 16 in flight, `roundMs` each) before the measured ones: the
+   * emulator's JIT compiles each library's path, which costs CPU while it happens. @default 2
+   */
+  warmupRounds?: number;
   /** Called after each round, for progress output. */
   onRound?: (
     c: {
@@ -141,6 +146,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     serverPid,
     latencyConcurrency = [1, 16],
     latencyMs = 3,
+    warmupRounds = 2,
     onRound,
   } = options;
   const latency = { ms: 0 };
@@ -196,7 +202,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     for (const request of all) {
       for (const k of [...keys, "hot"]) await request(k);
     }
-    for (let w = 0; w < 2; w++) {
+    for (let w = 0; w < warmupRounds; w++) {
       for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
     }
     const plan: { keys: KeySet; n: number; stream: boolean; latencyMs: number }[] = [];
