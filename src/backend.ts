@@ -17,7 +17,22 @@ import {
   type WriteOutcome,
 } from "./repository.ts";
 
-/** Bucket storage. */
+/**
+ * Bucket storage: conditional writes of {@link BucketWrite}s, and reads.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * const bucket = await backend.buckets.getBucket("key-1", "api");
+ * console.assert(bucket?.limits.has("rpm"));
+ * ```
+ */
 export interface BucketBackend {
   /** One conditional write; on a failed condition, the item as it was. */
   writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome>;
@@ -43,7 +58,19 @@ export interface BucketBackend {
   createTable(): Promise<void>;
 }
 
-/** Entity and stored-limit storage. */
+/**
+ * Entity and stored-limit storage.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend });
+ * await limiter.createEntity({ entityId: "proj-1" });
+ * console.assert((await backend.entities.get("proj-1"))?.entityId === "proj-1");
+ * ```
+ */
 export interface EntityBackend {
   /** Creates an entity (parent must exist and be top-level). */
   create(entity: Entity, signal?: AbortSignal): Promise<void>;
@@ -77,7 +104,35 @@ export interface EntityBackend {
   ): Promise<Map<string, EntityConfig>>;
 }
 
-/** Everything a limiter stores. */
+/**
+ * Everything a limiter stores: give one as `RateLimiterOptions.backend`.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import type { BucketWrite } from "./repository.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * // Records the bucket writes a limiter sends, around the in-memory backend.
+ * const inner = new InMemoryBackend();
+ * const writes: BucketWrite[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: (w, signal) => {
+ *       writes.push(w);
+ *       return inner.buckets.writeBucket(w, signal);
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * console.assert(writes.length === 1 && writes[0].entityId === "key-1");
+ * ```
+ */
 export interface Backend {
   /** Buckets. */
   buckets: BucketBackend;

@@ -316,7 +316,23 @@ export class EntityStore {
   }
 }
 
-/** What {@link EntityStore.loadConfig} found of one entity. */
+/**
+ * What {@link EntityStore.loadConfig} found of one entity.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend });
+ * await limiter.createEntity({ entityId: "key-1" });
+ * await limiter.setLimits({ entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 5)] });
+ * const configs = await backend.entities.loadConfig(["key-1"], "api", { meta: true, limits: true });
+ * const config = configs.get("key-1");
+ * console.assert(config?.entity?.entityId === "key-1" && config.resourceLimits?.[0].name === "rpm");
+ * ```
+ */
 export interface EntityConfig {
   /** Metadata, when the entity exists. */
   entity?: Entity;

@@ -21,7 +21,22 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import * as keys from "./keys.ts";
 
-/** One limit's stored state on a bucket item. */
+/**
+ * One limit's stored state on a bucket item.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * const rpm = (await backend.buckets.getBucket("key-1", "api"))?.limits.get("rpm");
+ * console.assert(rpm?.tat !== undefined && rpm.key !== undefined);
+ * ```
+ */
 export interface StoredLimit {
   /** Theoretical arrival time (scaled); `undefined` when never written. */
   tat?: bigint;
@@ -29,7 +44,22 @@ export interface StoredLimit {
   key?: string;
 }
 
-/** A bucket item as read: limit name → state. */
+/**
+ * A bucket item as read: limit name → state.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10), Limit.perMinute("tpm", 1000)], consume: { rpm: 1 } });
+ * const bucket = await backend.buckets.getBucket("key-1", "api");
+ * console.assert(bucket?.limits.size === 2 && bucket.ops?.length === 1);
+ * ```
+ */
 export interface StoredBucket {
   /** Limit states by name. */
   limits: Map<string, StoredLimit>;
@@ -39,7 +69,36 @@ export interface StoredBucket {
   ops?: string[];
 }
 
-/** One limit's part of a bucket write. */
+/**
+ * One limit's part of a bucket write.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import type { BucketWrite, LimitOp } from "./repository.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * // Records the bucket writes a limiter sends, around the in-memory backend.
+ * const inner = new InMemoryBackend();
+ * const writes: BucketWrite[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: (w, signal) => {
+ *       writes.push(w);
+ *       return inner.buckets.writeBucket(w, signal);
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * const op: LimitOp = writes[0].ops[0];
+ * console.assert(op.name === "rpm" && op.kind === "fromNow"); // a bucket never used
+ * ```
+ */
 export type LimitOp =
   /** tat ≤ now (or absent): set it to `newTat` = now + cost. */
   | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint }
@@ -59,7 +118,35 @@ export type LimitOp =
     newTat: bigint;
   };
 
-/** A conditional write to one bucket item. */
+/**
+ * A conditional write to one bucket item.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import type { BucketWrite } from "./repository.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * // Records the bucket writes a limiter sends, around the in-memory backend.
+ * const inner = new InMemoryBackend();
+ * const writes: BucketWrite[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: (w, signal) => {
+ *       writes.push(w);
+ *       return inner.buckets.writeBucket(w, signal);
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * console.assert(writes[0].requests === 1 && writes[0].used.get("rpm") === 1000n);
+ * ```
+ */
 export interface BucketWrite {
   /** Entity owning the bucket. */
   entityId: string;
@@ -84,7 +171,35 @@ export interface BucketWrite {
   opId: string;
 }
 
-/** Outcome of a conditional bucket write. */
+/**
+ * Outcome of a conditional bucket write.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import type { WriteOutcome } from "./repository.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const inner = new InMemoryBackend();
+ * const outcomes: WriteOutcome[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: async (w, signal) => {
+ *       const outcome = await inner.buckets.writeBucket(w, signal);
+ *       outcomes.push(outcome);
+ *       return outcome;
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * console.assert(outcomes[0].ok);
+ * ```
+ */
 export type WriteOutcome =
   | { ok: true; item?: StoredBucket }
   | { ok: false; old?: StoredBucket; known: boolean };

@@ -268,7 +268,19 @@ function clone<T>(v: T): T {
   return v === undefined ? v : structuredClone(v);
 }
 
-/** Options of {@link createTestLimiter}: a limiter's, less the DynamoDB ones. */
+/**
+ * Options of {@link createTestLimiter}: a limiter's, less the DynamoDB ones.
+ *
+ * @example
+ * ```ts
+ * import { createTestLimiter, type TestLimiterOptions } from "./mod.ts";
+ * let now = 0;
+ * const options: TestLimiterOptions = { clock: () => now, denyCache: false };
+ * const limiter = createTestLimiter(options);
+ * console.assert(limiter.tableName === "in-memory");
+ * now += 1000;
+ * ```
+ */
 export type TestLimiterOptions = Omit<
   RateLimiterOptions,
   "tableName" | "client" | "region" | "endpoint" | "createTable" | "backend"
