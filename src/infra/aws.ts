@@ -6,7 +6,17 @@
 
 import process from "node:process";
 
-/** Where and as whom to call AWS. */
+/**
+ * Where and as whom to call AWS.
+ *
+ * @example
+ * ```ts
+ * import { type AwsOptions, clientConfig } from "./aws.ts";
+ * // moto's server, with dummy credentials filled in when the environment has none:
+ * const options: AwsOptions = { endpoint: "http://127.0.0.1:5000" };
+ * console.assert(clientConfig(options).region !== undefined);
+ * ```
+ */
 export interface AwsOptions {
   /** AWS region. @default `AWS_REGION`, `AWS_DEFAULT_REGION`, or `"us-east-1"` with an endpoint */
   region?: string;

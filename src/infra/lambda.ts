@@ -13,7 +13,16 @@ import {
 } from "@aws-sdk/client-lambda";
 import type * as aws from "../aws_types.ts";
 
-/** What {@link uploadFunctionCode} did. */
+/**
+ * What {@link uploadFunctionCode} did.
+ *
+ * @example
+ * ```ts ignore
+ * import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
+ * const result: CodeUploadResult = await uploadFunctionCode(lambda, "rate_limits-aggregator", zip);
+ * if (!result.updated) console.log(`already deployed: ${result.codeSha256}`);
+ * ```
+ */
 export interface CodeUploadResult {
   /** The function. */
   functionName: string;

@@ -27,7 +27,17 @@ import {
   validateStackName,
 } from "./template.ts";
 
-/** One stack event, as shown while waiting. */
+/**
+ * One stack event, as shown while waiting.
+ *
+ * @example
+ * ```ts
+ * import { failureReasons, type StackEvent } from "./stack.ts";
+ * const event: StackEvent = { timestamp: new Date(), logicalId: "AggregatorFunction",
+ *   resourceType: "AWS::Lambda::Function", status: "CREATE_FAILED", reason: "Memory too low" };
+ * console.assert(failureReasons([event])[0] === "AggregatorFunction (AWS::Lambda::Function): Memory too low");
+ * ```
+ */
 export interface StackEvent {
   /** When it happened. */
   timestamp: Date;
@@ -41,7 +51,22 @@ export interface StackEvent {
   reason?: string;
 }
 
-/** Options of {@link deployStack}. */
+/**
+ * Options of {@link deployStack}.
+ *
+ * @example
+ * ```ts ignore
+ * import { deployStack, type DeployStackOptions } from "./mod.ts";
+ * const options: DeployStackOptions = {
+ *   tableName: "rate_limits",
+ *   region: "eu-west-1",
+ *   snapshotRetentionDays: 30,
+ *   tags: { team: "platform" },
+ *   onEvent: (e) => console.log(e.logicalId, e.status, e.reason ?? ""),
+ * };
+ * await deployStack(options);
+ * ```
+ */
 export interface DeployStackOptions extends AwsOptions, StackSettings {
   /** The stack. @default {@link defaultStackName}(tableName) */
   stackName?: string;
@@ -66,7 +91,17 @@ export interface DeployStackOptions extends AwsOptions, StackSettings {
   aggregatorCode?: { zip: Uint8Array } | false;
 }
 
-/** What {@link deployStack} did. */
+/**
+ * What {@link deployStack} did.
+ *
+ * @example
+ * ```ts ignore
+ * import { deployStack, type DeployStackResult } from "./mod.ts";
+ * const result: DeployStackResult = await deployStack({ tableName: "rate_limits" });
+ * console.log(`${result.stackName}: ${result.action}, ${result.status}`);
+ * console.log(result.outputs.AggregatorFunctionName);
+ * ```
+ */
 export interface DeployStackResult {
   /** The stack. */
   stackName: string;
@@ -117,7 +152,16 @@ export class StackDeployError extends Error {
   }
 }
 
-/** A stack as {@link describeStack} reports it. */
+/**
+ * A stack as {@link describeStack} reports it.
+ *
+ * @example
+ * ```ts ignore
+ * import { describeStack } from "./mod.ts";
+ * const info = await describeStack({ stackName: "zae-limiter-rate-limits", region: "eu-west-1" });
+ * if (info) console.log(info.status, info.parameters.TableName, info.outputs);
+ * ```
+ */
 export interface StackInfo {
   /** The stack. */
   stackName: string;
@@ -291,7 +335,16 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
   }
 }
 
-/** Options of {@link deleteStack}. */
+/**
+ * Options of {@link deleteStack}.
+ *
+ * @example
+ * ```ts ignore
+ * import { deleteStack, type DeleteStackOptions } from "./mod.ts";
+ * const options: DeleteStackOptions = { tableName: "rate_limits", region: "eu-west-1" };
+ * const deleted = await deleteStack(options); // false when there was no stack
+ * ```
+ */
 export interface DeleteStackOptions extends AwsOptions {
   /** The stack; or give `tableName` for its default stack name. */
   stackName?: string;
@@ -359,7 +412,16 @@ export async function describeStack(
   }
 }
 
-/** Options of {@link ensureStack}. */
+/**
+ * Options of {@link ensureStack}: those of {@link deployStack}, which always waits here.
+ *
+ * @example
+ * ```ts ignore
+ * import { ensureStack, type EnsureStackOptions } from "./mod.ts";
+ * const options: EnsureStackOptions = { tableName: "rate_limits", aggregator: false };
+ * const { created } = await ensureStack(options);
+ * ```
+ */
 export interface EnsureStackOptions extends Omit<DeployStackOptions, "wait"> {}
 
 /**

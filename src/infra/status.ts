@@ -18,7 +18,15 @@ import {
 import { type AwsOptions, clientConfig, describeAwsError } from "./aws.ts";
 import { describeStack, type StackInfo } from "./stack.ts";
 
-/** The table's state. */
+/** The table's state.
+ *
+ * @example
+ * ```ts ignore
+ * import { deploymentStatus } from "./mod.ts";
+ * const { table } = await deploymentStatus({ tableName: "rate_limits", region: "eu-west-1" });
+ * console.log(table?.status, table?.ttl, table?.pointInTimeRecovery);
+ * ```
+ */
 export interface TableState {
   /** Table name. */
   name: string;
@@ -36,7 +44,15 @@ export interface TableState {
   deletionProtection?: boolean;
 }
 
-/** The aggregator's state. */
+/** The aggregator's state.
+ *
+ * @example
+ * ```ts ignore
+ * import { deploymentStatus } from "./mod.ts";
+ * const { aggregator } = await deploymentStatus({ tableName: "rate_limits", region: "eu-west-1" });
+ * console.log(aggregator?.functionName, aggregator?.state, aggregator?.eventSourceState);
+ * ```
+ */
 export interface AggregatorState {
   /** Function name. */
   functionName: string;
@@ -54,7 +70,15 @@ export interface AggregatorState {
   eventSourceState?: string;
 }
 
-/** What {@link deploymentStatus} found (each part `undefined` when missing). */
+/** What {@link deploymentStatus} found (each part `undefined` when missing).
+ *
+ * @example
+ * ```ts ignore
+ * import { deploymentStatus } from "./mod.ts";
+ * const { stack } = await deploymentStatus({ tableName: "rate_limits", region: "eu-west-1" });
+ * if (!stack) console.log("no stack: a table made by createTable, or nothing");
+ * ```
+ */
 export interface DeploymentStatus {
   /** The stack. */
   stack?: StackInfo;

@@ -21,7 +21,16 @@ export { TEMPLATE_YAML };
  */
 export type UsageWindowName = "hourly" | "daily";
 
-/** The settings of a stack that map to template parameters. */
+/**
+ * The settings of a stack that map to template parameters.
+ *
+ * @example
+ * ```ts
+ * import { type StackSettings, stackParameters } from "./template.ts";
+ * const settings: StackSettings = { tableName: "rate_limits", snapshotRetentionDays: 30 };
+ * console.assert(stackParameters(settings).SnapshotRetentionDays === "30");
+ * ```
+ */
 export interface StackSettings {
   /** The DynamoDB table's name. */
   tableName: string;
