@@ -19,19 +19,50 @@ import process from "node:process";
 import { type ProcessOptions, processRecords } from "./process.ts";
 import { type BucketStreamRecord, isUsageWindow, type UsageWindow } from "./snapshot.ts";
 
-/** A DynamoDB Streams event as Lambda delivers it. */
+/**
+ * A DynamoDB Streams event as Lambda delivers it.
+ *
+ * @example
+ * ```ts ignore
+ * import { type DynamoDBStreamEvent, handler } from "./handler.ts";
+ * // In the Lambda runtime, with TABLE_NAME set:
+ * const event: DynamoDBStreamEvent = { Records: [] };
+ * const { batchItemFailures } = await handler(event);
+ * ```
+ */
 export interface DynamoDBStreamEvent {
   /** The batch, in stream order per shard. */
   Records: BucketStreamRecord[];
 }
 
-/** The answer Lambda reads with ReportBatchItemFailures. */
+/**
+ * The answer Lambda reads with ReportBatchItemFailures: Lambda retries the batch from the
+ * record named, or goes on when the list is empty.
+ *
+ * @example
+ * ```ts
+ * import type { StreamBatchResponse } from "./handler.ts";
+ * const retryFrom: StreamBatchResponse = { batchItemFailures: [{ itemIdentifier: "4200" }] };
+ * const allDone: StreamBatchResponse = { batchItemFailures: [] };
+ * console.assert(retryFrom.batchItemFailures.length === 1 && allDone.batchItemFailures.length === 0);
+ * ```
+ */
 export interface StreamBatchResponse {
   /** At most one: the first record that failed (its sequence number). */
   batchItemFailures: { itemIdentifier: string }[];
 }
 
-/** The handler's settings, read from the environment. */
+/**
+ * The handler's settings, read from the environment.
+ *
+ * @example
+ * ```ts
+ * import { type AggregatorConfig, configFromEnv } from "./handler.ts";
+ * const config: AggregatorConfig = configFromEnv({ TABLE_NAME: "rate_limits",
+ *   SNAPSHOT_RETENTION_DAYS: "30" });
+ * console.assert(config.retentionDays === 30 && config.windows.join() === "hourly,daily");
+ * ```
+ */
 export interface AggregatorConfig {
   /** `TABLE_NAME`. */
   tableName: string;

@@ -24,7 +24,20 @@ import type * as aws from "../aws_types.ts";
 import { processRecords } from "./process.ts";
 import type { BucketStreamRecord, UsageWindow } from "./snapshot.ts";
 
-/** Options of {@link aggregateLocal}. */
+/**
+ * Options of {@link aggregateLocal}.
+ *
+ * @example
+ * ```ts ignore
+ * import { aggregateLocal, type AggregateLocalOptions } from "./local.ts";
+ * // Follow the stream of a DynamoDB Local table until Ctrl-C.
+ * const stop = new AbortController();
+ * process.on("SIGINT", () => stop.abort());
+ * const options: AggregateLocalOptions = { tableName: "rate_limits",
+ *   endpoint: "http://localhost:8000", follow: true, signal: stop.signal };
+ * await aggregateLocal(options);
+ * ```
+ */
 export interface AggregateLocalOptions {
   /** The rate-limit table. */
   tableName: string;
@@ -54,7 +67,19 @@ export interface AggregateLocalOptions {
   signal?: AbortSignal;
 }
 
-/** What {@link aggregateLocal} did. */
+/**
+ * What {@link aggregateLocal} did.
+ *
+ * @example
+ * ```ts ignore
+ * import { aggregateLocal } from "./local.ts";
+ * const first = await aggregateLocal({ tableName: "rate_limits", endpoint: "http://localhost:8000" });
+ * // Later: only what was written since.
+ * const next = await aggregateLocal({ tableName: "rate_limits", endpoint: "http://localhost:8000",
+ *   positions: first.positions });
+ * console.log(`${next.records} new records, ${next.snapshotWrites} snapshot writes`);
+ * ```
+ */
 export interface AggregateLocalResult {
   /** Shards read. */
   shards: number;

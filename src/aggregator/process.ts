@@ -44,7 +44,21 @@ import {
   windowAt,
 } from "./snapshot.ts";
 
-/** Settings of {@link processRecords}. */
+/**
+ * Settings of {@link processRecords}.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+ * import { type ProcessOptions, processRecords } from "./process.ts";
+ * const client = new DynamoDBClient({ region: "us-east-1" });
+ * const options: ProcessOptions = { client, tableName: "rate_limits", retentionDays: 30,
+ *   windows: ["daily"] };
+ * const result = await processRecords([], options); // nothing to write: no DynamoDB call
+ * console.assert(result.records === 0);
+ * client.destroy();
+ * ```
+ */
 export interface ProcessOptions {
   /** The client writing snapshots. */
   client: aws.DynamoDBClient;
@@ -58,7 +72,25 @@ export interface ProcessOptions {
   concurrency?: number;
 }
 
-/** What {@link processRecords} did. */
+/**
+ * What {@link processRecords} did.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+ * import { processRecords, type ProcessResult } from "./process.ts";
+ * const client = new DynamoDBClient({ region: "us-east-1" });
+ * // A record of an entity's metadata item: not a bucket, so nothing to aggregate.
+ * const result: ProcessResult = await processRecords([{ eventName: "INSERT", dynamodb: {
+ *   Keys: { PK: { S: "ENTITY#proj-1" }, SK: { S: "#META" } }, SequenceNumber: "100" } }], {
+ *   client,
+ *   tableName: "rate_limits",
+ * });
+ * console.assert(result.records === 1 && result.consumptions === 0);
+ * console.assert(result.batchItemFailures.length === 0);
+ * client.destroy();
+ * ```
+ */
 export interface ProcessResult {
   /** The first record that failed (batch order), for Lambda's ReportBatchItemFailures. */
   batchItemFailures: { itemIdentifier: string }[];

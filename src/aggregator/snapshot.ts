@@ -103,7 +103,25 @@ export interface Consumption {
   requests: bigint;
 }
 
-/** The parts of a stream record the aggregator reads (Lambda events and GetRecords agree). */
+/**
+ * The parts of a stream record the aggregator reads (Lambda events and GetRecords agree).
+ *
+ * @example
+ * ```ts
+ * import type { BucketStreamRecord } from "./snapshot.ts";
+ * // key-1 took 500 tpm on gpt-4 (consumption totals are kept in thousandths, `u_<limit>`).
+ * const record: BucketStreamRecord = {
+ *   eventName: "MODIFY",
+ *   dynamodb: {
+ *     Keys: { PK: { S: "ENTITY#key-1" }, SK: { S: "#BUCKET#gpt-4" } },
+ *     OldImage: { u_tpm: { N: "1000000" }, rq: { N: "3" } },
+ *     NewImage: { u_tpm: { N: "1500000" }, rq: { N: "4" }, ts: { N: "1764331200000" } },
+ *     SequenceNumber: "4200",
+ *   },
+ * };
+ * console.assert(record.dynamodb?.Keys?.SK.S?.startsWith("#BUCKET#"));
+ * ```
+ */
 export interface BucketStreamRecord {
   /** `INSERT`, `MODIFY` or `REMOVE`. */
   eventName?: string;
