@@ -1,0 +1,517 @@
+/**
+ * Security:
+ *
+ * - no key injection: the key schema is injective over valid input and refuses `#`; crafted ids
+ *   sent to every entry point (fast-check) either fail validation or touch only their own
+ *   partition, checked on every key of every DynamoDB request, and another entity's items stay
+ *   byte for byte the same;
+ * - errors and logs never contain credentials or whole requests;
+ * - destructive CLI commands refuse without `--yes` when nobody can confirm (no TTY);
+ * - the CloudFormation table is encrypted at rest, and no policy grants `dynamodb:*` or `*`.
+ *
+ * Figures are printed as a `RELIABILITY security` JSON line (see docs/reliability.md).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient as Client } from "@aws-sdk/client-dynamodb";
+import { FailureMode, RateLimiter } from "../src/limiter.ts";
+import { Limit } from "../src/limit.ts";
+import { ValidationError } from "../src/errors.ts";
+import * as keys from "../src/keys.ts";
+import { freePort } from "../src/local/mod.ts";
+import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
+
+const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$/;
+const VALID_RESOURCE = /^[A-Za-z][A-Za-z0-9_.\/-]{0,63}$/;
+
+const idArb = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,30}$/);
+const resourceArb = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.\/-]{0,30}$/);
+
+/** Ids built to reach the victim's partition or items. */
+const craftedId = fc.oneof(
+  fc.constantFrom(
+    "victim#",
+    "victim#BUCKET#gpt-4",
+    "victim#META",
+    "victim#LIMIT#*",
+    "ENTITY#victim",
+    "victim\u0000",
+    "victim ",
+    " victim",
+    "victim\n",
+    "victim\u200b",
+    "vıctim",
+    "VICTIM",
+    "Victim",
+    "victim.",
+    "victim:",
+    "victim@",
+    "victim-",
+    "victim_",
+    "victim/../victim",
+    "victim%23",
+    "PARENT#victim",
+    "CHILD#victim",
+    "*",
+  ),
+  fc.tuple(fc.constantFrom("victim", "ENTITY#victim", ""), nasty()).map(([a, b]) => a + b),
+  fc.tuple(nasty(), fc.constantFrom("victim", "#victim")).map(([a, b]) => a + b),
+);
+
+function nasty() {
+  return fc.oneof(
+    fc.constantFrom("#", "##", "#BUCKET#", "#META", "#LIMIT#", "\u0000", "/", " ", "é", "🔥"),
+    fc.string({ maxLength: 8 }),
+  );
+}
+
+/** Every partition key value a request names (keys, items, key conditions, transactions). */
+function partitionKeys(command: string, input: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const fromKey = (k: unknown) => {
+    const pk = (k as Record<string, AttributeValue> | undefined)?.PK?.S;
+    if (pk !== undefined) out.push(pk);
+  };
+  const i = input as {
+    Key?: unknown;
+    Item?: unknown;
+    RequestItems?: Record<string, unknown>;
+    TransactItems?: Record<string, { Key?: unknown; Item?: unknown }>[];
+    ExpressionAttributeValues?: Record<string, AttributeValue>;
+    KeyConditionExpression?: string;
+  };
+  fromKey(i.Key);
+  fromKey(i.Item);
+  for (const t of i.TransactItems ?? []) {
+    for (const op of Object.values(t)) {
+      fromKey(op.Key);
+      fromKey(op.Item);
+    }
+  }
+  for (const req of Object.values(i.RequestItems ?? {})) {
+    if (Array.isArray(req)) {
+      for (
+        const w of req as { PutRequest?: { Item: unknown }; DeleteRequest?: { Key: unknown } }[]
+      ) {
+        fromKey(w.PutRequest?.Item);
+        fromKey(w.DeleteRequest?.Key);
+      }
+    } else {
+      for (const k of (req as { Keys?: unknown[] }).Keys ?? []) fromKey(k);
+    }
+  }
+  if (command === "QueryCommand" && i.KeyConditionExpression) {
+    for (const v of Object.values(i.ExpressionAttributeValues ?? {})) {
+      if (v.S !== undefined && /^(ENTITY|PARENT|RESOURCE)#/.test(v.S)) out.push(v.S);
+    }
+  }
+  return out;
+}
+
+/** Records the partition keys of every request the client sends. */
+function watchKeys(client: DynamoDBClient): { seen: { command: string; pks: string[] }[] } {
+  const log = { seen: [] as { command: string; pks: string[] }[] };
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      const command = String(context.commandName);
+      log.seen.push({
+        command,
+        pks: partitionKeys(command, args.input as Record<string, unknown>),
+      });
+      return next(args);
+    },
+    { step: "initialize", name: "watchKeys" },
+  );
+  return log;
+}
+
+async function partition(client: DynamoDBClient, tableName: string, entityId: string) {
+  const out = await client.send(
+    new QueryCommand({
+      TableName: tableName,
+      KeyConditionExpression: "PK = :pk",
+      ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
+      ConsistentRead: true,
+    }),
+  );
+  return JSON.stringify(out.Items ?? []);
+}
+
+const figures = {
+  date: new Date().toISOString(),
+  keySchemaPairs: 0,
+  craftedIds: 0,
+  craftedRefused: 0,
+  craftedAccepted: 0,
+  requestsChecked: 0,
+  secretsProbes: 0,
+  cli: {} as Record<string, number>,
+};
+
+Deno.test("key schema: injective over valid ids and resources, and # is refused", () => {
+  fc.assert(
+    fc.property(idArb, resourceArb, idArb, resourceArb, (e1, r1, e2, r2) => {
+      figures.keySchemaPairs++;
+      const k1 = keys.entityPk(e1) + "\u0001" + keys.bucketSk(r1);
+      const k2 = keys.entityPk(e2) + "\u0001" + keys.bucketSk(r2);
+      assert.equal(k1 === k2, e1 === e2 && r1 === r2);
+      assert.equal(keys.entityPk(e1) === keys.entityPk(e2), e1 === e2);
+      assert.equal(keys.entityIdOf(keys.entityPk(e1)), e1);
+      assert.equal(keys.resourceOfBucketSk(keys.bucketSk(r1)), r1);
+      // A bucket key never looks like another kind of item.
+      for (const sk of [keys.bucketSk(r1), keys.limitSk(r1)]) {
+        assert.notEqual(sk, keys.META_SK);
+        assert.ok(!sk.startsWith(keys.USAGE_PREFIX));
+      }
+      assert.notEqual(keys.limitSk(r1), keys.limitSk(undefined));
+    }),
+    { numRuns: 2_000 },
+  );
+  for (const s of ["a#b", "#", "x#BUCKET#y"]) {
+    assert.ok(!VALID_ID.test(s) && !VALID_RESOURCE.test(s));
+  }
+});
+
+Deno.test({
+  name: "no key injection: crafted ids touch only their own partition on DynamoDB Local",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const ddb = await startTestDynamo();
+    const adminClient = localClient(ddb.endpoint);
+    const attackerClient = localClient(ddb.endpoint);
+    const watched = watchKeys(attackerClient);
+    const tableName = uniqueTableName("security");
+    const admin = new RateLimiter({ tableName, client: adminClient });
+    const attacker = new RateLimiter({ tableName, client: attackerClient, limitsCacheTtlMs: 0 });
+    const limits = [Limit.perMinute("rpm", 100)];
+    try {
+      await admin.createTable();
+      await admin.createEntity({ entityId: "victim", name: "Victim", metadata: { k: "v" } });
+      await admin.createEntity({ entityId: "victim-child", parentId: "victim", cascade: true });
+      await admin.setLimits({ entityId: "victim", limits });
+      await admin.setLimits({ entityId: "victim", resource: "gpt-4", limits });
+      await (await admin.acquire({
+        entityId: "victim",
+        resource: "gpt-4",
+        limits,
+        consume: { rpm: 5 },
+      })).commit();
+      const victimBefore = await partition(adminClient, tableName, "victim");
+      const childBefore = await partition(adminClient, tableName, "victim-child");
+
+      await t.step("every entry point, crafted ids and resources", async () => {
+        await fc.assert(
+          fc.asyncProperty(craftedId, fc.oneof(resourceArb, craftedId), async (id, resource) => {
+            fc.pre(id !== "victim" && id !== "victim-child"); // the victim's own ids
+            figures.craftedIds++;
+            watched.seen.length = 0;
+            const calls: (() => Promise<unknown>)[] = [
+              () => attacker.acquire({ entityId: id, resource, limits, consume: { rpm: 1 } }),
+              () =>
+                attacker.acquire({
+                  entityId: id,
+                  resource,
+                  limits,
+                  consume: { rpm: 1 },
+                  useStoredLimits: true,
+                }),
+              () => attacker.available({ entityId: id, resource, limits }),
+              () => attacker.setLimits({ entityId: id, resource, limits }),
+              () => attacker.getLimits({ entityId: id, resource }),
+              () => attacker.deleteLimits({ entityId: id }),
+              () => attacker.createEntity({ entityId: id }),
+              () => attacker.getEntity(id),
+              () => attacker.listChildren(id),
+              () => attacker.deleteEntity(id),
+            ];
+            let refused = 0;
+            for (const call of calls) {
+              try {
+                const r = await call();
+                if (r && typeof r === "object" && "commit" in r) {
+                  await (r as { commit(): Promise<void> }).commit();
+                }
+              } catch (err) {
+                if (err instanceof ValidationError) refused++;
+                else if (
+                  !(err instanceof Error &&
+                    /exists|not found|RateLimitExceeded/i.test(`${err.name} ${err.message}`))
+                ) {
+                  throw err;
+                }
+              }
+            }
+            const valid = VALID_ID.test(id) && VALID_RESOURCE.test(resource);
+            if (refused > 0) figures.craftedRefused++;
+            else figures.craftedAccepted++;
+            if (!VALID_ID.test(id)) {
+              assert.equal(refused, calls.length, `${JSON.stringify(id)} refused everywhere`);
+            }
+            if (valid) assert.equal(refused, 0, `${JSON.stringify(id)} is valid`);
+            // Every key of every request belongs to the id itself.
+            for (const { command, pks } of watched.seen) {
+              figures.requestsChecked++;
+              for (const pk of pks) {
+                assert.ok(
+                  pk === keys.entityPk(id) || pk === keys.parentKey(id) ||
+                    pk === keys.resourceKey(resource),
+                  `${command} for ${JSON.stringify(id)} named ${JSON.stringify(pk)}`,
+                );
+              }
+            }
+          }),
+          { numRuns: 120 },
+        );
+      });
+
+      await t.step("the victim's items are untouched", async () => {
+        assert.equal(await partition(adminClient, tableName, "victim"), victimBefore);
+        assert.equal(await partition(adminClient, tableName, "victim-child"), childBefore);
+        assert.ok(figures.requestsChecked > 0);
+      });
+    } finally {
+      await admin.close();
+      await attacker.close();
+      adminClient.destroy();
+      attackerClient.destroy();
+      await ddb.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "errors and logs never contain credentials or whole requests",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const secret = "zaeSECRETkeyNEVERlogME/0123456789abcdefXYZ";
+    const session = "zaeSESSIONtokenNEVERlogME";
+    const accessKeyId = "AKIAZAENEVERLOGME0001";
+    const forbidden = [
+      secret,
+      session,
+      accessKeyId,
+      "UpdateExpression",
+      "ConditionExpression",
+      "ExpressionAttributeValues",
+      "Authorization",
+      "X-Amz-Security-Token",
+    ];
+    const ddb = await startTestDynamo();
+    const dead = await freePort();
+    const logged: string[] = [];
+    const originals = { ...console };
+    for (const m of ["log", "info", "warn", "error", "debug"] as const) {
+      console[m] = (...args: unknown[]) =>
+        void logged.push(args.map((a) => Deno.inspect(a, { depth: 8 })).join(" "));
+    }
+    const credentials = { accessKeyId, secretAccessKey: secret, sessionToken: session };
+    const clients = [
+      new Client({
+        endpoint: `http://127.0.0.1:${dead}`,
+        region: "us-east-1",
+        credentials,
+        maxAttempts: 1,
+      }),
+      new Client({ endpoint: ddb.endpoint, region: "us-east-1", credentials, maxAttempts: 1 }),
+    ];
+    const seen: string[] = [];
+    const probe = async (what: string, fn: () => Promise<unknown>) => {
+      figures.secretsProbes++;
+      try {
+        const r = await fn();
+        seen.push(Deno.inspect(r, { depth: 8 }));
+      } catch (err) {
+        const e = err as Error;
+        seen.push(`${what}: ${String(e)} ${e.message} ${e.stack ?? ""}`);
+        seen.push(Deno.inspect(e, { depth: 8 }));
+        try {
+          seen.push(JSON.stringify(e));
+        } catch {
+          // not serialisable: nothing to leak
+        }
+      }
+    };
+    try {
+      await t.step("unreachable DynamoDB, missing table, FAIL_CLOSED and FAIL_OPEN", async () => {
+        for (const client of clients) {
+          for (const failureMode of [FailureMode.FAIL_CLOSED, FailureMode.FAIL_OPEN]) {
+            // Failed-open leases are not queued for recording (the outbox would wait on close).
+            const options = { tableName: "no_such_table", client, failureMode, timeoutMs: 300 };
+            const l = new RateLimiter(Object.assign(options, { recordFailedOpen: false }));
+            const limits = [Limit.perMinute("rpm", 10)];
+            const req = { entityId: "key-1", resource: "gpt-4", limits, consume: { rpm: 1 } };
+            await probe("acquire", () => l.acquire(req));
+            await probe("acquire cascade", () => l.acquire({ ...req, cascade: true }));
+            await probe("available", () => l.available(req));
+            // Admin calls wait at least 10 s for an unreachable DynamoDB: probe them once per client.
+            if (failureMode === FailureMode.FAIL_CLOSED) {
+              await probe("createEntity", () => l.createEntity({ entityId: "key-1" }));
+            }
+            if (client === clients[1]) {
+              await probe("setLimits", () => l.setLimits({ entityId: "key-1", limits }));
+            }
+            await probe("bad input", () => l.acquire({ ...req, consume: { rpm: -1 } }));
+            await probe("close", () => l.close());
+          }
+        }
+      });
+      await t.step("no secret and no request body in any error or log line", () => {
+        const text = [...seen, ...logged].join("\n");
+        assert.ok(seen.length >= 25, `${seen.length} outputs`);
+        for (const f of forbidden) {
+          const at = text.indexOf(f);
+          assert.equal(
+            at,
+            -1,
+            `${JSON.stringify(f)} leaked: …${text.slice(Math.max(0, at - 200), at + 100)}…`,
+          );
+        }
+      });
+    } finally {
+      Object.assign(console, originals);
+      clients.forEach((c) => c.destroy());
+      await ddb.stop();
+    }
+  },
+});
+
+Deno.test("errors never echo an unbounded or multi-line input (no log injection)", async () => {
+  const l = new RateLimiter({ tableName: "t_unused", endpoint: "http://127.0.0.1:9" });
+  const limits = [Limit.perMinute("rpm", 10)];
+  const base = { entityId: "key-1", resource: "gpt-4", limits, consume: { rpm: 1 } };
+  const inputs: Record<string, unknown>[] = [
+    { entityId: "x".repeat(10_000) },
+    { entityId: "a\nINFO forged log line" },
+    { resource: "r\r\nX-Forged: 1" },
+    { consume: { ["x".repeat(10_000)]: 1 } },
+    { consume: { ["rpm\nINFO forged log line"]: 1 } },
+    { consume: { rpm: 1 }, useStoredLimits: true, limits: [], extra: "x".repeat(10_000) },
+  ];
+  try {
+    for (const input of inputs) {
+      figures.secretsProbes++;
+      const err = await l.acquire({ ...base, ...input }).then(() => undefined, (e) => e);
+      assert.ok(err instanceof ValidationError, String(err));
+      assert.ok(
+        err.message.length <= 400,
+        `${err.message.length} characters: ${err.message.slice(0, 120)}…`,
+      );
+      assert.ok(
+        !/[\r\n]/.test(err.message),
+        `line break in ${JSON.stringify(err.message.slice(0, 120))}`,
+      );
+      assert.ok(
+        !/[\r\n]/.test(err.field),
+        `line break in field ${JSON.stringify(err.field.slice(0, 120))}`,
+      );
+    }
+  } finally {
+    await l.close();
+  }
+});
+
+const cliMain = new URL("../cli/main.ts", import.meta.url).pathname;
+const haveCli = await Deno.stat(cliMain).then(() => true, () => false);
+
+async function runCli(args: string[], env: Record<string, string> = {}) {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", cliMain, ...args],
+    env: { ZAE_LIMITER_TABLE: "", ...env },
+    stdin: "null", // no TTY: nobody can confirm
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
+Deno.test({
+  name: "destructive CLI commands refuse without --yes when there is no TTY",
+  ignore: !haveCli,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    await t.step("delete (the stack)", async () => {
+      const r = await runCli([
+        "delete",
+        "--stack-name",
+        "zae-security-test",
+        "--region",
+        "us-east-1",
+      ], {
+        AWS_ACCESS_KEY_ID: "x",
+        AWS_SECRET_ACCESS_KEY: "y",
+        AWS_ENDPOINT_URL: "http://127.0.0.1:9",
+      });
+      figures.cli["delete without --yes: exit code"] = r.code;
+      assert.notEqual(r.code, 0);
+      assert.match(r.err, /--yes/);
+    });
+    const ddb = await startTestDynamo();
+    const client = localClient(ddb.endpoint);
+    const tableName = uniqueTableName("cli_sec");
+    const admin = new RateLimiter({ tableName, client });
+    try {
+      await admin.createTable();
+      await admin.createEntity({ entityId: "keep-me" });
+      const conn = ["--table-name", tableName, "--endpoint-url", ddb.endpoint];
+      await t.step("entity delete without --yes refuses and deletes nothing", async () => {
+        const r = await runCli(["entity", "delete", "keep-me", ...conn]);
+        figures.cli["entity delete without --yes: exit code"] = r.code;
+        assert.ok(await admin.getEntity("keep-me"), "the entity is still there");
+        assert.notEqual(r.code, 0, r.out);
+        assert.match(r.err, /--yes/);
+      });
+      await t.step("entity delete --yes deletes", async () => {
+        const r = await runCli(["entity", "delete", "keep-me", "--yes", ...conn]);
+        assert.equal(r.code, 0, r.err);
+        assert.equal(await admin.getEntity("keep-me"), undefined);
+      });
+    } finally {
+      await admin.close();
+      client.destroy();
+      await ddb.stop();
+    }
+  },
+});
+
+const templatePath = new URL("../templates/zae-limiter.yaml", import.meta.url).pathname;
+const haveTemplate = await Deno.stat(templatePath).then(() => true, () => false);
+
+Deno.test({
+  name: "template: the table is encrypted at rest; no policy grants dynamodb:* or *",
+  ignore: !haveTemplate,
+  async fn() {
+    const { parseTemplate } = await import("../src/infra/template.ts");
+    const template = parseTemplate() as {
+      Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>;
+    };
+    const tables = Object.values(template.Resources).filter((r) =>
+      r.Type === "AWS::DynamoDB::Table"
+    );
+    assert.equal(tables.length, 1);
+    assert.deepEqual(tables[0].Properties?.SSESpecification, { SSEEnabled: true });
+    const actions: string[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") {
+        for (const [k, x] of Object.entries(v)) {
+          if (k === "Action") actions.push(...(Array.isArray(x) ? x : [x]).map(String));
+          else walk(x);
+        }
+      }
+    };
+    walk(template.Resources);
+    assert.ok(actions.length > 0);
+    for (const a of actions) assert.ok(a !== "*" && !a.endsWith(":*"), `wildcard action ${a}`);
+    console.log(
+      `RELIABILITY security ${JSON.stringify({ ...figures, policyActions: actions.length })}`,
+    );
+  },
+});
