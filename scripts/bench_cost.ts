@@ -124,7 +124,10 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
     await measure(
       "first call for an unseen entity (metadata read, then cached 60 s)",
       async (i) => await (await acquire(`key-${i}`, "gpt-4")).commit(),
-      { note: "once per entity per process; `cascade: false` skips the read" },
+      {
+        note: "per entity and process, again each time the 60 s cache runs out " +
+          "(`limitsCacheTtlMs`); `cascade: false` skips the read",
+      },
     );
     await measure(
       "first use of a bucket",

@@ -250,7 +250,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p("write that fails while the key's window is open, then an increment. A zae-limiter request");
     p("is one conditional write. On one hot key, requests of one process planned in the same");
     p("millisecond on a bucket that is (nearly) full all guess it idle; one wins, the others fail");
-    p("and retry once with the state the failure returned (see docs/hot-keys.md).");
+    p("and retry once with the state the failure returned (see docs/hot-keys.md). More than one");
+    p("call per request on distinct keys is the entity metadata read (the requests name no");
+    p("`cascade`), made again for each of the 200 entities when its 60 s cache runs out.");
   }
   if (r.overAdmission) {
     const o = r.overAdmission;
