@@ -8,6 +8,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import * as math from "./bucket.ts";
 import { TtlCache } from "./cache.ts";
+import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import type { Entity, EntityConfig } from "./entities.ts";
 import {
@@ -87,7 +88,7 @@ export interface RateLimiterOptions {
   /** Endpoint URL, e.g. DynamoDB Local's `http://localhost:8000`. */
   endpoint?: string;
   /** A client of your own; wins over `region` and `endpoint`. */
-  client?: DynamoDBClient;
+  client?: aws.DynamoDBClient;
   /** Create the table (indexes, TTL, stream) on first use when it is missing. @default false */
   createTable?: boolean;
   /**
@@ -357,7 +358,7 @@ export class RateLimiter implements AsyncDisposable {
   /** The table. */
   readonly tableName: string;
   /** The DynamoDB client in use. */
-  readonly client: DynamoDBClient;
+  readonly client: aws.DynamoDBClient;
   readonly #ownsClient: boolean;
   readonly #backend: Backend;
   readonly #clock: () => number;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "../hono_types.ts";
 import type { RateLimitExceeded } from "../errors.ts";
 import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
