@@ -29,6 +29,7 @@ import type {
 } from "./repository.ts";
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "./retry.ts";
 import { Outbox } from "./outbox.ts";
+import { OP_WINDOW } from "./keys.ts";
 import {
   getUsageSnapshots,
   getUsageSummary,
@@ -299,6 +300,8 @@ interface Target {
 interface CachedBucket {
   /** Lower bound of each limit's tat, with the spec it is written under. */
   limits: Map<string, StoredLimit>;
+  /** Lower bound of the item's write count. */
+  writes?: bigint;
 }
 
 interface Plan {
@@ -311,16 +314,51 @@ interface Plan {
 
 const MAX_ATTEMPTS = 50;
 
-/** Marks a `RateLimiterUnavailable` whose write may have landed. */
-const UNCERTAIN = Symbol("uncertain");
-type Uncertain = { [UNCERTAIN]?: boolean };
-
 /** A fresh operation id: 10 random base-36 characters (about 51 bits). */
 export function newOpId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
   return n.toString(36).padStart(10, "0").slice(-10);
+}
+
+/**
+ * One logical write (an acquire, a commit, a rollback...) and every attempt at it: its id, and per
+ * bucket the bound on the item's write count that its attempts carry. Once an attempt may have
+ * landed unseen the bounds are frozen, so a late or resent copy can never pass after its id has
+ * left the item's window (see docs/design.md, "Exactly once through outages").
+ */
+export class Op {
+  /** The operation id written into the item's window. */
+  readonly id: string;
+  /** Whether an attempt may have landed without the answer reaching us. */
+  ambiguous = false;
+  readonly #bounds = new Map<string, bigint>();
+
+  /** @param id The operation id. @default a fresh one */
+  constructor(id: string = newOpId()) {
+    this.id = id;
+  }
+
+  /** The write-count bound for a bucket, from a lower bound of its current count. */
+  bound(bucket: string, knownWrites: bigint | undefined): bigint {
+    const frozen = this.#bounds.get(bucket);
+    if (frozen !== undefined && this.ambiguous) return frozen;
+    const bound = (knownWrites ?? 0n) + BigInt(OP_WINDOW);
+    this.#bounds.set(bucket, bound);
+    return bound;
+  }
+}
+
+/** The outcome of an operation that may have landed cannot be known any more. */
+export class UncertainOutcome extends ZaeLimiterError {
+  /** @param what The operation. */
+  constructor(what: string) {
+    super(
+      `Cannot tell whether ${what} was applied: its item took ${OP_WINDOW} more writes before ` +
+        "DynamoDB answered",
+    );
+  }
 }
 
 function asLeaseTarget(t: Target): LeaseTarget {
@@ -509,7 +547,7 @@ export class RateLimiter implements AsyncDisposable {
     const req = validateAcquire(options);
     const mode = req.failureMode ?? this.#failureMode;
     const deadline = Date.now() + this.#timeoutMs;
-    const opId = newOpId();
+    const op = new Op();
     let nowMs = 0n;
     let targets: Target[] | undefined;
     let milli: Map<string, bigint>[] = [];
@@ -518,14 +556,14 @@ export class RateLimiter implements AsyncDisposable {
       nowMs = this.#now();
       targets = await this.#resolveTargets(req, deadline);
       milli = targets.map((t) => amountsFor(t, req.consume));
-      const leaseTargets = await this.#consume(targets, milli, nowMs, deadline, opId);
+      const leaseTargets = await this.#consume(targets, milli, nowMs, deadline, op);
       return new Lease({ limiter: this.#leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
       if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
       const unavailable = err instanceof RateLimiterUnavailable
         ? err
         : new RateLimiterUnavailable("acquire", unwrap(err));
-      const uncertain = (unavailable as Uncertain)[UNCERTAIN] === true;
+      const uncertain = op.ambiguous;
       if (mode === FailureMode.FAIL_OPEN) {
         // Let the request through, and count it once DynamoDB is back (exactly once: same id);
         // its adjustments and rollback follow it through the outbox.
@@ -534,7 +572,7 @@ export class RateLimiter implements AsyncDisposable {
           const at = nowMs;
           this.#outbox.add({
             label: `failed-open acquire ${req.entityId}/${req.resource}`,
-            run: (d) => this.#ensureConsumed(req, req.consume, 1, opId, at, d),
+            run: (d) => this.#ensureConsumed(req, req.consume, 1, op, at, d),
           });
         }
         return new Lease({
@@ -547,10 +585,10 @@ export class RateLimiter implements AsyncDisposable {
       }
       if (uncertain && targets) {
         // The caller is told "refused": make sure the write, if it landed, is not counted.
-        const ts = targets, ms = milli;
+        const ts = targets, ms = milli, giveBack = new Op(`${op.id}r`);
         this.#outbox.add({
           label: `refused acquire ${req.entityId}/${req.resource}`,
-          run: (d) => this.#ensureNotConsumed(ts, ms, opId, d),
+          run: (d) => this.#ensureNotConsumed(ts, ms, op, giveBack, d),
         });
       }
       throw unavailable;
@@ -565,7 +603,7 @@ export class RateLimiter implements AsyncDisposable {
     req: ValidRequest,
     deltas: Map<string, bigint>,
     requests: number,
-    opId: string,
+    op: Op,
     atMs: bigint | undefined,
     deadline: number,
   ) {
@@ -573,7 +611,7 @@ export class RateLimiter implements AsyncDisposable {
     for (const t of targets) {
       const mine = new Map([...deltas].filter(([name]) => t.specs.has(name)));
       // The same id on every item: each item's window recognises the original write.
-      await this.#adjust(asLeaseTarget(t), mine, requests, deadline, opId, atMs);
+      await this.#adjust(asLeaseTarget(t), mine, requests, deadline, op, atMs);
     }
   }
 
@@ -581,10 +619,10 @@ export class RateLimiter implements AsyncDisposable {
   #failedOpenOps(req: ValidRequest): LeaseOps {
     return {
       write: (_targets, deltas, requests, operation) => {
-        const opId = newOpId();
+        const op = new Op();
         this.#outbox.add({
           label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
-          run: (d) => this.#ensureConsumed(req, deltas[0], requests, opId, undefined, d),
+          run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
         });
         return Promise.resolve();
       },
@@ -595,10 +633,12 @@ export class RateLimiter implements AsyncDisposable {
   async #ensureNotConsumed(
     targets: Target[],
     milli: Map<string, bigint>[],
-    opId: string,
+    op: Op,
+    giveBack: Op,
     deadline: number,
   ): Promise<void> {
     const nowMs = this.#now();
+    const first = bucketId(targets[0]);
     // Mark the id as used on the first item: a late copy of the acquire (one write, or a
     // transaction including this item) is then refused by its condition.
     const mark: BucketWrite = {
@@ -608,18 +648,20 @@ export class RateLimiter implements AsyncDisposable {
       used: new Map(),
       requests: 0,
       nowMs,
-      opId,
+      opId: op.id,
+      // The acquire's own bound: past it, nobody can tell any more (UncertainOutcome).
+      maxWrites: op.bound(first, this.#buckets.get(first)?.writes),
       // A new item (the acquire never landed) expires; an existing one keeps its TTL.
       ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
       ttlIfMissing: true,
     };
-    const out = await this.#writeItems([mark], deadline);
+    const out = await this.#writeItems([mark], deadline, op);
     if (out.ok && !out.applied) return; // marked first: the acquire never counted
-    if (!out.ok) throw new Error("unexpected condition failure marking an operation id");
+    if (!out.ok) throw new UncertainOutcome(`acquire ${op.id}`);
     // It had landed: give the tokens back.
     await Promise.all(targets.map((t, i) => {
       const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));
-      return this.#adjust(asLeaseTarget(t), back, -1, deadline, `${opId}r`);
+      return this.#adjust(asLeaseTarget(t), back, -1, deadline, giveBack);
     }));
   }
 
@@ -631,8 +673,9 @@ export class RateLimiter implements AsyncDisposable {
   async #writeItems(
     writes: BucketWrite[],
     deadline: number,
+    op: Op,
   ): Promise<MultiOutcome & { applied?: boolean }> {
-    const outcome = await this.#call(async (signal): Promise<MultiOutcome> => {
+    const outcome = await this.#call(op, async (signal): Promise<MultiOutcome> => {
       if (writes.length === 1) {
         const o = await this.#backend.buckets.writeBucket(writes[0], signal);
         return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
@@ -649,6 +692,12 @@ export class RateLimiter implements AsyncDisposable {
         items: outcome.olds.map((o) => (o.ok ? undefined : o.old)),
       };
     }
+    // Refused for its write-count bound while an earlier attempt may have landed: the window no
+    // longer tells, and resending could count twice.
+    const pastBound = outcome.olds.some((o, i) =>
+      !o.ok && o.old?.writes !== undefined && o.old.writes >= writes[i].maxWrites
+    );
+    if (pastBound && op.ambiguous) throw new UncertainOutcome(`write ${op.id}`);
     return outcome;
   }
 
@@ -658,32 +707,48 @@ export class RateLimiter implements AsyncDisposable {
     milli: Map<string, bigint>[],
     nowMs: bigint,
     deadline: number,
-    opId: string,
+    op: Op,
   ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
+    const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
     const fresh = targets.map(() => false);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plans = targets.map((t, i) =>
-        planAcquire(t, states[i], fresh[i], milli[i], nowMs, opId, this.#inFlight.get(bucketId(t)))
+        planAcquire(
+          t,
+          states[i],
+          fresh[i],
+          milli[i],
+          nowMs,
+          op.id,
+          op.bound(bucketId(t), counts[i]),
+          this.#inFlight.get(bucketId(t)),
+        )
       );
       if (plans.some((p) => p.exceeded)) {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
         if (known) {
-          await this.#persistConversions(targets, states, fresh, nowMs, deadline);
+          await this.#persistConversions(targets, states, counts, fresh, nowMs, deadline);
           throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
         }
       }
       const release = targets.map((t, i) => this.#flying(bucketId(t), plans[i].after));
       let outcome;
       try {
-        outcome = await this.#writeItems(plans.map((p) => p.write), deadline);
+        outcome = await this.#writeItems(plans.map((p) => p.write), deadline, op);
       } finally {
         release.forEach((done) => done());
       }
       if (outcome.ok) {
         const known = outcome.applied ? [] : outcome.items;
-        targets.forEach((t, i) => this.#remember(t, known[i]?.limits ?? plans[i].after));
+        targets.forEach((t, i) =>
+          this.#remember(
+            t,
+            known[i]?.limits ?? plans[i].after,
+            known[i]?.writes ?? (counts[i] ?? 0n) + 1n,
+          )
+        );
         return targets.map((t, i) => ({
           entityId: t.entityId,
           resource: t.resource,
@@ -696,6 +761,7 @@ export class RateLimiter implements AsyncDisposable {
       outcome.olds.forEach((o, i) => {
         if (!o.ok) {
           states[i] = o.old?.limits ?? new Map();
+          counts[i] = o.old?.writes ?? 0n;
           fresh[i] = true;
         }
       });
@@ -710,16 +776,25 @@ export class RateLimiter implements AsyncDisposable {
   async #persistConversions(
     targets: Target[],
     states: (Map<string, StoredLimit> | undefined)[],
+    counts: (bigint | undefined)[],
     fresh: boolean[],
     nowMs: bigint,
     deadline: number,
   ): Promise<void> {
     await Promise.all(targets.map(async (t, i) => {
       if (!fresh[i]) return;
-      const write = planConversion(t, states[i], nowMs, newOpId());
+      const op = new Op();
+      const write = planConversion(
+        t,
+        states[i],
+        nowMs,
+        op.id,
+        op.bound(bucketId(t), counts[i]),
+      );
       if (!write) return;
-      const out = await this.#writeItems([write], deadline);
-      if (out.ok && !out.applied && out.items[0]) this.#remember(t, out.items[0].limits);
+      const out = await this.#writeItems([write], deadline, op);
+      const item = out.ok && !out.applied ? out.items[0] : undefined;
+      if (item) this.#remember(t, item.limits, item.writes);
     }));
   }
 
@@ -745,11 +820,19 @@ export class RateLimiter implements AsyncDisposable {
     };
   }
 
-  #remember(t: { entityId: string; resource: string }, limits: Map<string, StoredLimit>): void {
+  #remember(
+    t: { entityId: string; resource: string },
+    limits: Map<string, StoredLimit>,
+    writes: bigint | undefined,
+  ): void {
     const id = bucketId(t);
-    const merged = new Map(this.#buckets.get(id)?.limits ?? []);
+    const known = this.#buckets.get(id);
+    const merged = new Map(known?.limits ?? []);
     for (const [name, st] of limits) merged.set(name, st);
-    this.#buckets.set(id, { limits: merged });
+    const count = known?.writes === undefined || (writes !== undefined && writes > known.writes)
+      ? writes
+      : known.writes;
+    this.#buckets.set(id, { limits: merged, writes: count });
   }
 
   /**
@@ -761,24 +844,37 @@ export class RateLimiter implements AsyncDisposable {
     deltas: Map<string, bigint>,
     requests: number,
     deadline: number,
-    opId: string,
+    op: Op,
     atMs?: bigint,
   ): Promise<void> {
-    let state = this.#buckets.get(bucketId(target))?.limits;
+    const id = bucketId(target);
+    let state = this.#buckets.get(id)?.limits;
+    let count = this.#buckets.get(id)?.writes;
     let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const plan = planAdjust(target, state, fresh, deltas, requests, atMs ?? this.#now(), opId);
+      const plan = planAdjust(
+        target,
+        state,
+        fresh,
+        deltas,
+        requests,
+        atMs ?? this.#now(),
+        op.id,
+        op.bound(id, count),
+      );
       if (plan.write.ops.length === 0 && requests === 0) return;
-      const out = await this.#writeItems([plan.write], deadline);
+      const out = await this.#writeItems([plan.write], deadline, op);
       if (out.ok) {
         const item = out.items[0];
         if (item && !out.applied) {
-          this.#remember(target, item.limits);
+          this.#remember(target, item.limits, item.writes);
           await this.#raiseTtl(target, item, deadline);
         }
         return;
       }
-      state = (out.olds[0].ok ? undefined : out.olds[0].old?.limits) ?? new Map();
+      const old = out.olds[0].ok ? undefined : out.olds[0].old;
+      state = old?.limits ?? new Map();
+      count = old?.writes ?? 0n;
       fresh = true;
     }
     throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
@@ -797,6 +893,7 @@ export class RateLimiter implements AsyncDisposable {
     const needed = math.ceilDiv(fullAtMs, 1000n);
     if (item.ttl !== undefined && item.ttl >= needed) return;
     await this.#call(
+      undefined,
       (signal) =>
         this.#backend.buckets.raiseTtl(
           target.entityId,
@@ -813,9 +910,9 @@ export class RateLimiter implements AsyncDisposable {
       write: async (targets, deltas, requests, operation) => {
         const deadline = Date.now() + this.#timeoutMs;
         await Promise.all(targets.map(async (t, i) => {
-          const opId = newOpId();
+          const op = new Op();
           try {
-            await this.#adjust(t, deltas[i], requests, deadline, opId);
+            await this.#adjust(t, deltas[i], requests, deadline, op);
           } catch (err) {
             if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
               throw err;
@@ -823,7 +920,7 @@ export class RateLimiter implements AsyncDisposable {
             // Never lost: retried in the background under the same id, so applied exactly once.
             this.#outbox.add({
               label: `${operation} ${t.entityId}/${t.resource}`,
-              run: (d) => this.#adjust(t, deltas[i], requests, d, opId),
+              run: (d) => this.#adjust(t, deltas[i], requests, d, op),
             });
           }
         }));
@@ -945,10 +1042,11 @@ export class RateLimiter implements AsyncDisposable {
       );
       const nowMs = this.#now();
       const state = await this.#call(
+        undefined,
         (signal) => this.#backend.buckets.getBucket(entityId, resource, signal),
         deadline,
       );
-      if (state) this.#remember(target, state.limits);
+      if (state) this.#remember(target, state.limits, state.writes);
       return { target, state, nowMs, needed };
     } catch (err) {
       if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
@@ -1003,6 +1101,7 @@ export class RateLimiter implements AsyncDisposable {
     let flight = this.#inflight.get(flightKey);
     if (!flight) {
       flight = this.#call(
+        undefined,
         (signal) =>
           this.#backend.entities.loadConfig([entityId], resource, {
             meta: want.meta && !meta,
@@ -1261,7 +1360,7 @@ export class RateLimiter implements AsyncDisposable {
     const deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
     try {
       await this.#ensureReady(deadline);
-      return await this.#call(fn, deadline);
+      return await this.#call(undefined, fn, deadline);
     } catch (err) {
       if (err instanceof ZaeLimiterError) throw err;
       throw new RateLimiterUnavailable(operation, unwrap(err));
@@ -1312,22 +1411,24 @@ export class RateLimiter implements AsyncDisposable {
     await this.#backend.buckets.createTable();
   }
 
-  async #call<T>(fn: (signal: AbortSignal) => Promise<T>, deadline: number): Promise<T> {
-    let uncertain = false;
+  /** Runs `fn` with retries until the deadline; marks `op` ambiguous when an attempt may have landed. */
+  async #call<T>(
+    op: Op | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+    deadline: number,
+  ): Promise<T> {
     try {
       return await withRetries(async (signal) => {
         try {
           return await fn(signal);
         } catch (err) {
-          if (mayHaveApplied(err)) uncertain = true;
+          if (op && mayHaveApplied(err)) op.ambiguous = true;
           throw err;
         }
       }, { deadline });
     } catch (err) {
       if (err instanceof DeadlineExceeded) {
-        const unavailable = new RateLimiterUnavailable("call", err.cause ?? err);
-        if (uncertain) (unavailable as Uncertain)[UNCERTAIN] = true;
-        throw unavailable;
+        throw new RateLimiterUnavailable("call", err.cause ?? err);
       }
       throw err;
     }
@@ -1445,6 +1546,7 @@ function planAcquire(
   milli: Map<string, bigint>,
   nowMs: bigint,
   opId: string,
+  maxWrites: bigint,
   inFlight?: Map<string, bigint>,
 ): Plan {
   const ops: LimitOp[] = [];
@@ -1535,6 +1637,7 @@ function planAcquire(
     requests: 1,
     nowMs,
     opId,
+    maxWrites,
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
   return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
@@ -1569,6 +1672,7 @@ function planConversion(
   state: Map<string, StoredLimit> | undefined,
   nowMs: bigint,
   opId: string,
+  maxWrites: bigint,
 ): BucketWrite | undefined {
   const ops: LimitOp[] = [];
   let maxFullMs = nowMs;
@@ -1591,6 +1695,7 @@ function planConversion(
     requests: 0,
     nowMs,
     opId,
+    maxWrites,
     ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
   };
 }
@@ -1603,6 +1708,7 @@ function planAdjust(
   requests: number,
   nowMs: bigint,
   opId: string,
+  maxWrites: bigint,
 ): { write: BucketWrite } {
   const ops: LimitOp[] = [];
   const used = new Map<string, bigint>();
@@ -1662,6 +1768,7 @@ function planAdjust(
       requests,
       nowMs,
       opId,
+      maxWrites,
       ttlSec: maxFullMs === undefined
         ? undefined
         : math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,

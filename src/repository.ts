@@ -67,6 +67,8 @@ export interface StoredBucket {
   ttl?: bigint;
   /** The window of recent operation ids, newest first. */
   ops?: string[];
+  /** How many writes the item has taken (`wc`). */
+  writes?: bigint;
 }
 
 /**
@@ -169,6 +171,11 @@ export interface BucketWrite {
    * refuses an id already there, so a resent or late-delivered duplicate is never applied twice.
    */
   opId: string;
+  /**
+   * The write is refused once the item has taken this many writes (its write count `wc`): a copy
+   * delivered so late that its id may have left the window can then never be applied.
+   */
+  maxWrites: bigint;
 }
 
 /**
@@ -240,6 +247,11 @@ export class Repository {
     const window = Array.from({ length: keys.OP_WINDOW }, (_, i) => `#o${i}`);
     window.forEach((n, i) => (names[n] = keys.opAttr(i)));
     conds.push(`NOT (:op IN (${window.join(", ")}))`);
+    names["#wc"] = keys.WRITES;
+    values[":wcmax"] = num(w.maxWrites);
+    values[":one"] = { N: "1" };
+    conds.push("(attribute_not_exists(#wc) OR #wc < :wcmax)");
+    adds.push("#wc :one");
     sets.push("#o0 = :op");
     for (let i = 1; i < keys.OP_WINDOW; i++) sets.push(`#o${i} = if_not_exists(#o${i - 1}, :none)`);
     w.ops.forEach((op, i) => {
@@ -560,7 +572,13 @@ export function parseBucket(item: Record<string, AttributeValue>): StoredBucket 
     const op = item[keys.opAttr(i)]?.S;
     if (op !== undefined) ops.push(op);
   }
-  return { limits, ttl: ttl === undefined ? undefined : BigInt(ttl), ops };
+  const wc = item[keys.WRITES]?.N;
+  return {
+    limits,
+    ttl: ttl === undefined ? undefined : BigInt(ttl),
+    ops,
+    writes: wc === undefined ? undefined : BigInt(wc),
+  };
 }
 
 function num(n: bigint): AttributeValue {

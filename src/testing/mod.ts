@@ -49,6 +49,7 @@ interface MemLimit {
 interface MemBucket {
   limits: Map<string, MemLimit>;
   ops: string[];
+  writes: bigint;
   requests: bigint;
   writtenAt: bigint;
   ttl?: bigint;
@@ -190,7 +191,7 @@ export class InMemoryBackend implements Backend {
   #apply(w: BucketWrite): MemBucket {
     const key = bucketKey(w.entityId, w.resource);
     const b: MemBucket = this.#buckets.get(key) ??
-      { limits: new Map(), ops: [], requests: 0n, writtenAt: 0n };
+      { limits: new Map(), ops: [], writes: 0n, requests: 0n, writtenAt: 0n };
     for (const op of w.ops) {
       const l = b.limits.get(op.name) ?? { used: 0n };
       switch (op.kind) {
@@ -215,6 +216,7 @@ export class InMemoryBackend implements Backend {
       b.limits.set(name, l);
     }
     b.ops = [w.opId, ...b.ops].slice(0, OP_WINDOW);
+    b.writes += 1n;
     b.requests += BigInt(w.requests);
     b.writtenAt = w.nowMs;
     if (w.ttlSec !== undefined && !(w.ttlIfMissing && b.ttl !== undefined)) b.ttl = w.ttlSec;
@@ -226,6 +228,7 @@ export class InMemoryBackend implements Backend {
 /** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
 function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
   if (b?.ops.includes(w.opId)) return false;
+  if (b !== undefined && b.writes >= w.maxWrites) return false;
   return w.ops.every((op: LimitOp) => {
     const l = b?.limits.get(op.name);
     const tat = l?.tat;
@@ -252,7 +255,7 @@ function view(b: MemBucket): StoredBucket {
   for (const [name, l] of b.limits) {
     if (l.tat !== undefined || l.key !== undefined) limits.set(name, { tat: l.tat, key: l.key });
   }
-  return { limits, ttl: b.ttl, ops: [...b.ops] };
+  return { limits, ttl: b.ttl, ops: [...b.ops], writes: b.writes };
 }
 
 function bucketKey(entityId: string, resource: string): string {
