@@ -275,8 +275,9 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p("## Client CPU per acquire");
     p();
     p("The DynamoDB client's transport is a stub that answers with a canned `ALL_NEW` item (a warm");
-    p("bucket with room), so no time goes to the network or DynamoDB. Best of 5 interleaved runs of");
-    p(`${c.iterations} calls each; wall time on a single thread, so roughly CPU time (GC included).`);
+    p("bucket with room), so no time goes to the network or DynamoDB. The three are timed call by");
+    p(`call, alternating, in 5 blocks of ${c.iterations} each (the quietest block is kept); wall time`);
+    p("on a single thread, so roughly CPU time (GC included).");
     p();
     p("| measure | µs per call |");
     p("|---|---|");
