@@ -34,7 +34,7 @@ import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const TIMEOUT_MS = 2_000;
 /** Scheduling slack on a loaded 2-core CI machine, on top of the deadline. */
-const SLACK_MS = 400;
+const SLACK_MS = 750;
 const LIMITS = [Limit.perMinute("rpm", 1_000_000), Limit.perMinute("tpm", 1_000_000_000)];
 
 /** What the test did to one bucket, in thousandths: what DynamoDB must hold in the end. */
