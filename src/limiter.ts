@@ -20,12 +20,13 @@ import {
 } from "./errors.ts";
 import { Lease, type LeaseTarget } from "./lease.ts";
 import { Limit } from "./limit.ts";
-import type {
-  BucketWrite,
-  LimitOp,
-  StoredBucket,
-  StoredLimit,
-  WriteOutcome,
+import {
+  type BucketWrite,
+  cancelId,
+  type LimitOp,
+  type StoredBucket,
+  type StoredLimit,
+  type WriteOutcome,
 } from "./repository.ts";
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "./retry.ts";
 import { Outbox } from "./outbox.ts";
@@ -639,8 +640,9 @@ export class RateLimiter implements AsyncDisposable {
   ): Promise<void> {
     const nowMs = this.#now();
     const first = bucketId(targets[0]);
-    // Mark the id as used on the first item: a late copy of the acquire (one write, or a
-    // transaction including this item) is then refused by its condition.
+    // Cancel the acquire on its first item: the mark puts `id!` in the window, after which a late
+    // copy of the acquire (one write, or a transaction including this item) is refused. The
+    // mark itself is refused if the acquire's id is already there: then it had landed.
     const mark: BucketWrite = {
       entityId: targets[0].entityId,
       resource: targets[0].resource,
@@ -648,7 +650,8 @@ export class RateLimiter implements AsyncDisposable {
       used: new Map(),
       requests: 0,
       nowMs,
-      opId: op.id,
+      opId: cancelId(op.id),
+      absent: [op.id],
       // The acquire's own bound: past it, nobody can tell any more (UncertainOutcome).
       maxWrites: op.bound(first, this.#buckets.get(first)?.writes),
       // A new item (the acquire never landed) expires; an existing one keeps its TTL.
@@ -656,8 +659,9 @@ export class RateLimiter implements AsyncDisposable {
       ttlIfMissing: true,
     };
     const out = await this.#writeItems([mark], deadline, op);
-    if (out.ok && !out.applied) return; // marked first: the acquire never counted
-    if (!out.ok) throw new UncertainOutcome(`acquire ${op.id}`);
+    if (out.ok) return; // cancelled (now or by an earlier copy of the mark): never counted
+    const old = out.olds[0].ok ? undefined : out.olds[0].old;
+    if (!old?.ops?.includes(op.id)) throw new UncertainOutcome(`acquire ${op.id}`);
     // It had landed: give the tokens back.
     await Promise.all(targets.map((t, i) => {
       const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));

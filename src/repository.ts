@@ -171,6 +171,8 @@ export interface BucketWrite {
    * refuses an id already there, so a resent or late-delivered duplicate is never applied twice.
    */
   opId: string;
+  /** Other operation ids that must not be in the window either (a cancel needs its op absent). */
+  absent?: string[];
   /**
    * The write is refused once the item has taken this many writes (its write count `wc`): a copy
    * delivered so late that its id may have left the window can then never be applied.
@@ -246,7 +248,13 @@ export class Repository {
     values[":none"] = { S: "-" };
     const window = Array.from({ length: keys.OP_WINDOW }, (_, i) => `#o${i}`);
     window.forEach((n, i) => (names[n] = keys.opAttr(i)));
+    // Refused too when the operation was cancelled (a marking write put `id!` in the window),
+    // or when one of `absent` is there.
+    [cancelId(w.opId), ...(w.absent ?? [])].forEach((id, i) => (values[`:g${i}`] = { S: id }));
     conds.push(`NOT (:op IN (${window.join(", ")}))`);
+    for (let i = 0; i <= (w.absent?.length ?? 0); i++) {
+      conds.push(`NOT (:g${i} IN (${window.join(", ")}))`);
+    }
     names["#wc"] = keys.WRITES;
     values[":wcmax"] = num(w.maxWrites);
     values[":one"] = { N: "1" };
@@ -548,6 +556,11 @@ export function tableDefinition(
     ],
     StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
   };
+}
+
+/** The id whose presence in an item's window cancels operation `opId` (see the outbox). */
+export function cancelId(opId: string): string {
+  return `${opId}!`;
 }
 
 /** Parses the limit states of a bucket item. */

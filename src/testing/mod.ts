@@ -37,7 +37,13 @@ import type { Entity, EntityConfig } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
-import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
+import {
+  type BucketWrite,
+  cancelId,
+  type LimitOp,
+  type StoredBucket,
+  type WriteOutcome,
+} from "../repository.ts";
 import { OP_WINDOW } from "../keys.ts";
 
 interface MemLimit {
@@ -227,7 +233,8 @@ export class InMemoryBackend implements Backend {
 
 /** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
 function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
-  if (b?.ops.includes(w.opId)) return false;
+  const absent = [w.opId, cancelId(w.opId), ...(w.absent ?? [])];
+  if (b && absent.some((id) => b.ops.includes(id))) return false;
   if (b !== undefined && b.writes >= w.maxWrites) return false;
   return w.ops.every((op: LimitOp) => {
     const l = b?.limits.get(op.name);
