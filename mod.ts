@@ -31,6 +31,7 @@ export {
   type RateLimiterOptions,
   type ResourceBucket,
   type TimeUntilAvailableOptions,
+  UncertainOutcome,
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
 export type { Entity } from "./src/entities.ts";

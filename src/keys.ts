@@ -94,7 +94,7 @@ export const REQUESTS = "rq";
 export const WRITTEN_AT = "ts";
 
 /** How many recent operation ids a bucket item keeps (see `BucketWrite.opId`). */
-export const OP_WINDOW = 16;
+export const OP_WINDOW = 32;
 
 /** The item's write count: every bucket write adds one (see `BucketWrite.maxWrites`). */
 export const WRITES = "wc";

@@ -315,12 +315,12 @@ interface Plan {
 
 const MAX_ATTEMPTS = 50;
 
-/** A fresh operation id: 10 random base-36 characters (about 51 bits). */
+/** A fresh operation id: 8 random base-36 characters (about 41 bits). */
 export function newOpId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
-  return n.toString(36).padStart(10, "0").slice(-10);
+  return n.toString(36).padStart(8, "0").slice(-8);
 }
 
 /**
@@ -411,6 +411,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #config: TtlCache<string, { value: EntityConfig }>;
   #closed = false;
   readonly #outbox: Outbox;
+  #reported = 0;
   readonly #inflight = new Map<string, Promise<Map<string, EntityConfig>>>();
   /** Per bucket, the tats this process's writes in flight will leave (a guess for new writes). */
   readonly #inFlight = new Map<string, Map<string, bigint>>();
@@ -573,6 +574,7 @@ export class RateLimiter implements AsyncDisposable {
           const at = nowMs;
           this.#outbox.add({
             label: `failed-open acquire ${req.entityId}/${req.resource}`,
+            buckets: targets?.map(bucketId) ?? [`${req.entityId}#${req.resource}`],
             run: (d) => this.#ensureConsumed(req, req.consume, 1, op, at, d),
           });
         }
@@ -589,6 +591,7 @@ export class RateLimiter implements AsyncDisposable {
         const ts = targets, ms = milli, giveBack = new Op(`${op.id}r`);
         this.#outbox.add({
           label: `refused acquire ${req.entityId}/${req.resource}`,
+          buckets: ts.map(bucketId),
           run: (d) => this.#ensureNotConsumed(ts, ms, op, giveBack, d),
         });
       }
@@ -623,6 +626,7 @@ export class RateLimiter implements AsyncDisposable {
         const op = new Op();
         this.#outbox.add({
           label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
+          buckets: [`${req.entityId}#${req.resource}`],
           run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
         });
         return Promise.resolve();
@@ -713,6 +717,14 @@ export class RateLimiter implements AsyncDisposable {
     deadline: number,
     op: Op,
   ): Promise<LeaseTarget[]> {
+    // Writes of this process kept back by an outage go first: each new write would push their ids
+    // further through the items' windows.
+    if (!(await this.#outbox.settled(targets.map(bucketId), deadline))) {
+      throw new RateLimiterUnavailable(
+        "acquire",
+        new Error("earlier writes still wait for DynamoDB"),
+      );
+    }
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
     const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
@@ -916,6 +928,9 @@ export class RateLimiter implements AsyncDisposable {
         await Promise.all(targets.map(async (t, i) => {
           const op = new Op();
           try {
+            if (!(await this.#outbox.settled([bucketId(t)], deadline))) {
+              throw new RateLimiterUnavailable(operation, new Error("earlier writes still wait"));
+            }
             await this.#adjust(t, deltas[i], requests, deadline, op);
           } catch (err) {
             if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
@@ -924,6 +939,7 @@ export class RateLimiter implements AsyncDisposable {
             // Never lost: retried in the background under the same id, so applied exactly once.
             this.#outbox.add({
               label: `${operation} ${t.entityId}/${t.resource}`,
+              buckets: [bucketId(t)],
               run: (d) => this.#adjust(t, deltas[i], requests, d, op),
             });
           }
@@ -947,6 +963,23 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
+   * Writes the outbox gave up on, with why: an `UncertainOutcome` (an operation whose answer was
+   * lost and whose item then took more writes than its window keeps, so nothing can tell whether
+   * it landed), or an error that retrying cannot mend. Empty in normal operation; `flush()` and
+   * `close()` throw while it is not.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * console.assert(limiter.unresolvedWrites.length === 0);
+   * ```
+   */
+  get unresolvedWrites(): readonly { label: string; error: unknown }[] {
+    return this.#outbox.failed;
+  }
+
+  /**
    * Waits until every write kept back by an outage (commits, rollbacks, failed-open acquires)
    * has reached DynamoDB. Throws `RateLimiterUnavailable` when some are still waiting after
    * `timeoutMs`.
@@ -958,6 +991,17 @@ export class RateLimiter implements AsyncDisposable {
    */
   async flush(timeoutMs = 10_000): Promise<void> {
     const left = await this.#outbox.flush(timeoutMs);
+    const unresolved = this.#outbox.failed.length;
+    if (unresolved > this.#reported) {
+      this.#reported = unresolved;
+      const first = this.#outbox.failed[0];
+      throw new ZaeLimiterError(
+        `${unresolved} writes could not be resolved (first: ${first.label}: ${
+          first.error instanceof Error ? first.error.message : String(first.error)
+        }); see unresolvedWrites`,
+        { cause: first.error },
+      );
+    }
     if (left > 0) {
       throw new RateLimiterUnavailable(
         "flush",
@@ -1424,7 +1468,9 @@ export class RateLimiter implements AsyncDisposable {
     try {
       return await withRetries(async (signal) => {
         try {
-          return await fn(signal);
+          const out = await fn(signal);
+          if (this.#outbox.size > 0) this.#outbox.wake(); // DynamoDB answers again
+          return out;
         } catch (err) {
           if (op && mayHaveApplied(err)) op.ambiguous = true;
           throw err;

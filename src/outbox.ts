@@ -9,6 +9,8 @@
 export interface OutboxEntry {
   /** What it is, for error messages. */
   label: string;
+  /** The buckets it writes: new writes of this process to them wait for it (see `settled`). */
+  buckets?: string[];
   /** Performs the write before `deadline` (epoch ms). */
   run(deadline: number): Promise<void>;
 }
@@ -19,7 +21,7 @@ export interface OutboxOptions {
   attemptMs: number;
   /** First pause after a failed attempt, ms. @default 100 */
   minBackoffMs?: number;
-  /** Longest pause, ms. @default 5000 */
+  /** Longest pause, ms. @default 1000 */
   maxBackoffMs?: number;
   /** Whether an error means "try again later" (an outage) rather than a bug. */
   isTransient(err: unknown): boolean;
@@ -51,6 +53,29 @@ export class Outbox {
     this.#running ??= this.#loop().finally(() => (this.#running = undefined));
   }
 
+  /** Whether a queued write touches `bucket`. */
+  touches(bucket: string): boolean {
+    return this.#entries.some((e) => e.buckets?.includes(bucket));
+  }
+
+  /**
+   * Waits until no queued write touches any of `buckets`, or `deadline` (epoch ms) passes;
+   * returns whether they are settled. Skips the current backoff: a caller is waiting.
+   */
+  async settled(buckets: string[], deadline: number): Promise<boolean> {
+    while (buckets.some((b) => this.touches(b))) {
+      if (Date.now() >= deadline) return false;
+      this.wake();
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(20, deadline - Date.now()))));
+    }
+    return true;
+  }
+
+  /** Ends the current backoff at once (DynamoDB answered again). */
+  wake(): void {
+    this.#wake?.();
+  }
+
   /** Waits until the outbox is empty, or `timeoutMs` passes; returns how many writes remain. */
   async flush(timeoutMs: number): Promise<number> {
     const until = Date.now() + timeoutMs;
@@ -65,7 +90,7 @@ export class Outbox {
   }
 
   async #loop(): Promise<void> {
-    const { attemptMs, minBackoffMs = 100, maxBackoffMs = 5_000 } = this.#options;
+    const { attemptMs, minBackoffMs = 100, maxBackoffMs = 1_000 } = this.#options;
     while (this.#entries.length > 0) {
       const entry = this.#entries[0];
       try {
