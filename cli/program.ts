@@ -382,10 +382,25 @@ Examples:
     });
   ent("delete <entityId>", "Delete an entity with its limits, buckets and usage", [
     "zae-limiter entity delete key-1",
-  ]).action(async (entityId: string, opts, c: Command) => {
-    await withLimiter(opts, (l) => l.deleteEntity(entityId));
-    print(c, { entityId, deleted: true }, `Deleted entity ${entityId}.`);
-  });
+    "zae-limiter entity delete key-1 --yes",
+  ])
+    .option("-y, --yes", "do not ask for confirmation", false)
+    .action(async (entityId: string, opts, c: Command) => {
+      if (!opts.yes) {
+        const ok = await io.confirm(
+          `Delete entity ${entityId} with its stored limits, buckets and usage?`,
+        );
+        if (ok === undefined) {
+          throw new UsageError("Refusing to delete without confirmation: add --yes");
+        }
+        if (!ok) {
+          print(c, { entityId, deleted: false }, "Not deleted.");
+          return;
+        }
+      }
+      await withLimiter(opts, (l) => l.deleteEntity(entityId));
+      print(c, { entityId, deleted: true }, `Deleted entity ${entityId}.`);
+    });
 
   const limits = command(program, "limits", "Manage stored limits of an entity", []);
   const lim = (name: string, description: string, examples: string[]) =>

@@ -65,10 +65,11 @@ export function amountsToMilli(
   }
   const out = new Map<string, bigint>();
   for (const [name, amount] of Object.entries(value as Record<string, unknown>)) {
-    if (names === "any") validateLimitName(name, `${field}.${name}`);
+    const at = `${field}.${fieldKey(name)}`;
+    if (names === "any") validateLimitName(name, at);
     else if (!names.has(name)) {
       throw new ValidationError(
-        `${field}.${name}`,
+        at,
         amount,
         `names no limit of this call (limits: ${[...names].join(", ") || "none"})`,
       );
@@ -77,10 +78,10 @@ export function amountsToMilli(
       ? `must be a finite number between -${MAX_AMOUNT} and ${MAX_AMOUNT}`
       : `must be a finite number between 0 and ${MAX_AMOUNT}`;
     if (typeof amount !== "number" || !Number.isFinite(amount)) {
-      throw new ValidationError(`${field}.${name}`, amount, rule);
+      throw new ValidationError(at, amount, rule);
     }
     if (Math.abs(amount) > MAX_AMOUNT || (!options.allowNegative && amount < 0)) {
-      throw new ValidationError(`${field}.${name}`, amount, rule);
+      throw new ValidationError(at, amount, rule);
     }
     out.set(name, toMilliCeil(amount));
   }
@@ -95,4 +96,14 @@ export function toMilliCeil(amount: number): bigint {
   const x = amount * 1000;
   const r = Math.round(x);
   return BigInt(Math.abs(x - r) <= 1e-9 * Math.max(1, Math.abs(x)) ? r : Math.ceil(x));
+}
+
+/**
+ * A key of an input object as it appears in a field path: as is when it looks like a name,
+ * otherwise quoted, escaped and cut to 40 characters (so no input can forge a log line).
+ */
+export function fieldKey(key: string): string {
+  if (/^[A-Za-z0-9_.-]{1,64}$/.test(key)) return key;
+  const quoted = JSON.stringify(key);
+  return quoted.length > 40 ? `${quoted.slice(0, 37)}..."` : quoted;
 }

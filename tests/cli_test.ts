@@ -312,10 +312,16 @@ Deno.test({
         const del = await cli(["limits", "delete", "key-1", "--resource", "gpt-4"], env);
         assert.equal(del.code, 0);
         assert.deepEqual(await limiter.getLimits({ entityId: "key-1", resource: "gpt-4" }), []);
-        const parent = await cli(["entity", "delete", "proj-1"], env);
+        const parent = await cli(["entity", "delete", "proj-1", "--yes"], env);
         assert.equal(parent.code, 2);
         assert.match(parent.err, /has 1 children \(key-1\); delete them first/);
-        assert.equal((await cli(["entity", "delete", "key-1"], env)).code, 0);
+        // destructive: with nobody to ask and no --yes it refuses, and a "no" keeps the entity
+        const unasked = await cli(["entity", "delete", "key-1"], env);
+        assert.equal(unasked.code, 2);
+        assert.match(unasked.err, /Refusing to delete without confirmation: add --yes/);
+        assert.equal((await cli(["entity", "delete", "key-1"], env, false)).code, 0);
+        assert.ok(await limiter.getEntity("key-1"));
+        assert.equal((await cli(["entity", "delete", "key-1"], env, true)).code, 0);
         assert.equal(await limiter.getEntity("key-1"), undefined);
       });
     } finally {

@@ -391,7 +391,8 @@ Deno.test("errors never echo an unbounded or multi-line input (no log injection)
     { resource: "r\r\nX-Forged: 1" },
     { consume: { ["x".repeat(10_000)]: 1 } },
     { consume: { ["rpm\nINFO forged log line"]: 1 } },
-    { consume: { rpm: 1 }, useStoredLimits: true, limits: [], extra: "x".repeat(10_000) },
+    { resource: "x".repeat(10_000) },
+    { consume: { rpm: 1 }, useStoredLimits: true, limits: [], entityId: "é".repeat(5_000) },
   ];
   try {
     for (const input of inputs) {
