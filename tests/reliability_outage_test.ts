@@ -103,12 +103,25 @@ async function compareBalances(
   return { buckets, mismatches };
 }
 
-/** The outbox API of the limiter (see docs/design.md, "Failure modes and deadlines"). */
-interface WithOutbox {
-  readonly pendingWrites: number;
-  flush(timeoutMs?: number): Promise<void>;
+/**
+ * Flushes both limiters' outboxes; returns how long it took and what could not be resolved (each
+ * as `label: message`), and rethrows a flush error only after the caller can report the figures.
+ */
+async function flushBoth(
+  limiters: RateLimiter[],
+  timeoutMs: number,
+): Promise<{ ms: number; unresolved: string[]; errors: unknown[] }> {
+  const start = Date.now();
+  const settled = await Promise.allSettled(limiters.map((l) => l.flush(timeoutMs)));
+  const ms = Date.now() - start;
+  const unresolved = limiters.flatMap((l) =>
+    l.unresolvedWrites.map(({ label, error }) =>
+      `${label}: ${error instanceof Error ? error.message : String(error)}`
+    )
+  );
+  const errors = settled.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+  return { ms, unresolved, errors };
 }
-const outbox = (l: RateLimiter) => l as unknown as WithOutbox;
 
 const signal = (ddb: LocalDynamo, sig: "SIGSTOP" | "SIGCONT" | "SIGKILL") => {
   try {
@@ -202,6 +215,8 @@ Deno.test({
       pendingWritesAtResume: 0,
       busyWritesAfterResume: 0,
       flushMs: 0,
+      unresolvedWrites: 0,
+      unresolved: [] as string[],
       mismatches: [] as string[],
       buckets: {} as Record<string, unknown>,
     };
@@ -294,12 +309,12 @@ Deno.test({
             figures.leaseWritesDuringPause++;
             figures.leaseWriteWorstMs = Math.max(figures.leaseWriteWorstMs, Date.now() - start);
           }));
-          assert.ok(outbox(closed).pendingWrites > 0, "the closed limiter queued its writes");
-          assert.ok(outbox(open).pendingWrites > 0, "the open limiter queued its writes");
-          await assert.rejects(outbox(closed).flush(200), RateLimiterUnavailable);
+          assert.ok(closed.pendingWrites > 0, "the closed limiter queued its writes");
+          assert.ok(open.pendingWrites > 0, "the open limiter queued its writes");
+          await assert.rejects(closed.flush(200), RateLimiterUnavailable);
         });
       } finally {
-        figures.pendingWritesAtResume = outbox(closed).pendingWrites + outbox(open).pendingWrites;
+        figures.pendingWritesAtResume = closed.pendingWrites + open.pendingWrites;
         figures.pausedMs = Date.now() - pausedAt;
         signal(ddb, "SIGCONT");
       }
@@ -317,11 +332,15 @@ Deno.test({
             figures.busyWritesAfterResume++;
           })
         ));
-        const start = Date.now();
-        await Promise.all([outbox(closed).flush(20_000), outbox(open).flush(20_000)]);
-        figures.flushMs = Date.now() - start;
-        assert.equal(outbox(closed).pendingWrites, 0);
-        assert.equal(outbox(open).pendingWrites, 0);
+        const flushed = await flushBoth([closed, open], 20_000);
+        figures.flushMs = flushed.ms;
+        figures.unresolvedWrites = flushed.unresolved.length;
+        figures.unresolved = flushed.unresolved;
+        assert.equal(closed.unresolvedWrites.length, 0, flushed.unresolved.join("; "));
+        assert.equal(open.unresolvedWrites.length, 0, flushed.unresolved.join("; "));
+        assert.deepEqual(flushed.errors, []);
+        assert.equal(closed.pendingWrites, 0);
+        assert.equal(open.pendingWrites, 0);
       });
 
       await t.step("every balance equals what was admitted, adjusted and rolled back", async () => {
@@ -380,6 +399,8 @@ Deno.test({
       failOpenWorstMs: 0,
       pendingWritesAtRestart: 0,
       flushMs: 0,
+      unresolvedWrites: 0,
+      unresolved: [] as string[],
       mismatches: [] as string[],
       buckets: {} as Record<string, unknown>,
     };
@@ -457,7 +478,7 @@ Deno.test({
         signal(ddb, "SIGKILL");
         await ddb.stop(); // reaps the process
         await new Promise((r) => setTimeout(r, 1_500));
-        figures.pendingWritesAtRestart = outbox(closed).pendingWrites + outbox(open).pendingWrites;
+        figures.pendingWritesAtRestart = closed.pendingWrites + open.pendingWrites;
         ddb = await startTestDynamo({ dataDir, port });
         figures.downMs = Date.now() - killedAt;
         down = false;
@@ -480,9 +501,15 @@ Deno.test({
       });
 
       await t.step("flush() applies every queued write", async () => {
-        const start = Date.now();
-        await Promise.all([outbox(closed).flush(30_000), outbox(open).flush(30_000)]);
-        figures.flushMs = Date.now() - start;
+        const flushed = await flushBoth([closed, open], 30_000);
+        figures.flushMs = flushed.ms;
+        figures.unresolvedWrites = flushed.unresolved.length;
+        figures.unresolved = flushed.unresolved;
+        assert.equal(closed.unresolvedWrites.length, 0, flushed.unresolved.join("; "));
+        assert.equal(open.unresolvedWrites.length, 0, flushed.unresolved.join("; "));
+        assert.deepEqual(flushed.errors, []);
+        assert.equal(closed.pendingWrites, 0);
+        assert.equal(open.pendingWrites, 0);
       });
 
       await t.step("every balance equals what was admitted, adjusted and rolled back", async () => {

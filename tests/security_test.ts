@@ -149,6 +149,8 @@ const figures = {
   craftedAccepted: 0,
   requestsChecked: 0,
   secretsProbes: 0,
+  injectionProbes: 0,
+  longestErrorMessage: 0,
   cli: {} as Record<string, number>,
 };
 
@@ -396,9 +398,10 @@ Deno.test("errors never echo an unbounded or multi-line input (no log injection)
   ];
   try {
     for (const input of inputs) {
-      figures.secretsProbes++;
+      figures.injectionProbes++;
       const err = await l.acquire({ ...base, ...input }).then(() => undefined, (e) => e);
       assert.ok(err instanceof ValidationError, String(err));
+      figures.longestErrorMessage = Math.max(figures.longestErrorMessage, err.message.length);
       assert.ok(
         err.message.length <= 400,
         `${err.message.length} characters: ${err.message.slice(0, 120)}…`,
