@@ -315,6 +315,9 @@ interface Plan {
 
 const MAX_ATTEMPTS = 50;
 
+/** Writes of one process in flight on one bucket at most (half the operation id window). */
+const SLOTS_PER_BUCKET = Math.max(1, Math.floor(OP_WINDOW / 2));
+
 /** A fresh operation id: 8 random base-36 characters (about 41 bits). */
 export function newOpId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -416,6 +419,7 @@ export class RateLimiter implements AsyncDisposable {
   /** Per bucket, the tats this process's writes in flight will leave (a guess for new writes). */
   readonly #inFlight = new Map<string, Map<string, bigint>>();
   readonly #inFlightCount = new Map<string, number>();
+  readonly #slotQueues = new Map<string, { busy: number; waiters: (() => void)[] }>();
   readonly #recordFailedOpen: boolean;
   readonly #closeTimeoutMs: number;
 
@@ -725,6 +729,23 @@ export class RateLimiter implements AsyncDisposable {
         new Error("earlier writes still wait for DynamoDB"),
       );
     }
+    // At most half a window of this process's writes in flight per bucket: more would outrun the
+    // write-count bound their own plans carry, and only cost retries.
+    const release = await this.#slots(targets.map(bucketId), deadline);
+    try {
+      return await this.#consumeHeld(targets, milli, nowMs, deadline, op);
+    } finally {
+      release();
+    }
+  }
+
+  async #consumeHeld(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    nowMs: bigint,
+    deadline: number,
+    op: Op,
+  ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
     const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
@@ -814,6 +835,55 @@ export class RateLimiter implements AsyncDisposable {
     }));
   }
 
+  /**
+   * Waits for a write slot on each bucket (at most `OP_WINDOW / 2` writes of this process in
+   * flight per bucket), taken in a fixed order; returns the function that gives them back.
+   * Throws `RateLimiterUnavailable` at the deadline.
+   */
+  async #slots(buckets: string[], deadline: number): Promise<() => void> {
+    const ids = [...new Set(buckets)].sort();
+    const taken: string[] = [];
+    const release = () => {
+      for (const id of taken.splice(0)) {
+        const q = this.#slotQueues.get(id);
+        const next = q?.waiters.shift();
+        if (next) next();
+        else if (q) {
+          q.busy--;
+          if (q.busy === 0) this.#slotQueues.delete(id);
+        }
+      }
+    };
+    try {
+      for (const id of ids) {
+        let q = this.#slotQueues.get(id);
+        if (!q) this.#slotQueues.set(id, q = { busy: 0, waiters: [] });
+        if (q.busy < SLOTS_PER_BUCKET) {
+          q.busy++;
+        } else {
+          const queue = q;
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => {
+              const i = queue.waiters.indexOf(wake);
+              if (i >= 0) queue.waiters.splice(i, 1);
+              reject(new RateLimiterUnavailable("acquire", new Error("too many writes in flight")));
+            }, Math.max(0, deadline - Date.now()));
+            const wake = () => {
+              clearTimeout(timer);
+              resolve(); // the slot passes from the releaser to us: busy stays the same
+            };
+            queue.waiters.push(wake);
+          });
+        }
+        taken.push(id);
+      }
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return release;
+  }
+
   /** Notes a write in flight on a bucket (its expected tats); returns the function that ends it. */
   #flying(id: string, after: Map<string, StoredLimit>): () => void {
     let entry = this.#inFlightCount.get(id);
@@ -856,6 +926,22 @@ export class RateLimiter implements AsyncDisposable {
    * earlier copy that landed is recognised by the id).
    */
   async #adjust(
+    target: LeaseTarget,
+    deltas: Map<string, bigint>,
+    requests: number,
+    deadline: number,
+    op: Op,
+    atMs?: bigint,
+  ): Promise<void> {
+    const release = await this.#slots([bucketId(target)], deadline);
+    try {
+      await this.#adjustHeld(target, deltas, requests, deadline, op, atMs);
+    } finally {
+      release();
+    }
+  }
+
+  async #adjustHeld(
     target: LeaseTarget,
     deltas: Map<string, bigint>,
     requests: number,
@@ -965,8 +1051,8 @@ export class RateLimiter implements AsyncDisposable {
   /**
    * Writes the outbox gave up on, with why: an `UncertainOutcome` (an operation whose answer was
    * lost and whose item then took more writes than its window keeps, so nothing can tell whether
-   * it landed), or an error that retrying cannot mend. Empty in normal operation; `flush()` and
-   * `close()` throw while it is not.
+   * it landed), or an error that retrying cannot mend. Empty in normal operation; `flush()` (and
+   * so `close()`) throws once for each batch of writes that became unresolved since it last did.
    *
    * @example
    * ```ts
@@ -1517,7 +1603,7 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      if (this.#outbox.size > 0) await this.flush(this.#closeTimeoutMs);
+      await this.flush(this.#closeTimeoutMs);
     } finally {
       if (this.#ownsClient) this.client.destroy();
     }
