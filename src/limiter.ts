@@ -318,12 +318,16 @@ const MAX_ATTEMPTS = 50;
 /** Writes of one process in flight on one bucket at most (half the operation id window). */
 const SLOTS_PER_BUCKET = Math.max(1, Math.floor(OP_WINDOW / 2));
 
-/** A fresh operation id: 8 random base-36 characters (about 41 bits). */
+/**
+ * A fresh operation id: 12 random base-36 characters (about 62 bits), so two operations in one
+ * item's window of 32 share an id with a chance of about 2 × 10⁻¹⁶ (a shared id would make the
+ * newer one look applied).
+ */
 export function newOpId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
-  return n.toString(36).padStart(8, "0").slice(-8);
+  return n.toString(36).padStart(12, "0").slice(-12);
 }
 
 /**
