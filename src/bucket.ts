@@ -81,9 +81,7 @@ export function fits(
   nowMs: bigint,
   milli: bigint,
 ): boolean {
-  const n = scaledNow(spec, nowMs);
-  const base = tat === undefined || tat < n ? n : tat;
-  return base + cost(spec, milli) <= n + tolerance(spec);
+  return consumeTat(spec, tat, nowMs, milli) <= scaledNow(spec, nowMs) + tolerance(spec);
 }
 
 /** The tat after taking `milli` at `nowMs` (no check). */
