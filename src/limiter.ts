@@ -358,9 +358,24 @@ export class Op {
   }
 }
 
-/** The outcome of an operation that may have landed cannot be known any more. */
+/**
+ * Whether an operation landed cannot be known any more: its answer was lost and its item then
+ * took more writes than the window of recent operation ids keeps. Found in
+ * `RateLimiter.unresolvedWrites`; never guessed.
+ *
+ * @example
+ * ```ts
+ * import { UncertainOutcome } from "./limiter.ts";
+ * const e = new UncertainOutcome("commit of key-1/gpt-4");
+ * console.assert(e.message.startsWith("Cannot tell whether commit of key-1/gpt-4"));
+ * ```
+ */
 export class UncertainOutcome extends ZaeLimiterError {
-  /** @param what The operation. */
+  /**
+   * Creates the error.
+   *
+   * @param what The operation.
+   */
   constructor(what: string) {
     super(
       `Cannot tell whether ${what} was applied: its item took ${OP_WINDOW} more writes before ` +

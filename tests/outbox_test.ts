@@ -40,7 +40,7 @@ Deno.test({
       { step: "initialize", name: "faults" },
     );
     const tableName = uniqueTableName("outbox");
-    let now = 1_800_000_000_000;
+    const now = 1_800_000_000_000;
     const make = (failureMode: FailureMode) =>
       new RateLimiter({ tableName, client, clock: () => now, timeoutMs: 1_000, failureMode });
     const limits = [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)];
