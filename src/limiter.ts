@@ -725,8 +725,10 @@ export class RateLimiter implements AsyncDisposable {
     }
     // Refused for its write-count bound while an earlier attempt may have landed: the window no
     // longer tells, and resending could count twice.
+    // (A failure that shows one of the write's `absent` ids is an answer, not a doubt.)
     const pastBound = outcome.olds.some((o, i) =>
-      !o.ok && o.old?.writes !== undefined && o.old.writes >= writes[i].maxWrites
+      !o.ok && o.old?.writes !== undefined && o.old.writes >= writes[i].maxWrites &&
+      !(writes[i].absent ?? []).some((id) => o.old?.ops?.includes(id))
     );
     if (pastBound && op.ambiguous) throw new UncertainOutcome(`write ${op.id}`);
     return outcome;
