@@ -136,7 +136,14 @@ const NOT_APPLIED = new Set([
  */
 export function mayHaveApplied(err: unknown): boolean {
   if (!(err instanceof Error)) return true;
-  const e = err as Error & { code?: string; CancellationReasons?: { Code?: string }[] };
+  const e = err as Error & {
+    code?: string;
+    CancellationReasons?: { Code?: string }[];
+    $metadata?: { attempts?: number };
+  };
+  // A client of the caller's own may retry inside the SDK: the error is then only the last
+  // attempt's, and an earlier one may have landed.
+  if ((e.$metadata?.attempts ?? 1) > 1) return true;
   if (NOT_APPLIED.has(e.name)) return false;
   if (e.name === "TransactionCanceledException") return false;
   const code = e.code ?? (e.cause as { code?: string } | undefined)?.code;

@@ -151,6 +151,45 @@ Deno.test({
         await limiter.flush(5_000);
         assert.deepEqual(await counters("open-landed"), { rq: 1, tpm: 500 });
       });
+      await t.step("a client that retries inside the SDK hides no landed attempt", async () => {
+        // The caller's own client, with the SDK's retries on: its first attempt lands but the
+        // answer is lost, the SDK's next attempts are refused, and the error it finally throws is
+        // only the last one's ("connection refused"). The limiter must still count the refused
+        // acquire as possibly landed, and give it back.
+        const retrying = localClient(ddb.endpoint);
+        let mode: "land-then-refuse" | "refuse" | "none" = "land-then-refuse";
+        retrying.middlewareStack.add(
+          (next) => async (args) => {
+            if (mode === "land-then-refuse") {
+              mode = "refuse";
+              await next(args);
+              throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+            }
+            if (mode === "refuse") {
+              throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+            }
+            return next(args);
+          },
+          { step: "deserialize", name: "perAttemptFaults" },
+        );
+        const limiter = new RateLimiter({
+          tableName,
+          client: retrying,
+          clock: () => now,
+          timeoutMs: 1_000,
+        });
+        const base = { entityId: "sdk-retries", resource: "gpt-4", limits, cascade: false };
+        await assert.rejects(
+          limiter.acquire({ ...base, consume: { rpm: 1, tpm: 400 } }),
+          RateLimiterUnavailable,
+        );
+        assert.deepEqual(await counters("sdk-retries"), { rq: 1, tpm: 400 }); // it did land
+        assert.equal(limiter.pendingWrites, 1);
+        mode = "none";
+        await limiter.flush(5_000);
+        assert.deepEqual(await counters("sdk-retries"), { rq: 0, tpm: 0 }); // and was given back
+        retrying.destroy();
+      });
     } finally {
       client.destroy();
       await ddb.stop();
