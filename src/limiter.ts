@@ -1721,17 +1721,19 @@ function planAcquire(
     // concurrent writers of one process don't all make the idle guess and collide. Only a
     // guess: the statuses below use what is known.
     const flying = fresh ? undefined : inFlight?.get(limit.name);
+    // The busy expression: tat ∈ [now, now + τ − cost], then tat += cost.
+    const busy: LimitOp = {
+      kind: "addBounded",
+      name: limit.name,
+      key,
+      n,
+      max: n + math.tolerance(spec) - c,
+      add: c,
+    };
     let tat: bigint | undefined;
     if (flying !== undefined && flying > n && (st?.tat === undefined || st.key === key)) {
       tat = st?.tat;
-      ops.push({
-        kind: "addBounded",
-        name: limit.name,
-        key,
-        n,
-        max: n + math.tolerance(spec) - c,
-        add: c,
-      });
+      ops.push(busy);
     } else if (st?.tat === undefined) {
       tat = undefined;
       ops.push(
@@ -1757,16 +1759,7 @@ function planAcquire(
       }
     } else {
       tat = st.tat;
-      ops.push(
-        tat <= n ? { kind: "fromNow", name: limit.name, key, n, newTat: n + c } : {
-          kind: "addBounded",
-          name: limit.name,
-          key,
-          n,
-          max: n + math.tolerance(spec) - c,
-          add: c,
-        },
-      );
+      ops.push(tat <= n ? { kind: "fromNow", name: limit.name, key, n, newTat: n + c } : busy);
     }
     const ok = math.fits(spec, tat, nowMs, m);
     const wait = math.waitMs(spec, tat, nowMs, m);
