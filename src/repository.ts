@@ -484,15 +484,19 @@ export class Repository {
    */
   async createTable(options: { timeoutMs?: number } = {}): Promise<void> {
     const { timeoutMs = 60_000 } = options;
-    if ((await this.tableStatus()) === undefined) {
+    const until = Date.now() + timeoutMs;
+    // Every call is bounded: a DynamoDB that accepts connections but never answers must not hang.
+    const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
+    if ((await this.tableStatus(signal())) === undefined) {
       try {
-        await this.client.send(new CreateTableCommand(tableDefinition(this.tableName)));
+        await this.client.send(new CreateTableCommand(tableDefinition(this.tableName)), {
+          abortSignal: signal(),
+        });
       } catch (err) {
         if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
       }
     }
-    const until = Date.now() + timeoutMs;
-    while ((await this.tableStatus()) !== "ACTIVE") {
+    while ((await this.tableStatus(signal())) !== "ACTIVE") {
       if (Date.now() > until) {
         throw new Error(`table ${this.tableName} is not active after ${timeoutMs} ms`);
       }
@@ -504,6 +508,7 @@ export class Repository {
           TableName: this.tableName,
           TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
         }),
+        { abortSignal: signal() },
       );
     } catch (err) {
       // Already enabled (by us or a concurrent creator) is fine.
