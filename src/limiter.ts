@@ -434,10 +434,13 @@ export class RateLimiter implements AsyncDisposable {
   #closed = false;
   readonly #outbox: Outbox;
   #reported = 0;
-  readonly #inflight = new Map<string, Promise<Map<string, EntityConfig>>>();
-  /** Per bucket, the tats this process's writes in flight will leave (a guess for new writes). */
-  readonly #inFlight = new Map<string, Map<string, bigint>>();
-  readonly #inFlightCount = new Map<string, number>();
+  /** Config reads under way, shared by concurrent cold calls. */
+  readonly #configLoads = new Map<string, Promise<Map<string, EntityConfig>>>();
+  /**
+   * Per bucket, this process's writes in flight and the tats they will leave (a guess for new
+   * writes).
+   */
+  readonly #inFlight = new Map<string, { writes: number; tats: Map<string, bigint> }>();
   readonly #slotQueues = new Map<string, { busy: number; waiters: (() => void)[] }>();
   readonly #recordFailedOpen: boolean;
   readonly #closeTimeoutMs: number;
@@ -781,7 +784,7 @@ export class RateLimiter implements AsyncDisposable {
           nowMs,
           op.id,
           op.bound(bucketId(t), counts[i]),
-          this.#inFlight.get(bucketId(t)),
+          this.#inFlight.get(bucketId(t))?.tats,
         )
       );
       if (plans.some((p) => p.exceeded)) {
@@ -907,23 +910,18 @@ export class RateLimiter implements AsyncDisposable {
 
   /** Notes a write in flight on a bucket (its expected tats); returns the function that ends it. */
   #flying(id: string, after: Map<string, StoredLimit>): () => void {
-    let entry = this.#inFlightCount.get(id);
-    if (entry === undefined) {
-      entry = 0;
-      this.#inFlight.set(id, new Map());
-    }
-    this.#inFlightCount.set(id, entry + 1);
-    const tats = this.#inFlight.get(id)!;
+    let entry = this.#inFlight.get(id);
+    if (!entry) this.#inFlight.set(id, entry = { writes: 0, tats: new Map() });
+    entry.writes++;
     for (const [name, st] of after) {
-      const prev = tats.get(name);
-      if (st.tat !== undefined && (prev === undefined || st.tat > prev)) tats.set(name, st.tat);
+      const prev = entry.tats.get(name);
+      if (st.tat !== undefined && (prev === undefined || st.tat > prev)) {
+        entry.tats.set(name, st.tat);
+      }
     }
+    const flying = entry;
     return () => {
-      const left = (this.#inFlightCount.get(id) ?? 1) - 1;
-      if (left <= 0) {
-        this.#inFlightCount.delete(id);
-        this.#inFlight.delete(id);
-      } else this.#inFlightCount.set(id, left);
+      if (--flying.writes === 0) this.#inFlight.delete(id);
     };
   }
 
@@ -1253,7 +1251,7 @@ export class RateLimiter implements AsyncDisposable {
     if (meta && limits) return { ...meta.value, ...limits.value };
     // Concurrent cold calls for the same entity share one read (no stampede on start-up).
     const flightKey = `${limitKey}|${want.meta && !meta}|${want.limits && !limits}`;
-    let flight = this.#inflight.get(flightKey);
+    let flight = this.#configLoads.get(flightKey);
     if (!flight) {
       flight = this.#call(
         undefined,
@@ -1263,8 +1261,8 @@ export class RateLimiter implements AsyncDisposable {
             limits: want.limits && !limits,
           }, signal),
         deadline,
-      ).finally(() => this.#inflight.delete(flightKey));
-      this.#inflight.set(flightKey, flight);
+      ).finally(() => this.#configLoads.delete(flightKey));
+      this.#configLoads.set(flightKey, flight);
     }
     const loaded = await flight;
     const cfg = loaded.get(entityId) ?? {};
