@@ -36,6 +36,8 @@ export {
 export { Lease } from "./src/lease.ts";
 export type { Entity } from "./src/entities.ts";
 export {
+  ConfigurationError,
+  type ConfigurationErrorKind,
   EntityExistsError,
   EntityNotFoundError,
   LeaseClosedError,

@@ -288,6 +288,45 @@ export class RateLimiterUnavailable extends ZaeLimiterError {
 }
 
 /**
+ * The limiter is set up wrong: the table does not exist or has other keys, access is denied, the
+ * credentials are refused, the region is missing, or DynamoDB refused the request as invalid. This
+ * is not an outage: it is raised at once, in both failure modes, and never turned into a pass.
+ * `kind` names what is wrong; the message also says what to do.
+ *
+ * @example
+ * ```ts
+ * import { ConfigurationError } from "./errors.ts";
+ * const e = new ConfigurationError("table-not-found", 'Table "t" does not exist');
+ * console.assert(e.kind === "table-not-found");
+ * ```
+ */
+export class ConfigurationError extends ZaeLimiterError {
+  /** What is wrong, as a stable word a program can test. */
+  readonly kind: ConfigurationErrorKind;
+
+  /**
+   * Builds the error.
+   *
+   * @param kind What is wrong.
+   * @param message What is wrong and what to do, on one line.
+   * @param cause The underlying SDK error, kept as `cause`.
+   */
+  constructor(kind: ConfigurationErrorKind, message: string, cause?: unknown) {
+    super(message, { cause });
+    this.kind = kind;
+  }
+}
+
+/** The kinds of {@link ConfigurationError}. */
+export type ConfigurationErrorKind =
+  | "table-not-found"
+  | "table-schema"
+  | "access-denied"
+  | "bad-credentials"
+  | "region-missing"
+  | "invalid-request";
+
+/**
  * An argument broke a rule. Thrown before any I/O, so nothing was written.
  * `field`, `value` and `rule` say which argument, what was seen (cut short) and what was expected.
  *
