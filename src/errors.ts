@@ -5,29 +5,9 @@
  */
 
 import type { Limit } from "./limit.ts";
+import { showValue, ValidationError, ZaeLimiterError } from "./error_base.ts";
 
-/**
- * Base class of every error this library throws.
- *
- * @example
- * ```ts
- * import { ZaeLimiterError, ValidationError } from "./errors.ts";
- * const e = new ValidationError("entityId", "", "must not be empty");
- * console.assert(e instanceof ZaeLimiterError);
- * ```
- */
-export class ZaeLimiterError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What went wrong.
-   * @param options `cause`, when another error led to this one.
-   */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
+export { showValue, ValidationError, ZaeLimiterError };
 
 /**
  * The status of one limit of one entity, as seen by an acquire.
@@ -327,41 +307,6 @@ export type ConfigurationErrorKind =
   | "invalid-request";
 
 /**
- * An argument broke a rule. Thrown before any I/O, so nothing was written.
- * `field`, `value` and `rule` say which argument, what was seen (cut short) and what was expected.
- *
- * @example
- * ```ts
- * import { ValidationError } from "./errors.ts";
- * const e = new ValidationError("consume.rpm", -1, "must be a finite number >= 0");
- * console.assert(e.message === "Invalid consume.rpm: -1 (must be a finite number >= 0)");
- * ```
- */
-export class ValidationError extends ZaeLimiterError {
-  /** The argument at fault, e.g. `"consume.tpm"`. */
-  readonly field: string;
-  /** The value seen, shortened to 80 characters. */
-  readonly value: string;
-  /** The rule broken. */
-  readonly rule: string;
-
-  /**
-   * Builds the error; the message reads `Invalid {field}: {value} ({rule})`.
-   *
-   * @param field Argument name, e.g. `"consume.tpm"`.
-   * @param value Value seen (shown cut to 80 characters).
-   * @param rule Rule broken, e.g. `"must be a finite number >= 0"`.
-   */
-  constructor(field: string, value: unknown, rule: string) {
-    const shown = showValue(value);
-    super(`Invalid ${field}: ${shown} (${rule})`);
-    this.field = field;
-    this.value = shown;
-    this.rule = rule;
-  }
-}
-
-/**
  * A lease was used after `commit` or `rollback`.
  *
  * @example
@@ -425,20 +370,4 @@ export class EntityExistsError extends ZaeLimiterError {
     super(`Entity already exists: ${showValue(entityId)}`);
     this.entityId = entityId;
   }
-}
-
-/** Renders a value for an error message: JSON-ish, cut to 80 characters. */
-export function showValue(value: unknown): string {
-  let s: string;
-  if (typeof value === "string") s = JSON.stringify(value);
-  else if (typeof value === "number" || typeof value === "bigint") s = String(value);
-  else if (value === undefined) s = "undefined";
-  else {
-    try {
-      s = JSON.stringify(value) ?? String(value);
-    } catch {
-      s = Object.prototype.toString.call(value);
-    }
-  }
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

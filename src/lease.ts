@@ -4,26 +4,11 @@
  * @module
  */
 
-import type { BucketSpec } from "./bucket.ts";
 import { LeaseClosedError, type LimitStatus, type RateLimiterUnavailable } from "./errors.ts";
-import type { LeaseOps } from "./limiter.ts";
+import type { LeaseOps, LeaseTarget } from "./engine/types.ts";
 import { amountsToMilli } from "./validate.ts";
 
-/** One bucket a lease consumed from. */
-export interface LeaseTarget {
-  /** Entity of the bucket. */
-  entityId: string;
-  /** Resource of the bucket. */
-  resource: string;
-  /** Specs of the limits applied, by name. */
-  specs: Map<string, BucketSpec>;
-  /** Spec keys of the limits applied, by name. */
-  keys: Map<string, string>;
-  /** Thousandths consumed per limit by the acquire. */
-  consumed: Map<string, bigint>;
-  /** Every limit's status just after the acquire. */
-  statuses: LimitStatus[];
-}
+export type { LeaseTarget };
 
 /** @internal */
 export interface LeaseInit {

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ValidationError } from "./errors.ts";
+import { ValidationError } from "./error_base.ts";
 import { validateLimitName } from "./validate.ts";
 
 /** Largest capacity or refill amount accepted, in tokens. Keeps every product exact. */

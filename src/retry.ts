@@ -151,3 +151,8 @@ export function mayHaveApplied(err: unknown): boolean {
   if (/ECONNREFUSED/.test(e.message)) return false;
   return true;
 }
+
+/** The error under a deadline: the last failure, or the deadline itself when there was none. */
+export function unwrap(err: unknown): unknown {
+  return err instanceof DeadlineExceeded ? err.cause ?? err : err;
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ValidationError } from "./errors.ts";
+import { ValidationError } from "./error_base.ts";
 
 const ENTITY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$/;
 const LIMIT_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;

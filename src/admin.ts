@@ -1,0 +1,222 @@
+/**
+ * Entities and stored limits: the admin side of the limiter (create, read, list and delete
+ * entities; store, read and delete limits; list a resource's buckets). The hot path never calls
+ * it; every change clears the process's caches for the entity at once.
+ *
+ * @module
+ */
+
+import * as math from "./bucket.ts";
+import type { Backend } from "./backend.ts";
+import type { ConfigResolver } from "./config.ts";
+import type { Entity } from "./entities.ts";
+import { RateLimiterUnavailable, ValidationError, ZaeLimiterError } from "./errors.ts";
+import type { BucketWriter } from "./engine/writer.ts";
+import type { Limit } from "./limit.ts";
+import { unwrap } from "./retry.ts";
+import type { CreateEntityOptions, ResourceBucket } from "./options.ts";
+import { validateLimits } from "./request.ts";
+import { validateEntityId, validateResource } from "./validate.ts";
+
+/** Options of {@link EntityAdmin}. */
+export interface EntityAdminOptions {
+  backend: Backend;
+  writer: BucketWriter;
+  config: ConfigResolver;
+  clock: () => number;
+  ready: (deadline: number) => Promise<void>;
+  timeoutMs: number;
+}
+
+/** Entities and their stored limits. */
+export class EntityAdmin {
+  readonly #backend: Backend;
+  readonly #writer: BucketWriter;
+  readonly #config: ConfigResolver;
+  readonly #clock: () => number;
+  readonly #ready: (deadline: number) => Promise<void>;
+  readonly #timeoutMs: number;
+
+  constructor(options: EntityAdminOptions) {
+    this.#backend = options.backend;
+    this.#writer = options.writer;
+    this.#config = options.config;
+    this.#clock = options.clock;
+    this.#ready = options.ready;
+    this.#timeoutMs = options.timeoutMs;
+  }
+
+  async createEntity(options: CreateEntityOptions): Promise<Entity> {
+    if (options === null || typeof options !== "object") {
+      throw new ValidationError("options", options, "must be an object");
+    }
+    const entityId = validateEntityId(options.entityId);
+    const parentId = options.parentId === undefined
+      ? undefined
+      : validateEntityId(options.parentId, "parentId");
+    if (parentId === entityId) {
+      throw new ValidationError("parentId", parentId, "must differ from entityId");
+    }
+    if (
+      options.name !== undefined && (typeof options.name !== "string" || options.name.length > 1024)
+    ) {
+      throw new ValidationError(
+        "name",
+        options.name,
+        "must be a string of at most 1024 characters",
+      );
+    }
+    if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
+      throw new ValidationError("cascade", options.cascade, "must be a boolean");
+    }
+    const metadata = validateMetadata(options.metadata);
+    const entity: Entity = {
+      entityId,
+      cascade: options.cascade ?? false,
+      metadata,
+      createdAt: new Date(this.#clock()).toISOString(),
+    };
+    if (options.name !== undefined) entity.name = options.name;
+    if (parentId !== undefined) entity.parentId = parentId;
+    await this.#run("createEntity", (signal) => this.#backend.entities.create(entity, signal));
+    this.#config.forgetMeta(entityId);
+    return entity;
+  }
+
+  async getEntity(entityId: string): Promise<Entity | undefined> {
+    validateEntityId(entityId);
+    return await this.#run("getEntity", (signal) => this.#backend.entities.get(entityId, signal));
+  }
+
+  async listChildren(parentId: string): Promise<Entity[]> {
+    validateEntityId(parentId, "parentId");
+    return await this.#run(
+      "listChildren",
+      (signal) => this.#backend.entities.children(parentId, signal),
+    );
+  }
+
+  async deleteEntity(entityId: string): Promise<void> {
+    validateEntityId(entityId);
+    const children = await this.listChildren(entityId);
+    if (children.length > 0) {
+      const some = children.slice(0, 3).map((c) => c.entityId).join(", ");
+      throw new ValidationError(
+        "entityId",
+        entityId,
+        `has ${children.length} children (${some}${
+          children.length > 3 ? ", ..." : ""
+        }); delete them first`,
+      );
+    }
+    await this.#run(
+      "deleteEntity",
+      (signal) => this.#backend.entities.deleteAll(entityId, signal),
+      60_000,
+    );
+    this.#forget(entityId);
+  }
+
+  async setLimits(
+    options: { entityId: string; resource?: string; limits: Limit[] },
+  ): Promise<void> {
+    const { entityId, resource } = validateLimitTarget(options);
+    const limits = validateLimits(options.limits, false);
+    await this.#run(
+      "setLimits",
+      (signal) => this.#backend.entities.putLimits(entityId, resource, limits, signal),
+    );
+    this.#forget(entityId);
+  }
+
+  async getLimits(options: { entityId: string; resource?: string }): Promise<Limit[]> {
+    const { entityId, resource } = validateLimitTarget(options);
+    return (await this.#run(
+      "getLimits",
+      (signal) => this.#backend.entities.getLimits(entityId, resource, signal),
+    )) ??
+      [];
+  }
+
+  async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
+    const { entityId, resource } = validateLimitTarget(options);
+    await this.#run(
+      "deleteLimits",
+      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal),
+    );
+    this.#forget(entityId);
+  }
+
+  async listResourceBuckets(options: { resource: string }): Promise<ResourceBucket[]> {
+    const resource = validateResource(options?.resource);
+    const nowMs = this.#writer.now();
+    const found = await this.#run(
+      "listResourceBuckets",
+      (signal) => this.#backend.buckets.resourceBuckets(resource, signal),
+      30_000,
+    );
+    return found.map(({ entityId, bucket }) => {
+      const available: Record<string, number> = {};
+      const capacity: Record<string, number> = {};
+      for (const [name, st] of bucket.limits) {
+        const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+        if (!spec) continue;
+        available[name] = Number(math.floorDiv(math.availableMilli(spec, st.tat, nowMs), 1000n));
+        capacity[name] = Number(spec.capacityMilli) / 1000;
+      }
+      return { entityId, resource, available, capacity };
+    });
+  }
+
+  #forget(entityId: string): void {
+    this.#config.forget(entityId);
+    this.#writer.forget(entityId);
+  }
+
+  async #run<T>(
+    operation: string,
+    fn: (signal: AbortSignal) => Promise<T>,
+    timeoutMs?: number,
+  ): Promise<T> {
+    const deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
+    try {
+      await this.#ready(deadline);
+      return await this.#writer.call(undefined, fn, deadline);
+    } catch (err) {
+      if (err instanceof ZaeLimiterError) throw err;
+      throw new RateLimiterUnavailable(operation, unwrap(err));
+    }
+  }
+}
+
+function validateLimitTarget(options: { entityId: string; resource?: string }): {
+  entityId: string;
+  resource?: string;
+} {
+  if (options === null || typeof options !== "object") {
+    throw new ValidationError("options", options, "must be an object");
+  }
+  return {
+    entityId: validateEntityId(options.entityId),
+    resource: options.resource === undefined ? undefined : validateResource(options.resource),
+  };
+}
+
+function validateMetadata(metadata: unknown): Record<string, string> {
+  if (metadata === undefined) return {};
+  if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
+    throw new ValidationError("metadata", metadata, "must be an object of strings");
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== "string") throw new ValidationError(`metadata.${k}`, v, "must be a string");
+    if (k.length === 0 || k.length > 256) {
+      throw new ValidationError("metadata key", k, "must be 1-256 characters");
+    }
+    out[k] = v;
+  }
+  if (JSON.stringify(out).length > 64_000) {
+    throw new ValidationError("metadata", "(large)", "must be at most 64 KB as JSON");
+  }
+  return out;
+}

@@ -1,0 +1,217 @@
+/**
+ * Leases and failure modes: an acquire from validated request to {@link Lease}, what FAIL_OPEN
+ * and FAIL_CLOSED do when DynamoDB cannot answer, and the lease's writes (commit, rollback),
+ * which an outage sends to the outbox to be applied exactly once.
+ *
+ * @module
+ */
+
+import * as math from "../bucket.ts";
+import type { ConfigResolver } from "../config.ts";
+import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
+import { Lease } from "../lease.ts";
+import { FailureMode } from "../options.ts";
+import { type BucketWrite, cancelId } from "../repository.ts";
+import { unwrap } from "../retry.ts";
+import { Op, UncertainOutcome } from "./op.ts";
+import type { Outbox } from "./outbox.ts";
+import { amountsFor } from "./plan.ts";
+import {
+  asLeaseTarget,
+  BUCKET_GRACE_SECONDS,
+  bucketId,
+  type LeaseOps,
+  type Target,
+  type ValidRequest,
+} from "./types.ts";
+import type { BucketWriter } from "./writer.ts";
+
+/** A validated acquire. */
+export type AcquireRequest = ValidRequest & { consume: Map<string, bigint> };
+
+/** Options of {@link LeaseEngine}. */
+export interface LeaseEngineOptions {
+  writer: BucketWriter;
+  outbox: Outbox;
+  config: ConfigResolver;
+  /** Table (or stack) set-up the first calls wait for. */
+  ready: (deadline: number) => Promise<void>;
+  timeoutMs: number;
+  failureMode: FailureMode;
+  recordFailedOpen: boolean;
+}
+
+/** Acquires leases and writes their commits and rollbacks, under the failure mode. */
+export class LeaseEngine {
+  readonly #writer: BucketWriter;
+  readonly #outbox: Outbox;
+  readonly #config: ConfigResolver;
+  readonly #ready: (deadline: number) => Promise<void>;
+  readonly #timeoutMs: number;
+  readonly #failureMode: FailureMode;
+  readonly #recordFailedOpen: boolean;
+
+  constructor(options: LeaseEngineOptions) {
+    this.#writer = options.writer;
+    this.#outbox = options.outbox;
+    this.#config = options.config;
+    this.#ready = options.ready;
+    this.#timeoutMs = options.timeoutMs;
+    this.#failureMode = options.failureMode;
+    this.#recordFailedOpen = options.recordFailedOpen;
+  }
+
+  async acquire(req: AcquireRequest): Promise<Lease> {
+    const mode = req.failureMode ?? this.#failureMode;
+    const deadline = Date.now() + this.#timeoutMs;
+    const op = new Op();
+    let nowMs = 0n;
+    let targets: Target[] | undefined;
+    let milli: Map<string, bigint>[] = [];
+    try {
+      await this.#ready(deadline);
+      nowMs = this.#writer.now();
+      targets = await this.#config.resolveTargets(req, deadline);
+      milli = targets.map((t) => amountsFor(t, req.consume));
+      const leaseTargets = await this.#writer.consume(targets, milli, nowMs, deadline, op);
+      return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
+    } catch (err) {
+      if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
+      const unavailable = err instanceof RateLimiterUnavailable
+        ? err
+        : new RateLimiterUnavailable("acquire", unwrap(err));
+      const uncertain = op.ambiguous;
+      if (mode === FailureMode.FAIL_OPEN) {
+        // Let the request through, and count it once DynamoDB is back (exactly once: same id);
+        // its adjustments and rollback follow it through the outbox.
+        const record = this.#recordFailedOpen && nowMs > 0n;
+        if (record) {
+          const at = nowMs;
+          this.#outbox.add({
+            label: `failed-open acquire ${req.entityId}/${req.resource}`,
+            buckets: targets?.map(bucketId) ?? [`${req.entityId}#${req.resource}`],
+            run: (d) => this.#ensureConsumed(req, req.consume, 1, op, at, d),
+          });
+        }
+        return new Lease({
+          limiter: record ? this.#failedOpenOps(req) : { write: () => Promise.resolve() },
+          targets: [],
+          failedOpen: true,
+          cause: unavailable,
+          requested: req.consume,
+        });
+      }
+      if (uncertain && targets) {
+        // The caller is told "refused": make sure the write, if it landed, is not counted.
+        const ts = targets, ms = milli, giveBack = new Op(`${op.id}r`);
+        this.#outbox.add({
+          label: `refused acquire ${req.entityId}/${req.resource}`,
+          buckets: ts.map(bucketId),
+          run: (d) => this.#ensureNotConsumed(ts, ms, op, giveBack, d),
+        });
+      }
+      throw unavailable;
+    }
+  }
+
+  /**
+   * Writes what a failed-open lease took (or adjusted, or gave back) once DynamoDB is back,
+   * exactly once under `opId` (the acquire's own id: if its write landed after all, nothing more).
+   */
+  async #ensureConsumed(
+    req: ValidRequest,
+    deltas: Map<string, bigint>,
+    requests: number,
+    op: Op,
+    atMs: bigint | undefined,
+    deadline: number,
+  ) {
+    const targets = await this.#config.resolveTargets(req, deadline);
+    for (const t of targets) {
+      const mine = new Map([...deltas].filter(([name]) => t.specs.has(name)));
+      // The same id on every item: each item's window recognises the original write.
+      await this.#writer.adjust(asLeaseTarget(t), mine, requests, deadline, op, atMs);
+    }
+  }
+
+  /** Lease operations of a failed-open lease: every write goes through the outbox. */
+  #failedOpenOps(req: ValidRequest): LeaseOps {
+    return {
+      write: (_targets, deltas, requests, operation) => {
+        const op = new Op();
+        this.#outbox.add({
+          label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
+          buckets: [`${req.entityId}#${req.resource}`],
+          run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
+        });
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /** Makes sure an acquire the caller was told failed is not counted. */
+  async #ensureNotConsumed(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    op: Op,
+    giveBack: Op,
+    deadline: number,
+  ): Promise<void> {
+    const nowMs = this.#writer.now();
+    const first = bucketId(targets[0]);
+    // Cancel the acquire on its first item: the mark puts `id!` in the window, after which a late
+    // copy of the acquire (one write, or a transaction including this item) is refused. The
+    // mark itself is refused if the acquire's id is already there: then it had landed.
+    const mark: BucketWrite = {
+      entityId: targets[0].entityId,
+      resource: targets[0].resource,
+      ops: [],
+      used: new Map(),
+      requests: 0,
+      nowMs,
+      opId: cancelId(op.id),
+      absent: [op.id],
+      // The acquire's own bound: past it, nobody can tell any more (UncertainOutcome).
+      maxWrites: op.bound(first, this.#writer.known(first)?.writes),
+      // A new item (the acquire never landed) expires; an existing one keeps its TTL.
+      ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
+      ttlIfMissing: true,
+    };
+    const out = await this.#writer.writeItems([mark], deadline, op);
+    if (out.ok) return; // cancelled (now or by an earlier copy of the mark): never counted
+    const old = out.olds[0].ok ? undefined : out.olds[0].old;
+    if (!old?.ops?.includes(op.id)) throw new UncertainOutcome(`acquire ${op.id}`);
+    // It had landed: give the tokens back.
+    await Promise.all(targets.map((t, i) => {
+      const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));
+      return this.#writer.adjust(asLeaseTarget(t), back, -1, deadline, giveBack);
+    }));
+  }
+
+  leaseOps(): LeaseOps {
+    return {
+      write: async (targets, deltas, requests, operation) => {
+        const deadline = Date.now() + this.#timeoutMs;
+        await Promise.all(targets.map(async (t, i) => {
+          const op = new Op();
+          try {
+            if (!(await this.#outbox.settled([bucketId(t)], deadline))) {
+              throw new RateLimiterUnavailable(operation, new Error("earlier writes still wait"));
+            }
+            await this.#writer.adjust(t, deltas[i], requests, deadline, op);
+          } catch (err) {
+            if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
+              throw err;
+            }
+            // Never lost: retried in the background under the same id, so applied exactly once.
+            this.#outbox.add({
+              label: `${operation} ${t.entityId}/${t.resource}`,
+              buckets: [bucketId(t)],
+              run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op),
+            });
+          }
+        }));
+      },
+    };
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The planner: pure functions that turn what the process knows of a bucket into the write to send
+ * (the idle, busy, add, sub and compare-and-swap expressions of docs/design.md) and the statuses
+ * to report. No I/O.
+ *
+ * @module
+ */
+
+import * as math from "../bucket.ts";
+import type { LimitStatus } from "../errors.ts";
+import type { Limit } from "../limit.ts";
+import type { BucketWrite, LimitOp, StoredLimit } from "../repository.ts";
+import { BUCKET_GRACE_SECONDS, type LeaseTarget, type Plan, type Target } from "./types.ts";
+
+export function makeTarget(entityId: string, resource: string, limits: Limit[]): Target {
+  const specs = new Map<string, math.BucketSpec>();
+  const keys = new Map<string, string>();
+  for (const l of limits) {
+    const spec = {
+      capacityMilli: l.capacityMilli,
+      refillMilli: l.refillMilli,
+      periodMs: l.periodMs,
+    };
+    specs.set(l.name, spec);
+    keys.set(l.name, math.specKey(spec));
+  }
+  return { entityId, resource, limits, specs, keys };
+}
+
+export function amountsFor(t: Target, consume: Map<string, bigint>): Map<string, bigint> {
+  return new Map(t.limits.map((l) => [l.name, consume.get(l.name) ?? 0n]));
+}
+
+/** The tat to reason with: converted when stored under another spec, `undefined` when full. */
+export function effectiveTat(
+  spec: math.BucketSpec,
+  key: string,
+  st: StoredLimit | undefined,
+  nowMs: bigint,
+): bigint | undefined {
+  if (st?.tat === undefined) return undefined;
+  if (st.key === key) return st.tat;
+  const from = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+  return from ? math.convertTat(from, st.tat, spec, nowMs) : undefined;
+}
+
+export function planAcquire(
+  t: Target,
+  state: Map<string, StoredLimit> | undefined,
+  fresh: boolean,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+  opId: string,
+  maxWrites: bigint,
+  inFlight?: Map<string, bigint>,
+): Plan {
+  const ops: LimitOp[] = [];
+  const statuses: LimitStatus[] = [];
+  const after = new Map<string, StoredLimit>();
+  let maxFullMs = nowMs;
+  for (const limit of t.limits) {
+    const spec = t.specs.get(limit.name)!;
+    const key = t.keys.get(limit.name)!;
+    const m = milli.get(limit.name) ?? 0n;
+    const n = math.scaledNow(spec, nowMs);
+    const c = math.cost(spec, m);
+    const st = state?.get(limit.name);
+    // This process's own writes still in flight will have raised the tat: guess busy, so
+    // concurrent writers of one process don't all make the idle guess and collide. Only a
+    // guess: the statuses below use what is known.
+    const flying = fresh ? undefined : inFlight?.get(limit.name);
+    // The busy expression: tat ∈ [now, now + τ − cost], then tat += cost.
+    const busy: LimitOp = {
+      kind: "addBounded",
+      name: limit.name,
+      key,
+      n,
+      max: n + math.tolerance(spec) - c,
+      add: c,
+    };
+    let tat: bigint | undefined;
+    if (flying !== undefined && flying > n && (st?.tat === undefined || st.key === key)) {
+      tat = st?.tat;
+      ops.push(busy);
+    } else if (st?.tat === undefined) {
+      tat = undefined;
+      ops.push(
+        fresh && st?.key !== undefined
+          ? { kind: "cas", name: limit.name, key, newTat: n + c }
+          : { kind: "fromNow", name: limit.name, key, n, newTat: n + c },
+      );
+    } else if (st.key !== key) {
+      if (fresh) {
+        tat = effectiveTat(spec, key, st, nowMs);
+        ops.push({
+          kind: "cas",
+          name: limit.name,
+          key,
+          expectKey: st.key,
+          expectTat: st.tat,
+          newTat: math.consumeTat(spec, tat, nowMs, m),
+        });
+      } else {
+        // Stale cache under another spec: guess an idle bucket; a failed guess returns the truth.
+        tat = undefined;
+        ops.push({ kind: "fromNow", name: limit.name, key, n, newTat: n + c });
+      }
+    } else {
+      tat = st.tat;
+      ops.push(tat <= n ? { kind: "fromNow", name: limit.name, key, n, newTat: n + c } : busy);
+    }
+    const ok = math.fits(spec, tat, nowMs, m);
+    const wait = math.waitMs(spec, tat, nowMs, m);
+    statuses.push({
+      entityId: t.entityId,
+      resource: t.resource,
+      limitName: limit.name,
+      limit,
+      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      requested: Number(m) / 1000,
+      exceeded: !ok,
+      retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
+    });
+    const newTat = math.consumeTat(spec, tat, nowMs, m);
+    after.set(limit.name, { tat: newTat, key });
+    // Every tat this write can leave is at most now + τ: the TTL covers it.
+    const fullMs = math.tatToMs(spec, n + math.tolerance(spec));
+    if (fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  const write: BucketWrite = {
+    entityId: t.entityId,
+    resource: t.resource,
+    ops,
+    used: new Map(milli),
+    requests: 1,
+    nowMs,
+    opId,
+    maxWrites,
+    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+  };
+  return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+}
+
+/** The status of every limit of a target just after an admitted acquire. */
+export function statusesAfter(
+  t: Target,
+  state: Map<string, StoredLimit>,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+): LimitStatus[] {
+  return t.limits.map((limit) => {
+    const spec = t.specs.get(limit.name)!;
+    const tat = effectiveTat(spec, t.keys.get(limit.name)!, state.get(limit.name), nowMs);
+    return {
+      entityId: t.entityId,
+      resource: t.resource,
+      limitName: limit.name,
+      limit,
+      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      requested: Number(milli.get(limit.name) ?? 0n) / 1000,
+      exceeded: false,
+      retryAfterSeconds: 0,
+    };
+  });
+}
+
+/** Cas writes converting limits stored under another spec; `undefined` when none differ. */
+export function planConversion(
+  t: Target,
+  state: Map<string, StoredLimit> | undefined,
+  nowMs: bigint,
+  opId: string,
+  maxWrites: bigint,
+): BucketWrite | undefined {
+  const ops: LimitOp[] = [];
+  let maxFullMs = nowMs;
+  for (const limit of t.limits) {
+    const st = state?.get(limit.name);
+    const spec = t.specs.get(limit.name)!;
+    const key = t.keys.get(limit.name)!;
+    if (st?.tat === undefined || st.key === key) continue;
+    const newTat = effectiveTat(spec, key, st, nowMs) ?? math.scaledNow(spec, nowMs);
+    ops.push({ kind: "cas", name: limit.name, key, expectKey: st.key, expectTat: st.tat, newTat });
+    const fullMs = math.tatToMs(spec, newTat);
+    if (fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  if (ops.length === 0) return undefined;
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    ops,
+    used: new Map(),
+    requests: 0,
+    nowMs,
+    opId,
+    maxWrites,
+    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+  };
+}
+
+export function planAdjust(
+  t: LeaseTarget,
+  state: Map<string, StoredLimit> | undefined,
+  fresh: boolean,
+  deltas: Map<string, bigint>,
+  requests: number,
+  nowMs: bigint,
+  opId: string,
+  maxWrites: bigint,
+): { write: BucketWrite } {
+  const ops: LimitOp[] = [];
+  const used = new Map<string, bigint>();
+  let maxFullMs: bigint | undefined;
+  for (const [name, d] of deltas) {
+    const spec = t.specs.get(name);
+    const key = t.keys.get(name);
+    if (d === 0n || !spec || !key) continue;
+    const n = math.scaledNow(spec, nowMs);
+    const c = math.cost(spec, d < 0n ? -d : d);
+    const st = state?.get(name);
+    used.set(name, d);
+    if (d < 0n) {
+      if (fresh && st?.tat === undefined) continue; // a full bucket: nothing to return
+      if (fresh && st!.key !== key) {
+        const tat = effectiveTat(spec, key, st, nowMs)!;
+        ops.push({
+          kind: "cas",
+          name,
+          key,
+          expectKey: st!.key,
+          expectTat: st!.tat,
+          newTat: tat - c,
+        });
+      } else {
+        ops.push({ kind: "sub", name, key, sub: c });
+      }
+      continue;
+    }
+    let newTat: bigint;
+    if (st?.tat !== undefined && st.key === key && st.tat >= n) {
+      ops.push({ kind: "add", name, key, n, add: c });
+      // Likely bound: the tat is rarely past now + τ; #raiseTtl mends the TTL when it is.
+      const base = st.tat > n + math.tolerance(spec) ? st.tat : n + math.tolerance(spec);
+      newTat = base + c;
+    } else if (fresh && st?.tat !== undefined && st.key !== key) {
+      const tat = effectiveTat(spec, key, st, nowMs);
+      newTat = math.consumeTat(spec, tat, nowMs, d);
+      ops.push({ kind: "cas", name, key, expectKey: st.key, expectTat: st.tat, newTat });
+    } else {
+      newTat = n + c;
+      ops.push(
+        fresh && st?.tat === undefined && st?.key !== undefined
+          ? { kind: "cas", name, key, newTat }
+          : { kind: "fromNow", name, key, n, newTat },
+      );
+    }
+    const fullMs = math.tatToMs(spec, newTat);
+    if (maxFullMs === undefined || fullMs > maxFullMs) maxFullMs = fullMs;
+  }
+  return {
+    write: {
+      entityId: t.entityId,
+      resource: t.resource,
+      ops,
+      used,
+      requests,
+      nowMs,
+      opId,
+      maxWrites,
+      ttlSec: maxFullMs === undefined
+        ? undefined
+        : math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+    },
+  };
+}

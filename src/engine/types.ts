@@ -1,0 +1,101 @@
+/**
+ * The types the write engine and the facade share: targets, the cached state of a bucket, plans,
+ * and what a lease needs of its limiter. Below both, so the engine never imports the facade.
+ *
+ * @module
+ */
+
+import type * as math from "../bucket.ts";
+import type { LimitStatus } from "../errors.ts";
+import type { Limit } from "../limit.ts";
+import type { FailureMode } from "../options.ts";
+import type { BucketWrite, StoredBucket, StoredLimit, WriteOutcome } from "../repository.ts";
+
+/** Seconds an idle, full bucket item lives before DynamoDB's TTL may delete it. */
+export const BUCKET_GRACE_SECONDS = 3600n;
+
+/** A bucket's limits with their specs. */
+export interface Target {
+  entityId: string;
+  resource: string;
+  limits: Limit[];
+  specs: Map<string, math.BucketSpec>;
+  keys: Map<string, string>;
+}
+
+/** What the process knows of a bucket. */
+export interface CachedBucket {
+  /** Lower bound of each limit's tat, with the spec it is written under. */
+  limits: Map<string, StoredLimit>;
+  /** Lower bound of the item's write count. */
+  writes?: bigint;
+}
+
+/** A planned write with what it tells the caller. */
+export interface Plan {
+  write: BucketWrite;
+  statuses: LimitStatus[];
+  exceeded: boolean;
+  /** Lower bounds of the tats after the write succeeds. */
+  after: Map<string, StoredLimit>;
+}
+
+/** One bucket a lease consumed from. */
+export interface LeaseTarget {
+  /** Entity of the bucket. */
+  entityId: string;
+  /** Resource of the bucket. */
+  resource: string;
+  /** Specs of the limits applied, by name. */
+  specs: Map<string, math.BucketSpec>;
+  /** Spec keys of the limits applied, by name. */
+  keys: Map<string, string>;
+  /** Thousandths consumed per limit by the acquire. */
+  consumed: Map<string, bigint>;
+  /** Every limit's status just after the acquire. */
+  statuses: LimitStatus[];
+}
+
+/** What a lease needs of its limiter. */
+export interface LeaseOps {
+  /** Writes per-target deltas (thousandths per limit) and a change of the request count. */
+  write(
+    targets: LeaseTarget[],
+    deltas: Map<string, bigint>[],
+    requests: number,
+    operation: string,
+  ): Promise<void>;
+}
+
+/** An acquire (or a read) after validation. */
+export interface ValidRequest {
+  entityId: string;
+  resource: string;
+  limits: Limit[];
+  consume: Map<string, bigint> | Record<string, never>;
+  cascade?: boolean;
+  useStoredLimits: boolean;
+  failureMode?: FailureMode;
+}
+
+/** The outcome of one write of one or more bucket items. */
+export type MultiOutcome =
+  | { ok: true; items: (StoredBucket | undefined)[]; applied?: boolean }
+  | { ok: false; olds: WriteOutcome[] };
+
+/** The key of a bucket in the process's maps. */
+export function bucketId(t: { entityId: string; resource: string }): string {
+  return `${t.entityId}#${t.resource}`;
+}
+
+/** A target as a lease keeps it, before anything is consumed. */
+export function asLeaseTarget(t: Target): LeaseTarget {
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    specs: t.specs,
+    keys: t.keys,
+    consumed: new Map(),
+    statuses: [],
+  };
+}

@@ -1,0 +1,357 @@
+/**
+ * The writer: sends planned bucket writes to DynamoDB exactly once. It owns the attempts within a
+ * deadline, what an ambiguous answer means, the write-count bound, retries after a wrong guess,
+ * and the process's knowledge of each bucket (lower bounds of its tats and write count).
+ *
+ * @module
+ */
+
+import * as math from "../bucket.ts";
+import type { Backend } from "../backend.ts";
+import { TtlCache } from "../cache.ts";
+import { RateLimiterUnavailable, RateLimitExceeded, ValidationError } from "../errors.ts";
+import type { BucketWrite, StoredBucket, StoredLimit } from "../repository.ts";
+import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
+import { Op, UncertainOutcome } from "./op.ts";
+import type { Outbox } from "./outbox.ts";
+import { planAcquire, planAdjust, planConversion, statusesAfter } from "./plan.ts";
+import { WriteSlots } from "./slots.ts";
+import {
+  BUCKET_GRACE_SECONDS,
+  bucketId,
+  type CachedBucket,
+  type LeaseTarget,
+  type MultiOutcome,
+  type Target,
+} from "./types.ts";
+
+const MAX_ATTEMPTS = 50;
+
+/** Options of {@link BucketWriter}. */
+export interface BucketWriterOptions {
+  backend: Backend;
+  outbox: Outbox;
+  clock: () => number;
+  denyCache: boolean;
+  maxCachedBuckets: number;
+}
+
+/** Sends bucket writes exactly once and remembers what DynamoDB said of each bucket. */
+export class BucketWriter {
+  readonly #backend: Backend;
+  readonly #outbox: Outbox;
+  readonly #clock: () => number;
+  readonly #denyCache: boolean;
+  readonly #buckets: TtlCache<string, CachedBucket>;
+  readonly #slots = new WriteSlots();
+
+  constructor(options: BucketWriterOptions) {
+    this.#backend = options.backend;
+    this.#outbox = options.outbox;
+    this.#clock = options.clock;
+    this.#denyCache = options.denyCache;
+    this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
+  }
+
+  /** What the process knows of a bucket. */
+  known(id: string): CachedBucket | undefined {
+    return this.#buckets.get(id);
+  }
+
+  /** Forgets every bucket of an entity (its limits changed, or it was deleted). */
+  forget(entityId: string): void {
+    this.#buckets.deleteWhere((k) => k.startsWith(`${entityId}#`));
+  }
+
+  /**
+   * Sends bucket writes (one UpdateItem, or one transaction), resending the same operation on
+   * ambiguous failures. A failed condition caused by the operation's own id means an earlier
+   * copy landed: that counts as success (`applied: true`).
+   */
+  async writeItems(
+    writes: BucketWrite[],
+    deadline: number,
+    op: Op,
+  ): Promise<MultiOutcome & { applied?: boolean }> {
+    const outcome = await this.call(op, async (signal): Promise<MultiOutcome> => {
+      if (writes.length === 1) {
+        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+      }
+      const o = await this.#backend.buckets.transactBuckets(writes, signal);
+      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
+    }, deadline);
+    if (outcome.ok) return outcome;
+    const landed = outcome.olds.some((o, i) => !o.ok && o.old?.ops?.includes(writes[i].opId));
+    if (landed) {
+      return {
+        ok: true,
+        applied: true,
+        items: outcome.olds.map((o) => (o.ok ? undefined : o.old)),
+      };
+    }
+    // Refused for its write-count bound while an earlier attempt may have landed: the window no
+    // longer tells, and resending could count twice.
+    // (A failure that shows one of the write's `absent` ids is an answer, not a doubt.)
+    const pastBound = outcome.olds.some((o, i) =>
+      !o.ok && o.old?.writes !== undefined && o.old.writes >= writes[i].maxWrites &&
+      !(writes[i].absent ?? []).some((id) => o.old?.ops?.includes(id))
+    );
+    if (pastBound && op.ambiguous) throw new UncertainOutcome(`write ${op.id}`);
+    return outcome;
+  }
+
+  /** Consumes from every target in one write; returns what the lease needs. */
+  async consume(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    nowMs: bigint,
+    deadline: number,
+    op: Op,
+  ): Promise<LeaseTarget[]> {
+    // Writes of this process kept back by an outage go first: each new write would push their ids
+    // further through the items' windows.
+    if (!(await this.#outbox.settled(targets.map(bucketId), deadline))) {
+      throw new RateLimiterUnavailable(
+        "acquire",
+        new Error("earlier writes still wait for DynamoDB"),
+      );
+    }
+    // At most half a window of this process's writes in flight per bucket: more would outrun the
+    // write-count bound their own plans carry, and only cost retries.
+    const release = await this.#slots.take(targets.map(bucketId), deadline);
+    try {
+      return await this.#consumeHeld(targets, milli, nowMs, deadline, op);
+    } finally {
+      release();
+    }
+  }
+
+  async #consumeHeld(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    nowMs: bigint,
+    deadline: number,
+    op: Op,
+  ): Promise<LeaseTarget[]> {
+    // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
+    const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
+    const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
+    const fresh = targets.map(() => false);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const plans = targets.map((t, i) =>
+        planAcquire(
+          t,
+          states[i],
+          fresh[i],
+          milli[i],
+          nowMs,
+          op.id,
+          op.bound(bucketId(t), counts[i]),
+          this.#slots.tatsInFlight(bucketId(t)),
+        )
+      );
+      if (plans.some((p) => p.exceeded)) {
+        const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
+        if (known) {
+          await this.#persistConversions(targets, states, counts, fresh, nowMs, deadline);
+          throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
+        }
+      }
+      const release = targets.map((t, i) => this.#slots.flying(bucketId(t), plans[i].after));
+      let outcome;
+      try {
+        outcome = await this.writeItems(plans.map((p) => p.write), deadline, op);
+      } finally {
+        release.forEach((done) => done());
+      }
+      if (outcome.ok) {
+        const known = outcome.applied ? [] : outcome.items;
+        targets.forEach((t, i) =>
+          this.remember(
+            t,
+            known[i]?.limits ?? plans[i].after,
+            known[i]?.writes ?? (counts[i] ?? 0n) + 1n,
+          )
+        );
+        return targets.map((t, i) => ({
+          entityId: t.entityId,
+          resource: t.resource,
+          specs: t.specs,
+          keys: t.keys,
+          consumed: milli[i],
+          statuses: statusesAfter(t, known[i]?.limits ?? plans[i].after, milli[i], nowMs),
+        }));
+      }
+      outcome.olds.forEach((o, i) => {
+        if (!o.ok) {
+          states[i] = o.old?.limits ?? new Map();
+          counts[i] = o.old?.writes ?? 0n;
+          fresh[i] = true;
+        }
+      });
+    }
+    throw new RateLimiterUnavailable("acquire", new Error("too much contention on the bucket"));
+  }
+
+  /**
+   * A refused request on a bucket whose limits changed still converts its state, so the
+   * retry-after it reports comes true (the change "takes effect on its next use").
+   */
+  async #persistConversions(
+    targets: Target[],
+    states: (Map<string, StoredLimit> | undefined)[],
+    counts: (bigint | undefined)[],
+    fresh: boolean[],
+    nowMs: bigint,
+    deadline: number,
+  ): Promise<void> {
+    await Promise.all(targets.map(async (t, i) => {
+      if (!fresh[i]) return;
+      const op = new Op();
+      const write = planConversion(
+        t,
+        states[i],
+        nowMs,
+        op.id,
+        op.bound(bucketId(t), counts[i]),
+      );
+      if (!write) return;
+      const out = await this.writeItems([write], deadline, op);
+      const item = out.ok && !out.applied ? out.items[0] : undefined;
+      if (item) this.remember(t, item.limits, item.writes);
+    }));
+  }
+
+  remember(
+    t: { entityId: string; resource: string },
+    limits: Map<string, StoredLimit>,
+    writes: bigint | undefined,
+  ): void {
+    const id = bucketId(t);
+    const known = this.#buckets.get(id);
+    const merged = new Map(known?.limits ?? []);
+    for (const [name, st] of limits) merged.set(name, st);
+    const count = known?.writes === undefined || (writes !== undefined && writes > known.writes)
+      ? writes
+      : known.writes;
+    this.#buckets.set(id, { limits: merged, writes: count });
+  }
+
+  /**
+   * Writes adjustments (positive or negative) to one bucket, exactly once under `opId` (an
+   * earlier copy that landed is recognised by the id).
+   */
+  async adjust(
+    target: LeaseTarget,
+    deltas: Map<string, bigint>,
+    requests: number,
+    deadline: number,
+    op: Op,
+    atMs?: bigint,
+  ): Promise<void> {
+    const release = await this.#slots.take([bucketId(target)], deadline);
+    try {
+      await this.#adjustHeld(target, deltas, requests, deadline, op, atMs);
+    } finally {
+      release();
+    }
+  }
+
+  async #adjustHeld(
+    target: LeaseTarget,
+    deltas: Map<string, bigint>,
+    requests: number,
+    deadline: number,
+    op: Op,
+    atMs?: bigint,
+  ): Promise<void> {
+    const id = bucketId(target);
+    let state = this.#buckets.get(id)?.limits;
+    let count = this.#buckets.get(id)?.writes;
+    let fresh = false;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const plan = planAdjust(
+        target,
+        state,
+        fresh,
+        deltas,
+        requests,
+        atMs ?? this.now(),
+        op.id,
+        op.bound(id, count),
+      );
+      if (plan.write.ops.length === 0 && requests === 0) return;
+      const out = await this.writeItems([plan.write], deadline, op);
+      if (out.ok) {
+        const item = out.items[0];
+        if (item && !out.applied) {
+          this.remember(target, item.limits, item.writes);
+          await this.#raiseTtl(target, item, deadline);
+        }
+        return;
+      }
+      const old = out.olds[0].ok ? undefined : out.olds[0].old;
+      state = old?.limits ?? new Map();
+      count = old?.writes ?? 0n;
+      fresh = true;
+    }
+    throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
+  }
+
+  /** Debt beyond the written TTL (a large adjustment): raise the TTL so expiry forgives nothing. */
+  async #raiseTtl(target: LeaseTarget, item: StoredBucket, deadline: number): Promise<void> {
+    let fullAtMs = 0n;
+    for (const st of item.limits.values()) {
+      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+      if (spec && st.tat !== undefined) {
+        const at = math.tatToMs(spec, st.tat);
+        if (at > fullAtMs) fullAtMs = at;
+      }
+    }
+    const needed = math.ceilDiv(fullAtMs, 1000n);
+    if (item.ttl !== undefined && item.ttl >= needed) return;
+    await this.call(
+      undefined,
+      (signal) =>
+        this.#backend.buckets.raiseTtl(
+          target.entityId,
+          target.resource,
+          needed + BUCKET_GRACE_SECONDS,
+          signal,
+        ),
+      deadline,
+    );
+  }
+
+  /** Runs `fn` with retries until the deadline; marks `op` ambiguous when an attempt may have landed. */
+  async call<T>(
+    op: Op | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+    deadline: number,
+  ): Promise<T> {
+    try {
+      return await withRetries(async (signal) => {
+        try {
+          const out = await fn(signal);
+          if (this.#outbox.size > 0) this.#outbox.wake(); // DynamoDB answers again
+          return out;
+        } catch (err) {
+          if (op && mayHaveApplied(err)) op.ambiguous = true;
+          throw err;
+        }
+      }, { deadline });
+    } catch (err) {
+      if (err instanceof DeadlineExceeded) {
+        throw new RateLimiterUnavailable("call", err.cause ?? err);
+      }
+      throw err;
+    }
+  }
+
+  now(): bigint {
+    const t = this.#clock();
+    if (!Number.isFinite(t)) throw new ValidationError("clock()", t, "must return finite epoch ms");
+    return BigInt(Math.floor(t));
+  }
+}

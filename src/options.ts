@@ -1,0 +1,255 @@
+/**
+ * The options of {@link RateLimiter} and its calls, and {@link FailureMode}.
+ *
+ * @module
+ */
+
+import type * as aws from "./aws_types.ts";
+import type { Backend } from "./backend.ts";
+import type { Limit } from "./limit.ts";
+
+/**
+ * What to do when DynamoDB cannot answer in time: refuse (`FAIL_CLOSED`, the default) or let
+ * the request through (`FAIL_OPEN`).
+ *
+ * @example
+ * ```ts
+ * import { FailureMode } from "./limiter.ts";
+ * console.assert(FailureMode.FAIL_OPEN === "fail_open");
+ * ```
+ */
+export const FailureMode = { FAIL_CLOSED: "fail_closed", FAIL_OPEN: "fail_open" } as const;
+/**
+ * One of {@link FailureMode}'s values.
+ *
+ * @example
+ * ```ts
+ * import { FailureMode } from "./limiter.ts";
+ * const mode: FailureMode = FailureMode.FAIL_CLOSED;
+ * console.assert(mode === "fail_closed");
+ * ```
+ */
+export type FailureMode = typeof FailureMode[keyof typeof FailureMode];
+
+/**
+ * Options of {@link RateLimiter}.
+ *
+ * @example
+ * ```ts
+ * import { FailureMode, RateLimiter, type RateLimiterOptions } from "./limiter.ts";
+ * const options: RateLimiterOptions = {
+ *   tableName: "rate_limits",
+ *   region: "eu-west-1",
+ *   failureMode: FailureMode.FAIL_OPEN, // let requests through when DynamoDB is down
+ *   timeoutMs: 500,
+ * };
+ * await using limiter = new RateLimiter(options);
+ * console.assert(limiter.tableName === "rate_limits");
+ * ```
+ */
+export interface RateLimiterOptions {
+  /** The DynamoDB table. */
+  tableName: string;
+  /** AWS region. @default the SDK's default chain, or `"us-east-1"` with an `endpoint` */
+  region?: string;
+  /** Endpoint URL, e.g. DynamoDB Local's `http://localhost:8000`. */
+  endpoint?: string;
+  /** A client of your own; wins over `region` and `endpoint`. */
+  client?: aws.DynamoDBClient;
+  /** Create the table (indexes, TTL, stream) on first use when it is missing. @default false */
+  createTable?: boolean;
+  /**
+   * Deploy the CloudFormation stack (table, aggregator, alarms, policies) on first use when it is
+   * missing, through CloudFormation at `region` (or `endpoint`); `true` or the stack's settings.
+   * The first call waits for the stack. For development: production deploys with the CLI.
+   * @default false
+   */
+  createStack?: boolean | CreateStackSettings;
+  /** Behaviour when DynamoDB cannot answer in time. @default FailureMode.FAIL_CLOSED */
+  failureMode?: FailureMode;
+  /** The clock, epoch ms. All bucket time comes from it. @default Date.now */
+  clock?: () => number;
+  /** Deadline of each limiter call in ms, retries included. @default 2000 */
+  timeoutMs?: number;
+  /** How long stored limits and entity metadata are cached, ms; 0 disables. @default 60000 */
+  limitsCacheTtlMs?: number;
+  /**
+   * Refuse locally, with no DynamoDB call, a request the process already knows cannot pass
+   * (it learnt the bucket's state from its last write). @default true
+   */
+  denyCache?: boolean;
+  /** How many buckets the process remembers. @default 10000 */
+  maxCachedBuckets?: number;
+  /**
+   * Where state lives. @default DynamoDB, through `client` (or one made from `region`/`endpoint`).
+   * `@zae/limiter/testing` offers an in-memory backend for unit tests.
+   */
+  backend?: Backend;
+  /**
+   * Count a request let through by FAIL_OPEN once DynamoDB is back (exactly once), so an outage
+   * cannot be used to pass limits unaccounted. @default true
+   */
+  recordFailedOpen?: boolean;
+  /** How long `close()` waits for writes kept back by an outage. @default 10000 */
+  closeTimeoutMs?: number;
+}
+
+/**
+ * Settings of `createStack`: the stack's name and parameters (see `@zae/limiter/infra`).
+ *
+ * @example
+ * ```ts
+ * import { type CreateStackSettings, RateLimiter } from "./limiter.ts";
+ * const createStack: CreateStackSettings = { stackName: "limits-dev", aggregator: false };
+ * // The stack is deployed by the first call, not by the constructor.
+ * await using limiter = new RateLimiter({ tableName: "rate_limits", region: "eu-west-1", createStack });
+ * console.assert(limiter.tableName === "rate_limits");
+ * ```
+ */
+export interface CreateStackSettings {
+  /** The stack. @default `zae-limiter-{tableName}` */
+  stackName?: string;
+  /** Deploy the usage aggregator Lambda. @default true */
+  aggregator?: boolean;
+  /** Days usage snapshots are kept. @default 90 */
+  snapshotRetentionDays?: number;
+}
+
+/**
+ * Options of {@link RateLimiter.acquire}.
+ *
+ * @example
+ * ```ts
+ * import type { AcquireOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const request: AcquireOptions = {
+ *   entityId: "key-1",
+ *   resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)],
+ *   consume: { rpm: 1, tpm: 500 },
+ * };
+ * const lease = await createTestLimiter().acquire(request);
+ * await lease.commit();
+ * console.assert(lease.consumed.rpm === 1 && lease.consumed.tpm === 500);
+ * ```
+ */
+export interface AcquireOptions {
+  /** Who consumes, e.g. an API key id. */
+  entityId: string;
+  /** What is consumed, e.g. a model name. */
+  resource: string;
+  /** The limits to apply (the fallback when `useStoredLimits` finds none stored). */
+  limits: Limit[];
+  /** Tokens to take per limit name, e.g. `{ rpm: 1, tpm: 500 }`. Unnamed limits take 0. */
+  consume: Record<string, number>;
+  /** Also consume from the entity's parent. @default the entity's stored `cascade` flag */
+  cascade?: boolean;
+  /** Use limits stored in DynamoDB for the entity (and its parent). @default false */
+  useStoredLimits?: boolean;
+  /** This call's failure mode. @default the limiter's */
+  failureMode?: FailureMode;
+}
+
+/**
+ * Options of {@link RateLimiter.available}.
+ *
+ * @example
+ * ```ts
+ * import type { AvailableOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const query: AvailableOptions = {
+ *   entityId: "key-1",
+ *   resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 100)],
+ * };
+ * const { rpm } = await createTestLimiter().available(query);
+ * console.assert(rpm === 100); // a bucket never used is full
+ * ```
+ */
+export interface AvailableOptions {
+  /** The entity. */
+  entityId: string;
+  /** The resource. */
+  resource: string;
+  /** The limits to evaluate. */
+  limits: Limit[];
+  /** Use the entity's stored limits. @default false */
+  useStoredLimits?: boolean;
+}
+
+/**
+ * Options of {@link RateLimiter.timeUntilAvailable}.
+ *
+ * @example
+ * ```ts
+ * import type { TimeUntilAvailableOptions } from "./limiter.ts";
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * const limits = [Limit.perMinute("rpm", 60)];
+ * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 60 } });
+ * const query: TimeUntilAvailableOptions = { entityId: "key-1", resource: "api", limits,
+ *   needed: { rpm: 2 } };
+ * console.assert(await limiter.timeUntilAvailable(query) === 2); // one token a second
+ * ```
+ */
+export interface TimeUntilAvailableOptions extends AvailableOptions {
+  /** Tokens needed per limit name. */
+  needed: Record<string, number>;
+}
+
+/**
+ * Options of {@link RateLimiter.createEntity}.
+ *
+ * @example
+ * ```ts
+ * import type { CreateEntityOptions } from "./limiter.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter();
+ * await limiter.createEntity({ entityId: "proj-1", name: "Project 1" });
+ * const key: CreateEntityOptions = { entityId: "key-1", parentId: "proj-1", cascade: true,
+ *   metadata: { owner: "ana" } };
+ * const entity = await limiter.createEntity(key);
+ * console.assert(entity.parentId === "proj-1" && entity.cascade);
+ * ```
+ */
+export interface CreateEntityOptions {
+  /** The new entity's id. */
+  entityId: string;
+  /** A display name. */
+  name?: string;
+  /** The parent (a top-level entity). */
+  parentId?: string;
+  /** Whether acquires cascade to the parent by default. @default false */
+  cascade?: boolean;
+  /** String metadata. @default {} */
+  metadata?: Record<string, string>;
+}
+
+/**
+ * One entity's bucket for a resource, from {@link RateLimiter.listResourceBuckets}.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter({ clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "gpt-4",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 3 } });
+ * const [bucket] = await limiter.listResourceBuckets({ resource: "gpt-4" });
+ * console.assert(bucket.entityId === "key-1" && bucket.available.rpm === 7);
+ * console.assert(bucket.capacity.rpm === 10);
+ * ```
+ */
+export interface ResourceBucket {
+  /** The entity. */
+  entityId: string;
+  /** The resource. */
+  resource: string;
+  /** Tokens available now per limit name (as stored in the bucket), rounded down. */
+  available: Record<string, number>;
+  /** Capacity per limit name. */
+  capacity: Record<string, number>;
+}

@@ -1,0 +1,78 @@
+/**
+ * Validation of a call's request, before any I/O: every failure is a {@link ValidationError}
+ * naming the field, the value seen and the rule.
+ *
+ * @module
+ */
+
+import type { ValidRequest } from "./engine/types.ts";
+import { ValidationError } from "./errors.ts";
+import { Limit } from "./limit.ts";
+import { type AcquireOptions, FailureMode } from "./options.ts";
+import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
+
+/** Checks an acquire's options. */
+export function validateAcquire(
+  options: AcquireOptions,
+): ValidRequest & { consume: Map<string, bigint> } {
+  if (options === null || typeof options !== "object") {
+    throw new ValidationError("options", options, "must be an object");
+  }
+  const entityId = validateEntityId(options.entityId);
+  const resource = validateResource(options.resource);
+  const useStoredLimits = options.useStoredLimits ?? false;
+  if (typeof useStoredLimits !== "boolean") {
+    throw new ValidationError("useStoredLimits", useStoredLimits, "must be a boolean");
+  }
+  const limits = validateLimits(options.limits, useStoredLimits);
+  const names = new Set(limits.map((l) => l.name));
+  const consume = amountsToMilli("consume", options.consume, useStoredLimits ? "any" : names, {
+    allowNegative: false,
+  });
+  if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
+    throw new ValidationError("cascade", options.cascade, "must be a boolean");
+  }
+  if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
+  return {
+    entityId,
+    resource,
+    limits,
+    consume,
+    cascade: options.cascade,
+    useStoredLimits,
+    failureMode: options.failureMode,
+  };
+}
+
+/** Checks a list of limits (at most 32, unique names; empty only when stored limits may apply). */
+export function validateLimits(limits: unknown, allowEmpty: boolean): Limit[] {
+  if (!Array.isArray(limits)) {
+    throw new ValidationError("limits", limits, "must be an array of Limit");
+  }
+  if (limits.length === 0 && !allowEmpty) {
+    throw new ValidationError("limits", limits, "must hold at least one Limit");
+  }
+  if (limits.length > 32) {
+    throw new ValidationError("limits", limits.length, "must hold at most 32 limits");
+  }
+  const seen = new Set<string>();
+  limits.forEach((l, i) => {
+    if (!(l instanceof Limit)) {
+      throw new ValidationError(
+        `limits[${i}]`,
+        l,
+        "must be a Limit (Limit.perMinute, Limit.custom, ...)",
+      );
+    }
+    if (seen.has(l.name)) throw new ValidationError(`limits[${i}].name`, l.name, "must be unique");
+    seen.add(l.name);
+  });
+  return limits as Limit[];
+}
+
+/** Checks a failure mode. */
+export function checkFailureMode(field: string, mode: unknown): void {
+  if (mode !== FailureMode.FAIL_CLOSED && mode !== FailureMode.FAIL_OPEN) {
+    throw new ValidationError(field, mode, `must be "fail_closed" or "fail_open"`);
+  }
+}

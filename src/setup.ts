@@ -1,0 +1,75 @@
+/**
+ * Table set-up: the DynamoDB client a limiter makes for itself, and the table or stack that
+ * `createTable` / `createStack` create on first use.
+ *
+ * @module
+ */
+
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import process from "node:process";
+import type { Backend } from "./backend.ts";
+import type { CreateStackSettings } from "./options.ts";
+
+/** Makes a client; with an endpoint and no credentials in the environment, dummy ones (DynamoDB Local takes any). */
+export function makeClient(options: { region?: string; endpoint?: string }): DynamoDBClient {
+  const env = (name: string) => process.env[name];
+  const local = options.endpoint !== undefined;
+  const region = options.region ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION") ??
+    (local ? "us-east-1" : undefined);
+  const haveCreds = env("AWS_ACCESS_KEY_ID") !== undefined || env("AWS_PROFILE") !== undefined;
+  return new DynamoDBClient({
+    region,
+    endpoint: options.endpoint,
+    maxAttempts: 1, // the limiter retries inside its own deadline
+    ...(local && !haveCreds
+      ? { credentials: { accessKeyId: "local", secretAccessKey: "local" } }
+      : {}),
+  });
+}
+
+/** Options of {@link TableSetup}. */
+export interface TableSetupOptions {
+  backend: Backend;
+  tableName: string;
+  createTable: boolean;
+  createStack?: CreateStackSettings & { region?: string; endpoint?: string };
+}
+
+/** Creates the stack or the table when asked to, once; the first calls wait for it. */
+export class TableSetup {
+  readonly #options: TableSetupOptions;
+  #ready?: Promise<void>;
+
+  constructor(options: TableSetupOptions) {
+    this.#options = options;
+  }
+
+  /** Waits for the set-up (started by the first call); a failed set-up is tried again next time. */
+  async ready(): Promise<void> {
+    if (!this.#options.createTable && !this.#options.createStack) return;
+    this.#ready ??= this.#prepare().catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    // Creating a table or a stack takes longer than a request's deadline: first calls wait.
+    await this.#ready;
+  }
+
+  async #prepare(): Promise<void> {
+    const { createStack, createTable, backend, tableName } = this.#options;
+    if (createStack) {
+      // Loaded only when asked for: CloudFormation and Lambda clients stay off the hot path.
+      const { ensureStack } = await import("./infra/stack.ts");
+      const { stackName, aggregator, snapshotRetentionDays, region, endpoint } = createStack;
+      await ensureStack({
+        tableName,
+        stackName,
+        region,
+        endpoint,
+        ...(aggregator === undefined ? {} : { aggregator }),
+        ...(snapshotRetentionDays === undefined ? {} : { snapshotRetentionDays }),
+      });
+    }
+    if (createTable) await backend.buckets.createTable();
+  }
+}
