@@ -6,10 +6,26 @@
  * @module
  */
 
-import { RateLimiterUnavailable, RateLimitExceeded } from "../errors.ts";
+import {
+  ConfigurationError,
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  ValidationError,
+} from "../errors.ts";
 import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
 import { type RateLimitHeaderOptions, setRateLimitHeaders } from "./headers.ts";
+import {
+  type ErrorHandler,
+  type InvalidKey,
+  invalidKey,
+  invalidKeyResponse,
+  logError,
+  misconfiguredResponse,
+  rateLimitedResponse,
+  type RefusalOptions,
+  unavailableResponse,
+} from "./responses.ts";
 
 /** Anything that acquires leases: a {@link RateLimiter} or a test double of the same shape. */
 export interface LeaseAcquirer {
@@ -31,12 +47,6 @@ export interface ReconcileInfo {
   completed: boolean;
 }
 
-/** Options of the 429 and 503 responses. */
-export interface RefusalOptions {
-  /** Rate-limit headers to write. @default IETF fields only */
-  headers?: RateLimitHeaderOptions;
-}
-
 /**
  * Options of {@link withRateLimit}. `Rest` are the handler's arguments after the request, e.g.
  * `Deno.serve`'s `info` (with `remoteAddr`), passed on to `key`.
@@ -47,7 +57,10 @@ export interface WithRateLimitOptions<Rest extends unknown[] = unknown[]> {
   /**
    * What to acquire for a request: entity, resource, limits, consumption (and `cascade`,
    * `useStoredLimits`, `failureMode`). Return `null` or `undefined` to let the request through
-   * unlimited (health checks, static files).
+   * unlimited (health checks, static files). When it throws, or returns options the limiter
+   * refuses (an entity id from a header that breaks the entity id rule), the request is the
+   * client's fault: it gets `onInvalidKey`'s answer, a 400 by default. For client addresses use
+   * `ipKey` (same module).
    */
   key: (request: Request, ...rest: Rest) =>
     | AcquireOptions
@@ -72,10 +85,16 @@ export interface WithRateLimitOptions<Rest extends unknown[] = unknown[]> {
   /** Builds the refusal; its result is sent as is. @default {@link rateLimitedResponse} */
   onRateLimited?: (error: RateLimitExceeded, request: Request) => Response | Promise<Response>;
   /**
-   * Told about errors that cannot reach the client any more: a failed reconcile, adjust or
-   * commit after the response started. @default `console.error`
+   * Answers a request whose key is invalid (see `key`), e.g. with a 401 at a gateway.
+   * @default {@link invalidKeyResponse}: 400 with a JSON body naming the field and the rule
    */
-  onError?: (error: unknown, phase: "reconcile" | "rollback") => void;
+  onInvalidKey?: (invalid: InvalidKey, request: Request) => Response | Promise<Response>;
+  /**
+   * Told about what the client does not see in full: an invalid key, a misconfigured limiter
+   * (the client gets a 500), headers that could not be built, a failed reconcile, commit or
+   * rollback. @default {@link logError}: one bounded line, no stack
+   */
+  onError?: ErrorHandler;
 }
 
 const leases = new WeakMap<Request, Lease>();
@@ -97,88 +116,77 @@ export function getLease(request: Request): Lease | undefined {
   return leases.get(request);
 }
 
-/**
- * The 429 response for a refusal: a JSON body ({@link RateLimitExceeded.asDict}),
- * `Retry-After` in whole seconds (left out when the request can never pass) and the
- * rate-limit headers of every limit checked.
- *
- * @example
- * ```ts
- * import { RateLimitExceeded } from "../errors.ts";
- * import { Limit } from "../limit.ts";
- * import { rateLimitedResponse } from "./handler.ts";
- * const err = new RateLimitExceeded([{ entityId: "key-1", resource: "gpt-4", limitName: "tpm",
- *   limit: Limit.perMinute("tpm", 10_000), available: 100, requested: 500, exceeded: true,
- *   retryAfterSeconds: 2.4 }]);
- * const res = rateLimitedResponse(err);
- * console.assert(res.status === 429 && res.headers.get("Retry-After") === "3");
- * console.assert(res.headers.get("RateLimit") === `"tpm";r=100;t=60`);
- * ```
- */
-export function rateLimitedResponse(
-  error: RateLimitExceeded,
-  options: RefusalOptions = {},
-): Response {
-  const headers = new Headers({ "content-type": "application/json; charset=utf-8" });
-  if (error.retryAfterHeader !== "") headers.set("Retry-After", error.retryAfterHeader);
-  setRateLimitHeaders(headers, error.statuses, options.headers);
-  return new Response(JSON.stringify(error.asDict()), { status: 429, headers });
-}
-
-/**
- * The 503 response sent when DynamoDB could not answer within the limiter's deadline and the
- * failure mode is FAIL_CLOSED. (With FAIL_OPEN the request is let through instead.)
- *
- * @example
- * ```ts
- * import { RateLimiterUnavailable } from "../errors.ts";
- * import { unavailableResponse } from "./handler.ts";
- * const res = unavailableResponse(new RateLimiterUnavailable("acquire"));
- * console.assert(res.status === 503);
- * ```
- */
-export function unavailableResponse(error: RateLimiterUnavailable): Response {
-  return Response.json(
-    { error: "rate_limiter_unavailable", message: error.message },
-    { status: 503, headers: { "Retry-After": "1" } },
-  );
-}
-
 /** The outcome of {@link admit}: a lease to go on with, or the response to send instead. */
-export type Admission = { lease: Lease; response?: undefined } | {
-  lease?: undefined;
-  response: Response;
-};
+export type Admission =
+  | { lease: Lease; response?: undefined; unlimited?: false }
+  | { lease?: undefined; response: Response; unlimited?: false }
+  | { lease?: undefined; response?: undefined; unlimited: true };
+
+/** What {@link admit} answers with, besides the lease. */
+export interface AdmitOptions extends RefusalOptions {
+  /** Builds the 429. @default {@link rateLimitedResponse} */
+  onRateLimited?: (error: RateLimitExceeded) => Response | Promise<Response>;
+  /** Builds the answer to an invalid key. @default {@link invalidKeyResponse} (400) */
+  onInvalidKey?: (invalid: InvalidKey) => Response | Promise<Response>;
+  /** Told about invalid keys, misconfigurations and header failures. @default {@link logError} */
+  onError?: ErrorHandler;
+}
 
 /**
- * Acquires for a request: a lease, or the 429 (refused) or 503 (DynamoDB unavailable,
- * FAIL_CLOSED) response to send. Other errors, such as a `ValidationError` from bad `key`
- * output, are thrown: they are bugs of the caller.
+ * Runs `key` and acquires for a request: a lease; `unlimited` when `key` returned `null` or
+ * `undefined`; or the response to send instead:
+ *
+ * - 429 when a limit refused ({@link rateLimitedResponse}, or `onRateLimited`);
+ * - 503 when DynamoDB is unavailable and the failure mode is FAIL_CLOSED;
+ * - 400 ({@link invalidKeyResponse}, or `onInvalidKey`) when `key` threw or the limiter refused
+ *   what it returned (a `ValidationError`, e.g. an entity id from a header that breaks the
+ *   entity id rule): that is the client's input, not a server error;
+ * - 500 ({@link misconfiguredResponse}) on a `ConfigurationError`, in both failure modes.
+ *
+ * The last two are also told to `onError` (one log line by default). Other errors are thrown.
  *
  * @example
  * ```ts ignore
- * const { lease, response } = await admit(limiter, options, { onRateLimited });
+ * const { lease, response } = await admit(limiter, () => options, { onRateLimited });
  * if (response) return response;
  * ```
  */
 export async function admit(
   limiter: LeaseAcquirer,
-  options: AcquireOptions,
-  refusal: RefusalOptions & {
-    onRateLimited?: (error: RateLimitExceeded) => Response | Promise<Response>;
-  } = {},
+  key: () => AcquireOptions | null | undefined | Promise<AcquireOptions | null | undefined>,
+  options: AdmitOptions = {},
 ): Promise<Admission> {
+  const { onRateLimited, onInvalidKey = invalidKeyResponse, onError = logError } = options;
+  const invalid = async (err: unknown): Promise<Admission> => {
+    onError(err, "key");
+    return { response: await onInvalidKey(invalidKey(err)) };
+  };
+  let acquire: AcquireOptions | null | undefined;
   try {
-    return { lease: await limiter.acquire(options) };
+    acquire = await key();
+  } catch (err) {
+    return await invalid(err);
+  }
+  if (acquire === null || acquire === undefined) return { unlimited: true };
+  try {
+    return { lease: await limiter.acquire(acquire) };
   } catch (err) {
     if (err instanceof RateLimitExceeded) {
-      return {
-        response: refusal.onRateLimited
-          ? await refusal.onRateLimited(err)
-          : rateLimitedResponse(err, refusal),
-      };
+      if (onRateLimited) return { response: await onRateLimited(err) };
+      try {
+        return { response: rateLimitedResponse(err, options) };
+      } catch (headerError) {
+        // A refused request keeps its 429 even when a custom header option fails.
+        onError(headerError, "headers");
+        return { response: rateLimitedResponse(err, { headers: { ietf: false } }) };
+      }
     }
     if (err instanceof RateLimiterUnavailable) return { response: unavailableResponse(err) };
+    if (err instanceof ConfigurationError) {
+      onError(err, "configuration");
+      return { response: misconfiguredResponse(err) };
+    }
+    if (err instanceof ValidationError) return await invalid(err);
     throw err;
   }
 }
@@ -188,7 +196,8 @@ export async function admit(
  * `finish(completed)` runs once when the body has been read to the end (`true`) or cancelled or
  * failed (`false`). A response without a body finishes before this returns. While the body
  * ends normally the stream waits for `finish` before closing, so a client that has read the
- * whole body knows the reconciliation is written.
+ * whole body knows the reconciliation is written. When the headers cannot be built (a custom
+ * `policyName` that throws), the response goes out without them and `onError` is told.
  *
  * @example
  * ```ts ignore
@@ -200,6 +209,7 @@ export async function finishResponse(
   lease: Lease,
   headerOptions: RateLimitHeaderOptions | undefined,
   finish: (completed: boolean) => Promise<void>,
+  onError: ErrorHandler = logError,
 ): Promise<Response> {
   // A protocol switch (WebSocket) must be returned untouched.
   if (response.status === 101) {
@@ -207,7 +217,13 @@ export async function finishResponse(
     return response;
   }
   const headers = new Headers(response.headers);
-  setRateLimitHeaders(headers, lease.statuses, headerOptions);
+  try {
+    const limited = new Headers();
+    setRateLimitHeaders(limited, lease.statuses, headerOptions);
+    for (const [name, value] of limited) headers.set(name, value);
+  } catch (err) {
+    onError(err, "headers");
+  }
   const init = { status: response.status, statusText: response.statusText, headers };
   if (response.body === null) {
     await finish(true);
@@ -248,39 +264,58 @@ export async function finishResponse(
 
 /**
  * The end of a limited request: apply `reconcile`'s adjustments (if the lease is still open)
- * and commit. Never throws: failures go to `onError`.
+ * and commit. Never throws: failures go to `onError`. A `reconcile` that throws, or returns
+ * something that is not an object of amounts, adds nothing; each amount `adjust` refuses (`NaN`,
+ * a string, an unknown limit) is dropped alone. Either way the lease is committed with every
+ * other adjustment, the handler's own included.
  */
 export async function settle(
   lease: Lease,
   reconcile: (() => Adjustments | Promise<Adjustments>) | undefined,
-  onError: (error: unknown, phase: "reconcile" | "rollback") => void,
+  onError: ErrorHandler,
 ): Promise<void> {
-  try {
-    if (reconcile && lease.state === "open") {
-      const adjustments = await reconcile();
-      if (adjustments && lease.state === "open") await lease.adjust(adjustments);
+  if (reconcile && lease.state === "open") {
+    let adjustments: unknown;
+    try {
+      adjustments = await reconcile();
+    } catch (err) {
+      onError(err, "reconcile");
     }
+    if (adjustments !== undefined && adjustments !== null && lease.state === "open") {
+      if (typeof adjustments !== "object" || Array.isArray(adjustments)) {
+        onError(
+          new ValidationError(
+            "reconcile()",
+            adjustments,
+            "must return an object of limit name to amount, or nothing",
+          ),
+          "reconcile",
+        );
+      } else {
+        for (const [name, amount] of Object.entries(adjustments)) {
+          try {
+            await lease.adjust({ [name]: amount });
+          } catch (err) {
+            onError(err, "reconcile");
+          }
+        }
+      }
+    }
+  }
+  try {
     await lease.commit();
   } catch (err) {
-    onError(err, "reconcile");
+    onError(err, "commit");
   }
 }
 
 /** Gives the lease back after a failed handler; failures go to `onError`. */
-export async function giveBack(
-  lease: Lease,
-  onError: (error: unknown, phase: "reconcile" | "rollback") => void,
-): Promise<void> {
+export async function giveBack(lease: Lease, onError: ErrorHandler): Promise<void> {
   try {
     await lease.rollback();
   } catch (err) {
     onError(err, "rollback");
   }
-}
-
-/** The default `onError`: log. */
-export function logError(error: unknown, phase: "reconcile" | "rollback"): void {
-  console.error(`zae-limiter: ${phase} after the response failed:`, error);
 }
 
 /**
@@ -301,6 +336,11 @@ export function logError(error: unknown, phase: "reconcile" | "rollback"): void 
  *   happen, so it costs nothing) and the error is rethrown for the server's own error handling
  *   (`Deno.serve`'s `onError`, Bun's `error`), just as `limiter.acquire(options, fn)` does. A
  *   handler that wants a failure to cost the tokens can catch and return its own response.
+ * - **Client errors are not server errors.** A `key` that throws or returns an invalid entity id
+ *   gets a 400 (or `onInvalidKey`'s answer); a `ConfigurationError` (missing table, access
+ *   denied) gets a 500 in both failure modes, never a pass. Each is one line in the log.
+ * - **A failing `reconcile` costs only its own value**: the lease is committed with every other
+ *   adjustment, and `onError` is told.
  * - Responses with a status of 101 (WebSocket upgrades) are returned untouched and committed.
  *
  * @example
@@ -329,15 +369,17 @@ export function withRateLimit<Rest extends unknown[]>(
   handler: (request: Request, ...rest: Rest) => Response | Promise<Response>,
   options: WithRateLimitOptions<Rest>,
 ): (request: Request, ...rest: Rest) => Promise<Response> {
-  const { limiter, key, reconcile, headers, onRateLimited, onError = logError } = options;
+  const { limiter, key, reconcile, headers, onRateLimited, onInvalidKey, onError = logError } =
+    options;
   return async (request, ...rest) => {
-    const acquire = await key(request, ...rest);
-    if (acquire === null || acquire === undefined) return await handler(request, ...rest);
-    const { lease, response: refused } = await admit(limiter, acquire, {
+    const { lease, response: refused } = await admit(limiter, () => key(request, ...rest), {
       headers,
       onRateLimited: onRateLimited && ((err) => onRateLimited(err, request)),
+      onInvalidKey: onInvalidKey && ((invalid) => onInvalidKey(invalid, request)),
+      onError,
     });
     if (refused) return refused;
+    if (!lease) return await handler(request, ...rest);
     leases.set(request, lease);
     let response: Response;
     try {
@@ -351,6 +393,6 @@ export function withRateLimit<Rest extends unknown[]>(
         lease,
         reconcile && (() => reconcile(response, lease, { request, completed })),
         onError,
-      ));
+      ), onError);
   };
 }

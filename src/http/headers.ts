@@ -20,6 +20,18 @@
  *   token bucket refills continuously, so some quota returns long before `t`; a refused request
  *   gets that exact wait in `Retry-After` instead.
  *
+ * Every number is an RFC 8941 integer, which has at most 15 digits: a value above
+ * {@link MAX_SF_INTEGER} (a `t` of a key deep in debt, a `w` of a very slow refill) is written as
+ * `999999999999999`, about 31.7 million years.
+ *
+ * ## Policy names
+ *
+ * The requesting entity's limits are named after the limit (`"tpm"`), another entity's (the
+ * parent's, when cascading) `"<entityId>/<limit name>"`. Names are at most
+ * {@link MAX_POLICY_NAME} characters: when `"<entityId>/<limit name>"` would be longer (with `tpm`, a
+ * parent id of 253 characters or more), the id is cut and a hash of the whole id is appended, see
+ * {@link defaultPolicyName}.
+ *
  * The OpenAI-style headers use the same numbers: `x-ratelimit-limit-*` is `q`,
  * `x-ratelimit-remaining-*` is `r`, `x-ratelimit-reset-*` is `t` written as a duration (`"6m0s"`).
  *
@@ -47,7 +59,7 @@ export interface RateLimitHeaderOptions {
   policyName?: (status: LimitStatus, primaryEntityId: string) => string;
 }
 
-/** The numbers reported for one limit, in whole units. */
+/** The numbers reported for one limit, in whole units, each at most {@link MAX_SF_INTEGER}. */
 export interface LimitQuota {
   /** The policy name. */
   policy: string;
@@ -60,6 +72,12 @@ export interface LimitQuota {
   /** `t`: seconds until the bucket is full again, rounded up. */
   resetSeconds: number;
 }
+
+/** The largest integer of an RFC 8941 structured field: 15 digits. Larger values are clamped. */
+export const MAX_SF_INTEGER = 999_999_999_999_999;
+
+/** The longest policy name written. */
+export const MAX_POLICY_NAME = 256;
 
 const OPENAI_SUFFIXES: Record<string, string> = { rpm: "requests", tpm: "tokens" };
 
@@ -94,10 +112,12 @@ export function limitQuotas(
     const missingMilli = c - BigInt(available) * 1000n;
     return {
       policy,
-      quota: Number(c / 1000n),
-      windowSeconds: Number(max(1n, ceilDiv(ceilDiv(c * p, r), 1000n))),
-      remaining: Math.max(0, available),
-      resetSeconds: missingMilli <= 0n ? 0 : Number(ceilDiv(ceilDiv(missingMilli * p, r), 1000n)),
+      quota: sfInteger(c / 1000n),
+      windowSeconds: sfInteger(max(1n, ceilDiv(ceilDiv(c * p, r), 1000n))),
+      remaining: Math.min(MAX_SF_INTEGER, Math.max(0, available)),
+      resetSeconds: missingMilli <= 0n
+        ? 0
+        : sfInteger(ceilDiv(ceilDiv(missingMilli * p, r), 1000n)),
     };
   });
 }
@@ -201,10 +221,46 @@ export function formatDuration(seconds: number): string {
   return `${s}s`;
 }
 
-function defaultPolicyName(status: LimitStatus, primaryEntityId: string): string {
-  return status.entityId === primaryEntityId
-    ? status.limitName
-    : `${status.entityId}/${status.limitName}`;
+/**
+ * The default policy name of a status: the limit name for the requesting entity's limits,
+ * `"<entityId>/<limit name>"` for another entity's. When that is longer than
+ * {@link MAX_POLICY_NAME} characters, the id is cut so that the name is 256 characters long:
+ * `"<first characters of the id>~<FNV-1a 64 of the whole id, 16 hex digits>/<limit name>"`. The
+ * same id always gives the same name, and `~` (never part of an entity id) marks a shortened
+ * one. Use it from a custom `policyName` to keep the default for some statuses.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { defaultPolicyName } from "./headers.ts";
+ * const status = { entityId: "p".repeat(300), resource: "chat", limitName: "tpm",
+ *   limit: Limit.perMinute("tpm", 100), available: 100, requested: 1, exceeded: false,
+ *   retryAfterSeconds: 0 };
+ * const name = defaultPolicyName(status, "key-1");
+ * console.assert(name.length === 256 && name.endsWith("/tpm") && name.includes("~"));
+ * console.assert(defaultPolicyName(status, "p".repeat(300)) === "tpm");
+ * ```
+ */
+export function defaultPolicyName(status: LimitStatus, primaryEntityId: string): string {
+  if (status.entityId === primaryEntityId) return status.limitName;
+  const name = `${status.entityId}/${status.limitName}`;
+  if (name.length <= MAX_POLICY_NAME) return name;
+  const hash = `~${fnv1a64(status.entityId)}`;
+  const keep = MAX_POLICY_NAME - status.limitName.length - 1 - hash.length;
+  return `${status.entityId.slice(0, keep)}${hash}/${status.limitName}`;
+}
+
+/** FNV-1a, 64 bits, of the UTF-8 bytes of `s`, as 16 hex digits. */
+function fnv1a64(s: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of new TextEncoder().encode(s)) {
+    h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, "0");
+}
+
+function sfInteger(n: bigint): number {
+  return Number(n > BigInt(MAX_SF_INTEGER) ? BigInt(MAX_SF_INTEGER) : n);
 }
 
 function checkPolicyName(name: unknown): void {

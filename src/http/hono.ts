@@ -16,10 +16,10 @@ import {
   finishResponse,
   giveBack,
   type LeaseAcquirer,
-  logError,
   settle,
 } from "./handler.ts";
 import type { RateLimitHeaderOptions } from "./headers.ts";
+import { type ErrorHandler, type InvalidKey, logError } from "./responses.ts";
 
 /** The context variables the middleware sets: `c.get("lease")`. */
 export type RateLimitVariables = {
@@ -36,7 +36,10 @@ export interface RateLimitMiddlewareOptions {
   limiter: LeaseAcquirer;
   /**
    * What to acquire for the request; `null` or `undefined` lets it through unlimited. It may
-   * read the body (`await c.req.json()`): Hono caches it for the handler.
+   * read the body (`await c.req.json()`): Hono caches it for the handler. When it throws, or
+   * returns options the limiter refuses (an invalid entity id), the request gets
+   * `onInvalidKey`'s answer, a 400 by default. For client addresses use `ipKey` from
+   * `@zae/limiter/http`.
    */
   key: (c: Context<RateLimitEnv>) =>
     | AcquireOptions
@@ -62,14 +65,23 @@ export interface RateLimitMiddlewareOptions {
     error: RateLimitExceeded,
     c: Context<RateLimitEnv>,
   ) => Response | Promise<Response>;
-  /** Told about reconcile, commit and rollback failures after the response. @default console.error */
-  onError?: (error: unknown, phase: "reconcile" | "rollback") => void;
+  /**
+   * Answers a request whose key is invalid, e.g. with a 401 at a gateway.
+   * @default a 400 with a JSON body naming the field and the rule (`invalidKeyResponse`)
+   */
+  onInvalidKey?: (invalid: InvalidKey, c: Context<RateLimitEnv>) => Response | Promise<Response>;
+  /**
+   * Told about invalid keys, a misconfigured limiter (the client gets a 500), headers that could
+   * not be built, failed reconciles, commits and rollbacks. @default one bounded log line
+   */
+  onError?: ErrorHandler;
 }
 
 /**
  * Rate-limits the routes it is applied to. A refused request gets the 429 of
  * `rateLimitedResponse` (JSON body, `Retry-After`, `RateLimit-Policy`, `RateLimit`); an
- * unavailable DynamoDB with FAIL_CLOSED gets a 503. When a handler throws (Hono hands the
+ * unavailable DynamoDB with FAIL_CLOSED gets a 503; an invalid key a 400 (or `onInvalidKey`'s
+ * answer); a `ConfigurationError` a 500, in both failure modes. When a handler throws (Hono hands the
  * error to `app.onError`), the lease is rolled back. Otherwise the lease is committed after the
  * response body has been sent, with `reconcile`'s adjustments.
  *
@@ -97,15 +109,17 @@ export interface RateLimitMiddlewareOptions {
  * ```
  */
 export function rateLimit(options: RateLimitMiddlewareOptions): MiddlewareHandler<RateLimitEnv> {
-  const { limiter, key, reconcile, headers, onRateLimited, onError = logError } = options;
+  const { limiter, key, reconcile, headers, onRateLimited, onInvalidKey, onError = logError } =
+    options;
   return async (c, next) => {
-    const acquire = await key(c);
-    if (acquire === null || acquire === undefined) return await next();
-    const { lease, response: refused } = await admit(limiter, acquire, {
+    const { lease, response: refused } = await admit(limiter, () => key(c), {
       headers,
       onRateLimited: onRateLimited && ((err) => onRateLimited(err, c)),
+      onInvalidKey: onInvalidKey && ((invalid) => onInvalidKey(invalid, c)),
+      onError,
     });
     if (refused) return refused;
+    if (!lease) return await next();
     c.set("lease", lease);
     try {
       await next();
@@ -123,6 +137,7 @@ export function rateLimit(options: RateLimitMiddlewareOptions): MiddlewareHandle
       headers,
       (completed) =>
         settle(lease, reconcile && (() => reconcile(c, lease, { completed })), onError),
+      onError,
     );
     c.res = undefined;
     c.res = response;

@@ -2,7 +2,7 @@
  * HTTP integration on web-standard `Request` / `Response`: 429 responses with `Retry-After` and
  * the IETF `RateLimit-Policy` / `RateLimit` headers, a wrapper for fetch handlers
  * (`Deno.serve`, `Bun.serve`, Deno Deploy) that reconciles after the response body has been
- * streamed, and the header helpers. The Hono middleware is in `@zae/limiter/http/hono`.
+ * streamed, the header helpers, and {@link ipKey} for limiting by client address. The Hono middleware is in `@zae/limiter/http/hono`.
  *
  * ```ts ignore
  * import { Limit, RateLimiter } from "@zae/limiter";
@@ -26,9 +26,12 @@
  */
 
 export {
+  defaultPolicyName,
   formatDuration,
   type LimitQuota,
   limitQuotas,
+  MAX_POLICY_NAME,
+  MAX_SF_INTEGER,
   type RateLimitHeaderOptions,
   rateLimitHeaders,
   setRateLimitHeaders,
@@ -37,10 +40,20 @@ export {
   type Adjustments,
   getLease,
   type LeaseAcquirer,
-  rateLimitedResponse,
   type ReconcileInfo,
-  type RefusalOptions,
-  unavailableResponse,
   withRateLimit,
   type WithRateLimitOptions,
 } from "./handler.ts";
+export { ipKey, type IpKeyOptions } from "./ip.ts";
+export {
+  echo,
+  type ErrorHandler,
+  type ErrorPhase,
+  type InvalidKey,
+  invalidKeyResponse,
+  logError,
+  misconfiguredResponse,
+  rateLimitedResponse,
+  type RefusalOptions,
+  unavailableResponse,
+} from "./responses.ts";
