@@ -100,6 +100,7 @@ export function buildProgram(io: Io, state: RunState = { json: false, failure: {
     .description("Distributed rate limiting on DynamoDB: deploy, inspect and manage limits.")
     .option("--json", "machine-readable output (JSON)")
     .option("--debug", "show stack traces on errors")
+    .version(VERSION, "-V, --version", "print the version")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err, outputError })
     .showSuggestionAfterError(true)
