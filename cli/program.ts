@@ -140,6 +140,7 @@ Examples:
     const region = opts.region ?? io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION;
     state.failure.context = {
       operation,
+      dynamo: dynamoCommands.has(action),
       ...(endpoint ? { endpoint } : {}),
       ...(region ? { region } : {}),
     };

@@ -40,6 +40,8 @@ export interface FailureContext {
   endpoint?: string;
   /** The region, when one was given. */
   region?: string;
+  /** Whether the command talks to DynamoDB (else to CloudFormation, Lambda, …). */
+  dynamo?: boolean;
 }
 
 /** An error as the CLI reports it. */
@@ -101,7 +103,8 @@ export function explain(err: unknown, ctx: FailureContext | undefined): ErrorRep
     };
   }
   const type = err instanceof Error ? err.name : "Error";
-  const message = err instanceof Error ? err.message : String(err);
+  // Every line reads `error: …`: no second `Error:` from a message that starts with one.
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^Error:\s*/, "");
   return { exitCode: 1, type, message };
 }
 
@@ -118,10 +121,10 @@ export function errorJson(report: ErrorReport): string {
 }
 
 function unreachableMessage(ctx: FailureContext, cause: string): string {
-  const where = ctx.endpoint ??
-    (ctx.region ? `AWS DynamoDB in ${ctx.region}` : "AWS DynamoDB");
-  const head = `DynamoDB is not reachable at ${where} during ${ctx.operation} (${cause})`;
-  if (ctx.endpoint && isLocalEndpoint(ctx.endpoint)) {
+  const service = ctx.dynamo === false ? "AWS" : "DynamoDB";
+  const where = ctx.endpoint ?? (ctx.region ? `AWS in ${ctx.region}` : "AWS");
+  const head = `${service} is not reachable at ${where} during ${ctx.operation} (${cause})`;
+  if (ctx.dynamo !== false && ctx.endpoint && isLocalEndpoint(ctx.endpoint)) {
     return `${head}: start DynamoDB Local with \`zae-limiter local up\`, or point --endpoint-url ` +
       "(AWS_ENDPOINT_URL_DYNAMODB) at a running one";
   }

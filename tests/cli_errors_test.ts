@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { RateLimiter } from "../mod.ts";
 import { freePort } from "../src/local/mod.ts";
-import { escapeControls, isLocalEndpoint } from "../cli/report.ts";
+import { errorLine, escapeControls, explain, isLocalEndpoint } from "../cli/report.ts";
 import { runCli } from "./_cli.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
@@ -47,6 +47,24 @@ Deno.test("escapeControls escapes C0, DEL and C1, and keeps printable text", () 
     const control = code < 0x20 || (code >= 0x7f && code < 0xa0);
     assert.equal(escaped === ch, !control, `U+${code.toString(16)}`);
   }
+});
+
+Deno.test("every error line reads `error: …`, once, on one line", () => {
+  const nested = explain(new Error("Error: Port 8000 is in use"), undefined);
+  assert.equal(errorLine(nested), "error: Port 8000 is in use\n");
+  const multi = explain(new Error("first\n  second\x1b[2J"), undefined);
+  assert.equal(errorLine(multi), "error: first second\\x1b[2J\n");
+  // a refused CloudFormation endpoint is not DynamoDB: no `local up` advice
+  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5000"), {
+    code: "ECONNREFUSED",
+  });
+  const aws = explain(refused, {
+    operation: "deploy",
+    endpoint: "http://127.0.0.1:5000",
+    dynamo: false,
+  });
+  assert.match(aws.message, /^AWS is not reachable at http:\/\/127\.0\.0\.1:5000 during deploy/);
+  assert.doesNotMatch(aws.message, /local up/);
 });
 
 Deno.test("isLocalEndpoint: localhost, 127.x, [::1], 0.0.0.0, and nothing else", () => {
