@@ -18,16 +18,20 @@ export class CliError extends Error {
   readonly type: string;
   /** The argument at fault, when there is one. */
   readonly field?: string;
+  /** The exit code: 1 (an error) unless said otherwise, e.g. 3 for "not running". */
+  readonly exitCode: number;
 
   /**
    * @param type The `type` of the JSON error.
    * @param message One line: what is wrong and what to do.
    * @param field The argument at fault.
+   * @param exitCode The exit code (default 1).
    */
-  constructor(type: string, message: string, field?: string) {
+  constructor(type: string, message: string, field?: string, exitCode = 1) {
     super(message);
     this.name = type;
     this.type = type;
+    this.exitCode = exitCode;
     if (field !== undefined) this.field = field;
   }
 }
@@ -46,8 +50,8 @@ export interface FailureContext {
 
 /** An error as the CLI reports it. */
 export interface ErrorReport {
-  /** 1 for a failure, 2 for bad usage. */
-  exitCode: 1 | 2;
+  /** 1 for a failure, 2 for bad usage, or a `CliError`'s own code. */
+  exitCode: number;
   /** The error's type, e.g. `"ValidationError"`. */
   type: string;
   /** One line, without the `error: ` prefix. */
@@ -76,7 +80,7 @@ export function explain(err: unknown, ctx: FailureContext | undefined): ErrorRep
   }
   if (err instanceof CliError) {
     return {
-      exitCode: 1,
+      exitCode: err.exitCode,
       type: err.type,
       message: err.message,
       ...(err.field ? { field: err.field } : {}),
