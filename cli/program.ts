@@ -8,7 +8,7 @@
 
 import { writeFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { type Entity, type Limit, RateLimiter, ValidationError } from "../mod.ts";
+import { type Entity, type Limit, RateLimiter } from "../mod.ts";
 import { aggregatorCodeSha256, buildAggregatorZip } from "../src/aggregator/bundle.ts";
 import { aggregateLocal } from "../src/aggregator/local.ts";
 import {
@@ -18,7 +18,6 @@ import {
   deploymentStatus,
   deployStack,
   type StackEvent,
-  StackSettingsError,
   TEMPLATE_YAML,
   type UsageWindowName,
 } from "../src/infra/mod.ts";
@@ -27,6 +26,16 @@ import { formatUsageChart, getUsageSnapshots, getUsageSummary } from "../src/usa
 import { type Io, VERSION } from "./io.ts";
 import { addLocalCommands } from "./local.ts";
 import { formatLimit, parseLimitSpec, UsageError } from "./limits.ts";
+import {
+  checkLocalEndpoint,
+  CliError,
+  errorJson,
+  errorLine,
+  escapeControls,
+  escapeLines,
+  explain,
+  type FailureContext,
+} from "./report.ts";
 
 interface Globals {
   json?: boolean;
@@ -44,7 +53,10 @@ interface Connection {
 export async function run(argv: string[], io: Io): Promise<number> {
   // `deno task cli -- …` passes the `--` on.
   if (argv[0] === "--") argv = argv.slice(1);
-  const program = buildProgram(io);
+  // Known before commander parses, so that its own usage errors can be JSON too.
+  const json = argv.includes("--json");
+  const failure: { context?: FailureContext } = {};
+  const program = buildProgram(io, { json, failure });
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
@@ -56,26 +68,41 @@ export async function run(argv: string[], io: Io): Promise<number> {
       ) {
         return 0;
       }
-      // Commander has already written its one-line message.
-      return 2;
+      // Without --json, commander has already written its one-line message.
+      if (!json) return 2;
     }
-    const usage = err instanceof UsageError || err instanceof ValidationError ||
-      err instanceof StackSettingsError;
-    const message = err instanceof Error ? err.message : String(err);
-    io.err(`error: ${message.replace(/\s*\n\s*/g, " ")}\n`);
+    const report = explain(err, failure.context);
+    if (json) io.out(errorJson(report));
+    else io.err(errorLine(report));
     if (argv.includes("--debug") && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
-    return usage ? 2 : 1;
+    return report.exitCode;
   }
 }
 
+/** How `run` and the command tree share what a failure needs. */
+interface RunState {
+  /** `--json` was given: errors go to standard output as JSON. */
+  json: boolean;
+  /** Set before each action: the command and where it connects. */
+  failure: { context?: FailureContext };
+}
+
+/** Commands that talk to DynamoDB (they take the connection options). */
+const dynamoCommands = new WeakSet<Command>();
+
 /** The command tree. */
-export function buildProgram(io: Io): Command {
+export function buildProgram(io: Io, state: RunState = { json: false, failure: {} }): Command {
+  // With --json the error is reported as JSON by `run`, not as commander's text.
+  const outputError = (text: string, write: (t: string) => void) => {
+    if (!state.json) write(text);
+  };
   const program = new Command("zae-limiter")
     .description("Distributed rate limiting on DynamoDB: deploy, inspect and manage limits.")
     .option("--json", "machine-readable output (JSON)")
     .option("--debug", "show stack traces on errors")
+    .version(VERSION, "-V, --version", "print the version")
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .configureOutput({ writeOut: io.out, writeErr: io.err, outputError })
     .showSuggestionAfterError(true)
     .addHelpText(
       "after",
@@ -89,17 +116,36 @@ Examples:
     );
   const command = (parent: Command, name: string, description: string, examples: string[]) => {
     const c = parent.command(name).description(description).exitOverride()
-      .configureOutput({ writeOut: io.out, writeErr: io.err });
+      .configureOutput({ writeOut: io.out, writeErr: io.err, outputError });
     if (examples.length) {
       c.addHelpText("after", `\nExamples:\n${examples.map((e) => `  $ ${e}`).join("\n")}\n`);
     }
     return c;
   };
   const globals = (c: Command): Globals => c.optsWithGlobals() as Globals;
+  // Text output keeps its line breaks and escapes every other control character; values that
+  // come from the table are escaped where they are formatted (see `formatEntity`).
   const print = (c: Command, json: unknown, text: string) => {
     if (globals(c).json) io.out(`${JSON.stringify(json, null, 2)}\n`);
-    else io.out(text.endsWith("\n") ? text : `${text}\n`);
+    else io.out(escapeLines(text.endsWith("\n") ? text : `${text}\n`));
   };
+  program.hook("preAction", async (_root, action: Command) => {
+    const opts = action.opts() as Connection;
+    const names: string[] = [];
+    for (let c: Command | null = action; c && c !== program; c = c.parent) names.unshift(c.name());
+    const operation = names.join(" ");
+    const endpoint = dynamoCommands.has(action)
+      ? dynamoEndpoint(opts, io.env)
+      : opts.endpointUrl ?? io.env.AWS_ENDPOINT_URL;
+    const region = opts.region ?? io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION;
+    state.failure.context = {
+      operation,
+      dynamo: dynamoCommands.has(action),
+      ...(endpoint ? { endpoint } : {}),
+      ...(region ? { region } : {}),
+    };
+    if (dynamoCommands.has(action) && endpoint) await checkLocalEndpoint(endpoint, operation);
+  });
 
   // ---- infrastructure ----
 
@@ -114,7 +160,7 @@ Examples:
     const time = e.timestamp.toISOString().slice(11, 19);
     io.err(
       `  ${time}  ${e.logicalId.padEnd(30)} ${e.resourceType.padEnd(34)} ${e.status}${
-        e.reason ? `  ${e.reason}` : ""
+        e.reason ? `  ${escapeControls(e.reason)}` : ""
       }\n`,
     );
   };
@@ -252,7 +298,7 @@ Examples:
       lines.push(
         s.stack
           ? `Stack:      ${s.stack.stackName}  ${s.stack.status}${
-            s.stack.statusReason ? `  (${s.stack.statusReason})` : ""
+            s.stack.statusReason ? `  (${escapeControls(s.stack.statusReason)})` : ""
           }`
           : `Stack:      none (${opts.stackName ?? defaultStackName(tableName)})`,
       );
@@ -318,8 +364,7 @@ Examples:
 
   const withLimiter = async <T>(opts: Connection, fn: (l: RateLimiter) => Promise<T>) => {
     const tableName = requireTable(opts, io);
-    const endpoint = opts.endpointUrl ?? io.env.AWS_ENDPOINT_URL_DYNAMODB ??
-      io.env.AWS_ENDPOINT_URL;
+    const endpoint = dynamoEndpoint(opts, io.env);
     const limiter = new RateLimiter({
       tableName,
       ...(endpoint ? { endpoint } : {}),
@@ -363,7 +408,7 @@ Examples:
   ent("get <entityId>", "Show an entity", ["zae-limiter entity get key-1"])
     .action(async (entityId: string, opts, c: Command) => {
       const found = await withLimiter(opts, (l) => l.getEntity(entityId));
-      if (!found) throw new Error(`Entity ${JSON.stringify(entityId)} not found`);
+      if (!found) throw noSuchEntity(entityId);
       print(c, found, formatEntity(found));
     });
   ent("children <parentId>", "List an entity's children", ["zae-limiter entity children proj-1"])
@@ -374,7 +419,9 @@ Examples:
         children,
         children.length
           ? children.map((e) =>
-            `${e.entityId}${e.name ? `  ${e.name}` : ""}${e.cascade ? "  cascade" : ""}`
+            `${e.entityId}${e.name ? `  ${escapeControls(e.name)}` : ""}${
+              e.cascade ? "  cascade" : ""
+            }`
           )
             .join("\n")
           : `${parentId} has no children.`,
@@ -398,7 +445,11 @@ Examples:
           return;
         }
       }
-      await withLimiter(opts, (l) => l.deleteEntity(entityId));
+      await withLimiter(opts, async (l) => {
+        // deleteEntity succeeds on an id that was never created: say so instead of "Deleted".
+        if (!(await l.getEntity(entityId))) throw noSuchEntity(entityId);
+        await l.deleteEntity(entityId);
+      });
       print(c, { entityId, deleted: true }, `Deleted entity ${entityId}.`);
     });
 
@@ -475,17 +526,31 @@ Examples:
       if (!opts.stored && opts.limit.length === 0) {
         throw new UsageError("Give at least one --limit, or --stored");
       }
-      const available = await withLimiter(opts, (l) =>
-        l.available({
+      const available = await withLimiter(opts, async (l) => {
+        const out = await l.available({
           entityId: opts.entity,
           resource: opts.resource,
           limits: opts.limit,
           useStoredLimits: opts.stored,
-        }));
+        });
+        // Only --stored can resolve to no limit at all: a typo, or limits never stored.
+        if (Object.keys(out).length === 0) {
+          if (!(await l.getEntity(opts.entity))) throw noSuchEntity(opts.entity, "entity");
+          throw new CliError(
+            "NoLimitsError",
+            `No limits stored for entity ${JSON.stringify(opts.entity)} on ${
+              JSON.stringify(opts.resource)
+            } (nor for every resource, nor through its parent): store some with ` +
+              "`zae-limiter limits set`, or give --limit",
+            "resource",
+          );
+        }
+        return out;
+      });
       print(
         c,
         { entityId: opts.entity, resource: opts.resource, available },
-        Object.entries(available).map(([k, v]) => `${k}: ${v}`).join("\n") || "No limits.",
+        Object.entries(available).map(([k, v]) => `${k}: ${v}`).join("\n"),
       );
     });
 
@@ -511,8 +576,7 @@ Examples:
     ...(opts.end ? { end: opts.end } : {}),
   });
   const ddbClient = (opts: Connection) => {
-    const endpoint = opts.endpointUrl ?? io.env.AWS_ENDPOINT_URL_DYNAMODB ??
-      io.env.AWS_ENDPOINT_URL;
+    const endpoint = dynamoEndpoint(opts, io.env);
     return makeClient({
       ...(endpoint ? { endpoint } : {}),
       ...(opts.region ? { region: opts.region } : {}),
@@ -588,8 +652,7 @@ Examples:
     ]),
   ).action(async (opts, c: Command) => {
     const tableName = requireTable(opts, io);
-    const endpoint = opts.endpointUrl ?? io.env.AWS_ENDPOINT_URL_DYNAMODB ??
-      io.env.AWS_ENDPOINT_URL;
+    const endpoint = dynamoEndpoint(opts, io.env);
     const result = await aggregateLocal({
       tableName,
       ...(endpoint ? { endpoint } : {}),
@@ -611,6 +674,7 @@ function tableOption(c: Command, _required: boolean): Command {
 }
 
 function connectionOptions(c: Command): Command {
+  dynamoCommands.add(c);
   return tableOption(c, true)
     .option(
       "--endpoint-url <url>",
@@ -618,6 +682,14 @@ function connectionOptions(c: Command): Command {
     )
     .option("--region <region>", "AWS region")
     .option("--create-table", "create the table first when it is missing (DynamoDB Local)");
+}
+
+/** The DynamoDB endpoint: `--endpoint-url`, else `$AWS_ENDPOINT_URL_DYNAMODB`, `$AWS_ENDPOINT_URL`. */
+function dynamoEndpoint(
+  opts: Connection,
+  env: Record<string, string | undefined>,
+): string | undefined {
+  return opts.endpointUrl ?? env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL;
 }
 
 function requireTable(opts: Connection, io: Io): string {
@@ -665,13 +737,20 @@ function limitList(value: string, previous: Limit[] | undefined): Limit[] {
   return [...(previous ?? []), limit];
 }
 
+function noSuchEntity(entityId: string, field = "entityId"): CliError {
+  return new CliError("EntityNotFoundError", `no such entity ${JSON.stringify(entityId)}`, field);
+}
+
+/** An entity as text; the name and metadata are stored text, so their control characters are escaped. */
 function formatEntity(e: Entity): string {
   return [
-    `entityId:  ${e.entityId}`,
-    ...(e.name !== undefined ? [`name:      ${e.name}`] : []),
-    ...(e.parentId !== undefined ? [`parent:    ${e.parentId}`] : []),
+    `entityId:  ${escapeControls(e.entityId)}`,
+    ...(e.name !== undefined ? [`name:      ${escapeControls(e.name)}`] : []),
+    ...(e.parentId !== undefined ? [`parent:    ${escapeControls(e.parentId)}`] : []),
     `cascade:   ${e.cascade}`,
     `createdAt: ${e.createdAt}`,
-    ...Object.entries(e.metadata).map(([k, v]) => `meta.${k}: ${v}`),
+    ...Object.entries(e.metadata).map(([k, v]) =>
+      `meta.${escapeControls(k)}: ${escapeControls(String(v))}`
+    ),
   ].join("\n");
 }
