@@ -10,10 +10,9 @@ import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
 import type { Entity } from "./entities.ts";
-import { RateLimiterUnavailable, ValidationError, ZaeLimiterError } from "./errors.ts";
+import { ValidationError } from "./errors.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
-import { unwrap } from "./retry.ts";
 import type { CreateEntityOptions, ResourceBucket } from "./options.ts";
 import { validateLimits } from "./request.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
@@ -181,10 +180,9 @@ export class EntityAdmin {
     const deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
     try {
       await this.#ready(deadline);
-      return await this.#writer.call(undefined, fn, deadline);
+      return await this.#writer.call(undefined, fn, deadline, operation);
     } catch (err) {
-      if (err instanceof ZaeLimiterError) throw err;
-      throw new RateLimiterUnavailable(operation, unwrap(err));
+      throw this.#writer.fail(err, operation);
     }
   }
 }

@@ -28,7 +28,7 @@ import {
 } from "./options.ts";
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode, validateAcquire } from "./request.ts";
-import { makeClient, TableSetup } from "./setup.ts";
+import { makeClient, TableSetup, whereabouts } from "./setup.ts";
 import {
   getUsageSnapshots,
   getUsageSummary,
@@ -154,12 +154,14 @@ export class RateLimiter implements AsyncDisposable {
       attemptMs: timeoutMs,
       isTransient: (err) => err instanceof RateLimiterUnavailable,
     });
+    const where = whereabouts(tableName, this.client, region, endpoint);
     const writer = new BucketWriter({
       backend: store,
       outbox: this.#outbox,
       clock,
       denyCache,
       maxCachedBuckets,
+      where,
     });
     const config = new ConfigResolver({
       backend: store,

@@ -12,11 +12,10 @@ import type { ConfigResolver } from "./config.ts";
 import { effectiveTat } from "./engine/plan.ts";
 import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
-import { RateLimiterUnavailable, ValidationError, ZaeLimiterError } from "./errors.ts";
+import { ValidationError } from "./errors.ts";
 import type { AvailableOptions, TimeUntilAvailableOptions } from "./options.ts";
 import type { StoredBucket } from "./repository.ts";
 import { validateLimits } from "./request.ts";
-import { unwrap } from "./retry.ts";
 import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
 
 /** Options of {@link BucketReader}. */
@@ -107,14 +106,12 @@ export class BucketReader {
         undefined,
         (signal) => this.#backend.buckets.getBucket(entityId, resource, signal),
         deadline,
+        "read",
       );
       if (state) this.#writer.remember(target, state.limits, state.writes);
       return { target, state, nowMs, needed };
     } catch (err) {
-      if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
-      throw err instanceof RateLimiterUnavailable
-        ? err
-        : new RateLimiterUnavailable("read", unwrap(err));
+      throw this.#writer.fail(err, "read");
     }
   }
 }

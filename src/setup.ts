@@ -8,6 +8,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import type { Backend } from "./backend.ts";
+import type { Whereabouts } from "./failure.ts";
 import type { CreateStackSettings } from "./options.ts";
 
 /** Makes a client; with an endpoint and no credentials in the environment, dummy ones (DynamoDB Local takes any). */
@@ -72,4 +73,35 @@ export class TableSetup {
     }
     if (createTable) await backend.buckets.createTable();
   }
+}
+
+/**
+ * Where a limiter points, for error messages: the table, and the region and endpoint as far as
+ * they are known (a client of the caller's own is asked, in the background).
+ */
+export function whereabouts(
+  tableName: string,
+  client: { config?: { region?: unknown; endpoint?: unknown } },
+  region: string | undefined,
+  endpoint: string | undefined,
+): Whereabouts {
+  const env = (name: string) => process.env[name] || undefined;
+  const where: Whereabouts = {
+    tableName,
+    region: region ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION"),
+    endpoint: endpoint ?? env("AWS_ENDPOINT_URL_DYNAMODB") ?? env("AWS_ENDPOINT_URL"),
+  };
+  const ask = async () => {
+    const r = client.config?.region;
+    const value = typeof r === "function" ? await r() : r;
+    if (typeof value === "string" && value) where.region = value;
+    const e = client.config?.endpoint;
+    const url = typeof e === "function" ? await e() : e;
+    if (url && typeof url === "object" && "hostname" in url) {
+      const u = url as { protocol?: string; hostname?: string; port?: number; path?: string };
+      where.endpoint = `${u.protocol ?? "https:"}//${u.hostname}${u.port ? `:${u.port}` : ""}`;
+    }
+  };
+  ask().catch(() => {}); // a missing region shows as such when a call needs it
+  return where;
 }

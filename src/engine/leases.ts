@@ -12,7 +12,6 @@ import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import { type BucketWrite, cancelId } from "../repository.ts";
-import { unwrap } from "../retry.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { amountsFor } from "./plan.ts";
@@ -76,10 +75,9 @@ export class LeaseEngine {
       const leaseTargets = await this.#writer.consume(targets, milli, nowMs, deadline, op);
       return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
-      if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) throw err;
-      const unavailable = err instanceof RateLimiterUnavailable
-        ? err
-        : new RateLimiterUnavailable("acquire", unwrap(err));
+      // A misconfiguration (and any error of the request itself) is thrown in both modes.
+      const unavailable = this.#writer.fail(err, "acquire");
+      if (!(unavailable instanceof RateLimiterUnavailable)) throw unavailable;
       const uncertain = op.ambiguous;
       if (mode === FailureMode.FAIL_OPEN) {
         // Let the request through, and count it once DynamoDB is back (exactly once: same id);

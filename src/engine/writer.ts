@@ -9,8 +9,14 @@
 import * as math from "../bucket.ts";
 import type { Backend } from "../backend.ts";
 import { TtlCache } from "../cache.ts";
-import { RateLimiterUnavailable, RateLimitExceeded, ValidationError } from "../errors.ts";
+import {
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  ValidationError,
+  type ZaeLimiterError,
+} from "../errors.ts";
 import type { BucketWrite, StoredBucket, StoredLimit } from "../repository.ts";
+import { limiterError, misconfiguration, type Whereabouts } from "../failure.ts";
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
@@ -34,6 +40,8 @@ export interface BucketWriterOptions {
   clock: () => number;
   denyCache: boolean;
   maxCachedBuckets: number;
+  /** Where the limiter points, for error messages. */
+  where: Whereabouts;
 }
 
 /** Sends bucket writes exactly once and remembers what DynamoDB said of each bucket. */
@@ -44,6 +52,7 @@ export class BucketWriter {
   readonly #denyCache: boolean;
   readonly #buckets: TtlCache<string, CachedBucket>;
   readonly #slots = new WriteSlots();
+  readonly #where: Whereabouts;
 
   constructor(options: BucketWriterOptions) {
     this.#backend = options.backend;
@@ -51,6 +60,12 @@ export class BucketWriter {
     this.#clock = options.clock;
     this.#denyCache = options.denyCache;
     this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
+    this.#where = options.where;
+  }
+
+  /** The library error for a failure of `operation`: a misconfiguration or an outage. */
+  fail(err: unknown, operation: string): ZaeLimiterError {
+    return limiterError(err, operation, this.#where);
   }
 
   /** What the process knows of a bucket. */
@@ -73,14 +88,19 @@ export class BucketWriter {
     deadline: number,
     op: Op,
   ): Promise<MultiOutcome & { applied?: boolean }> {
-    const outcome = await this.call(op, async (signal): Promise<MultiOutcome> => {
-      if (writes.length === 1) {
-        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
-        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
-      }
-      const o = await this.#backend.buckets.transactBuckets(writes, signal);
-      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
-    }, deadline);
+    const outcome = await this.call(
+      op,
+      async (signal): Promise<MultiOutcome> => {
+        if (writes.length === 1) {
+          const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+          return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+        }
+        const o = await this.#backend.buckets.transactBuckets(writes, signal);
+        return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
+      },
+      deadline,
+      "write",
+    );
     if (outcome.ok) return outcome;
     const landed = outcome.olds.some((o, i) => !o.ok && o.old?.ops?.includes(writes[i].opId));
     if (landed) {
@@ -329,6 +349,7 @@ export class BucketWriter {
     op: Op | undefined,
     fn: (signal: AbortSignal) => Promise<T>,
     deadline: number,
+    operation = "call",
   ): Promise<T> {
     try {
       return await withRetries(async (signal) => {
@@ -342,8 +363,9 @@ export class BucketWriter {
         }
       }, { deadline });
     } catch (err) {
-      if (err instanceof DeadlineExceeded) {
-        throw new RateLimiterUnavailable("call", err.cause ?? err);
+      // An outage past the deadline, or a misconfiguration (reported at once: never retried).
+      if (err instanceof DeadlineExceeded || misconfiguration(err)) {
+        throw limiterError(err, operation, this.#where);
       }
       throw err;
     }
