@@ -205,6 +205,10 @@ Deno.test({
             );
             assert.match(stderr, c.message, c.name);
           });
+          // One line per malformed record, no stack.
+          const lines = stderr.split("\n");
+          assert.equal(lines.filter((l) => l.startsWith("usage aggregator:")).length, CASES.length);
+          assert.ok(!lines.some((l) => /^\s+at /.test(l)), stderr);
           for (let n = 0; n < CASES.length; n++) {
             assert.deepEqual(await tpmOf(`good-${n}`), [[10 + n, 1]], CASES[n].name);
             // Neither the malformed record nor the later one of its item was applied.

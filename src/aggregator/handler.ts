@@ -17,7 +17,12 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import { type ProcessOptions, processRecords } from "./process.ts";
-import { type BucketStreamRecord, isUsageWindow, type UsageWindow } from "./snapshot.ts";
+import {
+  type BucketStreamRecord,
+  isUsageWindow,
+  MalformedRecordError,
+  type UsageWindow,
+} from "./snapshot.ts";
 
 /**
  * A DynamoDB Streams event as Lambda delivers it.
@@ -147,7 +152,9 @@ export async function handler(event: DynamoDBStreamEvent): Promise<StreamBatchRe
   }
   const result = await processRecords(records, options);
   for (const { sequenceNumber, error } of result.errors) {
-    console.error(`usage aggregator: record ${sequenceNumber} failed:`, error);
+    // A malformed record's message is one bounded line; other errors keep their stack.
+    const shown = error instanceof MalformedRecordError ? error.message : error;
+    console.error(`usage aggregator: record ${sequenceNumber || "?"} failed:`, shown);
   }
   console.log(JSON.stringify({
     records: result.records,
