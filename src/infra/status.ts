@@ -181,7 +181,8 @@ export async function deploymentStatus(
  * @example
  * ```ts
  * import { streamWarning } from "./status.ts";
- * console.assert(streamWarning({ name: "t", status: "ACTIVE", streamViewType: "KEYS_ONLY" }));
+ * const warning = streamWarning({ name: "t", status: "ACTIVE", streamViewType: "KEYS_ONLY" });
+ * console.assert(warning?.startsWith("Table t has a KEYS_ONLY stream"));
  * console.assert(
  *   streamWarning({ name: "t", status: "ACTIVE", streamViewType: "NEW_AND_OLD_IMAGES" }) ===
  *     undefined,
