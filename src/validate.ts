@@ -98,12 +98,96 @@ export function toMilliCeil(amount: number): bigint {
   return BigInt(Math.abs(x - r) <= 1e-9 * Math.max(1, Math.abs(x)) ? r : Math.ceil(x));
 }
 
+/** Longest metadata key, in characters. */
+export const MAX_METADATA_KEY = 256;
+/** Largest metadata, as JSON, in characters. */
+export const MAX_METADATA_JSON = 64_000;
+
+/**
+ * Checks entity metadata: an object of string values, keys of 1-256 characters, at most 64 KB as
+ * JSON. A key's length is checked before its value's type, and a key shows in a message only
+ * through {@link fieldKey} (one line, at most 40 characters).
+ */
+export function validateMetadata(metadata: unknown): Record<string, string> {
+  if (metadata === undefined) return {};
+  if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
+    throw new ValidationError("metadata", metadata, "must be an object of strings");
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata)) {
+    if (k.length === 0 || k.length > MAX_METADATA_KEY) {
+      throw new ValidationError(
+        "metadata key",
+        escapeJsonGaps(k.slice(0, 80)),
+        `must be 1-${MAX_METADATA_KEY} characters; this one has ${k.length}`,
+      );
+    }
+    if (typeof v !== "string") {
+      throw new ValidationError(`metadata.${fieldKey(k)}`, v, "must be a string");
+    }
+    out[k] = v;
+  }
+  if (JSON.stringify(out).length > MAX_METADATA_JSON) {
+    throw new ValidationError("metadata", "(large)", "must be at most 64 KB as JSON");
+  }
+  return out;
+}
+
 /**
  * A key of an input object as it appears in a field path: as is when it looks like a name,
- * otherwise quoted, escaped and cut to 40 characters (so no input can forge a log line).
+ * otherwise JSON-quoted with every control character and line separator escaped, and cut to 40
+ * characters (never inside an escape or a surrogate pair), so no input can forge a log line or
+ * grow a message.
+ *
+ * @example
+ * ```ts
+ * import { fieldKey } from "./validate.ts";
+ * console.assert(fieldKey("tpm") === "tpm");
+ * console.assert(fieldKey("a\nINFO forged") === '"a\\nINFO forged"');
+ * console.assert(fieldKey("x".repeat(10_000)).length === 40);
+ * ```
  */
 export function fieldKey(key: string): string {
   if (/^[A-Za-z0-9_.-]{1,64}$/.test(key)) return key;
-  const quoted = JSON.stringify(key);
-  return quoted.length > 40 ? `${quoted.slice(0, 37)}..."` : quoted;
+  const max = 40;
+  const pieces: string[] = [];
+  let length = 2; // the quotes
+  for (const ch of key) {
+    const piece = escapeControls(JSON.stringify(ch).slice(1, -1));
+    pieces.push(piece);
+    length += piece.length;
+    if (length > max) break;
+  }
+  if (length <= max) return `"${pieces.join("")}"`;
+  let kept = "";
+  for (const piece of pieces) {
+    if (1 + kept.length + piece.length + 4 > max) break; // room for `..."`
+    kept += piece;
+  }
+  return `"${kept}..."`;
+}
+
+/**
+ * Text with every control character (C0, DEL, C1) and the Unicode line and paragraph
+ * separators written as `\uXXXX`, so that it stays on one line and cannot drive a terminal.
+ *
+ * @example
+ * ```ts
+ * import { escapeControls } from "./validate.ts";
+ * console.assert(escapeControls("a\nb\u2028c") === "a\\u000ab\\u2028c");
+ * ```
+ */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
+
+/**
+ * The characters that `JSON.stringify` leaves raw but that still break or rewrite a log line
+ * (DEL, C1 controls such as CSI, line and paragraph separators), as `\uXXXX`: for a string that
+ * a message shows JSON-quoted.
+ */
+function escapeJsonGaps(text: string): string {
+  return text.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => escapeControls(c));
 }

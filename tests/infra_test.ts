@@ -298,3 +298,66 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "deploymentStatus warns when the table's stream is not NEW_AND_OLD_IMAGES (moto)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const moto = await startMoto();
+    const ddb = new DynamoDBClient(moto.aws);
+    try {
+      const views = [
+        "KEYS_ONLY",
+        "NEW_IMAGE",
+        "OLD_IMAGE",
+        "NEW_AND_OLD_IMAGES",
+        undefined,
+      ] as const;
+      for (const view of views) {
+        const tableName = `stream_${(view ?? "none").toLowerCase()}`;
+        await ddb.send(
+          new CreateTableCommand({
+            TableName: tableName,
+            BillingMode: "PAY_PER_REQUEST",
+            AttributeDefinitions: [
+              { AttributeName: "PK", AttributeType: "S" },
+              { AttributeName: "SK", AttributeType: "S" },
+            ],
+            KeySchema: [
+              { AttributeName: "PK", KeyType: "HASH" },
+              { AttributeName: "SK", KeyType: "RANGE" },
+            ],
+            ...(view ? { StreamSpecification: { StreamEnabled: true, StreamViewType: view } } : {}),
+          }),
+        );
+        const status = await deploymentStatus({ ...moto.aws, tableName });
+        assert.equal(status.table?.status, "ACTIVE");
+        assert.equal(status.table?.streamViewType, view);
+        if (view === "NEW_AND_OLD_IMAGES") {
+          assert.equal(status.warnings, undefined);
+        } else if (view === undefined) {
+          assert.deepEqual(status.warnings, [
+            `Table ${tableName} has no stream: the usage aggregator gets no records, so usage ` +
+            "snapshots and the resource index stay empty; to fix, enable a NEW_AND_OLD_IMAGES " +
+            "stream (aws dynamodb update-table --stream-specification) or redeploy the stack " +
+            "(zae-limiter deploy)",
+          ]);
+        } else {
+          assert.equal(status.warnings?.length, 1, JSON.stringify(status));
+          assert.match(
+            status.warnings![0],
+            new RegExp(
+              `^Table ${tableName} has a ${view} stream, not NEW_AND_OLD_IMAGES: the usage ` +
+                "aggregator cannot read a change's consumption and reports every bucket record " +
+                "as malformed; to fix, disable the stream and enable it again",
+            ),
+          );
+        }
+      }
+    } finally {
+      ddb.destroy();
+      await moto.stop();
+    }
+  },
+});

@@ -420,6 +420,100 @@ Deno.test("errors never echo an unbounded or multi-line input (no log injection)
   }
 });
 
+/** Keys built to forge a log line, drive a terminal or grow a message. */
+const CRAFTED_KEYS = [
+  "k\nINFO entityId=key-admin granted",
+  "k\r\nX-Forged: 1",
+  "x".repeat(10_000),
+  "a".repeat(257),
+  "",
+  "k\u2028INFO forged",
+  "k\u2029INFO forged",
+  "k\u0085INFO forged",
+  "\x1b]52;c;ZXZpbA==\x07",
+  "\x1b[2J\x1b[H",
+  "\x9b2J",
+  "\x7f\x00\x08",
+  "\u202eevil",
+  "é".repeat(5_000),
+  "\u{1F600}".repeat(3_000),
+  "\ud800".repeat(100),
+];
+
+/** No line break, no control character (C0, DEL, C1) and no line separator. */
+const UNSAFE = /[\p{Cc}\u2028\u2029]/u;
+
+Deno.test({
+  name: "crafted object keys: every ValidationError is one line of at most 400 characters",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const ddb = await startTestDynamo();
+    const client = localClient(ddb.endpoint);
+    const tableName = uniqueTableName("security_keys");
+    const l = new RateLimiter({ tableName, client, timeoutMs: 10_000 });
+    const limits = [Limit.perMinute("rpm", 10)];
+    const req = { entityId: "key-1", resource: "gpt-4", limits };
+    let probes = 0;
+    const check = (err: unknown, what: string) => {
+      probes++;
+      assert.ok(err instanceof ValidationError, `${what}: ${String(err).slice(0, 200)}`);
+      figures.longestErrorMessage = Math.max(figures.longestErrorMessage, err.message.length);
+      assert.ok(err.message.length <= 400, `${what}: ${err.message.length} characters`);
+      assert.ok(!UNSAFE.test(err.message), `${what}: ${JSON.stringify(err.message.slice(0, 200))}`);
+      assert.ok(
+        !UNSAFE.test(err.field),
+        `${what}: field ${JSON.stringify(err.field.slice(0, 200))}`,
+      );
+      return err;
+    };
+    const fail = (p: Promise<unknown>) => p.then(() => undefined, (e) => e);
+    try {
+      await l.createTable();
+      await t.step("metadata keys, with a non-string and with a string value", async () => {
+        for (const [i, key] of CRAFTED_KEYS.entries()) {
+          for (const value of [1, null, { nested: "x" }, "v"]) {
+            const entityId = `meta-${i}`;
+            const err = await fail(
+              l.createEntity({ entityId, metadata: { [key]: value } as Record<string, string> }),
+            );
+            if (value === "v" && key.length >= 1 && key.length <= 256) {
+              // A valid key with a string value is stored as is.
+              assert.equal(err, undefined, String(err));
+              assert.equal((await l.getEntity(entityId))?.metadata[key], "v");
+              await l.deleteEntity(entityId);
+              continue;
+            }
+            const e = check(err, `metadata key #${i} = ${JSON.stringify(value)}`);
+            // The key's length is checked before its value's type.
+            if (key.length === 0 || key.length > 256) assert.equal(e.field, "metadata key");
+            else assert.match(e.rule, /must be a string/);
+            assert.equal(await l.getEntity(entityId), undefined, "nothing written");
+          }
+        }
+      });
+      await t.step("consume and adjust keys", async () => {
+        for (const [i, key] of CRAFTED_KEYS.entries()) {
+          check(await fail(l.acquire({ ...req, consume: { [key]: 1 } })), `consume key #${i}`);
+          const lease = await l.acquire({ ...req, consume: { rpm: 1 } });
+          try {
+            check(await fail(lease.adjust({ [key]: 1 })), `adjust key #${i}`);
+          } finally {
+            await lease.rollback();
+          }
+        }
+      });
+      figures.injectionProbes += probes;
+      const validKeys = CRAFTED_KEYS.filter((k) => k.length >= 1 && k.length <= 256).length;
+      assert.equal(probes, CRAFTED_KEYS.length * 6 - validKeys);
+    } finally {
+      await l.close();
+      client.destroy();
+      await ddb.stop();
+    }
+  },
+});
+
 const cliMain = new URL("../cli/main.ts", import.meta.url).pathname;
 const haveCli = await Deno.stat(cliMain).then(() => true, () => false);
 

@@ -17,7 +17,12 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import { type ProcessOptions, processRecords } from "./process.ts";
-import { type BucketStreamRecord, isUsageWindow, type UsageWindow } from "./snapshot.ts";
+import {
+  type BucketStreamRecord,
+  isUsageWindow,
+  MalformedRecordError,
+  type UsageWindow,
+} from "./snapshot.ts";
 
 /**
  * A DynamoDB Streams event as Lambda delivers it.
@@ -116,7 +121,9 @@ let client: DynamoDBClient | undefined;
 
 /**
  * The Lambda entry point (`index.handler` in the deployed zip): applies the batch and returns
- * the first failed record, if any. A bad configuration throws (the whole batch is retried).
+ * the first failed record, if any (a malformed record is a failed record). A bad configuration,
+ * or an event whose `Records` is not an array, throws: Lambda retries the whole batch, then
+ * sends it to the dead-letter queue.
  *
  * @example
  * ```ts ignore
@@ -134,9 +141,20 @@ export async function handler(event: DynamoDBStreamEvent): Promise<StreamBatchRe
     retentionDays: config.retentionDays,
     windows: config.windows,
   };
-  const result = await processRecords(event.Records ?? [], options);
+  const records = (event as Partial<DynamoDBStreamEvent> | null | undefined)?.Records;
+  if (!Array.isArray(records)) {
+    // No record to name: a thrown error is the only failure Lambda retries (then sends to the
+    // dead-letter queue), and it shows in the function's Errors metric.
+    throw new TypeError(
+      `Invalid event: Records is ${describe(records)}, not an array ` +
+        "(the aggregator takes DynamoDB Streams events only)",
+    );
+  }
+  const result = await processRecords(records, options);
   for (const { sequenceNumber, error } of result.errors) {
-    console.error(`usage aggregator: record ${sequenceNumber} failed:`, error);
+    // A malformed record's message is one bounded line; other errors keep their stack.
+    const shown = error instanceof MalformedRecordError ? error.message : error;
+    console.error(`usage aggregator: record ${sequenceNumber || "?"} failed:`, shown);
   }
   console.log(JSON.stringify({
     records: result.records,
@@ -147,4 +165,15 @@ export async function handler(event: DynamoDBStreamEvent): Promise<StreamBatchRe
     failed: result.batchItemFailures[0]?.itemIdentifier ?? null,
   }));
   return { batchItemFailures: result.batchItemFailures };
+}
+
+/** A value's kind for a message (never its content, which could be large or multi-line). */
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object"
+    ? "an object"
+    : typeof value === "undefined"
+    ? "missing"
+    : `a ${typeof value}`;
 }

@@ -189,7 +189,9 @@ export async function aggregateLocal(
               const lastGood = records[failedAt - 1]?.dynamodb?.SequenceNumber;
               if (lastGood !== undefined) result.positions[shardId] = lastGood;
               throw new Error(
-                `Stream record ${sequenceNumber} of shard ${shardId} could not be applied: ${
+                `Stream record ${
+                  sequenceNumber || "(no SequenceNumber)"
+                } of shard ${shardId} could not be applied: ${
                   error instanceof Error ? error.message : String(error)
                 }`,
                 { cause: error },

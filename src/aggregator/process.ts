@@ -20,6 +20,13 @@
  * `batchItemFailures`, so Lambda retries from there (what follows it is skipped as already
  * applied) and finally sends the batch to the dead-letter queue.
  *
+ * **Malformed records fail too.** A bucket record whose consumption cannot be read (a MODIFY
+ * without `OldImage`, an INSERT or MODIFY without `NewImage`, a `u_*`, `rq` or `ts` that is not a
+ * whole number, an unknown `eventName`) stops its item there like a failed write: it is reported,
+ * never counted as zero and never skipped. A record that is not even an object with
+ * `dynamodb.Keys` belongs to no item and fails alone; when the first failure has no sequence
+ * number, the identifier is `""`, which Lambda takes as the failure of the whole batch.
+ *
  * @module
  */
 
@@ -37,8 +44,11 @@ import {
   type Consumption,
   consumptionOf,
   isoSeconds,
+  MalformedRecordError,
   padSequence,
   SEQUENCE,
+  sequenceOf,
+  shapeProblem,
   usageSk,
   type UsageWindow,
   windowAt,
@@ -92,7 +102,10 @@ export interface ProcessOptions {
  * ```
  */
 export interface ProcessResult {
-  /** The first record that failed (batch order), for Lambda's ReportBatchItemFailures. */
+  /**
+   * The first record that failed (batch order), for Lambda's ReportBatchItemFailures; its
+   * identifier is `""` when that record has no sequence number (Lambda retries the whole batch).
+   */
   batchItemFailures: { itemIdentifier: string }[];
   /** Records read. */
   records: number;
@@ -135,6 +148,11 @@ export async function processRecords(
     windows = ["hourly", "daily"],
     concurrency = 16,
   } = options;
+  if (!Array.isArray(records)) {
+    throw new TypeError(
+      `Invalid records: ${typeof records} (must be an array of DynamoDB stream records)`,
+    );
+  }
   if (!(Number.isFinite(retentionDays) && retentionDays > 0)) {
     throw new Error(`Invalid retentionDays: ${retentionDays} (must be a number > 0)`);
   }
@@ -148,9 +166,21 @@ export async function processRecords(
     errors: [],
   };
 
-  // Records of one item, in stream order; items are independent of one another.
+  const failures: { index: number; sequenceNumber: string; error: unknown }[] = [];
+  // Records of one item, in stream order; items are independent of one another. A record that
+  // cannot be told apart (no object, no keys) fails alone: it belongs to no item.
   const groups = new Map<string, { index: number; record: BucketStreamRecord }[]>();
   records.forEach((record, index) => {
+    const problem = shapeProblem(record);
+    if (problem !== undefined) {
+      const sequenceNumber = sequenceOf(record);
+      failures.push({
+        index,
+        sequenceNumber,
+        error: new MalformedRecordError(sequenceNumber, problem),
+      });
+      return;
+    }
     const bucket = bucketOf(record.dynamodb?.Keys);
     if (bucket === undefined) return;
     const key = `${bucket.entityId}\u0000${bucket.resource}`;
@@ -159,7 +189,6 @@ export async function processRecords(
     groups.set(key, list);
   });
 
-  const failures: { index: number; sequenceNumber: string; error: unknown }[] = [];
   const runGroup = async (list: { index: number; record: BucketStreamRecord }[]) => {
     let indexDone = list.some((r) => r.record.dynamodb?.NewImage?.GSI2PK !== undefined);
     // Consecutive records of the item that fall in the same window make one write per window.
@@ -182,7 +211,7 @@ export async function processRecords(
     try {
       for (const { index, record } of list) {
         current = index;
-        const seq = padSequence(record.dynamodb?.SequenceNumber ?? "");
+        const seq = padSequence(sequenceOf(record));
         const consumption = consumptionOf(record);
         if (consumption !== undefined) {
           result.consumptions++;
@@ -220,7 +249,7 @@ export async function processRecords(
     if (first !== undefined) {
       failures.push({
         index: first.index,
-        sequenceNumber: records[first.index].dynamodb?.SequenceNumber ?? "",
+        sequenceNumber: sequenceOf(records[first.index]),
         error: first.error,
       });
     }

@@ -16,6 +16,7 @@
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
 import type * as aws from "../aws_types.ts";
 import { BUCKET_PREFIX, entityIdOf, REQUESTS, USAGE_PREFIX, WRITTEN_AT } from "../keys.ts";
+import { escapeControls } from "../validate.ts";
 
 /**
  * A snapshot window type.
@@ -153,41 +154,158 @@ export function bucketOf(
 }
 
 /**
- * The consumption a record carries: per limit `new.u_n − old.u_n` (an absent old value is 0),
- * requests `new.rq − old.rq`, at `new.ts`. `undefined` for a record of another item type, a
- * `REMOVE` (TTL expiry, deletion: no consumption), or a write that changed no total (e.g. the
- * aggregator's own index write).
+ * A stream record the aggregator cannot read: its consumption is unknown, so it is reported as a
+ * batch item failure (retried, then sent to the dead-letter queue), never counted or skipped.
+ *
+ * @example
+ * ```ts
+ * import { consumptionOf, MalformedRecordError } from "./snapshot.ts";
+ * const keys = { PK: { S: "ENTITY#key-1" }, SK: { S: "#BUCKET#gpt-4" } };
+ * try {
+ *   consumptionOf({ eventName: "MODIFY", dynamodb: { Keys: keys, NewImage: keys, SequenceNumber: "7" } });
+ * } catch (err) {
+ *   console.assert(err instanceof MalformedRecordError && err.sequenceNumber === "7");
+ * }
+ * ```
  */
-export function consumptionOf(record: BucketStreamRecord): Consumption | undefined {
-  if (record.eventName !== "INSERT" && record.eventName !== "MODIFY") return undefined;
-  const bucket = bucketOf(record.dynamodb?.Keys);
-  const next = record.dynamodb?.NewImage;
-  if (bucket === undefined || next === undefined) return undefined;
-  const prev = record.dynamodb?.OldImage ?? {};
-  const consumed = new Map<string, bigint>();
-  for (const [name, value] of Object.entries(next)) {
-    if (!name.startsWith("u_") || value.N === undefined) continue;
-    const delta = BigInt(value.N) - numberOf(prev[name]);
-    if (delta !== 0n) consumed.set(name.slice(2), delta);
+export class MalformedRecordError extends Error {
+  /** The record's sequence number, `""` when it has none. */
+  readonly sequenceNumber: string;
+
+  /**
+   * @param sequenceNumber The record's sequence number, `""` when it has none.
+   * @param problem What is wrong, e.g. `a MODIFY without OldImage`.
+   */
+  constructor(sequenceNumber: string, problem: string) {
+    super(`Stream record ${sequenceNumber || "(no SequenceNumber)"} is malformed: ${problem}`);
+    this.name = "MalformedRecordError";
+    this.sequenceNumber = sequenceNumber;
   }
-  const requests = numberOf(next[REQUESTS]) - numberOf(prev[REQUESTS]);
-  if (consumed.size === 0 && requests === 0n) return undefined;
-  return { ...bucket, atMs: timeOf(record), consumed, requests };
 }
 
-function numberOf(value: AttributeValue | undefined): bigint {
-  return value?.N === undefined ? 0n : BigInt(value.N);
+/** The record's sequence number when it is a string, else `""`. */
+export function sequenceOf(record: unknown): string {
+  const seq = (record as BucketStreamRecord | null | undefined)?.dynamodb?.SequenceNumber;
+  return typeof seq === "string" ? seq : "";
+}
+
+/**
+ * Why a record cannot even be grouped by item (not an object, no `dynamodb`, no `Keys`), or
+ * `undefined` when its shape is fine.
+ */
+export function shapeProblem(record: unknown): string | undefined {
+  if (!isObject(record)) return `the record is ${shown(record)}, not an object`;
+  const change = (record as BucketStreamRecord).dynamodb;
+  if (!isObject(change)) return `its dynamodb is ${shown(change)}, not an object`;
+  if (!isObject(change.Keys)) return `its dynamodb.Keys is ${shown(change.Keys)}, not an object`;
+  return undefined;
+}
+
+/**
+ * The consumption a record carries: per limit `new.u_n − old.u_n` (absent from an INSERT's old
+ * image: 0), requests `new.rq − old.rq`, at `new.ts`. `undefined` for a record of another item
+ * type, a `REMOVE` (TTL expiry, deletion: no consumption), or a write that changed no total (e.g.
+ * the aggregator's own index write).
+ *
+ * Throws {@link MalformedRecordError} for a bucket record it cannot read: an unknown
+ * `eventName`, an INSERT or MODIFY without `NewImage`, a MODIFY without `OldImage` (a stream
+ * that is not `NEW_AND_OLD_IMAGES`), a `u_*`, `rq` or `ts` that is not a whole number
+ * (`{ N: "…" }`), or a `u_*` that the new image lost.
+ */
+export function consumptionOf(record: BucketStreamRecord): Consumption | undefined {
+  const bucket = bucketOf(record.dynamodb?.Keys);
+  if (bucket === undefined) return undefined;
+  const seq = sequenceOf(record);
+  const bad = (problem: string) => new MalformedRecordError(seq, problem);
+  const event = record.eventName;
+  if (event === "REMOVE") return undefined;
+  if (event !== "INSERT" && event !== "MODIFY") {
+    throw bad(`eventName ${shown(event)} is none of INSERT, MODIFY, REMOVE`);
+  }
+  const next = record.dynamodb?.NewImage;
+  if (!isObject(next)) {
+    throw bad(
+      `${
+        event === "INSERT" ? "an" : "a"
+      } ${event} without NewImage (the stream must be NEW_AND_OLD_IMAGES)`,
+    );
+  }
+  const old = record.dynamodb?.OldImage;
+  if (event === "MODIFY" && !isObject(old)) {
+    throw bad("a MODIFY without OldImage (the stream must be NEW_AND_OLD_IMAGES)");
+  }
+  const prev = event === "MODIFY" ? old! : {};
+  const consumed = new Map<string, bigint>();
+  const names = new Set([...Object.keys(prev), ...Object.keys(next)]);
+  for (const name of names) {
+    if (!name.startsWith("u_")) continue;
+    if (name.length === 2) throw bad(`attribute "u_" names no limit`);
+    if (name in prev && !(name in next)) {
+      throw bad(`${fieldName(name)} is in OldImage but not in NewImage`);
+    }
+    const delta = wholeNumber(next, "NewImage", name, bad) -
+      wholeNumber(prev, "OldImage", name, bad);
+    if (delta !== 0n) consumed.set(name.slice(2), delta);
+  }
+  const requests = wholeNumber(next, "NewImage", REQUESTS, bad) -
+    wholeNumber(prev, "OldImage", REQUESTS, bad);
+  if (consumed.size === 0 && requests === 0n) return undefined;
+  return { ...bucket, atMs: timeOf(record, bad), consumed, requests };
+}
+
+/** An image's whole-number attribute (`{ N: "-12" }`); absent is 0, anything else throws. */
+function wholeNumber(
+  image: Record<string, AttributeValue>,
+  which: string,
+  name: string,
+  bad: (problem: string) => Error,
+): bigint {
+  if (!Object.hasOwn(image, name)) return 0n;
+  const value = image[name] as unknown;
+  // Exactly one type member set (the SDK may leave the others as undefined).
+  const members = isObject(value) ? Object.values(value).filter((v) => v !== undefined) : [];
+  const n = members.length === 1 ? (value as { N?: unknown }).N : undefined;
+  if (typeof n !== "string" || !/^-?[0-9]{1,38}$/.test(n)) {
+    throw bad(`${which}.${fieldName(name)} is ${shown(value)}, not a whole number ({"N": "…"})`);
+  }
+  return BigInt(n);
 }
 
 /** The write's own time (`ts`), else the stream's approximate creation time. */
-function timeOf(record: BucketStreamRecord): number {
-  const ts = record.dynamodb?.NewImage?.[WRITTEN_AT]?.N;
-  if (ts !== undefined) return Number(ts);
+function timeOf(record: BucketStreamRecord, bad: (problem: string) => Error): number {
+  const next = record.dynamodb!.NewImage!;
+  if (Object.hasOwn(next, WRITTEN_AT)) {
+    const ms = Number(wholeNumber(next, "NewImage", WRITTEN_AT, bad));
+    if (ms < 0 || ms >= 253_402_300_800_000) {
+      throw bad(`NewImage.${WRITTEN_AT} is ${ms}, not an epoch-ms time in years 1970-9999`);
+    }
+    return ms;
+  }
   const approx = record.dynamodb?.ApproximateCreationDateTime;
-  if (approx instanceof Date) return approx.getTime();
-  if (typeof approx === "number") return approx * 1000;
-  throw new Error(
-    `Stream record ${record.dynamodb?.SequenceNumber ?? "?"} has neither ${WRITTEN_AT} ` +
-      `nor ApproximateCreationDateTime: cannot tell its window`,
+  if (approx instanceof Date && Number.isFinite(approx.getTime())) return approx.getTime();
+  if (typeof approx === "number" && Number.isFinite(approx) && approx >= 0) return approx * 1000;
+  throw bad(
+    `it has neither NewImage.${WRITTEN_AT} nor ApproximateCreationDateTime: cannot tell its window`,
   );
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** A value for a message: JSON, cut to 80 characters. */
+function shown(value: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = Object.prototype.toString.call(value);
+  }
+  s = escapeControls(s);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** An attribute name for a message: as is when plain, else quoted and cut. */
+function fieldName(name: string): string {
+  return /^[A-Za-z0-9_.-]{1,70}$/.test(name) ? name : shown(name);
 }

@@ -36,6 +36,8 @@ export interface TableState {
   itemCount?: number;
   /** Stream ARN. */
   streamArn?: string;
+  /** What the stream shows, e.g. `NEW_AND_OLD_IMAGES` (the aggregator needs both images). */
+  streamViewType?: string;
   /** TTL status, e.g. `ENABLED`. */
   ttl?: string;
   /** Point-in-time recovery status, e.g. `ENABLED`. */
@@ -86,7 +88,12 @@ export interface DeploymentStatus {
   table?: TableState;
   /** The aggregator. */
   aggregator?: AggregatorState;
+  /** What is wrong with the deployment, one sentence each; absent when nothing is. */
+  warnings?: string[];
 }
+
+/** The stream view the aggregator needs: a MODIFY's consumption is `new − old`. */
+export const REQUIRED_STREAM_VIEW = "NEW_AND_OLD_IMAGES";
 
 /**
  * The stack, the table and the aggregator of a deployment. Works without a stack too (a table
@@ -113,6 +120,10 @@ export async function deploymentStatus(
     };
     if (t.Table?.ItemCount !== undefined) table.itemCount = t.Table.ItemCount;
     if (t.Table?.LatestStreamArn) table.streamArn = t.Table.LatestStreamArn;
+    const stream = t.Table?.StreamSpecification;
+    if (stream?.StreamEnabled && stream.StreamViewType) {
+      table.streamViewType = stream.StreamViewType;
+    }
     if (t.Table?.DeletionProtectionEnabled !== undefined) {
       table.deletionProtection = t.Table.DeletionProtectionEnabled;
     }
@@ -127,6 +138,8 @@ export async function deploymentStatus(
     const pitr = backups?.ContinuousBackupsDescription?.PointInTimeRecoveryDescription;
     if (pitr?.PointInTimeRecoveryStatus) table.pointInTimeRecovery = pitr.PointInTimeRecoveryStatus;
     out.table = table;
+    const warning = streamWarning(table);
+    if (warning) (out.warnings ??= []).push(warning);
   } catch (err) {
     if (!/ResourceNotFound|not found|non-existent/i.test(describeAwsError(err))) throw err;
   } finally {
@@ -157,4 +170,37 @@ export async function deploymentStatus(
     }
   }
   return out;
+}
+
+/**
+ * The warning for a table whose stream the aggregator cannot use, or `undefined`. Without both
+ * images every bucket record is malformed to the aggregator (reported, retried, then sent to the
+ * dead-letter queue), and without a stream it gets nothing: snapshots and the resource index stay
+ * empty.
+ *
+ * @example
+ * ```ts
+ * import { streamWarning } from "./status.ts";
+ * const warning = streamWarning({ name: "t", status: "ACTIVE", streamViewType: "KEYS_ONLY" });
+ * console.assert(warning?.startsWith("Table t has a KEYS_ONLY stream"));
+ * console.assert(
+ *   streamWarning({ name: "t", status: "ACTIVE", streamViewType: "NEW_AND_OLD_IMAGES" }) ===
+ *     undefined,
+ * );
+ * ```
+ */
+export function streamWarning(table: TableState): string | undefined {
+  const redeploy = "or redeploy the stack (zae-limiter deploy)";
+  if (table.streamViewType === undefined) {
+    return `Table ${table.name} has no stream: the usage aggregator gets no records, so usage ` +
+      "snapshots and the resource index stay empty; to fix, enable a NEW_AND_OLD_IMAGES stream " +
+      `(aws dynamodb update-table --stream-specification) ${redeploy}`;
+  }
+  if (table.streamViewType !== REQUIRED_STREAM_VIEW) {
+    return `Table ${table.name} has a ${table.streamViewType} stream, not ` +
+      `${REQUIRED_STREAM_VIEW}: the usage aggregator cannot read a change's consumption and ` +
+      "reports every bucket record as malformed; to fix, disable the stream and enable it again " +
+      `as NEW_AND_OLD_IMAGES (aws dynamodb update-table --stream-specification) ${redeploy}`;
+  }
+  return undefined;
 }
