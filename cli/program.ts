@@ -324,6 +324,9 @@ Examples:
               : "")
           : "Aggregator: none",
       );
+      for (const w of s.warnings ?? []) {
+        lines.push(`warning: ${escapeControls(w)}`);
+      }
       print(c, s, lines.join("\n"));
     });
 

@@ -15,7 +15,7 @@ import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
 import type { CreateEntityOptions, ResourceBucket } from "./options.ts";
 import { validateLimits } from "./request.ts";
-import { validateEntityId, validateResource } from "./validate.ts";
+import { validateEntityId, validateMetadata, validateResource } from "./validate.ts";
 
 /** Options of {@link EntityAdmin}. */
 export interface EntityAdminOptions {
@@ -198,23 +198,4 @@ function validateLimitTarget(options: { entityId: string; resource?: string }): 
     entityId: validateEntityId(options.entityId),
     resource: options.resource === undefined ? undefined : validateResource(options.resource),
   };
-}
-
-function validateMetadata(metadata: unknown): Record<string, string> {
-  if (metadata === undefined) return {};
-  if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
-    throw new ValidationError("metadata", metadata, "must be an object of strings");
-  }
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== "string") throw new ValidationError(`metadata.${k}`, v, "must be a string");
-    if (k.length === 0 || k.length > 256) {
-      throw new ValidationError("metadata key", k, "must be 1-256 characters");
-    }
-    out[k] = v;
-  }
-  if (JSON.stringify(out).length > 64_000) {
-    throw new ValidationError("metadata", "(large)", "must be at most 64 KB as JSON");
-  }
-  return out;
 }

@@ -76,5 +76,11 @@ export function showValue(value: unknown): string {
       s = Object.prototype.toString.call(value);
     }
   }
+  // One line, whatever the value holds: control characters and line separators as \uXXXX.
+  // deno-lint-ignore no-control-regex
+  s = s.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
