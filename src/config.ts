@@ -46,25 +46,39 @@ export class ConfigResolver {
   }
 
   /** The buckets to write for a call: the entity's, and its parent's when cascading. */
-  async resolveTargets(req: ValidRequest, deadline: number): Promise<Target[]> {
+  async resolveTargets(
+    req: ValidRequest,
+    deadline: number,
+    operation = "acquire",
+  ): Promise<Target[]> {
     const needMeta = req.cascade !== false;
     const useStored = req.useStoredLimits;
     let own: EntityConfig = {};
     if (needMeta || useStored) {
-      own = await this.#loadConfig(req.entityId, req.resource, {
-        meta: needMeta,
-        limits: useStored,
-      }, deadline);
+      own = await this.#loadConfig(
+        req.entityId,
+        req.resource,
+        {
+          meta: needMeta,
+          limits: useStored,
+        },
+        deadline,
+        operation,
+      );
     }
     const cascade = req.cascade ?? own.entity?.cascade ?? false;
     const ids = [req.entityId];
     if (cascade && own.entity?.parentId !== undefined) ids.push(own.entity.parentId);
     const targets: Target[] = [];
     for (const [i, id] of ids.entries()) {
-      const cfg = i === 0
-        ? own
-        : useStored
-        ? await this.#loadConfig(id, req.resource, { meta: false, limits: true }, deadline)
+      const cfg = i === 0 ? own : useStored
+        ? await this.#loadConfig(
+          id,
+          req.resource,
+          { meta: false, limits: true },
+          deadline,
+          operation,
+        )
         : {};
       const limits = useStored
         ? (cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits)
@@ -79,6 +93,7 @@ export class ConfigResolver {
     resource: string,
     want: { meta: boolean; limits: boolean },
     deadline: number,
+    operation: string,
   ): Promise<EntityConfig> {
     const metaKey = `${entityId}#`;
     const limitKey = `${entityId}#${resource}`;
@@ -97,6 +112,7 @@ export class ConfigResolver {
             limits: want.limits && !limits,
           }, signal),
         deadline,
+        operation,
       ).finally(() => this.#configLoads.delete(flightKey));
       this.#configLoads.set(flightKey, flight);
     }

@@ -59,9 +59,10 @@ export function misconfiguration(err: unknown): ConfigurationErrorKind | undefin
   if (CREDENTIAL_ERRORS.has(name)) return "bad-credentials";
   if (/^Region is missing/i.test(message)) return "region-missing";
   if (name === "ValidationException") {
-    return /provided key element|missing the key|key schema|does not match the schema/i.test(
-        message,
-      )
+    return /provided key element|missing the key|key schema|does not match the schema|conditions on the keys/i
+        .test(
+          message,
+        )
       ? "table-schema"
       : "invalid-request";
   }

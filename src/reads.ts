@@ -100,6 +100,7 @@ export class BucketReader {
       const [target] = await this.#config.resolveTargets(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,
+        "read",
       );
       const nowMs = this.#writer.now();
       const state = await this.#writer.call(

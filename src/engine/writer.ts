@@ -87,6 +87,7 @@ export class BucketWriter {
     writes: BucketWrite[],
     deadline: number,
     op: Op,
+    operation = "write",
   ): Promise<MultiOutcome & { applied?: boolean }> {
     const outcome = await this.call(
       op,
@@ -99,7 +100,7 @@ export class BucketWriter {
         return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
       },
       deadline,
-      "write",
+      operation,
     );
     if (outcome.ok) return outcome;
     const landed = outcome.olds.some((o, i) => !o.ok && o.old?.ops?.includes(writes[i].opId));
@@ -181,7 +182,7 @@ export class BucketWriter {
       const release = targets.map((t, i) => this.#slots.flying(bucketId(t), plans[i].after));
       let outcome;
       try {
-        outcome = await this.writeItems(plans.map((p) => p.write), deadline, op);
+        outcome = await this.writeItems(plans.map((p) => p.write), deadline, op, "acquire");
       } finally {
         release.forEach((done) => done());
       }
