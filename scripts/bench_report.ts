@@ -6,8 +6,9 @@
 
 import { billedWcu, type CostRow, goalMet } from "./bench_cost.ts";
 import type { CpuResult } from "./bench_cpu.ts";
-import type { OverAdmission, ThroughputCase } from "./bench_throughput.ts";
+import type { OverAdmission, RoundStats, ThroughputCase } from "./bench_throughput.ts";
 import type { Cost } from "./bench_trace.ts";
+import type { BundleSize, ConfigExpiry, RequestBody } from "./bench_probe.ts";
 
 /** Everything one run measured. */
 export interface BenchResults {
@@ -19,6 +20,14 @@ export interface BenchResults {
   overAdmission?: OverAdmission;
   /** Client CPU per acquire. */
   cpu?: CpuResult;
+  /** esbuild bundle of `import { RateLimiter }`. */
+  bundle?: BundleSize;
+  /** Request body of a warm 2-limit acquire. */
+  body?: RequestBody;
+  /** A warm acquire whose cached entity config ran out. */
+  configExpiry?: ConfigExpiry;
+  /** Why the Python peer did not run, when it did not (e.g. a quick run). */
+  pythonSkipped?: string;
 }
 
 /** One goal's verdict. */
@@ -35,6 +44,16 @@ export interface Verdict {
 
 /** Minimum median ratio of throughput at 16 in flight on distinct keys. */
 export const THROUGHPUT_GOAL = 1.5;
+/** Minimum median ratio of throughput against the Python zae-limiter 0.17.0, same settings. */
+export const PYTHON_THROUGHPUT_GOAL = 2;
+/** DynamoDB Local CPU per acquire, at most this many times the plain write's. */
+export const SERVER_CPU_GOAL = 1.2;
+/** Client CPU per warm 2-limit acquire, µs. */
+export const CLIENT_CPU_GOAL_US = 150;
+/** Request body of a warm 2-limit acquire, bytes (1 KB = 1,000 bytes). */
+export const BODY_GOAL_BYTES = 1_000;
+/** Minified bundle of `import { RateLimiter }`, bytes (600 KB = 600,000 bytes). */
+export const BUNDLE_GOAL_BYTES = 600_000;
 
 /**
  * Judges every goal.
@@ -46,6 +65,7 @@ export const THROUGHPUT_GOAL = 1.5;
  */
 export function verdicts(r: BenchResults, options: { judgeThroughput: boolean }): Verdict[] {
   const out: Verdict[] = [];
+  const costGoals = r.costs.filter((row) => row.goal);
   for (const row of r.costs) {
     if (!row.goal) continue;
     out.push({
@@ -68,6 +88,7 @@ export function verdicts(r: BenchResults, options: { judgeThroughput: boolean })
       met: options.judgeThroughput ? main.medianRatio >= THROUGHPUT_GOAL : undefined,
     });
   }
+  out.push(...issue13Verdicts(r, main, costGoals, options.judgeThroughput));
   const rejection = r.costs.find((c) => c.operation.startsWith("repeated rejection"));
   if (rejection) {
     out.push({
@@ -131,6 +152,103 @@ export function verdicts(r: BenchResults, options: { judgeThroughput: boolean })
   return out;
 }
 
+/** The goals of issue 13 (the light write engine), in the order of its table. */
+function issue13Verdicts(
+  r: BenchResults,
+  main: ThroughputCase | undefined,
+  costGoals: CostRow[],
+  judgeTimings: boolean,
+): Verdict[] {
+  const out: Verdict[] = [];
+  const med = (f: (x: ThroughputCase["rounds"][number]) => number | undefined) =>
+    main ? median(main.rounds.flatMap((x) => f(x) ?? [])) : NaN;
+  const judged = (ok: boolean, measurable = true) => judgeTimings && measurable ? ok : undefined;
+  const notRun = r.pythonSkipped ? `not run (${r.pythonSkipped})` : "not run";
+  if (main) {
+    const ours = med((x) => x.ours.serverCpuUs), plain = med((x) => x.plain?.serverCpuUs);
+    const ratio = ours / plain;
+    out.push({
+      goal: "DynamoDB Local CPU per acquire vs the plain-write baseline (16 in flight, 200 keys)",
+      target: `≤ ${SERVER_CPU_GOAL}×`,
+      measured: Number.isFinite(ratio)
+        ? `${ratio.toFixed(2)}× (${ours.toFixed(0)} vs ${plain.toFixed(0)} µs)`
+        : "not measured (no plain rounds, or no /proc)",
+      met: judged(ratio <= SERVER_CPU_GOAL, Number.isFinite(ratio)),
+    });
+    const pyRatio = main.medianPythonRatio;
+    out.push({
+      goal: "throughput vs Python zae-limiter 0.17.0, 16 in flight, 200 keys",
+      target: `median ratio ≥ ${PYTHON_THROUGHPUT_GOAL}×`,
+      measured: pyRatio === undefined
+        ? notRun
+        : `${pyRatio.toFixed(2)}× (rounds: ${
+          main.rounds.flatMap((x) => x.pythonRatio ?? []).map((x) => x.toFixed(2)).join(", ")
+        })`,
+      // A full run that could not run the peer misses the goal rather than hiding it.
+      met: judgeTimings ? (pyRatio ?? 0) >= PYTHON_THROUGHPUT_GOAL : undefined,
+    });
+    const p50 = med((x) => x.ours.p50Ms);
+    const rlf = med((x) => x.theirs.p50Ms), py = med((x) => x.python?.p50Ms);
+    out.push({
+      goal: "p50 latency, 16 in flight, below both peers",
+      target: "below rate-limiter-flexible's and Python's",
+      measured: `${p50.toFixed(1)} ms vs ${rlf.toFixed(1)} ms (rlf), ${
+        Number.isFinite(py) ? `${py.toFixed(1)} ms` : notRun
+      } (Python)`,
+      met: judgeTimings ? p50 < rlf && Number.isFinite(py) && p50 < py : undefined,
+    });
+  }
+  if (r.cpu) {
+    out.push({
+      goal: "client CPU per acquire, warm, 2 limits",
+      target: `≤ ${CLIENT_CPU_GOAL_US} µs`,
+      measured: `${r.cpu.acquireUs.toFixed(0)} µs (of which the AWS SDK ${
+        r.cpu.sdkUs.toFixed(0)
+      } µs)`,
+      met: judged(r.cpu.acquireUs <= CLIENT_CPU_GOAL_US),
+    });
+  }
+  if (r.body) {
+    out.push({
+      goal: "request body of a warm 2-limit acquire",
+      target: `≤ ${BODY_GOAL_BYTES / 1000} KB`,
+      measured: `${r.body.bytes} bytes (${r.body.command}, ${r.body.calls} call)`,
+      met: r.body.bytes <= BODY_GOAL_BYTES && r.body.calls === 1,
+    });
+  }
+  if (costGoals.length > 0) {
+    const missed = costGoals.filter((row) => goalMet(row) !== true);
+    out.push({
+      goal: "every cost goal of this page",
+      target: "still met",
+      measured: missed.length === 0
+        ? `${costGoals.length} of ${costGoals.length} met`
+        : `missed: ${missed.map((row) => row.operation).join("; ")}`,
+      met: missed.length === 0,
+    });
+  }
+  if (r.configExpiry) {
+    const e = r.configExpiry;
+    out.push({
+      goal: "warm acquire of an entity whose config cache ran out (useStoredLimits)",
+      target: "1 round trip",
+      measured: `${e.roundTrips} round trip(s); ${e.calls} call(s) in all (${
+        Object.entries(e.commands).map(([k, v]) => `${k} × ${v}`).join(", ")
+      })`,
+      met: e.roundTrips === 1,
+    });
+  }
+  if (r.bundle) {
+    out.push({
+      goal: "esbuild bundle of `import { RateLimiter }` (minified, platform node)",
+      target: `≤ ${BUNDLE_GOAL_BYTES / 1000} KB`,
+      measured: `${(r.bundle.bytes / 1000).toFixed(0)} KB`,
+      met: r.bundle.bytes <= BUNDLE_GOAL_BYTES,
+    });
+  }
+  return out;
+}
+
 /** Console lines: one per goal. */
 export function verdictLines(vs: Verdict[]): string[] {
   return vs.map((v) =>
@@ -138,6 +256,80 @@ export function verdictLines(vs: Verdict[]): string[] {
       v.met === undefined ? "NOT JUDGED" : v.met ? "MET   " : "MISSED"
     }  ${v.goal}: ${v.measured} (goal: ${v.target})`
   );
+}
+
+/** One contender's medians in the main case (16 in flight, 200 distinct keys). */
+export interface PeerRow {
+  /** Who. */
+  name: string;
+  /** Median requests per second. */
+  perSecond: number;
+  /** Median of p50 latency, ms. */
+  p50Ms: number;
+  /** Median of p99 latency, ms. */
+  p99Ms: number;
+  /** Median client CPU per request, µs (its own process). */
+  clientCpuUs: number;
+  /** Median DynamoDB Local CPU per request, µs. */
+  serverCpuUs: number;
+  /** Failed requests over all rounds. */
+  errors: number;
+  /** Rounds it ran. */
+  rounds: number;
+}
+
+/**
+ * The main case's contenders side by side: zae-limiter, rate-limiter-flexible, the plain write
+ * and the Python zae-limiter (those that ran).
+ *
+ * @example
+ * ```ts ignore
+ * for (const row of peerRows(results)) console.log(row.name, row.perSecond);
+ * ```
+ */
+export function peerRows(r: BenchResults): PeerRow[] {
+  const main = r.throughput.find((c) =>
+    c.concurrency === 16 && c.keys === "distinct" && !c.stream && c.latencyMs === 0
+  );
+  if (!main) return [];
+  type Pick = (x: ThroughputCase["rounds"][number]) => RoundStats | undefined;
+  const row = (name: string, pick: Pick): PeerRow | undefined => {
+    const stats = main.rounds.flatMap((x) => pick(x) ?? []);
+    if (stats.length === 0) return undefined;
+    const m = (f: (s: RoundStats) => number) => median(stats.map(f));
+    return {
+      name,
+      perSecond: m((s) => s.perSecond),
+      p50Ms: m((s) => s.p50Ms),
+      p99Ms: m((s) => s.p99Ms),
+      clientCpuUs: m((s) => s.clientCpuUs),
+      serverCpuUs: m((s) => s.serverCpuUs),
+      errors: stats.reduce((a, s) => a + s.errors, 0),
+      rounds: stats.length,
+    };
+  };
+  return [
+    row("zae-limiter (this library)", (x) => x.ours),
+    row("rate-limiter-flexible 11.4.0", (x) => x.theirs),
+    row("Python zae-limiter 0.17.0", (x) => x.python),
+    row("plain conditional GCRA write (baseline)", (x) => x.plain),
+  ].filter((x): x is PeerRow => x !== undefined);
+}
+
+/** The peer rows as a Markdown table (also printed by the bench). */
+export function peerTable(rows: PeerRow[]): string[] {
+  const lines = [
+    "| contender | req/s | p50 ms | p99 ms | client CPU µs / req | DynamoDB Local CPU µs / req | errors |",
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const x of rows) {
+    lines.push(
+      `| ${x.name} | ${x.perSecond.toFixed(0)} | ${x.p50Ms.toFixed(1)} | ${x.p99Ms.toFixed(1)} | ${
+        x.clientCpuUs.toFixed(0)
+      } | ${Number.isNaN(x.serverCpuUs) ? "?" : x.serverCpuUs.toFixed(0)} | ${x.errors} |`,
+    );
+  }
+  return lines;
 }
 
 /** Context printed at the top of the report. */
@@ -246,6 +438,26 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       } / ${cpuPair(m((x) => x.theirs.clientCpuUs), m((x) => x.theirs.serverCpuUs))} |`);
     }
     p();
+    const peers = peerRows(r);
+    if (peers.length > 0) {
+      p();
+      p("### Every contender at 16 in flight, 200 distinct keys");
+      p();
+      p("Medians over the rounds of the case above, each contender in turn (the order rotates");
+      p("from round to round). The Python zae-limiter 0.17.0 runs in its own process");
+      p("(`scripts/bench_python.py`, in a venv the bench creates under");
+      p("`~/.cache/zae-limiter/bench-venv`): `Repository.open` on a table it creates, its async");
+      p("`RateLimiter.acquire(limits=..., consume=...)` as a context manager that commits on exit,");
+      p("16 in flight in one event loop, with its aiobotocore pool widened to 256 connections like");
+      p("the other clients (its default, 10, is fewer than 16). Its client CPU is its own process's.");
+      p("The plain write is one conditional GCRA `UpdateItem` per request with the same two limits");
+      p("and nothing else (no idempotency), on items of zae-limiter's table: what a write costs the");
+      p("emulator. DynamoDB Local CPU per request is read from `/proc/<pid>/stat` around each round.");
+      if (r.pythonSkipped) p(`The Python peer did not run: ${r.pythonSkipped}.`);
+      p();
+      for (const line of peerTable(peers)) p(line);
+      p();
+    }
     p("Each rate-limiter-flexible request in steady state is 2 sequential writes: a conditional");
     p("write that fails while the key's window is open, then an increment. A zae-limiter request");
     p("is one conditional write. On one hot key, requests of one process planned in the same");
@@ -268,6 +480,30 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       o.failedPerRequest.toFixed(2)
     } failed conditions`);
     p("per request (refusals included: a process refuses locally once it knows the bucket is empty).");
+  }
+  if (r.body || r.bundle || r.configExpiry) {
+    p();
+    p("## Request body, config expiry, bundle");
+    p();
+    if (r.body) {
+      p(`- **Request body** of a warm 2-limit acquire + commit: ${r.body.bytes} bytes (one`);
+      p(`  ${r.body.command}), captured at the SDK's \`finalizeRequest\` step, after serialisation.`);
+    }
+    if (r.configExpiry) {
+      const e = r.configExpiry;
+      p(`- **Config cache ran out**: a warm acquire with \`useStoredLimits: true\` after the`);
+      p(`  ${e.ttlMs} ms \`limitsCacheTtlMs\` passed (injected clock and real time) waited for`);
+      p(`  ${e.roundTrips} round trip(s) and made ${e.calls} call(s) in all (${
+        Object.entries(e.commands).map(([k, v]) => `${k} × ${v}`).join(", ")
+      }); a call made in the background after it returned is counted as a call, not a round trip.`);
+    }
+    if (r.bundle) {
+      p(`- **Bundle**: esbuild (minified, platform node, ESM) of`);
+      p(`  \`export { RateLimiter } from "./mod.ts"\`: ${(r.bundle.bytes / 1000).toFixed(0)} KB`);
+      p(`  (1 KB = 1,000 bytes). Largest parts: ${
+        r.bundle.largest.map((x) => `${x.name} ${(x.bytes / 1000).toFixed(0)} KB`).join(", ")
+      }.`);
+    }
   }
   if (r.cpu) {
     const c = r.cpu;

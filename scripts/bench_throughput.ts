@@ -17,6 +17,7 @@ import { Meter } from "./meter.ts";
 import { benchClient } from "./bench_clients.ts";
 import { makeFlexible } from "./bench_cost.ts";
 import { tableDefinition } from "../src/repository.ts";
+import { plainWrite, PythonPeer } from "./bench_peers.ts";
 
 /** Which keys a round spreads its requests over. */
 export type KeySet = "distinct" | "hot";
@@ -45,7 +46,7 @@ export interface RoundStats {
   serverCpuUs: number;
 }
 
-/** Both libraries' results for one round, and their ratio. */
+/** Every contender's results for one round, and the ratios. */
 export interface Round {
   /** zae-limiter. */
   ours: RoundStats;
@@ -53,6 +54,12 @@ export interface Round {
   theirs: RoundStats;
   /** ours.perSecond / theirs.perSecond. */
   ratio: number;
+  /** The plain conditional GCRA write (main case only). */
+  plain?: RoundStats;
+  /** The Python zae-limiter 0.17.0 (main case only, when it runs). */
+  python?: RoundStats;
+  /** ours.perSecond / python.perSecond. */
+  pythonRatio?: number;
 }
 
 /** Every round of one (concurrency, key set) case. */
@@ -69,6 +76,8 @@ export interface ThroughputCase {
   rounds: Round[];
   /** Median of the per-round ratios. */
   medianRatio: number;
+  /** Median of the per-round ratios against the Python peer, when it ran. */
+  medianPythonRatio?: number;
 }
 
 /** Options of {@link measureThroughput}. */
@@ -108,6 +117,13 @@ export interface ThroughputOptions {
    * emulator's JIT compiles each library's path, which costs CPU while it happens. @default 2
    */
   warmupRounds?: number;
+  /**
+   * The venv Python with zae-limiter 0.17.0 (see `ensurePythonPeer`): runs it in the main case
+   * (16 in flight, distinct keys) as a third library. @default not run
+   */
+  python?: string;
+  /** Run the plain-write baseline in the main case. @default true */
+  plainBaseline?: boolean;
   /** Called after each round, for progress output. */
   onRound?: (
     c: {
@@ -123,6 +139,9 @@ export interface ThroughputOptions {
 
 /** A request of one library: resolves when admitted, throws when not. */
 type Request = (key: string) => Promise<void>;
+
+/** The contenders of a round. */
+type Who = "ours" | "theirs" | "plain" | "python";
 
 // Limits high enough that every request is admitted: we measure the cost of admitted requests.
 const BIG = [Limit.perMinute("rpm", 10_000_000), Limit.perMinute("tpm", 10_000_000_000)];
@@ -147,6 +166,8 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     latencyConcurrency = [1, 16],
     latencyMs = 3,
     warmupRounds = 2,
+    python,
+    plainBaseline = true,
     onRound,
   } = options;
   const latency = { ms: 0 };
@@ -154,8 +175,11 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const suffix = Date.now().toString(36);
   const ourClient = benchClient(endpoint, { latency });
   const theirClient = benchClient(endpoint, { latency });
+  const plainClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
   const theirMeter = new Meter(theirClient);
+  const plainMeter = new Meter(plainClient);
+  let pythonPeer: PythonPeer | undefined;
   // rate-limiter-flexible has no deadline; a long one here too, so a slow round is not an error.
   const timeoutMs = 30_000;
   const limiter = new RateLimiter({
@@ -198,12 +222,43 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     const oursStreamed = oursOn(streamed);
     // First use of every key (and the metadata read of each entity) before any round, then
     // alternating warm-up rounds: the emulator's JIT compiles each library's path.
-    const all = streamCase ? [ours, theirs, oursStreamed] : [ours, theirs];
+    // The plain write's items sit in zae-limiter's table (same schema and indexes), under keys
+    // of their own.
+    const plain: Request | undefined = plainBaseline
+      ? plainWrite(plainClient, limiter.tableName)
+      : undefined;
+    const all = [ours, theirs, ...(streamCase ? [oursStreamed] : []), ...(plain ? [plain] : [])];
     for (const request of all) {
       for (const k of [...keys, "hot"]) await request(k);
     }
+    if (python) {
+      pythonPeer = await PythonPeer.start({
+        python,
+        endpoint,
+        table: `bench-py-${suffix}`,
+        keys: distinctKeys,
+      });
+    }
+    const pythonRound = async (n: number, ms: number, hot: boolean): Promise<RoundStats> => {
+      const server0 = serverCpuMs();
+      const r = await pythonPeer!.round({ concurrency: n, seconds: ms / 1000, hot });
+      const server = serverCpuMs() - server0;
+      return {
+        requests: r.requests,
+        errors: r.errors,
+        seconds: r.seconds,
+        perSecond: r.perSecond,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        clientCpuUs: r.clientCpuUs,
+        serverCpuUs: (server * 1000) / Math.max(1, r.requests + r.errors),
+        callsPerRequest: NaN,
+        failedPerRequest: NaN,
+      };
+    };
     for (let w = 0; w < warmupRounds; w++) {
       for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
+      if (pythonPeer) await pythonRound(16, roundMs, false);
     }
     const plan: { keys: KeySet; n: number; stream: boolean; latencyMs: number }[] = [];
     for (const keySet of ["distinct", "hot"] as const) {
@@ -221,16 +276,24 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
         latency.ms = ms;
         const roundKeys = keySet === "distinct" ? keys : ["hot"];
         const mine = stream ? oursStreamed : ours;
+        const main = keySet === "distinct" && n === 16 && !stream && ms === 0;
+        const who: Who[] = ["ours", "theirs"];
+        if (main && plain) who.push("plain");
+        if (main && pythonPeer) who.push("python");
         const list: Round[] = [];
         for (let r = 0; r < rounds; r++) {
-          // Alternate which library goes first, so a drift of the machine hits both alike.
-          const order = r % 2 === 0 ? ["ours", "theirs"] as const : ["theirs", "ours"] as const;
-          const got: Partial<Record<"ours" | "theirs", RoundStats>> = {};
+          // Rotate which library goes first, so a drift of the machine hits all alike.
+          const order = who.map((_, i) => who[(i + r) % who.length]);
+          const got: Partial<Record<Who, RoundStats>> = {};
           for (const who of order) {
-            const meter = who === "ours" ? ourMeter : theirMeter;
+            if (who === "python") {
+              got.python = await pythonRound(n, roundMs, keySet === "hot");
+              continue;
+            }
+            const meter = who === "ours" ? ourMeter : who === "theirs" ? theirMeter : plainMeter;
             meter.reset();
             const stats = await runRound(
-              who === "ours" ? mine : theirs,
+              who === "ours" ? mine : who === "theirs" ? theirs : plain!,
               roundKeys,
               n,
               roundMs,
@@ -247,6 +310,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
             ours: got.ours!,
             theirs: got.theirs!,
             ratio: got.ours!.perSecond / got.theirs!.perSecond,
+            ...(got.plain ? { plain: got.plain } : {}),
+            ...(got.python
+              ? { python: got.python, pythonRatio: got.ours!.perSecond / got.python.perSecond }
+              : {}),
           };
           list.push(result);
           onRound?.({ concurrency: n, keys: keySet, stream, latencyMs: ms, round: r + 1, result });
@@ -258,6 +325,9 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
           latencyMs: ms,
           rounds: list,
           medianRatio: median(list.map((x) => x.ratio)),
+          ...(list.some((x) => x.pythonRatio !== undefined)
+            ? { medianPythonRatio: median(list.flatMap((x) => x.pythonRatio ?? [])) }
+            : {}),
         });
       }
     }
@@ -265,8 +335,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   } finally {
     await limiter.close();
     await streamed.close();
+    await pythonPeer?.close();
     ourClient.destroy();
     theirClient.destroy();
+    plainClient.destroy();
   }
 }
 
