@@ -42,14 +42,19 @@ def local_only(endpoint: str) -> str:
 
 def widen_pool() -> None:
     """aiobotocore keeps 10 connections by default, fewer than 16 in flight; the TypeScript
-    clients of the bench allow 256. Give every client this process makes the same."""
+    clients of the bench allow 256. Give every client this process makes the same. Clients of
+    other services (set-up probes for the stack's Lambda functions, which DynamoDB Local does
+    not serve) make one attempt instead of retrying for seconds."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import AioSession
 
     create = AioSession.create_client
 
     def create_client(self, *args, **kwargs):
+        service = args[0] if args else kwargs.get("service_name")
         config = AioConfig(max_pool_connections=256)
+        if service != "dynamodb":
+            config = config.merge(AioConfig(retries={"total_max_attempts": 1}))
         if kwargs.get("config") is not None:
             config = kwargs["config"].merge(config)
         kwargs["config"] = config

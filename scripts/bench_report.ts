@@ -75,9 +75,7 @@ export function verdicts(r: BenchResults, options: { judgeThroughput: boolean })
       met: goalMet(row),
     });
   }
-  const main = r.throughput.find((c) =>
-    c.concurrency === 16 && c.keys === "distinct" && !c.stream && c.latencyMs === 0
-  );
+  const main = mainCase(r.throughput);
   if (main) {
     out.push({
       goal: "throughput at 16 in flight, distinct keys, vs rate-limiter-flexible",
@@ -249,6 +247,13 @@ function issue13Verdicts(
   return out;
 }
 
+/** The main case: 16 in flight on distinct keys, no stream, no added latency. */
+export function mainCase(cases: ThroughputCase[]): ThroughputCase | undefined {
+  return cases.find((c) =>
+    c.concurrency === 16 && c.keys === "distinct" && !c.stream && c.latencyMs === 0
+  );
+}
+
 /** Console lines: one per goal. */
 export function verdictLines(vs: Verdict[]): string[] {
   return vs.map((v) =>
@@ -288,9 +293,7 @@ export interface PeerRow {
  * ```
  */
 export function peerRows(r: BenchResults): PeerRow[] {
-  const main = r.throughput.find((c) =>
-    c.concurrency === 16 && c.keys === "distinct" && !c.stream && c.latencyMs === 0
-  );
+  const main = mainCase(r.throughput);
   if (!main) return [];
   type Pick = (x: ThroughputCase["rounds"][number]) => RoundStats | undefined;
   const row = (name: string, pick: Pick): PeerRow | undefined => {

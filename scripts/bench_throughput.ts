@@ -124,6 +124,11 @@ export interface ThroughputOptions {
   python?: string;
   /** Run the plain-write baseline in the main case. @default true */
   plainBaseline?: boolean;
+  /**
+   * In-flight count of the main case (distinct keys, no stream, no added latency), the one case
+   * where the plain write and the Python peer run too. @default 16
+   */
+  peersConcurrency?: number;
   /** Called after each round, for progress output. */
   onRound?: (
     c: {
@@ -168,6 +173,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     warmupRounds = 2,
     python,
     plainBaseline = true,
+    peersConcurrency = 16,
     onRound,
   } = options;
   const latency = { ms: 0 };
@@ -257,8 +263,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
       };
     };
     for (let w = 0; w < warmupRounds; w++) {
-      for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
-      if (pythonPeer) await pythonRound(16, roundMs, false);
+      for (const request of all) {
+        await runRound(request, keys, peersConcurrency, roundMs, serverCpuMs);
+      }
+      if (pythonPeer) await pythonRound(peersConcurrency, roundMs, false);
     }
     const plan: { keys: KeySet; n: number; stream: boolean; latencyMs: number }[] = [];
     for (const keySet of ["distinct", "hot"] as const) {
@@ -276,7 +284,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
         latency.ms = ms;
         const roundKeys = keySet === "distinct" ? keys : ["hot"];
         const mine = stream ? oursStreamed : ours;
-        const main = keySet === "distinct" && n === 16 && !stream && ms === 0;
+        const main = keySet === "distinct" && n === peersConcurrency && !stream && ms === 0;
         const who: Who[] = ["ours", "theirs"];
         if (main && plain) who.push("plain");
         if (main && pythonPeer) who.push("python");
