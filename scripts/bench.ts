@@ -1,16 +1,20 @@
 /**
  * `deno task bench`: what each limiter operation costs in DynamoDB calls, round trips and capacity;
- * throughput against rate-limiter-flexible's `RateLimiterDynamo`; client CPU per acquire. Starts
- * its own DynamoDB Local, prints every goal as met or missed, and writes `docs/benchmarks.md`.
+ * throughput against rate-limiter-flexible's `RateLimiterDynamo`, the Python zae-limiter 0.17.0
+ * and a plain conditional write; client CPU per acquire; request body, bundle size and config
+ * expiry. Starts its own DynamoDB Local, prints every goal as met or missed, and writes
+ * `docs/benchmarks.md`.
  *
  * ```sh
- * deno task bench            # full run (about 2 minutes), writes docs/benchmarks.md
- * deno task bench --quick    # smoke run (about 20 s), writes nothing
+ * deno task bench            # full run (about 4 minutes), writes docs/benchmarks.md
+ * deno task bench --quick    # smoke run (about 30 s, no Python peer), writes nothing
  * deno task bench --endpoint http://127.0.0.1:8000   # use a running DynamoDB Local
  * ```
  *
  * Flags: `--quick`, `--endpoint URL`, `--rounds N`, `--round-ms N`, `--no-write`, `--write`,
- * `--out PATH`, `--skip-throughput`. Exits with 1 when a judged goal is missed.
+ * `--out PATH`, `--skip-throughput`, `--python` (run the Python peer in a quick run too),
+ * `--no-python`. The Python peer's venv is made on first use (`~/.cache/zae-limiter/bench-venv`,
+ * about 20 s; needs PyPI). Exits with 1 when a judged goal is missed.
  *
  * @module
  */
@@ -22,12 +26,16 @@ import { measureCosts } from "./bench_cost.ts";
 import { measureCpu } from "./bench_cpu.ts";
 import {
   type BenchResults,
+  peerRows,
+  peerTable,
   renderMarkdown,
   type Verdict,
   verdictLines,
   verdicts,
 } from "./bench_report.ts";
 import { checkOverAdmission, measureThroughput } from "./bench_throughput.ts";
+import { measureBundle, measureConfigExpiry, measureRequestBody } from "./bench_probe.ts";
+import { ensurePythonPeer, PYTHON_PEER_VERSION } from "./bench_peers.ts";
 
 /** Options of {@link runBench}. */
 export interface BenchOptions {
@@ -41,6 +49,8 @@ export interface BenchOptions {
   roundMs?: number;
   /** Skip the throughput rounds. @default false */
   skipThroughput?: boolean;
+  /** Run the Python zae-limiter as a third peer. @default true (quick: false) */
+  python?: boolean;
   /** Progress lines. @default none */
   log?: (line: string) => void;
 }
@@ -59,6 +69,24 @@ export async function runBench(
   const { quick = false, skipThroughput = false, log = () => {} } = options;
   const rounds = options.rounds ?? (quick ? 1 : 3);
   const roundMs = options.roundMs ?? (quick ? 300 : 2_000);
+  const wantPython = (options.python ?? !quick) && !skipThroughput;
+  let pythonSkipped: string | undefined = skipThroughput
+    ? "throughput skipped"
+    : wantPython
+    ? undefined
+    : quick
+    ? "quick run; --python runs it"
+    : "--no-python";
+  let python: string | undefined;
+  if (wantPython) {
+    try {
+      python = await ensurePythonPeer({ log });
+    } catch (err) {
+      pythonSkipped = `no venv with zae-limiter ${PYTHON_PEER_VERSION}: ${(err as Error).message}`
+        .slice(0, 300);
+      log(pythonSkipped);
+    }
+  }
   let local: LocalDynamo | undefined;
   let endpoint = options.endpoint;
   if (endpoint === undefined) {
@@ -85,12 +113,15 @@ export async function runBench(
       latencyMs: quick ? 0 : 3,
       warmupRounds: quick ? 1 : 4,
       serverPid: local?.pid,
+      python,
       onRound: ({ concurrency, keys, stream, round, result }) =>
         log(
           `throughput ${concurrency} in flight, ${keys}${
             stream ? ", stream on" : ""
           }, round ${round}: ` +
-            `${result.ours.perSecond.toFixed(0)} vs ${result.theirs.perSecond.toFixed(0)} req/s, ` +
+            `${result.ours.perSecond.toFixed(0)} vs ${result.theirs.perSecond.toFixed(0)} req/s` +
+            (result.python ? ` (Python ${result.python.perSecond.toFixed(0)})` : "") +
+            (result.plain ? ` (plain ${result.plain.perSecond.toFixed(0)})` : "") + ", " +
             `ratio ${result.ratio.toFixed(2)}, retries/req ${
               result.ours.failedPerRequest.toFixed(2)
             }, CPU µs/req client+server ${result.ours.clientCpuUs.toFixed(0)}+${
@@ -100,7 +131,20 @@ export async function runBench(
     });
     log("client CPU per acquire ...");
     const cpu = await measureCpu({ iterations: quick ? 300 : 5_000 });
-    const results: BenchResults = { costs, throughput, overAdmission, cpu };
+    log("request body, config expiry, bundle size ...");
+    const body = await measureRequestBody({ endpoint });
+    const configExpiry = await measureConfigExpiry({ endpoint });
+    const bundle = await measureBundle();
+    const results: BenchResults = {
+      costs,
+      throughput,
+      overAdmission,
+      cpu,
+      body,
+      configExpiry,
+      bundle,
+      pythonSkipped,
+    };
     const settings = skipThroughput
       ? "throughput skipped"
       : `throughput: ${rounds} round(s) of ${roundMs} ms per library and case`;
@@ -127,6 +171,8 @@ async function main(): Promise<number> {
       "no-write": { type: "boolean", default: false },
       out: { type: "string", default: "docs/benchmarks.md" },
       "skip-throughput": { type: "boolean", default: false },
+      python: { type: "boolean" },
+      "no-python": { type: "boolean", default: false },
     },
   });
   const int = (name: string, v: string | undefined) => {
@@ -144,8 +190,14 @@ async function main(): Promise<number> {
     rounds: int("rounds", values.rounds),
     roundMs: int("round-ms", values["round-ms"]),
     skipThroughput: values["skip-throughput"],
+    python: values["no-python"] ? false : values.python,
     log: (line) => console.error(line),
   });
+  const peers = peerRows(results);
+  if (peers.length > 0) {
+    console.log("\nAt 16 in flight, 200 distinct keys (medians):");
+    for (const line of peerTable(peers)) console.log(`  ${line}`);
+  }
   console.log("\nGoals:");
   for (const line of verdictLines(verdicts)) console.log(`  ${line}`);
   const write = values.write ?? (!values.quick && !values["no-write"]);

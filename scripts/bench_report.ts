@@ -4,10 +4,13 @@
  * @module
  */
 
-import { billedWcu, type CostRow, goalMet } from "./bench_cost.ts";
+import { billedWcu, type CostRow } from "./bench_cost.ts";
 import type { CpuResult } from "./bench_cpu.ts";
 import type { OverAdmission, ThroughputCase } from "./bench_throughput.ts";
 import type { Cost } from "./bench_trace.ts";
+import type { BundleSize, ConfigExpiry, RequestBody } from "./bench_probe.ts";
+import { peerRows, peerTable } from "./bench_goals.ts";
+export { mainCase, peerRows, peerTable, THROUGHPUT_GOAL, verdicts } from "./bench_goals.ts";
 
 /** Everything one run measured. */
 export interface BenchResults {
@@ -19,6 +22,14 @@ export interface BenchResults {
   overAdmission?: OverAdmission;
   /** Client CPU per acquire. */
   cpu?: CpuResult;
+  /** esbuild bundle of `import { RateLimiter }`. */
+  bundle?: BundleSize;
+  /** Request body of a warm 2-limit acquire. */
+  body?: RequestBody;
+  /** A warm acquire whose cached entity config ran out. */
+  configExpiry?: ConfigExpiry;
+  /** Why the Python peer did not run, when it did not (e.g. a quick run). */
+  pythonSkipped?: string;
 }
 
 /** One goal's verdict. */
@@ -31,104 +42,6 @@ export interface Verdict {
   measured: string;
   /** Met or missed; `undefined` when not judged (e.g. a throughput goal in a quick run). */
   met: boolean | undefined;
-}
-
-/** Minimum median ratio of throughput at 16 in flight on distinct keys. */
-export const THROUGHPUT_GOAL = 1.5;
-
-/**
- * Judges every goal.
- *
- * @example
- * ```ts ignore
- * for (const v of verdicts(results, { judgeThroughput: true })) console.log(v.goal, v.met);
- * ```
- */
-export function verdicts(r: BenchResults, options: { judgeThroughput: boolean }): Verdict[] {
-  const out: Verdict[] = [];
-  for (const row of r.costs) {
-    if (!row.goal) continue;
-    out.push({
-      goal: row.operation,
-      target: `≤ ${row.goal.roundTrips} round trips, ≤ ${row.goal.wcu} WCU`,
-      measured: `${fmt(row.cost.roundTrips)} round trips, ${fmt(billedWcu(row.cost))} WCU`,
-      met: goalMet(row),
-    });
-  }
-  const main = r.throughput.find((c) =>
-    c.concurrency === 16 && c.keys === "distinct" && !c.stream && c.latencyMs === 0
-  );
-  if (main) {
-    out.push({
-      goal: "throughput at 16 in flight, distinct keys, vs rate-limiter-flexible",
-      target: `median ratio ≥ ${THROUGHPUT_GOAL}×`,
-      measured: `${main.medianRatio.toFixed(2)}× (rounds: ${
-        main.rounds.map((x) => x.ratio.toFixed(2)).join(", ")
-      })`,
-      met: options.judgeThroughput ? main.medianRatio >= THROUGHPUT_GOAL : undefined,
-    });
-  }
-  const rejection = r.costs.find((c) => c.operation.startsWith("repeated rejection"));
-  if (rejection) {
-    out.push({
-      goal: "rejections cost nothing once the process knows the bucket is empty",
-      target: "0 calls per rejection",
-      measured: `${fmt(rejection.cost.calls)} calls` +
-        (r.cpu ? `, ${r.cpu.denyUs.toFixed(0)} µs of client CPU` : ""),
-      met: rejection.cost.calls === 0,
-    });
-  }
-  if (r.overAdmission) {
-    const o = r.overAdmission;
-    out.push({
-      goal: "no over-admission: 2 processes × 32 in flight on one bucket of 100/min",
-      target: "admitted ≤ capacity + refill over the run",
-      measured:
-        `${o.admitted} admitted ≤ ${o.allowed} allowed (${o.refused} refused, ${o.errors} errors)`,
-      // A run that never emptied the bucket would prove nothing.
-      met: o.admitted <= o.allowed && o.errors === 0 && o.refused > 0,
-    });
-  }
-  const errors = r.throughput.reduce(
-    (a, c) => a + c.rounds.reduce((b, x) => b + x.ours.errors, 0),
-    0,
-  );
-  if (r.throughput.length > 0) {
-    out.push({
-      goal: "no failed request in the throughput rounds",
-      target: "0",
-      measured: String(errors),
-      met: errors === 0,
-    });
-  }
-  const hot1 = r.throughput.find((c) => c.keys === "hot" && c.concurrency === 1);
-  const hotMany = r.throughput.filter((c) => c.keys === "hot" && c.concurrency > 1);
-  if (hot1) {
-    const retries = Math.max(...hot1.rounds.map((x) => x.ours.failedPerRequest));
-    out.push({
-      goal: "one hot key, 1 in flight: no retries (no contention, none needed)",
-      target: "0 retries per request",
-      measured: `${retries.toFixed(3)} per request`,
-      met: retries === 0,
-    });
-  }
-  if (hotMany.length > 0) {
-    const worst = Math.max(...hotMany.flatMap((c) => c.rounds.map((x) => x.ours.failedPerRequest)));
-    out.push({
-      goal: "one hot key, many in flight: at most one retry per request (a failed guess, " +
-        "corrected by the item the failure returns)",
-      target: "≤ 1 retry per request",
-      measured: `${worst.toFixed(2)} per request (worst round; ${
-        hotMany.map((c) =>
-          `${c.concurrency} in flight: ${
-            median(c.rounds.map((x) => x.ours.failedPerRequest)).toFixed(2)
-          }`
-        ).join(", ")
-      })`,
-      met: worst <= 1,
-    });
-  }
-  return out;
 }
 
 /** Console lines: one per goal. */
@@ -246,6 +159,26 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       } / ${cpuPair(m((x) => x.theirs.clientCpuUs), m((x) => x.theirs.serverCpuUs))} |`);
     }
     p();
+    const peers = peerRows(r);
+    if (peers.length > 0) {
+      p();
+      p("### Every contender at 16 in flight, 200 distinct keys");
+      p();
+      p("Medians over the rounds of the case above, each contender in turn (the order rotates");
+      p("from round to round). The Python zae-limiter 0.17.0 runs in its own process");
+      p("(`scripts/bench_python.py`, in a venv the bench creates under");
+      p("`~/.cache/zae-limiter/bench-venv`): `Repository.open` on a table it creates, its async");
+      p("`RateLimiter.acquire(limits=..., consume=...)` as a context manager that commits on exit,");
+      p("16 in flight in one event loop, with its aiobotocore pool widened to 256 connections like");
+      p("the other clients (its default, 10, is fewer than 16). Its client CPU is its own process's.");
+      p("The plain write is one conditional GCRA `UpdateItem` per request with the same two limits");
+      p("and nothing else (no idempotency), on items of zae-limiter's table: what a write costs the");
+      p("emulator. DynamoDB Local CPU per request is read from `/proc/<pid>/stat` around each round.");
+      if (r.pythonSkipped) p(`The Python peer did not run: ${r.pythonSkipped}.`);
+      p();
+      for (const line of peerTable(peers)) p(line);
+      p();
+    }
     p("Each rate-limiter-flexible request in steady state is 2 sequential writes: a conditional");
     p("write that fails while the key's window is open, then an increment. A zae-limiter request");
     p("is one conditional write. On one hot key, requests of one process planned in the same");
@@ -268,6 +201,30 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       o.failedPerRequest.toFixed(2)
     } failed conditions`);
     p("per request (refusals included: a process refuses locally once it knows the bucket is empty).");
+  }
+  if (r.body || r.bundle || r.configExpiry) {
+    p();
+    p("## Request body, config expiry, bundle");
+    p();
+    if (r.body) {
+      p(`- **Request body** of a warm 2-limit acquire + commit: ${r.body.bytes} bytes (one`);
+      p(`  ${r.body.command}), captured at the SDK's \`finalizeRequest\` step, after serialisation.`);
+    }
+    if (r.configExpiry) {
+      const e = r.configExpiry;
+      p(`- **Config cache ran out**: a warm acquire with \`useStoredLimits: true\` after the`);
+      p(`  ${e.ttlMs} ms \`limitsCacheTtlMs\` passed (injected clock and real time) waited for`);
+      p(`  ${e.roundTrips} round trip(s) and made ${e.calls} call(s) in all (${
+        Object.entries(e.commands).map(([k, v]) => `${k} × ${v}`).join(", ")
+      }); a call made in the background after it returned is counted as a call, not a round trip.`);
+    }
+    if (r.bundle) {
+      p(`- **Bundle**: esbuild (minified, platform node, ESM) of`);
+      p(`  \`export { RateLimiter } from "./mod.ts"\`: ${(r.bundle.bytes / 1000).toFixed(0)} KB`);
+      p(`  (1 KB = 1,000 bytes). Largest parts: ${
+        r.bundle.largest.map((x) => `${x.name} ${(x.bytes / 1000).toFixed(0)} KB`).join(", ")
+      }.`);
+    }
   }
   if (r.cpu) {
     const c = r.cpu;

@@ -1,22 +1,23 @@
 /**
- * Throughput: zae-limiter against rate-limiter-flexible's `RateLimiterDynamo` on the same
- * DynamoDB Local, in alternating fixed-duration rounds (the absolute numbers on a shared machine
- * are noise; the ratio per round and its median are the figures). Also the over-admission check:
- * two processes hammering one small bucket.
+ * Throughput: zae-limiter against rate-limiter-flexible's `RateLimiterDynamo` (and, in the main
+ * case, the Python zae-limiter and a plain conditional write) on the same DynamoDB Local, in
+ * rotating fixed-duration rounds (the absolute numbers on a shared machine are noise; the ratio
+ * per round and its median are the figures). The over-admission check lives in
+ * `bench_overadmission.ts`.
  *
  * @module
  */
 
 import process from "node:process";
 import { readFileSync } from "node:fs";
-import { CreateTableCommand, type DynamoDB, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import { bucketSk, entityPk, REQUESTS } from "../src/keys.ts";
+import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
-import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+import { Limit, RateLimiter } from "../mod.ts";
 import { Meter } from "./meter.ts";
 import { benchClient } from "./bench_clients.ts";
 import { makeFlexible } from "./bench_cost.ts";
 import { tableDefinition } from "../src/repository.ts";
+import { plainWrite, PythonPeer } from "./bench_peers.ts";
 
 /** Which keys a round spreads its requests over. */
 export type KeySet = "distinct" | "hot";
@@ -45,7 +46,7 @@ export interface RoundStats {
   serverCpuUs: number;
 }
 
-/** Both libraries' results for one round, and their ratio. */
+/** Every contender's results for one round, and the ratios. */
 export interface Round {
   /** zae-limiter. */
   ours: RoundStats;
@@ -53,6 +54,12 @@ export interface Round {
   theirs: RoundStats;
   /** ours.perSecond / theirs.perSecond. */
   ratio: number;
+  /** The plain conditional GCRA write (main case only). */
+  plain?: RoundStats;
+  /** The Python zae-limiter 0.17.0 (main case only, when it runs). */
+  python?: RoundStats;
+  /** ours.perSecond / python.perSecond. */
+  pythonRatio?: number;
 }
 
 /** Every round of one (concurrency, key set) case. */
@@ -69,6 +76,8 @@ export interface ThroughputCase {
   rounds: Round[];
   /** Median of the per-round ratios. */
   medianRatio: number;
+  /** Median of the per-round ratios against the Python peer, when it ran. */
+  medianPythonRatio?: number;
 }
 
 /** Options of {@link measureThroughput}. */
@@ -108,6 +117,18 @@ export interface ThroughputOptions {
    * emulator's JIT compiles each library's path, which costs CPU while it happens. @default 2
    */
   warmupRounds?: number;
+  /**
+   * The venv Python with zae-limiter 0.17.0 (see `ensurePythonPeer`): runs it in the main case
+   * (16 in flight, distinct keys) as a third library. @default not run
+   */
+  python?: string;
+  /** Run the plain-write baseline in the main case. @default true */
+  plainBaseline?: boolean;
+  /**
+   * In-flight count of the main case (distinct keys, no stream, no added latency), the one case
+   * where the plain write and the Python peer run too. @default 16
+   */
+  peersConcurrency?: number;
   /** Called after each round, for progress output. */
   onRound?: (
     c: {
@@ -123,6 +144,9 @@ export interface ThroughputOptions {
 
 /** A request of one library: resolves when admitted, throws when not. */
 type Request = (key: string) => Promise<void>;
+
+/** The contenders of a round. */
+type Who = "ours" | "theirs" | "plain" | "python";
 
 // Limits high enough that every request is admitted: we measure the cost of admitted requests.
 const BIG = [Limit.perMinute("rpm", 10_000_000), Limit.perMinute("tpm", 10_000_000_000)];
@@ -147,6 +171,9 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     latencyConcurrency = [1, 16],
     latencyMs = 3,
     warmupRounds = 2,
+    python,
+    plainBaseline = true,
+    peersConcurrency = 16,
     onRound,
   } = options;
   const latency = { ms: 0 };
@@ -154,8 +181,11 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const suffix = Date.now().toString(36);
   const ourClient = benchClient(endpoint, { latency });
   const theirClient = benchClient(endpoint, { latency });
+  const plainClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
   const theirMeter = new Meter(theirClient);
+  const plainMeter = new Meter(plainClient);
+  let pythonPeer: PythonPeer | undefined;
   // rate-limiter-flexible has no deadline; a long one here too, so a slow round is not an error.
   const timeoutMs = 30_000;
   const limiter = new RateLimiter({
@@ -198,12 +228,45 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     const oursStreamed = oursOn(streamed);
     // First use of every key (and the metadata read of each entity) before any round, then
     // alternating warm-up rounds: the emulator's JIT compiles each library's path.
-    const all = streamCase ? [ours, theirs, oursStreamed] : [ours, theirs];
+    // The plain write's items sit in zae-limiter's table (same schema and indexes), under keys
+    // of their own.
+    const plain: Request | undefined = plainBaseline
+      ? plainWrite(plainClient, limiter.tableName)
+      : undefined;
+    const all = [ours, theirs, ...(streamCase ? [oursStreamed] : []), ...(plain ? [plain] : [])];
     for (const request of all) {
       for (const k of [...keys, "hot"]) await request(k);
     }
+    if (python) {
+      pythonPeer = await PythonPeer.start({
+        python,
+        endpoint,
+        table: `bench-py-${suffix}`,
+        keys: distinctKeys,
+      });
+    }
+    const pythonRound = async (n: number, ms: number, hot: boolean): Promise<RoundStats> => {
+      const server0 = serverCpuMs();
+      const r = await pythonPeer!.round({ concurrency: n, seconds: ms / 1000, hot });
+      const server = serverCpuMs() - server0;
+      return {
+        requests: r.requests,
+        errors: r.errors,
+        seconds: r.seconds,
+        perSecond: r.perSecond,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        clientCpuUs: r.clientCpuUs,
+        serverCpuUs: (server * 1000) / Math.max(1, r.requests + r.errors),
+        callsPerRequest: NaN,
+        failedPerRequest: NaN,
+      };
+    };
     for (let w = 0; w < warmupRounds; w++) {
-      for (const request of all) await runRound(request, keys, 16, roundMs, serverCpuMs);
+      for (const request of all) {
+        await runRound(request, keys, peersConcurrency, roundMs, serverCpuMs);
+      }
+      if (pythonPeer) await pythonRound(peersConcurrency, roundMs, false);
     }
     const plan: { keys: KeySet; n: number; stream: boolean; latencyMs: number }[] = [];
     for (const keySet of ["distinct", "hot"] as const) {
@@ -221,16 +284,24 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
         latency.ms = ms;
         const roundKeys = keySet === "distinct" ? keys : ["hot"];
         const mine = stream ? oursStreamed : ours;
+        const main = keySet === "distinct" && n === peersConcurrency && !stream && ms === 0;
+        const who: Who[] = ["ours", "theirs"];
+        if (main && plain) who.push("plain");
+        if (main && pythonPeer) who.push("python");
         const list: Round[] = [];
         for (let r = 0; r < rounds; r++) {
-          // Alternate which library goes first, so a drift of the machine hits both alike.
-          const order = r % 2 === 0 ? ["ours", "theirs"] as const : ["theirs", "ours"] as const;
-          const got: Partial<Record<"ours" | "theirs", RoundStats>> = {};
+          // Rotate which library goes first, so a drift of the machine hits all alike.
+          const order = who.map((_, i) => who[(i + r) % who.length]);
+          const got: Partial<Record<Who, RoundStats>> = {};
           for (const who of order) {
-            const meter = who === "ours" ? ourMeter : theirMeter;
+            if (who === "python") {
+              got.python = await pythonRound(n, roundMs, keySet === "hot");
+              continue;
+            }
+            const meter = who === "ours" ? ourMeter : who === "theirs" ? theirMeter : plainMeter;
             meter.reset();
             const stats = await runRound(
-              who === "ours" ? mine : theirs,
+              who === "ours" ? mine : who === "theirs" ? theirs : plain!,
               roundKeys,
               n,
               roundMs,
@@ -247,6 +318,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
             ours: got.ours!,
             theirs: got.theirs!,
             ratio: got.ours!.perSecond / got.theirs!.perSecond,
+            ...(got.plain ? { plain: got.plain } : {}),
+            ...(got.python
+              ? { python: got.python, pythonRatio: got.ours!.perSecond / got.python.perSecond }
+              : {}),
           };
           list.push(result);
           onRound?.({ concurrency: n, keys: keySet, stream, latencyMs: ms, round: r + 1, result });
@@ -258,6 +333,9 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
           latencyMs: ms,
           rounds: list,
           medianRatio: median(list.map((x) => x.ratio)),
+          ...(list.some((x) => x.pythonRatio !== undefined)
+            ? { medianPythonRatio: median(list.flatMap((x) => x.pythonRatio ?? [])) }
+            : {}),
         });
       }
     }
@@ -265,8 +343,10 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   } finally {
     await limiter.close();
     await streamed.close();
+    await pythonPeer?.close();
     ourClient.destroy();
     theirClient.destroy();
+    plainClient.destroy();
   }
 }
 
@@ -340,123 +420,4 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-/** Result of {@link checkOverAdmission}. */
-export interface OverAdmission {
-  /** Requests admitted in all, as the callers saw it. */
-  admitted: number;
-  /** Requests admitted, as the bucket item counts them (`rq`). */
-  stored: number;
-  /** The most the limit allows over the run: capacity plus the refill over the elapsed time. */
-  allowed: number;
-  /** Requests refused. */
-  refused: number;
-  /** Requests that failed otherwise (unavailable): should be 0. */
-  errors: number;
-  /** DynamoDB calls per request, refusals included. */
-  callsPerRequest: number;
-  /** Conditional writes that failed, per request. */
-  failedPerRequest: number;
-  /** Seconds the run took. */
-  seconds: number;
-  /** Errors by kind (`name: message, cause`). */
-  errorKinds: Record<string, number>;
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = err.cause instanceof Error ? ` (${err.cause.name}: ${err.cause.message})` : "";
-  return `${err.name}: ${err.message}${cause}`.slice(0, 200);
-}
-
-/**
- * Two processes (two limiters, two clients), `perProcess` requests in flight each, send
- * `requests` requests (several times the capacity) to one bucket of `capacity` per minute:
- * counts admissions against what the limit allows over the run.
- *
- * @example
- * ```ts ignore
- * const r = await checkOverAdmission({ endpoint: "http://127.0.0.1:8000" });
- * console.assert(r.admitted <= r.allowed);
- * ```
- */
-export async function checkOverAdmission(options: {
-  endpoint: string;
-  capacity?: number;
-  perProcess?: number;
-  requests?: number;
-  maxMs?: number;
-}): Promise<OverAdmission> {
-  const { endpoint, capacity = 100, perProcess = 32, requests = 4 * capacity, maxMs = 20_000 } =
-    options;
-  const tableName = `bench_oa_${Date.now().toString(36)}`;
-  const clients: DynamoDB[] = [benchClient(endpoint), benchClient(endpoint)];
-  const meters = clients.map((c) => new Meter(c));
-  // Correctness, not latency: a long deadline, so a slow machine does not turn requests into errors.
-  const limiters = clients.map((client) =>
-    new RateLimiter({ tableName, client, timeoutMs: 30_000 })
-  );
-  const limits = [Limit.perMinute("rpm", capacity)];
-  let admitted = 0, refused = 0, errors = 0;
-  const errorKinds = new Map<string, number>();
-  try {
-    await limiters[0].createTable();
-    meters.forEach((m) => m.reset());
-    const start = Date.now();
-    const until = performance.now() + maxMs;
-    let attempts = 0;
-    const worker = async (limiter: RateLimiter) => {
-      while (attempts < requests && performance.now() < until) {
-        attempts++;
-        try {
-          const lease = await limiter.acquire({
-            entityId: "hot",
-            resource: "oa",
-            limits,
-            consume: { rpm: 1 },
-            cascade: false,
-          });
-          await lease.commit();
-          admitted++;
-        } catch (err) {
-          if (err instanceof RateLimitExceeded) refused++;
-          else {
-            errors++;
-            errorKinds.set(describe(err), (errorKinds.get(describe(err)) ?? 0) + 1);
-          }
-        }
-      }
-    };
-    await Promise.all(
-      limiters.flatMap((l) => Array.from({ length: perProcess }, () => worker(l))),
-    );
-    const elapsedMs = Date.now() - start;
-    // The item's own count of admitted requests: also counts a write that landed after its
-    // caller gave up.
-    const item = await clients[0].send(
-      new GetItemCommand({
-        TableName: tableName,
-        Key: { PK: { S: entityPk("hot") }, SK: { S: bucketSk("oa") } },
-        ConsistentRead: true,
-      }),
-    );
-    const stored = Number(item.Item?.[REQUESTS]?.N ?? 0);
-    const calls = meters.reduce((a, m) => a + m.count, 0);
-    const failed = meters.reduce((a, m) => a + m.calls.filter((c) => c.failed).length, 0);
-    const total = Math.max(1, admitted + refused + errors);
-    return {
-      admitted,
-      stored,
-      // The first write starts a full bucket no earlier than `start`; the last ends by now.
-      allowed: capacity + Math.floor((capacity * elapsedMs) / 60_000),
-      refused,
-      errors,
-      callsPerRequest: calls / total,
-      failedPerRequest: failed / total,
-      seconds: elapsedMs / 1000,
-      errorKinds: Object.fromEntries(errorKinds),
-    };
-  } finally {
-    for (const l of limiters) await l.close();
-    for (const c of clients) c.destroy();
-  }
-}
+export { checkOverAdmission, type OverAdmission } from "./bench_overadmission.ts";
