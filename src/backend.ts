@@ -40,7 +40,7 @@ export interface BucketBackend {
   transactBuckets(
     writes: BucketWrite[],
     signal?: AbortSignal,
-  ): Promise<{ ok: true } | { ok: false; olds: WriteOutcome[] }>;
+  ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }>;
   /** One bucket, strongly consistent. */
   getBucket(
     entityId: string,

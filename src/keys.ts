@@ -93,13 +93,20 @@ export const REQUESTS = "rq";
 /** Epoch ms of the latest write to a bucket item (the time of the consumption it carries). */
 export const WRITTEN_AT = "ts";
 
-/** How many recent operation ids a bucket item keeps (see `BucketWrite.opId`). */
-export const OP_WINDOW = 32;
+/**
+ * How many writes past a writer's known write count its write may land at (see
+ * `BucketWrite.maxWrites`): the reach of the write-count bound, which also caps how long a receipt
+ * must be kept.
+ */
+export const BOUND_REACH = 32;
 
 /** The item's write count: every bucket write adds one (see `BucketWrite.maxWrites`). */
 export const WRITES = "wc";
 
-/** Attribute holding the `i`-th newest operation id. */
-export function opAttr(i: number): string {
-  return `o${i}`;
+/** Prefix of a receipt attribute: `r_{opId}` records that operation `opId` was applied. */
+export const RECEIPT_PREFIX = "r_";
+
+/** The attribute of operation `opId`'s receipt. */
+export function receiptAttr(opId: string): string {
+  return `${RECEIPT_PREFIX}${opId}`;
 }

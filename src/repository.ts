@@ -57,7 +57,7 @@ export interface StoredLimit {
  * await limiter.acquire({ entityId: "key-1", resource: "api",
  *   limits: [Limit.perMinute("rpm", 10), Limit.perMinute("tpm", 1000)], consume: { rpm: 1 } });
  * const bucket = await backend.buckets.getBucket("key-1", "api");
- * console.assert(bucket?.limits.size === 2 && bucket.ops?.length === 1);
+ * console.assert(bucket?.limits.size === 2 && bucket.receipts?.size === 1);
  * ```
  */
 export interface StoredBucket {
@@ -65,8 +65,11 @@ export interface StoredBucket {
   limits: Map<string, StoredLimit>;
   /** TTL, epoch seconds. */
   ttl?: bigint;
-  /** The window of recent operation ids, newest first. */
-  ops?: string[];
+  /**
+   * Receipts of operations applied to the item: id → the write-count bound the operation carried
+   * (negative for a cancel mark). See `BucketWrite.opId`.
+   */
+  receipts?: Map<string, bigint>;
   /** How many writes the item has taken (`wc`). */
   writes?: bigint;
 }
@@ -167,17 +170,22 @@ export interface BucketWrite {
   /** Set `ttlSec` only on an item that has no TTL yet (writes that change no tat). */
   ttlIfMissing?: boolean;
   /**
-   * The operation's id. It joins the item's window of recent ids and the write's condition
-   * refuses an id already there, so a resent or late-delivered duplicate is never applied twice.
+   * The operation's id. The write leaves a receipt (`r_{opId}`) and its condition refuses an item
+   * that has one already, so a resent or late-delivered duplicate is never applied twice.
    */
   opId: string;
-  /** Other operation ids that must not be in the window either (a cancel needs its op absent). */
-  absent?: string[];
+  /**
+   * A cancel mark: the write applies nothing but a negative receipt, under the same condition, so
+   * that no copy of the operation can be applied after it (see the outbox).
+   */
+  cancel?: boolean;
   /**
    * The write is refused once the item has taken this many writes (its write count `wc`): a copy
-   * delivered so late that its id may have left the window can then never be applied.
+   * delivered after its receipt may have been swept away can then never be applied.
    */
   maxWrites: bigint;
+  /** Receipts no copy can need any more, removed by this write (see docs/design.md). */
+  sweep?: string[];
 }
 
 /**
@@ -210,7 +218,7 @@ export interface BucketWrite {
  * ```
  */
 export type WriteOutcome =
-  | { ok: true; item?: StoredBucket }
+  | { ok: true; item?: StoredBucket; retried?: boolean }
   | { ok: false; old?: StoredBucket; known: boolean };
 
 /** Options of {@link Repository}. */
@@ -241,27 +249,23 @@ export class Repository {
     const sets: string[] = ["#ts = :ts"];
     const adds: string[] = [];
     const conds: string[] = [];
+    const removes: string[] = [];
     names["#ts"] = keys.WRITTEN_AT;
     values[":ts"] = num(w.nowMs);
-    // The window of recent operation ids: o0 is the newest; each write shifts it by one.
-    values[":op"] = { S: w.opId };
-    values[":none"] = { S: "-" };
-    const window = Array.from({ length: keys.OP_WINDOW }, (_, i) => `#o${i}`);
-    window.forEach((n, i) => (names[n] = keys.opAttr(i)));
-    // Refused too when the operation was cancelled (a marking write put `id!` in the window),
-    // or when one of `absent` is there.
-    [cancelId(w.opId), ...(w.absent ?? [])].forEach((id, i) => (values[`:g${i}`] = { S: id }));
-    conds.push(`NOT (:op IN (${window.join(", ")}))`);
-    for (let i = 0; i <= (w.absent?.length ?? 0); i++) {
-      conds.push(`NOT (:g${i} IN (${window.join(", ")}))`);
-    }
+    // Exactly once: no receipt of this operation yet (a resent or late copy finds one), and the
+    // item has not passed the operation's write-count bound (past it, the receipt may be gone).
+    names["#r"] = keys.receiptAttr(w.opId);
     names["#wc"] = keys.WRITES;
     values[":wcmax"] = num(w.maxWrites);
     values[":one"] = { N: "1" };
-    conds.push("(attribute_not_exists(#wc) OR #wc < :wcmax)");
+    values[":rcpt"] = num(w.cancel ? -w.maxWrites : w.maxWrites);
+    conds.push("attribute_not_exists(#r)", "(attribute_not_exists(#wc) OR #wc < :wcmax)");
+    sets.push("#r = :rcpt");
     adds.push("#wc :one");
-    sets.push("#o0 = :op");
-    for (let i = 1; i < keys.OP_WINDOW; i++) sets.push(`#o${i} = if_not_exists(#o${i - 1}, :none)`);
+    (w.sweep ?? []).forEach((id, i) => {
+      names[`#x${i}`] = keys.receiptAttr(id);
+      removes.push(`#x${i}`);
+    });
     w.ops.forEach((op, i) => {
       const t = `#t${i}`, k = `#k${i}`;
       names[t] = keys.attr.tat(op.name);
@@ -326,7 +330,8 @@ export class Repository {
     return {
       TableName: this.tableName,
       Key: { PK: { S: keys.entityPk(w.entityId) }, SK: { S: keys.bucketSk(w.resource) } },
-      UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : ""),
+      UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : "") +
+        (removes.length ? ` REMOVE ${removes.join(", ")}` : ""),
       ConditionExpression: conds.length ? conds.join(" AND ") : undefined,
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
@@ -341,7 +346,12 @@ export class Repository {
         new UpdateItemCommand({ ...this.buildUpdate(w), ReturnValues: "ALL_NEW" }),
         { abortSignal: signal },
       );
-      return { ok: true, item: out.Attributes ? parseBucket(out.Attributes) : undefined };
+      return {
+        ok: true,
+        item: out.Attributes ? parseBucket(out.Attributes) : undefined,
+        // A client of the caller's own may have sent earlier copies: the operation is in doubt.
+        retried: (out.$metadata.attempts ?? 1) > 1,
+      };
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) {
         return { ok: false, old: err.Item ? parseBucket(err.Item) : undefined, known: true };
@@ -357,15 +367,15 @@ export class Repository {
   async transactBuckets(
     writes: BucketWrite[],
     signal?: AbortSignal,
-  ): Promise<{ ok: true } | { ok: false; olds: WriteOutcome[] }> {
+  ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }> {
     try {
-      await this.client.send(
+      const out = await this.client.send(
         new TransactWriteItemsCommand({
           TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })),
         }),
         { abortSignal: signal },
       );
-      return { ok: true };
+      return { ok: true, retried: (out.$metadata.attempts ?? 1) > 1 };
     } catch (err) {
       if (
         err instanceof TransactionCanceledException &&
@@ -563,38 +573,31 @@ export function tableDefinition(
   };
 }
 
-/** The id whose presence in an item's window cancels operation `opId` (see the outbox). */
-export function cancelId(opId: string): string {
-  return `${opId}!`;
-}
-
 /** Parses the limit states of a bucket item. */
 export function parseBucket(item: Record<string, AttributeValue>): StoredBucket {
   const limits = new Map<string, StoredLimit>();
-  for (const [name, value] of Object.entries(item)) {
+  const receipts = new Map<string, bigint>();
+  const entry = (limit: string) => {
+    let e = limits.get(limit);
+    if (!e) limits.set(limit, e = {});
+    return e;
+  };
+  for (const name in item) {
+    const value = item[name];
     if (name.startsWith("t_") && value.N !== undefined) {
-      const limit = name.slice(2);
-      const entry = limits.get(limit) ?? {};
-      entry.tat = BigInt(value.N);
-      limits.set(limit, entry);
+      entry(name.slice(2)).tat = BigInt(value.N);
     } else if (name.startsWith("k_") && value.S !== undefined) {
-      const limit = name.slice(2);
-      const entry = limits.get(limit) ?? {};
-      entry.key = value.S;
-      limits.set(limit, entry);
+      entry(name.slice(2)).key = value.S;
+    } else if (name.startsWith(keys.RECEIPT_PREFIX) && value.N !== undefined) {
+      receipts.set(name.slice(keys.RECEIPT_PREFIX.length), BigInt(value.N));
     }
   }
   const ttl = item[keys.TTL]?.N;
-  const ops: string[] = [];
-  for (let i = 0; i < keys.OP_WINDOW; i++) {
-    const op = item[keys.opAttr(i)]?.S;
-    if (op !== undefined) ops.push(op);
-  }
   const wc = item[keys.WRITES]?.N;
   return {
     limits,
     ttl: ttl === undefined ? undefined : BigInt(ttl),
-    ops,
+    receipts,
     writes: wc === undefined ? undefined : BigInt(wc),
   };
 }

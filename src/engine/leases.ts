@@ -11,7 +11,7 @@ import type { ConfigResolver } from "../config.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
-import { type BucketWrite, cancelId } from "../repository.ts";
+import type { BucketWrite } from "../repository.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { amountsFor } from "./plan.ts";
@@ -127,7 +127,7 @@ export class LeaseEngine {
     const targets = await this.#config.resolveTargets(req, deadline);
     for (const t of targets) {
       const mine = new Map([...deltas].filter(([name]) => t.specs.has(name)));
-      // The same id on every item: each item's window recognises the original write.
+      // The same id on every item: each item's receipt recognises the original write.
       await this.#writer.adjust(asLeaseTarget(t), mine, requests, deadline, op, atMs);
     }
   }
@@ -157,9 +157,10 @@ export class LeaseEngine {
   ): Promise<void> {
     const nowMs = this.#writer.now();
     const first = bucketId(targets[0]);
-    // Cancel the acquire on its first item: the mark puts `id!` in the window, after which a late
-    // copy of the acquire (one write, or a transaction including this item) is refused. The
-    // mark itself is refused if the acquire's id is already there: then it had landed.
+    // Cancel the acquire on its first item: the mark is the acquire's own receipt, negative and
+    // with nothing else, so a late copy of the acquire (one write, or a transaction including
+    // this item) is refused from then on. The mark itself is refused if the acquire's receipt is
+    // already there: then it had landed.
     const mark: BucketWrite = {
       entityId: targets[0].entityId,
       resource: targets[0].resource,
@@ -167,18 +168,18 @@ export class LeaseEngine {
       used: new Map(),
       requests: 0,
       nowMs,
-      opId: cancelId(op.id),
-      absent: [op.id],
+      opId: op.id,
+      cancel: true,
       // The acquire's own bound: past it, nobody can tell any more (UncertainOutcome).
       maxWrites: op.bound(first, this.#writer.known(first)?.writes),
       // A new item (the acquire never landed) expires; an existing one keeps its TTL.
       ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
       ttlIfMissing: true,
     };
-    const out = await this.#writer.writeItems([mark], deadline, op);
+    const out = await this.#writer.writeItems([mark], deadline, op, "cancel");
     if (out.ok) return; // cancelled (now or by an earlier copy of the mark): never counted
     const old = out.olds[0].ok ? undefined : out.olds[0].old;
-    if (!old?.ops?.includes(op.id)) throw new UncertainOutcome(`acquire ${op.id}`);
+    if (!((old?.receipts?.get(op.id) ?? 0n) > 0n)) throw new UncertainOutcome(`acquire ${op.id}`);
     // It had landed: give the tokens back.
     await Promise.all(targets.map((t, i) => {
       const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));

@@ -6,12 +6,12 @@
  */
 
 import { ZaeLimiterError } from "../errors.ts";
-import { OP_WINDOW } from "../keys.ts";
+import { BOUND_REACH } from "../keys.ts";
 
 /**
- * A fresh operation id: 12 random base-36 characters (about 62 bits), so two operations in one
- * item's window of 32 share an id with a chance of about 2 × 10⁻¹⁶ (a shared id would make the
- * newer one look applied).
+ * A fresh operation id: 12 random base-36 characters (about 62 bits), so two operations whose
+ * receipts are on one item at the same time (a few dozen at most) share an id with a chance of
+ * about 2 × 10⁻¹⁶ (a shared id would make the newer one look applied).
  */
 export function newOpId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -23,11 +23,11 @@ export function newOpId(): string {
 /**
  * One logical write (an acquire, a commit, a rollback...) and every attempt at it: its id, and per
  * bucket the bound on the item's write count that its attempts carry. Once an attempt may have
- * landed unseen the bounds are frozen, so a late or resent copy can never pass after its id has
- * left the item's window (see docs/design.md, "Exactly once through outages").
+ * landed unseen the bounds are frozen, so a late or resent copy can never pass after its receipt
+ * may have been swept from the item (see docs/design.md, "Exactly once through outages").
  */
 export class Op {
-  /** The operation id written into the item's window. */
+  /** The operation id, which names the receipt every write of it leaves (`r_{id}`). */
   readonly id: string;
   /** Whether an attempt may have landed without the answer reaching us. */
   ambiguous = false;
@@ -42,7 +42,7 @@ export class Op {
   bound(bucket: string, knownWrites: bigint | undefined): bigint {
     const frozen = this.#bounds.get(bucket);
     if (frozen !== undefined && this.ambiguous) return frozen;
-    const bound = (knownWrites ?? 0n) + BigInt(OP_WINDOW);
+    const bound = (knownWrites ?? 0n) + BigInt(BOUND_REACH);
     this.#bounds.set(bucket, bound);
     return bound;
   }
@@ -50,7 +50,7 @@ export class Op {
 
 /**
  * Whether an operation landed cannot be known any more: its answer was lost and its item then
- * took more writes than the window of recent operation ids keeps. Found in
+ * took more writes than its write-count bound allows, so its receipt may be gone. Found in
  * `RateLimiter.unresolvedWrites`; never guessed.
  *
  * @example
@@ -68,7 +68,7 @@ export class UncertainOutcome extends ZaeLimiterError {
    */
   constructor(what: string) {
     super(
-      `Cannot tell whether ${what} was applied: its item took ${OP_WINDOW} more writes before ` +
+      `Cannot tell whether ${what} was applied: its item took ${BOUND_REACH} more writes before ` +
         "DynamoDB answered",
     );
   }

@@ -1,6 +1,7 @@
 /**
  * The outbox: writes that an outage kept from DynamoDB, retried in the background until they are
- * applied exactly once (each carries its operation id, which the item's window refuses twice).
+ * applied exactly once (each carries its operation id, whose receipt on the item refuses a
+ * second copy).
  *
  * @module
  */

@@ -1,16 +1,17 @@
 /**
- * Write slots: at most half an operation window of this process's writes in flight per bucket,
+ * Write slots: at most half the write-count bound's reach of this process's writes in flight per
+ * bucket,
  * and the tats those writes will leave (a hint for new writes of the same process).
  *
  * @module
  */
 
 import { RateLimiterUnavailable } from "../errors.ts";
-import { OP_WINDOW } from "../keys.ts";
+import { BOUND_REACH } from "../keys.ts";
 import type { StoredLimit } from "../repository.ts";
 
 /** Writes of one process in flight on one bucket at most (half the write-count bound's reach). */
-export const SLOTS_PER_BUCKET = Math.max(1, Math.floor(OP_WINDOW / 2));
+export const SLOTS_PER_BUCKET = Math.max(1, Math.floor(BOUND_REACH / 2));
 
 /** Per bucket: the writes of this process in flight, and a queue for more. */
 export class WriteSlots {

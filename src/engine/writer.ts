@@ -32,6 +32,10 @@ import {
 } from "./types.ts";
 
 const MAX_ATTEMPTS = 50;
+/** Receipts removed by one write at most (keeps the request small). */
+const SWEEP_PER_WRITE = 4;
+/** Receipts waiting to be removed per bucket at most (the rest go once their bound has passed). */
+const MAX_SWEEP = 64;
 
 /** Options of {@link BucketWriter}. */
 export interface BucketWriterOptions {
@@ -52,6 +56,8 @@ export class BucketWriter {
   readonly #denyCache: boolean;
   readonly #buckets: TtlCache<string, CachedBucket>;
   readonly #slots = new WriteSlots();
+  /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
+  readonly #sweep: TtlCache<string, Set<string>>;
   readonly #where: Whereabouts;
 
   constructor(options: BucketWriterOptions) {
@@ -60,6 +66,7 @@ export class BucketWriter {
     this.#clock = options.clock;
     this.#denyCache = options.denyCache;
     this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
+    this.#sweep = new TtlCache(Infinity, options.maxCachedBuckets);
     this.#where = options.where;
   }
 
@@ -80,8 +87,9 @@ export class BucketWriter {
 
   /**
    * Sends bucket writes (one UpdateItem, or one transaction), resending the same operation on
-   * ambiguous failures. A failed condition caused by the operation's own id means an earlier
-   * copy landed: that counts as success (`applied: true`).
+   * ambiguous failures. A failed condition caused by the operation's own receipt means an earlier
+   * copy landed: that counts as success (`applied: true`). Each write also sweeps receipts that no
+   * copy can need any more.
    */
   async writeItems(
     writes: BucketWrite[],
@@ -89,21 +97,50 @@ export class BucketWriter {
     op: Op,
     operation = "write",
   ): Promise<MultiOutcome & { applied?: boolean }> {
+    const ids = writes.map(bucketId);
+    writes.forEach((w, i) => {
+      const sweep = this.#sweep.get(ids[i]);
+      w.sweep = sweep && sweep.size > 0 ? [...sweep].slice(0, SWEEP_PER_WRITE) : undefined;
+    });
     const outcome = await this.call(
       op,
       async (signal): Promise<MultiOutcome> => {
         if (writes.length === 1) {
           const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+          if (o.ok && o.retried) op.ambiguous = true;
           return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
         }
         const o = await this.#backend.buckets.transactBuckets(writes, signal);
+        if (o.ok && o.retried) op.ambiguous = true;
         return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
       },
       deadline,
       operation,
     );
-    if (outcome.ok) return outcome;
-    const landed = outcome.olds.some((o, i) => !o.ok && o.old?.ops?.includes(writes[i].opId));
+    if (outcome.ok) {
+      writes.forEach((w, i) => {
+        const sweep = this.#sweep.get(ids[i]);
+        for (const id of w.sweep ?? []) sweep?.delete(id);
+        // Answered at the first try: no copy of it exists, so its receipt can go with the next
+        // write. A receipt of an operation in doubt stays until its bound has passed.
+        if (!op.ambiguous) this.#toSweep(ids[i], op.id);
+        const item = outcome.items[i];
+        if (item) this.#observe(ids[i], item);
+      });
+      return outcome;
+    }
+    outcome.olds.forEach((o, i) => {
+      if (!o.ok && o.old) this.#observe(ids[i], o.old);
+    });
+    const receipt = (i: number) => {
+      const o = outcome.olds[i];
+      return o.ok ? undefined : o.old?.receipts?.get(writes[i].opId);
+    };
+    // An earlier copy landed: its receipt is there (a cancel mark, for a cancel).
+    const landed = writes.some((w, i) => {
+      const r = receipt(i);
+      return r !== undefined && (w.cancel ? r < 0n : r > 0n);
+    });
     if (landed) {
       return {
         ok: true,
@@ -111,15 +148,29 @@ export class BucketWriter {
         items: outcome.olds.map((o) => (o.ok ? undefined : o.old)),
       };
     }
-    // Refused for its write-count bound while an earlier attempt may have landed: the window no
-    // longer tells, and resending could count twice.
-    // (A failure that shows one of the write's `absent` ids is an answer, not a doubt.)
+    // Refused for its write-count bound while an earlier attempt may have landed: its receipt may
+    // have been swept, and resending could count twice. (A receipt that is there is an answer.)
     const pastBound = outcome.olds.some((o, i) =>
       !o.ok && o.old?.writes !== undefined && o.old.writes >= writes[i].maxWrites &&
-      !(writes[i].absent ?? []).some((id) => o.old?.ops?.includes(id))
+      receipt(i) === undefined
     );
     if (pastBound && op.ambiguous) throw new UncertainOutcome(`write ${op.id}`);
     return outcome;
+  }
+
+  /** Notes a receipt that no copy can need any more, to remove with a later write. */
+  #toSweep(id: string, opId: string): void {
+    let sweep = this.#sweep.get(id);
+    if (!sweep) this.#sweep.set(id, sweep = new Set());
+    if (sweep.size < MAX_SWEEP) sweep.add(opId);
+  }
+
+  /** Receipts whose bound an item has passed: no copy of their operation can land any more. */
+  #observe(id: string, item: StoredBucket): void {
+    if (!item.receipts || item.writes === undefined) return;
+    for (const [opId, bound] of item.receipts) {
+      if ((bound < 0n ? -bound : bound) <= item.writes) this.#toSweep(id, opId);
+    }
   }
 
   /** Consumes from every target in one write; returns what the lease needs. */
@@ -131,14 +182,14 @@ export class BucketWriter {
     op: Op,
   ): Promise<LeaseTarget[]> {
     // Writes of this process kept back by an outage go first: each new write would push their ids
-    // further through the items' windows.
+    // further towards their write-count bounds.
     if (!(await this.#outbox.settled(targets.map(bucketId), deadline))) {
       throw new RateLimiterUnavailable(
         "acquire",
         new Error("earlier writes still wait for DynamoDB"),
       );
     }
-    // At most half a window of this process's writes in flight per bucket: more would outrun the
+    // At most half the bound's reach of this process's writes in flight per bucket: more would outrun the
     // write-count bound their own plans carry, and only cost retries.
     const release = await this.#slots.take(targets.map(bucketId), deadline);
     try {

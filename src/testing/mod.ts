@@ -39,12 +39,10 @@ import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import {
   type BucketWrite,
-  cancelId,
   type LimitOp,
   type StoredBucket,
   type WriteOutcome,
 } from "../repository.ts";
-import { OP_WINDOW } from "../keys.ts";
 
 interface MemLimit {
   tat?: bigint;
@@ -54,7 +52,8 @@ interface MemLimit {
 
 interface MemBucket {
   limits: Map<string, MemLimit>;
-  ops: string[];
+  /** Receipts: operation id → the bound it carried (negative for a cancel mark). */
+  receipts: Map<string, bigint>;
   writes: bigint;
   requests: bigint;
   writtenAt: bigint;
@@ -197,7 +196,7 @@ export class InMemoryBackend implements Backend {
   #apply(w: BucketWrite): MemBucket {
     const key = bucketKey(w.entityId, w.resource);
     const b: MemBucket = this.#buckets.get(key) ??
-      { limits: new Map(), ops: [], writes: 0n, requests: 0n, writtenAt: 0n };
+      { limits: new Map(), receipts: new Map(), writes: 0n, requests: 0n, writtenAt: 0n };
     for (const op of w.ops) {
       const l = b.limits.get(op.name) ?? { used: 0n };
       switch (op.kind) {
@@ -221,7 +220,8 @@ export class InMemoryBackend implements Backend {
       l.used += d;
       b.limits.set(name, l);
     }
-    b.ops = [w.opId, ...b.ops].slice(0, OP_WINDOW);
+    b.receipts.set(w.opId, w.cancel ? -w.maxWrites : w.maxWrites);
+    for (const id of w.sweep ?? []) b.receipts.delete(id);
     b.writes += 1n;
     b.requests += BigInt(w.requests);
     b.writtenAt = w.nowMs;
@@ -233,8 +233,7 @@ export class InMemoryBackend implements Backend {
 
 /** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
 function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
-  const absent = [w.opId, cancelId(w.opId), ...(w.absent ?? [])];
-  if (b && absent.some((id) => b.ops.includes(id))) return false;
+  if (b?.receipts.has(w.opId)) return false;
   if (b !== undefined && b.writes >= w.maxWrites) return false;
   return w.ops.every((op: LimitOp) => {
     const l = b?.limits.get(op.name);
@@ -262,7 +261,7 @@ function view(b: MemBucket): StoredBucket {
   for (const [name, l] of b.limits) {
     if (l.tat !== undefined || l.key !== undefined) limits.set(name, { tat: l.tat, key: l.key });
   }
-  return { limits, ttl: b.ttl, ops: [...b.ops], writes: b.writes };
+  return { limits, ttl: b.ttl, receipts: new Map(b.receipts), writes: b.writes };
 }
 
 function bucketKey(entityId: string, resource: string): string {
