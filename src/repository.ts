@@ -186,6 +186,8 @@ export interface BucketWrite {
   maxWrites: bigint;
   /** Receipts no copy can need any more, removed by this write (see docs/design.md). */
   sweep?: string[];
+  /** The writer knows the item exists (it has a write count): a shorter condition. */
+  itemExists?: boolean;
 }
 
 /**
@@ -221,6 +223,9 @@ export type WriteOutcome =
   | { ok: true; item?: StoredBucket; retried?: boolean }
   | { ok: false; old?: StoredBucket; known: boolean };
 
+/** An attribute name that can stand in an expression as it is (never a reserved word). */
+const BARE_NAME = /^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]*$/;
+
 /** Options of {@link Repository}. */
 export interface RepositoryOptions {
   /** The client to use. */
@@ -252,24 +257,38 @@ export class Repository {
     const removes: string[] = [];
     names["#ts"] = keys.WRITTEN_AT;
     values[":ts"] = num(w.nowMs);
+    // Names with an underscore and only letters, digits and underscores are never reserved words:
+    // they go in the expression as they are (a smaller request); others get a placeholder.
+    let placeholders = 0;
+    const ref = (name: string): string => {
+      if (BARE_NAME.test(name)) return name;
+      const p = `#a${placeholders++}`;
+      names[p] = name;
+      return p;
+    };
     // Exactly once: no receipt of this operation yet (a resent or late copy finds one), and the
     // item has not passed the operation's write-count bound (past it, the receipt may be gone).
-    names["#r"] = keys.receiptAttr(w.opId);
+    const receipt = ref(keys.receiptAttr(w.opId));
     names["#wc"] = keys.WRITES;
     values[":wcmax"] = num(w.maxWrites);
     values[":one"] = { N: "1" };
-    values[":rcpt"] = num(w.cancel ? -w.maxWrites : w.maxWrites);
-    conds.push("attribute_not_exists(#r)", "(attribute_not_exists(#wc) OR #wc < :wcmax)");
-    sets.push("#r = :rcpt");
+    let rcpt = ":wcmax";
+    if (w.cancel) {
+      values[":rcpt"] = num(-w.maxWrites);
+      rcpt = ":rcpt";
+    }
+    conds.push(
+      `attribute_not_exists(${receipt})`,
+      // An item the writer knows exists has a write count (should it have expired since, the
+      // failure returns no item and the writer plans again without this shortcut).
+      w.itemExists ? "#wc < :wcmax" : "(attribute_not_exists(#wc) OR #wc < :wcmax)",
+    );
+    sets.push(`${receipt} = ${rcpt}`);
     adds.push("#wc :one");
-    (w.sweep ?? []).forEach((id, i) => {
-      names[`#x${i}`] = keys.receiptAttr(id);
-      removes.push(`#x${i}`);
-    });
+    for (const id of w.sweep ?? []) removes.push(ref(keys.receiptAttr(id)));
     w.ops.forEach((op, i) => {
-      const t = `#t${i}`, k = `#k${i}`;
-      names[t] = keys.attr.tat(op.name);
-      names[k] = keys.attr.spec(op.name);
+      const t = ref(keys.attr.tat(op.name));
+      const k = ref(keys.attr.spec(op.name));
       values[`:k${i}`] = { S: op.key };
       switch (op.kind) {
         case "fromNow":
@@ -312,15 +331,18 @@ export class Repository {
     let u = 0;
     for (const [name, delta] of w.used) {
       if (delta === 0n) continue;
-      names[`#u${u}`] = keys.attr.used(name);
       values[`:u${u}`] = num(delta);
-      adds.push(`#u${u} :u${u}`);
+      adds.push(`${ref(keys.attr.used(name))} :u${u}`);
       u++;
     }
     if (w.requests !== 0) {
       names["#rq"] = keys.REQUESTS;
-      values[":rq"] = { N: String(w.requests) };
-      adds.push("#rq :rq");
+      if (w.requests === 1) {
+        adds.push("#rq :one");
+      } else {
+        values[":rq"] = { N: String(w.requests) };
+        adds.push("#rq :rq");
+      }
     }
     if (w.ttlSec !== undefined) {
       names["#ttl"] = keys.TTL;

@@ -101,6 +101,7 @@ export class BucketWriter {
     writes.forEach((w, i) => {
       const sweep = this.#sweep.get(ids[i]);
       w.sweep = sweep && sweep.size > 0 ? [...sweep].slice(0, SWEEP_PER_WRITE) : undefined;
+      w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
     });
     const outcome = await this.call(
       op,
@@ -131,6 +132,8 @@ export class BucketWriter {
     }
     outcome.olds.forEach((o, i) => {
       if (!o.ok && o.old) this.#observe(ids[i], o.old);
+      // The item is gone (expired): what the process knew of it no longer holds.
+      else if (!o.ok) this.#buckets.delete(ids[i]);
     });
     const receipt = (i: number) => {
       const o = outcome.olds[i];
