@@ -61,7 +61,7 @@ export class Lease implements AsyncDisposable {
     this.#targets = init.targets;
     this.failedOpen = init.failedOpen;
     this.cause = init.cause;
-    this.#requested = init.requested ?? init.targets[0]?.consumed ?? new Map();
+    this.#requested = init.requested ?? takenPerLimit(init.targets);
     this.#names = new Set([...this.#requested.keys()]);
     for (const t of init.targets) for (const name of t.specs.keys()) this.#names.add(name);
   }
@@ -87,7 +87,8 @@ export class Lease implements AsyncDisposable {
   }
 
   /**
-   * Tokens consumed per limit name: the acquire's amounts plus adjustments, rolled back to 0.
+   * Tokens consumed per limit name: the acquire's amounts plus adjustments (their sum never below
+   * zero: see {@link Lease.adjust}), rolled back to 0.
    *
    * @example
    * ```ts
@@ -105,8 +106,10 @@ export class Lease implements AsyncDisposable {
   get consumed(): Readonly<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const name of this.#names) {
-      const base = this.#state === "rolled back" ? 0n : (this.#requested.get(name) ?? 0n) +
-        (this.#committed.get(name) ?? 0n) + (this.#pending.get(name) ?? 0n);
+      const pending = atLeastMinusTaken(this.#pending, this.#requested).get(name) ?? 0n;
+      const base = this.#state === "rolled back"
+        ? 0n
+        : (this.#requested.get(name) ?? 0n) + (this.#committed.get(name) ?? 0n) + pending;
       out[name] = Number(base) / 1000;
     }
     return Object.freeze(out);
@@ -135,6 +138,12 @@ export class Lease implements AsyncDisposable {
    * Records extra (positive) or returned (negative) tokens, e.g. the real LLM usage against the
    * estimate. Never throws `RateLimitExceeded`: balances may go below zero. Written by `commit`.
    *
+   * A lease never gives back more than its acquire took: at commit, the sum of a limit's
+   * adjustments is clamped at minus the acquire's amount, in every bucket the lease touched (the
+   * key's and, through cascade, the parent's), so its net consumption is never below zero and it
+   * cannot return tokens that other leases took. A limit the acquire took nothing of can only be
+   * adjusted upwards. The sum is clamped, not each call, so the order of calls does not matter.
+   *
    * @param deltas Tokens per limit name, positive to take more, negative to give back.
    * @throws {LeaseClosedError} After `commit` or `rollback`.
    * @throws {ValidationError} For an unknown limit name or an amount that is not a finite number.
@@ -151,6 +160,12 @@ export class Lease implements AsyncDisposable {
    * await lease.commit();
    * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
    * console.assert(tpm === -300);
+   *
+   * const other = await limiter.acquire({ entityId: "key-2", resource: "gpt-4", limits,
+   *   consume: { tpm: 100 } });
+   * await other.adjust({ tpm: -5_000 }); // gives back the 100 it took, no more
+   * console.assert(other.consumed.tpm === 0);
+   * await other.commit();
    * ```
    */
   adjust(deltas: Record<string, number>): Promise<void> {
@@ -186,18 +201,13 @@ export class Lease implements AsyncDisposable {
    */
   async commit(): Promise<void> {
     if (this.#state !== "open") return;
-    const pending = new Map([...this.#pending].filter(([, d]) => d !== 0n));
-    if (pending.size > 0) {
-      await this.#ops.write(
-        this.#targets,
-        this.failedOpen
-          ? [pending]
-          : this.#targets.map((t) => new Map([...pending].filter(([name]) => t.specs.has(name)))),
-        0,
-        "commit",
-      );
-    }
-    for (const [name, d] of pending) {
+    // Clamped per bucket, against what the acquire took from that very bucket. A failed-open
+    // lease's acquire is recorded later with the same amounts in every bucket that has the limit.
+    const deltas = this.failedOpen
+      ? [atLeastMinusTaken(this.#pending, this.#requested)]
+      : this.#targets.map((t) => atLeastMinusTaken(this.#pending, t.consumed, t.specs));
+    if (deltas.some((d) => d.size > 0)) await this.#ops.write(this.#targets, deltas, 0, "commit");
+    for (const [name, d] of atLeastMinusTaken(this.#pending, this.#requested)) {
       this.#committed.set(name, (this.#committed.get(name) ?? 0n) + d);
     }
     this.#pending.clear();
@@ -256,4 +266,32 @@ export class Lease implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.commit();
   }
+}
+
+/** What the acquire took per limit name: the same amount from every bucket that has the limit. */
+function takenPerLimit(targets: LeaseTarget[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const t of targets) {
+    for (const [name, m] of t.consumed) if (!out.has(name)) out.set(name, m);
+  }
+  return out;
+}
+
+/**
+ * The non-zero adjustments, each raised to at least minus what the acquire took of its limit
+ * (nothing when the acquire took none), optionally only for the limits of `only`.
+ */
+function atLeastMinusTaken(
+  deltas: Map<string, bigint>,
+  taken: Map<string, bigint>,
+  only?: Map<string, unknown>,
+): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const [name, d] of deltas) {
+    if (only && !only.has(name)) continue;
+    const floor = -(taken.get(name) ?? 0n);
+    const clamped = d < floor ? floor : d;
+    if (clamped !== 0n) out.set(name, clamped);
+  }
+  return out;
 }

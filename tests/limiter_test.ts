@@ -199,8 +199,13 @@ Deno.test({
         await lease.commit();
         assert.deepEqual(await limiter.available(base), { tpm: 500 });
         const l2 = await limiter.acquire({ ...base, consume: { tpm: 100 } });
-        await l2.adjust({ tpm: -5_000 });
+        await l2.adjust({ tpm: -5_000 }); // gives back the 100 it took, not the others' 500
         await l2.commit();
+        assert.deepEqual(await limiter.available(base), { tpm: 500 });
+        const l3 = await limiter.acquire({ ...base, consume: { tpm: 100 } });
+        now += 60_000; // full again
+        await l3.adjust({ tpm: -100 });
+        await l3.commit();
         assert.deepEqual(await limiter.available(base), { tpm: 1_000 });
       });
 
