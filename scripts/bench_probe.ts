@@ -21,6 +21,10 @@ export interface BundleSize {
   bytes: number;
   /** The largest packages (or `local` for this repository's files), bytes in the bundle. */
   largest: { name: string; bytes: number }[];
+}
+
+/** {@link BundleSize} with the bundle's modules. */
+export interface BundleMeasure extends BundleSize {
   /** Every module in the bundle, as esbuild's metafile names it (relative to the repository). */
   inputs: string[];
 }
@@ -68,7 +72,7 @@ export async function bundleEntry(
  * const { bytes } = await measureBundle();
  * ```
  */
-export async function measureBundle(): Promise<BundleSize> {
+export async function measureBundle(): Promise<BundleMeasure> {
   const { code, metafile } = await bundleEntry();
   const byPackage = new Map<string, number>();
   const inputs: string[] = [];
