@@ -23,24 +23,30 @@ export interface BundleSize {
   largest: { name: string; bytes: number }[];
 }
 
+/** {@link BundleSize} with the bundle's modules. */
+export interface BundleMeasure extends BundleSize {
+  /** Every module in the bundle, as esbuild's metafile names it (relative to the repository). */
+  inputs: string[];
+}
+
+/** The entry {@link measureBundle} bundles: what a function importing `RateLimiter` ships. */
+export const LIMITER_ENTRY = 'export { RateLimiter } from "./mod.ts";';
+
 /**
- * Bundles `export { RateLimiter } from "./mod.ts"` with esbuild (platform node, ESM, minified),
- * as a function that imports `@zae/limiter` would ship it.
+ * Bundles `entry` (resolved from the repository's root) with esbuild as a function would ship it:
+ * platform node, ESM, minified, one file. Returns the code and esbuild's metafile.
  *
  * @example
  * ```ts ignore
- * const { bytes } = await measureBundle();
+ * const { code, metafile } = await bundleEntry('export { Limit } from "./mod.ts";');
  * ```
  */
-export async function measureBundle(): Promise<BundleSize> {
+export async function bundleEntry(
+  entry: string = LIMITER_ENTRY,
+): Promise<{ code: Uint8Array; metafile: esbuild.Metafile }> {
   try {
     const out = await esbuild.build({
-      stdin: {
-        contents: 'export { RateLimiter } from "./mod.ts";',
-        resolveDir: ROOT,
-        loader: "ts",
-        sourcefile: "entry.ts",
-      },
+      stdin: { contents: entry, resolveDir: ROOT, loader: "ts", sourcefile: "entry.ts" },
       bundle: true,
       write: false,
       platform: "node",
@@ -51,23 +57,36 @@ export async function measureBundle(): Promise<BundleSize> {
       metafile: true,
       logLevel: "silent",
     });
-    const bytes = out.outputFiles.reduce((a, f) => a + f.contents.byteLength, 0);
-    const byPackage = new Map<string, number>();
-    for (const output of Object.values(out.metafile.outputs)) {
-      for (const [path, { bytesInOutput }] of Object.entries(output.inputs)) {
-        const m = path.match(
-          /node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/,
-        );
-        const name = m ? m[1] : "local";
-        byPackage.set(name, (byPackage.get(name) ?? 0) + bytesInOutput);
-      }
-    }
-    const largest = [...byPackage].map(([name, b]) => ({ name, bytes: b }))
-      .sort((a, b) => b.bytes - a.bytes).slice(0, 8);
-    return { bytes, largest };
+    return { code: out.outputFiles[0].contents, metafile: out.metafile };
   } finally {
     await esbuild.stop();
   }
+}
+
+/**
+ * Bundles `export { RateLimiter } from "./mod.ts"` with {@link bundleEntry} and sums the bytes
+ * each package (from the metafile's outputs) takes in it.
+ *
+ * @example
+ * ```ts ignore
+ * const { bytes } = await measureBundle();
+ * ```
+ */
+export async function measureBundle(): Promise<BundleMeasure> {
+  const { code, metafile } = await bundleEntry();
+  const byPackage = new Map<string, number>();
+  const inputs: string[] = [];
+  for (const output of Object.values(metafile.outputs)) {
+    for (const [path, { bytesInOutput }] of Object.entries(output.inputs)) {
+      inputs.push(path);
+      const m = path.match(/node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/);
+      const name = m ? m[1] : "local";
+      byPackage.set(name, (byPackage.get(name) ?? 0) + bytesInOutput);
+    }
+  }
+  const largest = [...byPackage].map(([name, b]) => ({ name, bytes: b }))
+    .sort((a, b) => b.bytes - a.bytes).slice(0, 8);
+  return { bytes: code.byteLength, largest, inputs };
 }
 
 const LIMITS = [Limit.perMinute("rpm", 1_000), Limit.perMinute("tpm", 100_000)];

@@ -8,6 +8,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import type { Backend } from "./backend.ts";
+import { ValidationError } from "./error_base.ts";
 import type { Whereabouts } from "./failure.ts";
 import type { CreateStackSettings } from "./options.ts";
 
@@ -59,8 +60,7 @@ export class TableSetup {
   async #prepare(): Promise<void> {
     const { createStack, createTable, backend, tableName } = this.#options;
     if (createStack) {
-      // Loaded only when asked for: CloudFormation and Lambda clients stay off the hot path.
-      const { ensureStack } = await import("./infra/stack.ts");
+      const { ensureStack } = await loadInfraStack(createStack);
       const { stackName, aggregator, snapshotRetentionDays, region, endpoint } = createStack;
       await ensureStack({
         tableName,
@@ -72,6 +72,42 @@ export class TableSetup {
       });
     }
     if (createTable) await backend.buckets.createTable();
+  }
+}
+
+/**
+ * The infra module, kept out of bundles: a literal `import("./infra/stack.ts")` is followed and
+ * inlined by esbuild (and other bundlers), which would add the CloudFormation and Lambda clients,
+ * `yaml`, the template and the aggregator's code (about 390 KB minified) to every function that
+ * imports the limiter. A specifier held in a variable is left to the runtime: Deno and Bun load
+ * the `.ts` file beside this one, Node the `.js` file of the npm build (the TypeScript compiler's
+ * `rewriteRelativeImportExtensions` turns `.ts` into `.js` at run time for such imports).
+ */
+const INFRA_STACK_MODULE = "./infra/stack.ts";
+
+type InfraStack = typeof import("./infra/stack.ts");
+
+/**
+ * Loads `ensureStack` on first use of `createStack`. In a bundle the file is not there: that is
+ * reported as a bad `createStack` (thrown in both failure modes, never a pass), with what to do.
+ */
+export async function loadInfraStack(
+  createStack: unknown,
+  specifier: string = INFRA_STACK_MODULE,
+): Promise<InfraStack> {
+  try {
+    return await import(specifier);
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const error = new ValidationError(
+      "createStack",
+      createStack,
+      `needs the infra module, which did not load here (${why}); a bundle leaves it out: ` +
+        'call ensureStack from "@zae/limiter/infra" before the limiter, or deploy the stack ' +
+        "with `zae-limiter deploy`",
+    );
+    error.cause = err;
+    throw error;
   }
 }
 

@@ -1,0 +1,138 @@
+/**
+ * What a function importing `RateLimiter` ships: the esbuild bundle stays under the goal and
+ * holds none of the infra (CloudFormation, Lambda, yaml, the template, the aggregator's code,
+ * fflate); `createStack` still deploys the stack when the infra can be loaded (Deno, on moto),
+ * and in a bundle, where it cannot, it fails as a bad `createStack`, never as a fail-open pass.
+ */
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { BUNDLE_GOAL_BYTES } from "../scripts/bench_goals.ts";
+import { bundleEntry, measureBundle } from "../scripts/bench_probe.ts";
+import { FailureMode, Limit, RateLimiter, ValidationError } from "../mod.ts";
+import { loadInfraStack } from "../src/setup.ts";
+import { defaultStackName, describeStack } from "../src/infra/mod.ts";
+import { startMoto } from "./_moto.ts";
+
+/** Modules only the infra paths use; none may be in the limiter's bundle. */
+const INFRA_ONLY = [
+  /@aws-sdk\/client-cloudformation/,
+  /@aws-sdk\/client-lambda/,
+  /node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?yaml\//,
+  /node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?fflate\//,
+  /^src\/infra\//,
+  // The usage readers share the snapshot schema with the aggregator; its code and bundle stay out.
+  /^src\/aggregator\/(?!snapshot\.ts$)/,
+];
+
+Deno.test("the bundle of `import { RateLimiter }` is within the goal and holds no infra", async () => {
+  const bundle = await measureBundle();
+  // The list is the real one: the DynamoDB client and the limiter are in it.
+  assert.ok(bundle.inputs.some((p) => p.includes("@aws-sdk/client-dynamodb/")));
+  assert.ok(bundle.inputs.includes("src/limiter.ts"), bundle.inputs.slice(0, 5).join(", "));
+  const infra = bundle.inputs.filter((p) => INFRA_ONLY.some((re) => re.test(p)));
+  assert.deepEqual(infra, [], `infra modules in the bundle:\n${infra.join("\n")}`);
+  assert.ok(
+    bundle.bytes <= BUNDLE_GOAL_BYTES,
+    `bundle is ${bundle.bytes} bytes, goal ${BUNDLE_GOAL_BYTES}; largest: ` +
+      bundle.largest.map((x) => `${x.name} ${x.bytes}`).join(", "),
+  );
+});
+
+Deno.test("loadInfraStack: a module that does not load is a ValidationError of createStack", async () => {
+  const stack = await loadInfraStack(true);
+  assert.equal(typeof stack.ensureStack, "function");
+  await assert.rejects(
+    () => loadInfraStack({ stackName: "s1" }, "./infra/not_there.ts"),
+    (err: unknown) =>
+      err instanceof ValidationError && err.field === "createStack" &&
+      err.value === '{"stackName":"s1"}' && /not_there\.ts/.test(err.message) &&
+      /ensureStack from "@zae\/limiter\/infra"/.test(err.rule) && err.cause instanceof Error,
+  );
+});
+
+Deno.test("createStack in a bundled function under Node: refused as createStack, even FAIL_OPEN", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "zae-bundle-"));
+  try {
+    const { code } = await bundleEntry(
+      'export { FailureMode, Limit, RateLimiter, ValidationError } from "./mod.ts";',
+    );
+    // The SDK's CommonJS parts require Node's modules: an ESM bundle for Node gives them `require`.
+    const banner = 'import { createRequire } from "node:module";\n' +
+      "const require = createRequire(import.meta.url);\n";
+    await writeFile(join(dir, "limiter.mjs"), banner + new TextDecoder().decode(code));
+    // Nothing listens on port 9: had the infra been bundled, deploying would fail as an outage,
+    // and FAIL_OPEN would let the request through.
+    await writeFile(
+      join(dir, "main.mjs"),
+      `import { FailureMode, Limit, RateLimiter, ValidationError } from "./limiter.mjs";
+const limiter = new RateLimiter({ tableName: "bundled_fn", endpoint: "http://127.0.0.1:9",
+  createStack: true, failureMode: FailureMode.FAIL_OPEN, timeoutMs: 500 });
+let outcome;
+try {
+  const lease = await limiter.acquire({ entityId: "e1", resource: "r",
+    limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+  outcome = { passed: true, failedOpen: lease.failedOpen };
+} catch (err) {
+  outcome = { validation: err instanceof ValidationError, field: err.field, message: err.message };
+}
+await limiter.close().catch(() => {});
+console.log(JSON.stringify(outcome));
+`,
+    );
+    const { stdout } = await promisify(execFile)("node", [join(dir, "main.mjs")], {
+      env: { PATH: Deno.env.get("PATH") ?? "" },
+      timeout: 60_000,
+    });
+    const outcome = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    assert.equal(outcome.validation, true, stdout);
+    assert.equal(outcome.field, "createStack");
+    assert.match(outcome.message, /needs the infra module/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test({
+  name: "createStack: true loads the infra on demand and deploys the stack (moto)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const moto = await startMoto();
+    const tableName = "rate_limits_on_demand";
+    const limiter = new RateLimiter({
+      tableName,
+      endpoint: moto.endpoint,
+      region: moto.aws.region,
+      createStack: true,
+      // The first call waits for the stack; its deadline today starts before that wait.
+      timeoutMs: 30_000,
+    });
+    const ddb = new DynamoDBClient(moto.aws);
+    try {
+      const lease = await limiter.acquire({
+        entityId: "e1",
+        resource: "gpt-4",
+        limits: [Limit.perMinute("rpm", 10)],
+        consume: { rpm: 1 },
+        failureMode: FailureMode.FAIL_CLOSED,
+      });
+      assert.equal(lease.failedOpen, false);
+      await lease.commit();
+      const stack = await describeStack({ ...moto.aws, stackName: defaultStackName(tableName) });
+      assert.equal(stack?.status, "CREATE_COMPLETE");
+      assert.equal(stack?.parameters.TableName, tableName);
+      const table = await ddb.send(new DescribeTableCommand({ TableName: tableName }));
+      assert.equal(table.Table?.TableStatus, "ACTIVE");
+    } finally {
+      await limiter.close();
+      ddb.destroy();
+      await moto.stop();
+    }
+  },
+});
