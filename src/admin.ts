@@ -177,9 +177,10 @@ export class EntityAdmin {
     fn: (signal: AbortSignal) => Promise<T>,
     timeoutMs?: number,
   ): Promise<T> {
-    const deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
+    const budget = timeoutMs ?? Math.max(this.#timeoutMs, 10_000);
     try {
-      await this.#ready(deadline);
+      await this.#ready(Date.now() + budget);
+      const deadline = Date.now() + budget; // after the set-up, which may take longer
       return await this.#writer.call(undefined, fn, deadline, operation);
     } catch (err) {
       throw this.#writer.fail(err, operation);

@@ -16,6 +16,8 @@
  * ```
  */
 export class ZaeLimiterError extends Error {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "ZaeLimiterError";
   /**
    * Creates the error.
    *
@@ -40,6 +42,8 @@ export class ZaeLimiterError extends Error {
  * ```
  */
 export class ValidationError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "ValidationError";
   /** The argument at fault, e.g. `"consume.tpm"`. */
   readonly field: string;
   /** The value seen, shortened to 80 characters. */

@@ -139,6 +139,8 @@ export interface RateLimitExceededBody {
  * ```
  */
 export class RateLimitExceeded extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "RateLimitExceeded";
   /** Every limit checked, in order. */
   readonly statuses: LimitStatus[];
   /** The limits that refused the request. */
@@ -255,6 +257,8 @@ export class RateLimitExceeded extends ZaeLimiterError {
  * ```
  */
 export class RateLimiterUnavailable extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "RateLimiterUnavailable";
   /**
    * Builds the error for an operation that could not reach DynamoDB.
    *
@@ -281,6 +285,8 @@ export class RateLimiterUnavailable extends ZaeLimiterError {
  * ```
  */
 export class ConfigurationError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "ConfigurationError";
   /** What is wrong, as a stable word a program can test. */
   readonly kind: ConfigurationErrorKind;
 
@@ -316,6 +322,8 @@ export type ConfigurationErrorKind =
  * ```
  */
 export class LeaseClosedError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "LeaseClosedError";
   /**
    * Builds the error for a lease closed in the given way.
    *
@@ -336,6 +344,8 @@ export class LeaseClosedError extends ZaeLimiterError {
  * ```
  */
 export class EntityNotFoundError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "EntityNotFoundError";
   /** The id that was not found. */
   readonly entityId: string;
   /**
@@ -359,6 +369,8 @@ export class EntityNotFoundError extends ZaeLimiterError {
  * ```
  */
 export class EntityExistsError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "EntityExistsError";
   /** The id that exists. */
   readonly entityId: string;
   /**

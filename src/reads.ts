@@ -94,9 +94,10 @@ export class BucketReader {
         allowNegative: false,
       })
       : new Map<string, bigint>();
-    const deadline = Date.now() + this.#timeoutMs;
+    let deadline = Date.now() + this.#timeoutMs;
     try {
       await this.#ready(deadline);
+      deadline = Date.now() + this.#timeoutMs; // after the set-up, which may take longer
       const [target] = await this.#config.resolveTargets(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,

@@ -62,13 +62,16 @@ export class LeaseEngine {
 
   async acquire(req: AcquireRequest): Promise<Lease> {
     const mode = req.failureMode ?? this.#failureMode;
-    const deadline = Date.now() + this.#timeoutMs;
+    let deadline = Date.now() + this.#timeoutMs;
     const op = new Op();
     let nowMs = 0n;
     let targets: Target[] | undefined;
     let milli: Map<string, bigint>[] = [];
     try {
+      // Creating the table or stack (first calls, development) takes longer than a request's
+      // deadline: the deadline starts once it is ready.
       await this.#ready(deadline);
+      deadline = Date.now() + this.#timeoutMs;
       nowMs = this.#writer.now();
       targets = await this.#config.resolveTargets(req, deadline);
       milli = targets.map((t) => amountsFor(t, req.consume));

@@ -61,6 +61,8 @@ export class Op {
  * ```
  */
 export class UncertainOutcome extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "UncertainOutcome";
   /**
    * Creates the error.
    *

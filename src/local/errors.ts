@@ -58,6 +58,8 @@ export type LocalDynamoErrorCode =
  * ```
  */
 export class LocalDynamoError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "LocalDynamoError";
   /** A stable identifier of the failure, e.g. `"PORT_IN_USE"`. */
   readonly code: LocalDynamoErrorCode;
 
