@@ -88,7 +88,8 @@ export class ServerClock {
   #lastDateMs = 0;
   /** `Date.now() − performance.now()` at the last answer; NaN before it. */
   #wallMinusMono = NaN;
-  #probe?: Promise<void>;
+  /** The first probe under way: resolves to its error, or `undefined`. */
+  #probe?: Promise<unknown>;
 
   constructor(options: ServerClockOptions = {}) {
     this.#toleranceMs = options.toleranceMs ?? 1000;
@@ -138,27 +139,44 @@ export class ServerClock {
   /**
    * Waits (until `deadline`, epoch ms of `Date.now`) for a first answer, asking `probe` for one if
    * none has come: one call per process, shared by concurrent first calls. A probe that fails
-   * without an answer (an outage) lets the caller go on uncorrected.
+   * without an answer (an outage) lets the caller go on uncorrected; one that fails with an error
+   * `fatal` accepts (a misconfiguration) throws it, so that call is the one that reports it.
    */
-  async ready(probe: (signal: AbortSignal) => Promise<unknown>, deadline: number): Promise<void> {
+  async ready(
+    probe: (signal: AbortSignal) => Promise<unknown>,
+    deadline: number,
+    fatal: (err: unknown) => boolean = () => false,
+  ): Promise<void> {
     if (this.verified) return;
     if (!this.#probe) {
       // Aborted at the first caller's deadline: a call that hangs cannot hold later ones.
       const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
-      this.#probe = probe(signal).then(() => {}, () => {}).finally(() => {
-        this.#probe = undefined;
-      });
+      const once = () => probe(signal).then(() => undefined, (err: unknown) => err);
+      // A signature refused for a skew the SDK has just corrected (its `systemClockOffset`) is
+      // the clock, not the credentials: asked once more, signed with the corrected time.
+      this.#probe = once()
+        .then((err) => skewCorrected(err) ? once() : err)
+        .finally(() => {
+          this.#probe = undefined;
+        });
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<void>((done) => {
-      timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+    const late = new Promise<unknown>((done) => {
+      timer = setTimeout(() => done(undefined), Math.max(0, deadline - Date.now()));
     });
+    let err: unknown;
     try {
-      await Promise.race([this.#probe, late]);
+      err = await Promise.race([this.#probe, late]);
     } finally {
       clearTimeout(timer);
     }
+    if (err !== undefined && fatal(err)) throw err;
   }
+}
+
+function skewCorrected(err: unknown): boolean {
+  return (err as { $metadata?: { clockSkewCorrected?: boolean } })?.$metadata
+    ?.clockSkewCorrected === true;
 }
 
 function describe(correctionMs: number, toleranceMs: number, est: SkewEstimate): string {

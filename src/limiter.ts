@@ -9,6 +9,7 @@
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
+import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
 import type { Entity } from "./entities.ts";
@@ -161,7 +162,7 @@ export class RateLimiter implements AsyncDisposable {
     const probe = probeTable(this.client, tableName);
     const ready = async (deadline = Date.now() + timeoutMs) => {
       await setup.ready();
-      await server?.ready(probe, deadline);
+      await server?.ready(probe, deadline, (err) => misconfiguration(err) !== undefined);
     };
     this.#createTableNow = () => store.buckets.createTable();
     this.#closeTimeoutMs = closeTimeoutMs;

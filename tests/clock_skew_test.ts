@@ -76,6 +76,46 @@ Deno.test("ServerClock: a clock stepped ahead after the last answer is not belie
   }
 });
 
+Deno.test("ServerClock.ready: one probe for concurrent first calls; what a failed probe means", async () => {
+  const clock = new ServerClock({ warn: () => {} });
+  const deadline = Date.now() + 2000;
+  // An outage: the callers go on (uncorrected); nothing thrown.
+  let calls = 0;
+  const down = () => {
+    calls++;
+    return Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { name: "Error" }));
+  };
+  await Promise.all([clock.ready(down, deadline), clock.ready(down, deadline)]);
+  assert.equal(calls, 1);
+  // A misconfiguration is thrown, so the first call reports it.
+  const missing = Object.assign(new Error("Cannot do operations on a non-existent table"), {
+    name: "ResourceNotFoundException",
+  });
+  await assert.rejects(
+    clock.ready(() => Promise.reject(missing), deadline, (e) => e === missing),
+    (e) => e === missing,
+  );
+  // A signature refused for a skew the SDK has just corrected is asked once more.
+  calls = 0;
+  const skewed = () => {
+    calls++;
+    if (calls === 1) {
+      return Promise.reject(Object.assign(new Error("Signature expired"), {
+        name: "InvalidSignatureException",
+        $metadata: { clockSkewCorrected: true },
+      }));
+    }
+    const t = Date.now();
+    clock.observe(t, t + 1, new Date(t).toUTCString());
+    return Promise.resolve({});
+  };
+  await clock.ready(skewed, deadline, () => true);
+  assert.equal(calls, 2);
+  assert.equal(clock.verified, true);
+  // Verified: no probe any more.
+  await clock.ready(() => Promise.reject(new Error("not called")), deadline, () => true);
+});
+
 Deno.test("clockToleranceMs is validated", () => {
   assert.throws(
     () => new RateLimiter({ tableName: "rate_limits", clockToleranceMs: -1 }),
