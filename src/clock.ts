@@ -242,7 +242,13 @@ export function serverClockOf(
 }
 
 /**
- * A cheap call whose answer verifies the clock: a GetItem of a key no item has (half a read
+ * The partition (and sort) key of the clock probe: in the library's own namespace, since `#` is
+ * refused in every entity id, so no input can name it and no item has it.
+ */
+export const CLOCK_PROBE_KEY = "#CLOCK";
+
+/**
+ * A cheap call whose answer verifies the clock: a GetItem of {@link CLOCK_PROBE_KEY} (half a read
  * unit; the limiter's IAM policy allows GetItem).
  */
 export function probeTable(
@@ -253,7 +259,7 @@ export function probeTable(
     client.send(
       new GetItemCommand({
         TableName: tableName,
-        Key: { PK: { S: "#CLOCK" }, SK: { S: "#CLOCK" } },
+        Key: { PK: { S: CLOCK_PROBE_KEY }, SK: { S: CLOCK_PROBE_KEY } },
         ProjectionExpression: "PK",
       }),
       { abortSignal },
