@@ -9,6 +9,8 @@
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
+import { misconfiguration } from "./failure.ts";
+import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
 import type { Entity } from "./entities.ts";
 import { LeaseEngine } from "./engine/leases.ts";
@@ -108,7 +110,8 @@ export class RateLimiter implements AsyncDisposable {
       client,
       createTable = false,
       failureMode = FailureMode.FAIL_CLOSED,
-      clock = Date.now,
+      clock,
+      clockToleranceMs = 1000,
       timeoutMs = 2000,
       limitsCacheTtlMs = 60_000,
       denyCache = true,
@@ -126,8 +129,11 @@ export class RateLimiter implements AsyncDisposable {
       );
     }
     checkFailureMode("failureMode", failureMode);
-    if (typeof clock !== "function") {
+    if (clock !== undefined && typeof clock !== "function") {
       throw new ValidationError("clock", clock, "must be a function");
+    }
+    if (!(clockToleranceMs >= 0)) {
+      throw new ValidationError("clockToleranceMs", clockToleranceMs, "must be a number >= 0");
     }
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new ValidationError("timeoutMs", timeoutMs, "must be a finite number > 0");
@@ -147,7 +153,17 @@ export class RateLimiter implements AsyncDisposable {
         ? undefined
         : { ...(createStack === true ? {} : createStack), region, endpoint },
     });
-    const ready = () => setup.ready();
+    // The default clock is checked against DynamoDB's answers, and the first write waits for one
+    // (docs/design.md, "Clocks"); an injected clock is left alone.
+    const server = clock === undefined && backend === undefined
+      ? serverClockOf(this.client, { toleranceMs: clockToleranceMs })
+      : undefined;
+    const now = server?.now ?? clock ?? Date.now;
+    const probe = probeTable(this.client, tableName);
+    const ready = async (deadline = Date.now() + timeoutMs) => {
+      await setup.ready();
+      await server?.ready(probe, deadline, (err) => misconfiguration(err) !== undefined);
+    };
     this.#createTableNow = () => store.buckets.createTable();
     this.#closeTimeoutMs = closeTimeoutMs;
     this.#outbox = new Outbox({
@@ -158,7 +174,7 @@ export class RateLimiter implements AsyncDisposable {
     const writer = new BucketWriter({
       backend: store,
       outbox: this.#outbox,
-      clock,
+      clock: now,
       denyCache,
       maxCachedBuckets,
       where,
@@ -177,7 +193,7 @@ export class RateLimiter implements AsyncDisposable {
       recordFailedOpen,
     });
     this.#reader = new BucketReader(shared);
-    this.#admin = new EntityAdmin({ ...shared, clock });
+    this.#admin = new EntityAdmin({ ...shared, clock: now });
   }
 
   /**

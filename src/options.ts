@@ -67,8 +67,20 @@ export interface RateLimiterOptions {
   createStack?: boolean | CreateStackSettings;
   /** Behaviour when DynamoDB cannot answer in time. @default FailureMode.FAIL_CLOSED */
   failureMode?: FailureMode;
-  /** The clock, epoch ms. All bucket time comes from it. @default Date.now */
+  /**
+   * The clock, epoch ms. All bucket time comes from it. An injected clock is used as is. The
+   * default, `Date.now`, is checked against the time in DynamoDB's answers and corrected (with
+   * one `console.warn` per change) when the host is off by more than `clockToleranceMs`; the
+   * first write of a process waits for one answer. See "Clocks" in docs/design.md.
+   * @default Date.now, corrected by DynamoDB's time
+   */
   clock?: () => number;
+  /**
+   * How far (ms) the host's clock may be from DynamoDB's before the default clock is corrected.
+   * A host within it can over- or under-spend a bucket by at most this long at the limit's rate.
+   * `Infinity` never corrects. Ignored with an injected `clock` or `backend`. @default 1000
+   */
+  clockToleranceMs?: number;
   /** Deadline of each limiter call in ms, retries included. @default 2000 */
   timeoutMs?: number;
   /** How long stored limits and entity metadata are cached, ms; 0 disables. @default 60000 */
