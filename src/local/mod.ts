@@ -3,7 +3,7 @@
  *
  * The emulator (`DynamoDBLocal.jar` 1.25.1, shipped inside the npm package
  * `amplify-dynamodb-simulator@2.9.30`) is downloaded once from the npm registry, checked against
- * the registry's published integrity, and kept in a per-user cache. It then runs as a Java process
+ * the integrity pinned in the code (and the registry's), kept in a per-user cache. It then runs as a Java process
  * on a free (or chosen) port, in memory or with a data folder.
  *
  * Uses only `node:*` and web APIs, so it runs on Deno, Node and Bun.
@@ -24,6 +24,9 @@ export { ZaeLimiterError } from "../errors.ts";
 export { LocalDynamoError, type LocalDynamoErrorCode } from "./errors.ts";
 export {
   defaultCacheDir,
+  type DownloadProgress,
+  DYNAMODB_LOCAL_FILES_SHA256,
+  DYNAMODB_LOCAL_INTEGRITY,
   DYNAMODB_LOCAL_PACKAGE,
   DYNAMODB_LOCAL_PACKAGE_VERSION,
   DYNAMODB_LOCAL_VERSION,
@@ -36,11 +39,14 @@ export {
   type DetachedDynamo,
   type DetachedOptions,
   freePort,
+  identifyProcess,
   isDynamoDBLocalProcess,
   isDynamoDBReady,
   isPortFree,
   isProcessAlive,
+  listeningPorts,
   type LocalDynamo,
+  processStartTime,
   startDetached,
   startDynamoDBLocal,
   type StartOptions,

@@ -5,7 +5,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { access, mkdir, open } from "node:fs/promises";
 import { createServer } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
@@ -127,6 +127,11 @@ export interface DetachedDynamo {
   dataDir: string | undefined;
   /** Where its output goes, or `undefined` when discarded. */
   logFile: string | undefined;
+  /**
+   * The process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot), to tell it
+   * from a later process that reuses the pid; `undefined` where there is no `/proc`.
+   */
+  startTime: string | undefined;
 }
 
 /**
@@ -294,6 +299,50 @@ function track(child: ChildProcess): void {
   }
 }
 
+interface Watchdog {
+  /** Stops the watchdog without touching the process it guards. */
+  cancel(): void;
+}
+
+// Waits for EOF on stdin, which comes when the parent is gone however it ended (signal, SIGKILL,
+// crash): then SIGTERM to the guarded pid, SIGKILL after 5 s. It ignores SIGINT and SIGHUP, so
+// that a Ctrl-C or a closed terminal reaches the parent first.
+const WATCHDOG_SCRIPT = 'trap "" INT HUP; read -r _; kill -TERM "$1" 2>/dev/null || exit 0; ' +
+  'i=0; while kill -0 "$1" 2>/dev/null; do i=$((i+1)); ' +
+  'if [ "$i" -ge 50 ]; then kill -KILL "$1" 2>/dev/null; exit 0; fi; sleep 0.1; done';
+
+/**
+ * Starts a tiny `/bin/sh` supervisor that kills `pid` when this process dies. It reads a pipe
+ * whose only writer is this process, so it covers every way of dying, SIGKILL included. None on
+ * Windows (no `/bin/sh`), where only the exit hook remains.
+ */
+function startWatchdog(pid: number | undefined): Watchdog | undefined {
+  if (pid === undefined || process.platform === "win32") return undefined;
+  let dog: ChildProcess;
+  try {
+    dog = spawn("/bin/sh", ["-c", WATCHDOG_SCRIPT, "zae-limiter-watchdog", String(pid)], {
+      stdio: ["pipe", "ignore", "ignore"],
+      detached: true,
+    });
+  } catch {
+    return undefined;
+  }
+  dog.on("error", () => {});
+  dog.stdin?.on("error", () => {});
+  dog.unref();
+  (dog.stdin as { unref?: () => void } | null)?.unref?.();
+  return {
+    cancel() {
+      try {
+        dog.kill("SIGKILL"); // dies at once, without reaching its `kill`
+      } catch {
+        // already gone
+      }
+      dog.stdin?.destroy();
+    },
+  };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -316,6 +365,7 @@ function tailOf(text: string, lines = 30): string {
 
 interface Launched {
   child: ChildProcess;
+  watchdog: Watchdog | undefined;
   port: number;
   endpoint: string;
   exited: Promise<void>;
@@ -353,6 +403,13 @@ async function plan(opts: DetachedOptions, detached: boolean) {
   const install = await ensureDynamoDBLocal(opts);
   let dataDir: string | undefined;
   if (opts.dataDir !== undefined) {
+    if (typeof opts.dataDir !== "string" || opts.dataDir.trim() === "") {
+      throw new LocalDynamoError(
+        "INVALID_OPTION",
+        `Invalid dataDir ${JSON.stringify(opts.dataDir)}: give a folder path, or leave dataDir ` +
+          `out to keep the tables in memory`,
+      );
+    }
     dataDir = isAbsolute(opts.dataDir) ? opts.dataDir : resolve(opts.dataDir);
     await mkdir(dataDir, { recursive: true });
   }
@@ -392,12 +449,13 @@ async function checkPort(p: LaunchPlan): Promise<number> {
   return p.port;
 }
 
-async function readLogTail(file: string): Promise<string> {
+/** The last output written to `file` since byte `from` (where this run's output starts). */
+async function readLogTail(file: string, from: number): Promise<string> {
   try {
     const fh = await open(file, "r");
     try {
       const { size } = await fh.stat();
-      const len = Math.min(size, TAIL_CHARS);
+      const len = Math.max(0, Math.min(size - from, TAIL_CHARS));
       const buf = new Uint8Array(len);
       await fh.read(buf, 0, len, size - len);
       return new TextDecoder().decode(buf);
@@ -415,15 +473,18 @@ function spawnJava(p: LaunchPlan, port: number): {
   output(): string;
   failure(): Error | undefined;
   closeLog(): void;
+  logStart: number;
 } {
   let tail = "";
   let failure: Error | undefined;
   let logFd: number | undefined;
+  let logStart = 0;
   const args = [...p.args, "-port", String(port)];
   let stdio: ["ignore", "pipe" | "ignore" | number, "pipe" | "ignore" | number];
   if (!p.detached) stdio = ["ignore", "pipe", "pipe"];
   else if (p.logFile !== undefined) {
     logFd = openSync(p.logFile, "a");
+    logStart = fstatSync(logFd).size; // this run is judged on its own output only
     stdio = ["ignore", logFd, logFd];
   } else stdio = ["ignore", "ignore", "ignore"];
   const closeLog = () => {
@@ -457,7 +518,7 @@ function spawnJava(p: LaunchPlan, port: number): {
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
-  return { child, exited, output: () => tail, failure: () => failure, closeLog };
+  return { child, exited, output: () => tail, failure: () => failure, closeLog, logStart };
 }
 
 function javaSpawnError(java: string, e: unknown): LocalDynamoError {
@@ -518,9 +579,15 @@ async function launch(p: LaunchPlan): Promise<Launched> {
     const endpoint = endpointOf(p.host, port);
     const s = spawnJava(p, port);
     const output = () => s.output();
-    const logged = async () => p.logFile !== undefined ? await readLogTail(p.logFile) : s.output();
+    const logged = async () =>
+      p.logFile !== undefined ? await readLogTail(p.logFile, s.logStart) : s.output();
     track(s.child);
-    s.exited.then(() => live.delete(s.child));
+    // Until it is handed over (detached) or stopped, it dies with this process, however it ends.
+    const watchdog = startWatchdog(s.child.pid);
+    s.exited.then(() => {
+      live.delete(s.child);
+      watchdog?.cancel();
+    });
     let gone = false;
     s.exited.then(() => gone = true);
     try {
@@ -561,7 +628,7 @@ async function launch(p: LaunchPlan): Promise<Launched> {
         }
         if (await isDynamoDBReady(endpoint, 1_000)) {
           s.closeLog();
-          return { child: s.child, port, endpoint, exited: s.exited, output };
+          return { child: s.child, port, endpoint, exited: s.exited, output, watchdog };
         }
         if (Date.now() > p.deadline) {
           throw new LocalDynamoError(
@@ -610,7 +677,8 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
   const l = await launch(base);
   const pid = l.child.pid!;
   let stopping: Promise<void> | undefined;
-  const stop = (o?: StopOptions) => stopping ??= killChild(l.child, l.exited, o);
+  const stop = (o?: StopOptions) =>
+    stopping ??= killChild(l.child, l.exited, o).finally(() => l.watchdog?.cancel());
   return {
     endpoint: l.endpoint,
     port: l.port,
@@ -651,11 +719,20 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
 export async function startDetached(opts: DetachedOptions = {}): Promise<DetachedDynamo> {
   const { base, dataDir } = await plan(opts, true);
   const l = await launch(base);
+  l.watchdog?.cancel(); // from here on it outlives this process, by design
   l.child.unref();
   l.child.stdout?.destroy();
   l.child.stderr?.destroy();
   live.delete(l.child);
-  return { endpoint: l.endpoint, port: l.port, pid: l.child.pid!, dataDir, logFile: base.logFile };
+  const pid = l.child.pid!;
+  return {
+    endpoint: l.endpoint,
+    port: l.port,
+    pid,
+    dataDir,
+    logFile: base.logFile,
+    startTime: processStartTime(pid),
+  };
 }
 
 function validatePid(pid: number): void {
@@ -714,7 +791,8 @@ export function isDynamoDBLocalProcess(pid: number): boolean | undefined {
 /**
  * Stops a DynamoDB Local by process id, e.g. one started by {@link startDetached} from another
  * process: SIGTERM, then SIGKILL after `graceMs`, then waits until it is gone. Resolves `false` if
- * no such process was running. Refuses (unless `force`) when the pid now belongs to a process that
+ * no such process was running, or (given `startTime` or `port`, see {@link identifyProcess}) the
+ * pid now names another process, which is then left alone. Refuses (unless `force`) when the pid now belongs to a process that
  * is not DynamoDB Local, as can happen when a stale pid was reused.
  *
  * @throws {LocalDynamoError} `STOP_FAILED` when it is not DynamoDB Local, cannot be signalled, or
@@ -729,10 +807,16 @@ export function isDynamoDBLocalProcess(pid: number): boolean | undefined {
  */
 export async function stopByPid(
   pid: number,
-  opts: StopOptions & { force?: boolean } = {},
+  opts: StopOptions & { force?: boolean; startTime?: string; port?: number } = {},
 ): Promise<boolean> {
   validatePid(pid);
   if (!isProcessAlive(pid)) return false;
+  if (opts.startTime !== undefined || opts.port !== undefined) {
+    // The recorded process is gone when its pid now names another one: never signal that.
+    if (identifyProcess({ pid, startTime: opts.startTime, port: opts.port }) !== "running") {
+      return false;
+    }
+  }
   if (!opts.force && isDynamoDBLocalProcess(pid) === false) {
     throw new LocalDynamoError(
       "STOP_FAILED",
@@ -772,4 +856,104 @@ export async function stopByPid(
     await sleep(50);
   }
   return true;
+}
+
+/**
+ * When a process started, as `/proc/<pid>/stat` field 22 (clock ticks since boot): with the pid,
+ * it names one process, even after the pid is reused. `undefined` when the process is gone or
+ * there is no `/proc` (not Linux).
+ *
+ * @example
+ * ```ts
+ * import process from "node:process";
+ * import { processStartTime } from "./mod.ts";
+ * console.log(processStartTime(process.pid)); // e.g. "1234567"
+ * ```
+ */
+export function processStartTime(pid: number): string | undefined {
+  validatePid(pid);
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The TCP ports a process listens on (IPv4 and IPv6), read from `/proc`; `undefined` when that
+ * cannot be told (no `/proc`, another user's process, or it is gone).
+ *
+ * @example
+ * ```ts
+ * import process from "node:process";
+ * import { listeningPorts } from "./mod.ts";
+ * console.log(listeningPorts(process.pid)); // e.g. [] or [8000]
+ * ```
+ */
+export function listeningPorts(pid: number): number[] | undefined {
+  validatePid(pid);
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  const ports = new Set<number>();
+  for (const table of ["tcp", "tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, field 9 is the socket's inode.
+      if (f.length > 9 && f[3] === "0A" && inodes.has(f[9])) {
+        ports.add(parseInt(f[1].slice(f[1].lastIndexOf(":") + 1), 16));
+      }
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/**
+ * What a recorded pid is now: `"running"` when it is the same process (same start time, when one
+ * was recorded; DynamoDB Local by its command line otherwise) and listens on the recorded port;
+ * `"gone"` when no such process is alive; `"other"` when the pid now belongs to another process,
+ * or that process does not listen on the port. Where `/proc` is missing, only liveness is checked.
+ *
+ * @example
+ * ```ts
+ * import { identifyProcess } from "./mod.ts";
+ * // e.g. from a state file written by `local up`:
+ * const verdict = identifyProcess({ pid: 12345, startTime: "987654", port: 8000 });
+ * if (verdict !== "running") console.log("the recorded DynamoDB Local is not running");
+ * ```
+ */
+export function identifyProcess(
+  recorded: { pid: number; startTime?: string; port?: number },
+): "running" | "gone" | "other" {
+  const { pid, startTime, port } = recorded;
+  if (!isProcessAlive(pid)) return "gone";
+  const now = processStartTime(pid);
+  if (now === undefined) return "running"; // cannot tell more without /proc
+  if (startTime !== undefined ? now !== startTime : isDynamoDBLocalProcess(pid) === false) {
+    return "other";
+  }
+  if (port !== undefined) {
+    const ports = listeningPorts(pid);
+    if (ports !== undefined && !ports.includes(port)) return "other";
+  }
+  return "running";
 }
