@@ -1,7 +1,7 @@
 /**
  * Downloads AWS's DynamoDB Local (shipped inside the npm package `amplify-dynamodb-simulator`)
- * from the npm registry into a per-user cache, verified against the registry's published
- * `dist.integrity`.
+ * from the npm registry into a per-user cache, verified against the integrity pinned in the code
+ * (and the registry's published `dist.integrity`), and re-verified before every start.
  *
  * @module
  */
@@ -226,10 +226,12 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * Makes sure DynamoDB Local is in the cache and returns where. The first call downloads the
- * `amplify-dynamodb-simulator` tarball (about 57 MB) from the npm registry, checks it against the
- * registry's published `dist.integrity` before unpacking anything, and unpacks only
- * `package/emulator/**`. Later calls reuse the cache (a marker file, written last, tells a complete
- * one from a half-written one). Concurrent callers, even in other processes, are safe: each unpacks
+ * `amplify-dynamodb-simulator` tarball (about 57 MB) from the npm registry, checks it against
+ * {@link DYNAMODB_LOCAL_INTEGRITY} and the registry's `dist.integrity` before unpacking anything,
+ * unpacks only `package/emulator/**` and records the sha256 of every file. Later calls reuse the
+ * cache (a marker file, written last, tells a complete one from a half-written one) after hashing
+ * its files again (about 64 MB, 0.15 s) against {@link DYNAMODB_LOCAL_FILES_SHA256}: a changed,
+ * added or removed file is refused with `INTEGRITY_MISMATCH`. Concurrent callers, even in other processes, are safe: each unpacks
  * into a temporary folder and renames it into place; a loser of that race uses the winner's copy.
  *
  * @throws {LocalDynamoError} `DOWNLOAD_FAILED`, `INTEGRITY_MISMATCH` or `EXTRACT_FAILED`.

@@ -3,8 +3,9 @@
  *
  * The emulator (`DynamoDBLocal.jar` 1.25.1, shipped inside the npm package
  * `amplify-dynamodb-simulator@2.9.30`) is downloaded once from the npm registry, checked against
- * the integrity pinned in the code (and the registry's), kept in a per-user cache. It then runs as a Java process
- * on a free (or chosen) port, in memory or with a data folder.
+ * the integrity pinned in the code, and kept in a per-user cache whose files are hashed again
+ * before every start. It then runs as a Java process on a free (or chosen) port, in memory or
+ * with a data folder, and dies with the process that started it.
  *
  * Uses only `node:*` and web APIs, so it runs on Deno, Node and Bun.
  *
