@@ -184,6 +184,30 @@ Deno.test({
           assert.deepEqual(dynamoOnPort(port), []);
         },
       );
+      await t.step("an up killed while DynamoDB Local starts leaves no orphan", async () => {
+        const main = new URL("../cli/main.ts", import.meta.url).pathname;
+        const cli = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--no-check", main, "local", "up", "--port", String(port)],
+          env: { ...env, ZAE_LIMITER_STATE_DIR: stateDir },
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        let java: number[] = [];
+        const until = Date.now() + 60_000;
+        while (java.length === 0 && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 20));
+          java = dynamoOnPort(port);
+        }
+        assert.equal(java.length, 1, "java started");
+        cli.kill("SIGKILL");
+        await cli.status;
+        assert.equal(existsSync(stateFile), false, "killed before it recorded the instance");
+        const until2 = Date.now() + 15_000;
+        while (isProcessAlive(java[0]) && Date.now() < until2) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(isProcessAlive(java[0]), false, `java ${java[0]} orphaned`);
+      });
     } finally {
       try {
         const s = readState();

@@ -304,41 +304,52 @@ interface Watchdog {
   cancel(): void;
 }
 
-// Waits for EOF on stdin, which comes when the parent is gone however it ended (signal, SIGKILL,
-// crash): then SIGTERM to the guarded pid, SIGKILL after 5 s. It ignores SIGINT and SIGHUP, so
-// that a Ctrl-C or a closed terminal reaches the parent first.
-const WATCHDOG_SCRIPT = 'trap "" INT HUP; read -r _; kill -TERM "$1" 2>/dev/null || exit 0; ' +
-  'i=0; while kill -0 "$1" 2>/dev/null; do i=$((i+1)); ' +
-  'if [ "$i" -ge 50 ]; then kill -KILL "$1" 2>/dev/null; exit 0; fi; sleep 0.1; done';
+// Polls, once a second, whether the parent ($2) is still alive (a zombie counts as dead); when it
+// is gone, however it ended (signal, SIGKILL, crash), sends SIGTERM to the guarded pid ($1), then
+// SIGKILL after 5 s. Only `sleep` forks. It ignores SIGINT and SIGHUP, so that a Ctrl-C or a closed
+// terminal reaches the parent first. (A pipe whose EOF tells the parent's death was tried first:
+// under Deno the child sometimes sees EOF while the parent still runs.)
+const WATCHDOG_SCRIPT = `trap "" INT HUP
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/stat" ] || return 0
+  read -r st < "/proc/$1/stat" || return 1
+  case "\${st##*) }" in Z*|X*) return 1;; esac
+}
+while alive "$2"; do sleep 1; done
+kill -TERM "$1" 2>/dev/null || exit 0
+i=0
+while alive "$1"; do
+  i=$((i+1))
+  if [ "$i" -ge 50 ]; then kill -KILL "$1" 2>/dev/null; exit 0; fi
+  sleep 0.1
+done`;
 
 /**
- * Starts a tiny `/bin/sh` supervisor that kills `pid` when this process dies. It reads a pipe
- * whose only writer is this process, so it covers every way of dying, SIGKILL included. None on
- * Windows (no `/bin/sh`), where only the exit hook remains.
+ * Starts a tiny `/bin/sh` supervisor that kills `pid` when this process dies, by any means,
+ * SIGKILL included. None on Windows (no `/bin/sh`), where only the exit hook remains.
  */
 function startWatchdog(pid: number | undefined): Watchdog | undefined {
   if (pid === undefined || process.platform === "win32") return undefined;
   let dog: ChildProcess;
   try {
-    dog = spawn("/bin/sh", ["-c", WATCHDOG_SCRIPT, "zae-limiter-watchdog", String(pid)], {
-      stdio: ["pipe", "ignore", "ignore"],
-      detached: true,
-    });
+    dog = spawn(
+      "/bin/sh",
+      ["-c", WATCHDOG_SCRIPT, "zae-limiter-watchdog", String(pid), String(process.pid)],
+      { stdio: "ignore", detached: true },
+    );
   } catch {
     return undefined;
   }
   dog.on("error", () => {});
-  dog.stdin?.on("error", () => {});
   dog.unref();
-  (dog.stdin as { unref?: () => void } | null)?.unref?.();
   return {
     cancel() {
       try {
-        dog.kill("SIGKILL"); // dies at once, without reaching its `kill`
+        dog.kill("SIGKILL");
       } catch {
         // already gone
       }
-      dog.stdin?.destroy();
     },
   };
 }
@@ -653,9 +664,9 @@ async function launch(p: LaunchPlan): Promise<Launched> {
  * Starts DynamoDB Local (downloading it first if needed, see {@link ensureDynamoDBLocal}) and waits
  * until it answers. The process belongs to the caller: stop it with `stop()` (or `await using`).
  * It also dies with the host process, however that ends: on a normal exit it is sent SIGTERM; on
- * Linux and macOS a small `/bin/sh` watchdog, reading a pipe only the host holds, sees the host go
- * (SIGTERM, SIGINT, SIGHUP, SIGKILL, a crash) and sends SIGTERM, then SIGKILL after 5 s. Measured:
- * gone 1.5–2.5 s after the host's death. The host's own signal handling is left untouched.
+ * Linux and macOS a small `/bin/sh` watchdog, polling the host's pid once a second, sees the host
+ * go (SIGTERM, SIGINT, SIGHUP, SIGKILL, a crash) and sends SIGTERM, then SIGKILL after 5 s.
+ * Measured: gone 2–3.5 s after the host's death. The host's own signal handling is untouched.
  *
  * @throws {LocalDynamoError} `JAVA_NOT_FOUND`, `PORT_IN_USE`, `EARLY_EXIT`, `STARTUP_TIMEOUT`,
  *   `INVALID_OPTION`, or a download error.
