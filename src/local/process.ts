@@ -410,17 +410,17 @@ async function plan(opts: DetachedOptions, detached: boolean) {
   const deadline = Date.now() + timeoutMs;
   const host = opts.host ?? "127.0.0.1";
   if (opts.port !== undefined) validatePort(opts.port);
+  if (opts.dataDir !== undefined && (typeof opts.dataDir !== "string" || !opts.dataDir.trim())) {
+    throw new LocalDynamoError(
+      "INVALID_OPTION",
+      `Invalid dataDir ${JSON.stringify(opts.dataDir)}: give a folder path, or leave dataDir ` +
+        `out to keep the tables in memory`,
+    );
+  }
   const java = await resolveJava(opts.javaPath);
   const install = await ensureDynamoDBLocal(opts);
   let dataDir: string | undefined;
   if (opts.dataDir !== undefined) {
-    if (typeof opts.dataDir !== "string" || opts.dataDir.trim() === "") {
-      throw new LocalDynamoError(
-        "INVALID_OPTION",
-        `Invalid dataDir ${JSON.stringify(opts.dataDir)}: give a folder path, or leave dataDir ` +
-          `out to keep the tables in memory`,
-      );
-    }
     dataDir = isAbsolute(opts.dataDir) ? opts.dataDir : resolve(opts.dataDir);
     await mkdir(dataDir, { recursive: true });
   }
