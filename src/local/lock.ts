@@ -8,7 +8,7 @@
 
 import { open, readFile, rm, stat } from "node:fs/promises";
 import process from "node:process";
-import { isProcessAlive, processStartTime } from "./process.ts";
+import { isProcessAlive, processStartTime } from "./pid.ts";
 
 /** Options of {@link takeLock}. */
 export interface LockOptions {
