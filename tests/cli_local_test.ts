@@ -23,9 +23,9 @@ Deno.test({
     const stateFile = join(stateDir, "local.json");
     const port = await freePort();
     try {
-      await t.step("status before up: not running", async () => {
+      await t.step("status before up: not running, exit 3", async () => {
         const r = await runCli(["local", "status"], env);
-        assert.deepEqual(r, { code: 0, out: "DynamoDB Local is not running.\n", err: "" });
+        assert.deepEqual(r, { code: 3, out: "DynamoDB Local is not running.\n", err: "" });
       });
 
       await t.step("up starts it in the background and prints the endpoint", async () => {
@@ -82,7 +82,7 @@ Deno.test({
         assert.equal(isProcessAlive(pid!), false);
         assert.equal(existsSync(stateFile), false);
         const s = await runCli(["local", "status"], env);
-        assert.equal(s.out, "DynamoDB Local is not running.\n");
+        assert.deepEqual(s, { code: 3, out: "DynamoDB Local is not running.\n", err: "" });
         const d = await runCli(["local", "down"], env);
         assert.deepEqual(d, {
           code: 0,
@@ -103,7 +103,7 @@ Deno.test({
             code: 1,
             out: "",
             err:
-              "error: No Docker engine answers (`docker info` failed): start Docker, or use --engine java\n",
+              "error: no Docker engine answers (`docker info` failed): start Docker, or use --engine java\n",
           });
         },
       });

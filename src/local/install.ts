@@ -1,7 +1,7 @@
 /**
  * Downloads AWS's DynamoDB Local (shipped inside the npm package `amplify-dynamodb-simulator`)
- * from the npm registry into a per-user cache, verified against the registry's published
- * `dist.integrity`.
+ * from the npm registry into a per-user cache, verified against the integrity pinned in the code
+ * (and the registry's published `dist.integrity`), and re-verified before every start.
  *
  * @module
  */
@@ -25,6 +25,7 @@ import { dirname, join, resolve, sep } from "node:path";
 import process from "node:process";
 import { createGunzip } from "node:zlib";
 import { LocalDynamoError } from "./errors.ts";
+import { takeLock } from "./lock.ts";
 import { readTar } from "./tar.ts";
 
 /**
@@ -60,10 +61,38 @@ export const DYNAMODB_LOCAL_PACKAGE_VERSION = "2.9.30";
  * ```
  */
 export const DYNAMODB_LOCAL_VERSION = "1.25.1";
+/**
+ * The integrity of the pinned tarball, kept in the code so that neither a registry nor a proxy
+ * can swap it: the download must hash to this, whatever the registry publishes.
+ *
+ * @example
+ * ```ts
+ * import { DYNAMODB_LOCAL_INTEGRITY } from "./install.ts";
+ * console.assert(DYNAMODB_LOCAL_INTEGRITY.startsWith("sha512-"));
+ * ```
+ */
+export const DYNAMODB_LOCAL_INTEGRITY =
+  "sha512-xTeeRLvzEfqyd5lh3bH4c0kHvSHHmmhD5ZDsHFKAQ5g2Zl6JqlFdutaQhCLHzxEp6Ry1o7TB6niIoXuQAnSewQ==";
+/**
+ * The sha256 of the pinned version's unpacked files: the sha256 of the sorted `<sha256>  <path>`
+ * lines of every file under the install folder but the marker and the metadata file DynamoDB
+ * Local writes there. Checked before every start, so that a cached file changed after the install
+ * is refused.
+ *
+ * @example
+ * ```ts
+ * import { DYNAMODB_LOCAL_FILES_SHA256 } from "./install.ts";
+ * console.assert(/^[0-9a-f]{64}$/.test(DYNAMODB_LOCAL_FILES_SHA256));
+ * ```
+ */
+export const DYNAMODB_LOCAL_FILES_SHA256 =
+  "0d532737d6f490bd20bc410520d9e35c12da296ec25f93fa6af1d6750f73b128";
 
 const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
 const MARKER = ".zae-limiter-complete";
 const ARCHIVE_PREFIX = "package/emulator/";
+/** Written by DynamoDB Local into its working folder at run time (an id, no code). */
+const RUNTIME_FILE = "dynamodb-local-metadata.json";
 
 /**
  * Options of {@link ensureDynamoDBLocal}.
@@ -92,6 +121,35 @@ export interface EnsureOptions {
   fetch?: typeof fetch;
   /** Aborts the download. */
   signal?: AbortSignal;
+  /**
+   * The integrity (SRI) the tarball must have. Only for mirrors of a repackaged emulator and for
+   * tests: with another value the cached files are checked against the manifest written at
+   * install instead of {@link DYNAMODB_LOCAL_FILES_SHA256}.
+   * @default {@link DYNAMODB_LOCAL_INTEGRITY}
+   */
+  integrity?: string;
+  /** Called as the tarball downloads (only when it is not cached yet). */
+  onProgress?: (progress: DownloadProgress) => void;
+}
+
+/**
+ * How far a download of DynamoDB Local has got; see {@link EnsureOptions.onProgress}.
+ *
+ * @example
+ * ```ts
+ * import type { DownloadProgress } from "./install.ts";
+ * const show = (p: DownloadProgress) =>
+ *   `${(p.receivedBytes / 1e6).toFixed(1)} MB${p.done ? " done" : ""}`;
+ * console.assert(show({ receivedBytes: 2e6, totalBytes: 57e6, done: false }) === "2.0 MB");
+ * ```
+ */
+export interface DownloadProgress {
+  /** Bytes received so far. */
+  receivedBytes: number;
+  /** The size announced by the registry (`content-length`), when it did. */
+  totalBytes: number | undefined;
+  /** True once, at the end of a complete download. */
+  done: boolean;
 }
 
 /**
@@ -168,10 +226,12 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * Makes sure DynamoDB Local is in the cache and returns where. The first call downloads the
- * `amplify-dynamodb-simulator` tarball (about 57 MB) from the npm registry, checks it against the
- * registry's published `dist.integrity` before unpacking anything, and unpacks only
- * `package/emulator/**`. Later calls reuse the cache (a marker file, written last, tells a complete
- * one from a half-written one). Concurrent callers, even in other processes, are safe: each unpacks
+ * `amplify-dynamodb-simulator` tarball (about 57 MB) from the npm registry, checks it against
+ * {@link DYNAMODB_LOCAL_INTEGRITY} and the registry's `dist.integrity` before unpacking anything,
+ * unpacks only `package/emulator/**` and records the sha256 of every file. Later calls reuse the
+ * cache (a marker file, written last, tells a complete one from a half-written one) after hashing
+ * its files again (about 64 MB, 0.15 s) against {@link DYNAMODB_LOCAL_FILES_SHA256}: a changed,
+ * added or removed file is refused with `INTEGRITY_MISMATCH`. Concurrent callers, even in other processes, are safe: each unpacks
  * into a temporary folder and renames it into place; a loser of that race uses the winner's copy.
  *
  * @throws {LocalDynamoError} `DOWNLOAD_FAILED`, `INTEGRITY_MISMATCH` or `EXTRACT_FAILED`.
@@ -186,7 +246,10 @@ async function exists(path: string): Promise<boolean> {
 export async function ensureDynamoDBLocal(opts: EnsureOptions = {}): Promise<DynamoDBLocalInstall> {
   const dir = dynamoDBLocalDir(opts);
   const jar = join(dir, "DynamoDBLocal.jar");
-  if (await exists(join(dir, MARKER))) return { dir, jar, downloaded: false };
+  if (await exists(join(dir, MARKER))) {
+    await verifyInstall(dir, opts);
+    return { dir, jar, downloaded: false };
+  }
 
   const root = dirname(dir);
   try {
@@ -200,12 +263,93 @@ export async function ensureDynamoDBLocal(opts: EnsureOptions = {}): Promise<Dyn
     );
   }
   const release = await lock(root, join(dir, MARKER));
-  if (release === "done") return { dir, jar, downloaded: false };
-  try {
-    return await install(opts, root, dir, jar);
-  } finally {
-    await release();
+  let result: DynamoDBLocalInstall;
+  if (release === "done") result = { dir, jar, downloaded: false };
+  else {
+    try {
+      result = await install(opts, root, dir, jar);
+    } finally {
+      await release();
+    }
   }
+  await verifyInstall(dir, opts);
+  return result;
+}
+
+async function sha256File(path: string): Promise<string> {
+  return createHash("sha256").update(await readFile(path)).digest("hex");
+}
+
+/** The sha256 of every file under `dir` but the marker, by path relative to `dir` (with `/`). */
+async function fileHashes(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    for (const entry of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
+      if (path === MARKER || path === RUNTIME_FILE) continue;
+      if (entry.isDirectory()) await walk(path);
+      // The install never creates links or special files: one found here was put there later.
+      else files[path] = entry.isFile() ? await sha256File(join(dir, path)) : "not-a-file";
+    }
+  };
+  await walk("");
+  return files;
+}
+
+function digestOf(files: Record<string, string>): string {
+  const lines = Object.keys(files).sort().map((path) => `${files[path]}  ${path}\n`);
+  return createHash("sha256").update(lines.join("")).digest("hex");
+}
+
+/**
+ * Checks the cached files before each start: against {@link DYNAMODB_LOCAL_FILES_SHA256} for the
+ * pinned tarball, else against the manifest written at install. About 64 MB are hashed (0.3 s).
+ */
+async function verifyInstall(dir: string, opts: EnsureOptions): Promise<void> {
+  const expected = opts.integrity ?? DYNAMODB_LOCAL_INTEGRITY;
+  const refuse = (why: string): never => {
+    throw new LocalDynamoError(
+      "INTEGRITY_MISMATCH",
+      `Refusing to run the cached DynamoDB Local in ${dir}: ${why}. It may have been tampered ` +
+        `with or damaged; delete that folder to download and verify it again.`,
+    );
+  };
+  let marker: { integrity?: unknown; files?: unknown };
+  try {
+    marker = JSON.parse(await readFile(join(dir, MARKER), "utf8"));
+  } catch (e) {
+    return refuse(`its install record ${MARKER} is unreadable (${msg(e)})`);
+  }
+  if (marker.integrity !== expected) {
+    return refuse(
+      `it was installed from a tarball with integrity ${String(marker.integrity)}, ` +
+        `not the expected ${expected}`,
+    );
+  }
+  const recorded = typeof marker.files === "object" && marker.files !== null
+    ? marker.files as Record<string, string>
+    : undefined;
+  let actual: Record<string, string>;
+  try {
+    actual = await fileHashes(dir);
+  } catch (e) {
+    return refuse(`its files cannot be read (${msg(e)})`);
+  }
+  const want = expected === DYNAMODB_LOCAL_INTEGRITY
+    ? DYNAMODB_LOCAL_FILES_SHA256
+    : recorded && digestOf(recorded);
+  if (want === undefined) return refuse(`its install record has no file manifest`);
+  if (digestOf(actual) === want) return;
+  const changed = recorded
+    ? [...new Set([...Object.keys(recorded), ...Object.keys(actual)])].sort()
+      .filter((path) => recorded[path] !== actual[path])
+    : [];
+  return refuse(
+    changed.length > 0
+      ? `${changed.slice(0, 3).join(", ")}${changed.length > 3 ? ", …" : ""} changed since ` +
+        `it was installed (sha256 differs, or the file was added or removed)`
+      : `its files do not hash to the pinned sha256 ${want}`,
+  );
 }
 
 async function install(
@@ -229,6 +373,7 @@ async function install(
         dynamodbLocal: DYNAMODB_LOCAL_VERSION,
         integrity,
         installedAt: new Date().toISOString(),
+        files: await fileHashes(out),
       }) + "\n",
     );
     await publish(out, dir);
@@ -239,51 +384,20 @@ async function install(
   }
 }
 
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
-
 /**
- * Takes the install lock (a file created exclusively, holding our pid), so that concurrent
- * callers download once. Waits while another live process holds it; returns `"done"` if that one
- * finished the install meanwhile. A lock whose process is gone, or older than 10 minutes, is broken.
- * After 10 minutes of waiting it goes on without the lock (the atomic rename still keeps it safe).
+ * Takes the install lock, so that concurrent callers download once. Waits while another live
+ * process holds it; returns `"done"` if that one finished the install meanwhile. A lock whose
+ * process is gone, or older than 10 minutes, is broken. After 10 minutes of waiting it goes on
+ * without the lock (the atomic rename still keeps it safe).
  */
 async function lock(root: string, marker: string): Promise<"done" | (() => Promise<void>)> {
-  const file = join(root, `.lock-${DYNAMODB_LOCAL_PACKAGE_VERSION}`);
-  const started = Date.now();
-  while (Date.now() - started < 600_000) {
-    try {
-      const fh = await open(file, "wx");
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return () => rm(file, { force: true }).catch(() => {});
-    } catch (e) {
-      if ((e as { code?: string }).code !== "EEXIST") return async () => {};
-    }
-    if (await exists(marker)) return "done";
-    const [text, st] = await Promise.all([
-      readFile(file, "utf8").catch(() => undefined),
-      stat(file).catch(() => undefined),
-    ]);
-    if (text === undefined || st === undefined) continue; // just released
-    const holder = Number(text.trim());
-    const stale = Date.now() - st.mtimeMs > 600_000 ||
-      (text.trim() !== "" && holder !== process.pid && !pidAlive(holder)) ||
-      (text.trim() === "" && Date.now() - st.mtimeMs > 10_000);
-    if (stale) {
-      await rm(file, { force: true }).catch(() => {});
-      continue;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return async () => {};
+  const got = await takeLock(join(root, `.lock-${DYNAMODB_LOCAL_PACKAGE_VERSION}`), {
+    waitMs: 600_000,
+    staleMs: 600_000,
+    done: () => exists(marker),
+  }).catch(() => undefined);
+  if (got?.kind === "done") return "done";
+  return got?.kind === "held" ? got.release : async () => {};
 }
 
 /** Renames the finished `out` to `dir`; if another process got there first, keeps theirs. */
@@ -419,15 +533,37 @@ async function download(opts: EnsureOptions, dest: string): Promise<string> {
         `publishes no usable dist.integrity (sha256/384/512), so the download cannot be verified`,
     );
   }
+  const pinnedText = opts.integrity ?? DYNAMODB_LOCAL_INTEGRITY;
+  const pinned = parseIntegrity(pinnedText);
+  if (!pinned) {
+    throw new LocalDynamoError(
+      "INVALID_OPTION",
+      `Invalid integrity ${JSON.stringify(pinnedText)}: use a sha256, sha384 or sha512 SRI string`,
+    );
+  }
+  if (pinned.algorithm === sri.algorithm && pinned.digest !== sri.digest) {
+    throw new LocalDynamoError(
+      "INTEGRITY_MISMATCH",
+      `Refusing to download ${DYNAMODB_LOCAL_PACKAGE}@${DYNAMODB_LOCAL_PACKAGE_VERSION}: ` +
+        `${metaUrl} publishes ${sri.algorithm}-${sri.digest} but zae-limiter expects ` +
+        `${pinnedText}. Check your registry or proxy.`,
+    );
+  }
   const tarballUrl = new URL(tarball, metaUrl).href;
   const body = await get(tarballUrl, opts, "application/octet-stream");
   const hash = createHash(sri.algorithm);
+  const pinnedHash = createHash(pinned.algorithm);
+  const totalBytes = Number(body.headers.get("content-length")) || undefined;
+  let receivedBytes = 0;
   const fh = await open(dest, "w");
   try {
     if (body.body) {
       for await (const chunk of body.body) {
         hash.update(chunk);
+        pinnedHash.update(chunk);
         await fh.write(chunk);
+        receivedBytes += chunk.byteLength;
+        opts.onProgress?.({ receivedBytes, totalBytes, done: false });
       }
     }
   } catch (e) {
@@ -449,7 +585,17 @@ async function download(opts: EnsureOptions, dest: string): Promise<string> {
         `Nothing was unpacked; retry, or check your registry or proxy.`,
     );
   }
-  return `${sri.algorithm}-${actual}`;
+  const pinnedActual = pinnedHash.digest("base64");
+  if (pinnedActual !== pinned.digest) {
+    throw new LocalDynamoError(
+      "INTEGRITY_MISMATCH",
+      `Integrity check failed for ${tarballUrl}: zae-limiter expects ${pinnedText} but the ` +
+        `download hashes to ${pinned.algorithm}-${pinnedActual}. Nothing was unpacked; check ` +
+        `your registry or proxy.`,
+    );
+  }
+  opts.onProgress?.({ receivedBytes, totalBytes, done: true });
+  return pinnedText;
 }
 
 /** Unpacks `package/emulator/**` of the tarball into `out` (prefix stripped). */

@@ -3,8 +3,9 @@
  *
  * The emulator (`DynamoDBLocal.jar` 1.25.1, shipped inside the npm package
  * `amplify-dynamodb-simulator@2.9.30`) is downloaded once from the npm registry, checked against
- * the registry's published integrity, and kept in a per-user cache. It then runs as a Java process
- * on a free (or chosen) port, in memory or with a data folder.
+ * the integrity pinned in the code, and kept in a per-user cache whose files are hashed again
+ * before every start. It then runs as a Java process on a free (or chosen) port, in memory or
+ * with a data folder, and dies with the process that started it.
  *
  * Uses only `node:*` and web APIs, so it runs on Deno, Node and Bun.
  *
@@ -24,6 +25,9 @@ export { ZaeLimiterError } from "../errors.ts";
 export { LocalDynamoError, type LocalDynamoErrorCode } from "./errors.ts";
 export {
   defaultCacheDir,
+  type DownloadProgress,
+  DYNAMODB_LOCAL_FILES_SHA256,
+  DYNAMODB_LOCAL_INTEGRITY,
   DYNAMODB_LOCAL_PACKAGE,
   DYNAMODB_LOCAL_PACKAGE_VERSION,
   DYNAMODB_LOCAL_VERSION,
@@ -36,10 +40,8 @@ export {
   type DetachedDynamo,
   type DetachedOptions,
   freePort,
-  isDynamoDBLocalProcess,
   isDynamoDBReady,
   isPortFree,
-  isProcessAlive,
   type LocalDynamo,
   startDetached,
   startDynamoDBLocal,
@@ -47,3 +49,10 @@ export {
   stopByPid,
   type StopOptions,
 } from "./process.ts";
+export {
+  identifyProcess,
+  isDynamoDBLocalProcess,
+  isProcessAlive,
+  listeningPorts,
+  processStartTime,
+} from "./pid.ts";

@@ -5,13 +5,21 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { access, mkdir, open } from "node:fs/promises";
 import { createServer } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import { LocalDynamoError } from "./errors.ts";
 import { ensureDynamoDBLocal, type EnsureOptions } from "./install.ts";
+import {
+  identifyProcess,
+  isDynamoDBLocalProcess,
+  isProcessAlive,
+  processStartTime,
+  validatePid,
+} from "./pid.ts";
+import { startWatchdog, type Watchdog } from "./watchdog.ts";
 
 /**
  * Options of {@link startDynamoDBLocal} and {@link startDetached}.
@@ -127,6 +135,11 @@ export interface DetachedDynamo {
   dataDir: string | undefined;
   /** Where its output goes, or `undefined` when discarded. */
   logFile: string | undefined;
+  /**
+   * The process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot), to tell it
+   * from a later process that reuses the pid; `undefined` where there is no `/proc`.
+   */
+  startTime: string | undefined;
 }
 
 /**
@@ -316,6 +329,7 @@ function tailOf(text: string, lines = 30): string {
 
 interface Launched {
   child: ChildProcess;
+  watchdog: Watchdog | undefined;
   port: number;
   endpoint: string;
   exited: Promise<void>;
@@ -349,6 +363,13 @@ async function plan(opts: DetachedOptions, detached: boolean) {
   const deadline = Date.now() + timeoutMs;
   const host = opts.host ?? "127.0.0.1";
   if (opts.port !== undefined) validatePort(opts.port);
+  if (opts.dataDir !== undefined && (typeof opts.dataDir !== "string" || !opts.dataDir.trim())) {
+    throw new LocalDynamoError(
+      "INVALID_OPTION",
+      `Invalid dataDir ${JSON.stringify(opts.dataDir)}: give a folder path, or leave dataDir ` +
+        `out to keep the tables in memory`,
+    );
+  }
   const java = await resolveJava(opts.javaPath);
   const install = await ensureDynamoDBLocal(opts);
   let dataDir: string | undefined;
@@ -392,12 +413,13 @@ async function checkPort(p: LaunchPlan): Promise<number> {
   return p.port;
 }
 
-async function readLogTail(file: string): Promise<string> {
+/** The last output written to `file` since byte `from` (where this run's output starts). */
+async function readLogTail(file: string, from: number): Promise<string> {
   try {
     const fh = await open(file, "r");
     try {
       const { size } = await fh.stat();
-      const len = Math.min(size, TAIL_CHARS);
+      const len = Math.max(0, Math.min(size - from, TAIL_CHARS));
       const buf = new Uint8Array(len);
       await fh.read(buf, 0, len, size - len);
       return new TextDecoder().decode(buf);
@@ -415,15 +437,18 @@ function spawnJava(p: LaunchPlan, port: number): {
   output(): string;
   failure(): Error | undefined;
   closeLog(): void;
+  logStart: number;
 } {
   let tail = "";
   let failure: Error | undefined;
   let logFd: number | undefined;
+  let logStart = 0;
   const args = [...p.args, "-port", String(port)];
   let stdio: ["ignore", "pipe" | "ignore" | number, "pipe" | "ignore" | number];
   if (!p.detached) stdio = ["ignore", "pipe", "pipe"];
   else if (p.logFile !== undefined) {
     logFd = openSync(p.logFile, "a");
+    logStart = fstatSync(logFd).size; // this run is judged on its own output only
     stdio = ["ignore", logFd, logFd];
   } else stdio = ["ignore", "ignore", "ignore"];
   const closeLog = () => {
@@ -457,7 +482,7 @@ function spawnJava(p: LaunchPlan, port: number): {
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
-  return { child, exited, output: () => tail, failure: () => failure, closeLog };
+  return { child, exited, output: () => tail, failure: () => failure, closeLog, logStart };
 }
 
 function javaSpawnError(java: string, e: unknown): LocalDynamoError {
@@ -518,9 +543,15 @@ async function launch(p: LaunchPlan): Promise<Launched> {
     const endpoint = endpointOf(p.host, port);
     const s = spawnJava(p, port);
     const output = () => s.output();
-    const logged = async () => p.logFile !== undefined ? await readLogTail(p.logFile) : s.output();
+    const logged = async () =>
+      p.logFile !== undefined ? await readLogTail(p.logFile, s.logStart) : s.output();
     track(s.child);
-    s.exited.then(() => live.delete(s.child));
+    // Until it is handed over (detached) or stopped, it dies with this process, however it ends.
+    const watchdog = startWatchdog(s.child.pid);
+    s.exited.then(() => {
+      live.delete(s.child);
+      watchdog?.cancel();
+    });
     let gone = false;
     s.exited.then(() => gone = true);
     try {
@@ -561,7 +592,7 @@ async function launch(p: LaunchPlan): Promise<Launched> {
         }
         if (await isDynamoDBReady(endpoint, 1_000)) {
           s.closeLog();
-          return { child: s.child, port, endpoint, exited: s.exited, output };
+          return { child: s.child, port, endpoint, exited: s.exited, output, watchdog };
         }
         if (Date.now() > p.deadline) {
           throw new LocalDynamoError(
@@ -585,7 +616,10 @@ async function launch(p: LaunchPlan): Promise<Launched> {
 /**
  * Starts DynamoDB Local (downloading it first if needed, see {@link ensureDynamoDBLocal}) and waits
  * until it answers. The process belongs to the caller: stop it with `stop()` (or `await using`).
- * If the host process exits without stopping it, it is sent SIGTERM on exit (best effort).
+ * It also dies with the host process, however that ends: on a normal exit it is sent SIGTERM; on
+ * Linux and macOS a small `/bin/sh` watchdog, polling the host's pid once a second, sees the host
+ * go (SIGTERM, SIGINT, SIGHUP, SIGKILL, a crash) and sends SIGTERM, then SIGKILL after 5 s.
+ * Measured: gone 2–3.5 s after the host's death. The host's own signal handling is untouched.
  *
  * @throws {LocalDynamoError} `JAVA_NOT_FOUND`, `PORT_IN_USE`, `EARLY_EXIT`, `STARTUP_TIMEOUT`,
  *   `INVALID_OPTION`, or a download error.
@@ -610,7 +644,8 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
   const l = await launch(base);
   const pid = l.child.pid!;
   let stopping: Promise<void> | undefined;
-  const stop = (o?: StopOptions) => stopping ??= killChild(l.child, l.exited, o);
+  const stop = (o?: StopOptions) =>
+    stopping ??= killChild(l.child, l.exited, o).finally(() => l.watchdog?.cancel());
   return {
     endpoint: l.endpoint,
     port: l.port,
@@ -624,8 +659,10 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
 
 /**
  * Starts DynamoDB Local in the background, detached from this process (which may then exit),
- * waits until it answers, and returns its pid for {@link stopByPid}. Keeping track of the pid
- * (state files) is the caller's job.
+ * waits until it answers, and returns its pid (and start time) for {@link stopByPid}. Keeping
+ * track of them (state files) is the caller's job. Until it answers it is watched like
+ * {@link startDynamoDBLocal}'s, so a caller killed during the start leaves no orphan. With a
+ * `logFile`, the start is judged on the output written since this call only.
  *
  * @throws {LocalDynamoError} like {@link startDynamoDBLocal}.
  *
@@ -651,70 +688,27 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
 export async function startDetached(opts: DetachedOptions = {}): Promise<DetachedDynamo> {
   const { base, dataDir } = await plan(opts, true);
   const l = await launch(base);
+  l.watchdog?.cancel(); // from here on it outlives this process, by design
   l.child.unref();
   l.child.stdout?.destroy();
   l.child.stderr?.destroy();
   live.delete(l.child);
-  return { endpoint: l.endpoint, port: l.port, pid: l.child.pid!, dataDir, logFile: base.logFile };
-}
-
-function validatePid(pid: number): void {
-  if (!Number.isInteger(pid) || pid <= 0) {
-    throw new LocalDynamoError("INVALID_OPTION", `Invalid pid ${pid}: use a positive integer`);
-  }
-}
-
-/**
- * Whether a process with this id exists (a zombie counts as gone, on Linux).
- *
- * @example
- * ```ts
- * import { isProcessAlive } from "./mod.ts";
- * console.log(isProcessAlive(12345));
- * ```
- */
-export function isProcessAlive(pid: number): boolean {
-  validatePid(pid);
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === "ESRCH") return false;
-    if (code !== "EPERM") throw e;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    if (state === "Z" || state === "X") return false;
-  } catch {
-    // no /proc (not Linux) or the process just went away
-  }
-  return true;
-}
-
-/**
- * Whether a process runs DynamoDB Local, judged by its command line; `undefined` when that cannot
- * be told (no `/proc`, i.e. not Linux) or the process is gone.
- *
- * @example
- * ```ts
- * import { isDynamoDBLocalProcess } from "./mod.ts";
- * if (isDynamoDBLocalProcess(12345) === false) console.log("pid 12345 is something else now");
- * ```
- */
-export function isDynamoDBLocalProcess(pid: number): boolean | undefined {
-  validatePid(pid);
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("DynamoDBLocal");
-  } catch {
-    return undefined;
-  }
+  const pid = l.child.pid!;
+  return {
+    endpoint: l.endpoint,
+    port: l.port,
+    pid,
+    dataDir,
+    logFile: base.logFile,
+    startTime: processStartTime(pid),
+  };
 }
 
 /**
  * Stops a DynamoDB Local by process id, e.g. one started by {@link startDetached} from another
  * process: SIGTERM, then SIGKILL after `graceMs`, then waits until it is gone. Resolves `false` if
- * no such process was running. Refuses (unless `force`) when the pid now belongs to a process that
+ * no such process was running, or (given `startTime` or `port`, see {@link identifyProcess}) the
+ * pid now names another process, which is then left alone. Refuses (unless `force`) when the pid now belongs to a process that
  * is not DynamoDB Local, as can happen when a stale pid was reused.
  *
  * @throws {LocalDynamoError} `STOP_FAILED` when it is not DynamoDB Local, cannot be signalled, or
@@ -729,10 +723,16 @@ export function isDynamoDBLocalProcess(pid: number): boolean | undefined {
  */
 export async function stopByPid(
   pid: number,
-  opts: StopOptions & { force?: boolean } = {},
+  opts: StopOptions & { force?: boolean; startTime?: string; port?: number } = {},
 ): Promise<boolean> {
   validatePid(pid);
   if (!isProcessAlive(pid)) return false;
+  if (opts.startTime !== undefined || opts.port !== undefined) {
+    // The recorded process is gone when its pid now names another one: never signal that.
+    if (identifyProcess({ pid, startTime: opts.startTime, port: opts.port }) !== "running") {
+      return false;
+    }
+  }
   if (!opts.force && isDynamoDBLocalProcess(pid) === false) {
     throw new LocalDynamoError(
       "STOP_FAILED",
