@@ -24,7 +24,7 @@ import {
 import { makeClient } from "../src/limiter.ts";
 import { formatUsageChart, getUsageSnapshots, getUsageSummary } from "../src/usage.ts";
 import { type Io, VERSION } from "./io.ts";
-import { addLocalCommands } from "./local.ts";
+import { addLocalCommands, ExitStatus } from "./local.ts";
 import { formatLimit, parseLimitSpec, UsageError } from "./limits.ts";
 import {
   checkLocalEndpoint,
@@ -61,6 +61,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
+    if (err instanceof ExitStatus) return err.exitCode; // its output is already written
     if (err instanceof CommanderError) {
       if (
         err.code === "commander.helpDisplayed" || err.code === "commander.help" ||
