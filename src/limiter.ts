@@ -118,7 +118,7 @@ export class RateLimiter implements AsyncDisposable {
       maxCachedBuckets = 10_000,
       backend,
       recordFailedOpen = true,
-      closeTimeoutMs = 10_000,
+      closeTimeoutMs = 5_000,
       createStack = false,
     } = options;
     if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
@@ -494,8 +494,10 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Closes the limiter: waits (up to `closeTimeoutMs`) for writes an outage kept back, then
-   * closes the DynamoDB client it made (a client passed in `client` stays open). Throws
-   * `RateLimiterUnavailable` if writes remain. A second call does nothing.
+   * closes the DynamoDB client it made (a client passed in `client` stays open). It never throws
+   * because DynamoDB is down, so `await using` and `finally` blocks stay safe in an outage: writes
+   * it had to leave stay in `pendingWrites` and `unresolvedWrites`, and one warning says how many.
+   * Call {@link flush} first to get an error instead. A second call does nothing.
    *
    * @example
    * ```ts
@@ -514,11 +516,17 @@ export class RateLimiter implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      await this.flush(this.#closeTimeoutMs);
-    } finally {
-      if (this.#ownsClient) this.client.destroy();
+    const left = await this.#outbox.flush(this.#closeTimeoutMs);
+    const unresolved = this.#outbox.failed.length;
+    if (left > 0 || unresolved > this.#reported) {
+      console.warn(
+        `zae-limiter: closed with ${left} write(s) still waiting for DynamoDB after ` +
+          `${this.#closeTimeoutMs} ms and ${unresolved} unresolved (see pendingWrites, ` +
+          "unresolvedWrites); they are lost when the process exits",
+      );
     }
+    this.#outbox.stop();
+    if (this.#ownsClient) this.client.destroy();
   }
 
   /**

@@ -102,7 +102,10 @@ export interface RateLimiterOptions {
    * cannot be used to pass limits unaccounted. @default true
    */
   recordFailedOpen?: boolean;
-  /** How long `close()` waits for writes kept back by an outage. @default 10000 */
+  /**
+   * How long `close()` waits for writes kept back by an outage before it gives up on them (it
+   * never throws for them; see `RateLimiter.close`). @default 5000
+   */
   closeTimeoutMs?: number;
 }
 

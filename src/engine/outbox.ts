@@ -35,6 +35,7 @@ export class Outbox {
   #running?: Promise<void>;
   #backoff = 0;
   #wake?: () => void;
+  #stopped = false;
   /** Writes given up on because they failed with a non-transient error. */
   readonly failed: { label: string; error: unknown }[] = [];
 
@@ -72,6 +73,12 @@ export class Outbox {
     return true;
   }
 
+  /** Stops retrying (the limiter is closed); what is queued stays queued, and is reported. */
+  stop(): void {
+    this.#stopped = true;
+    this.#wake?.();
+  }
+
   /** Ends the current backoff at once (DynamoDB answered again). */
   wake(): void {
     this.#wake?.();
@@ -92,7 +99,7 @@ export class Outbox {
 
   async #loop(): Promise<void> {
     const { attemptMs, minBackoffMs = 100, maxBackoffMs = 1_000 } = this.#options;
-    while (this.#entries.length > 0) {
+    while (this.#entries.length > 0 && !this.#stopped) {
       const entry = this.#entries[0];
       try {
         await entry.run(Date.now() + attemptMs);
