@@ -43,3 +43,38 @@ Deno.test("deno publish --dry-run: publishable on JSR with no warnings", async (
   assert.equal(code, 0, out);
   assert.doesNotMatch(out, /warning/i, out);
 });
+
+Deno.test("the library's modules import one another with no circle", async () => {
+  const graph = new Map<string, string[]>();
+  for (const entry of await entryPoints()) {
+    const info = await deno("info", "--json", entry);
+    assert.equal(info.code, 0, info.out);
+    const parsed = JSON.parse(info.out) as {
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
+      }[];
+    };
+    for (const m of parsed.modules) {
+      if (!m.specifier.startsWith(`file://${root}src/`)) continue;
+      const deps = (m.dependencies ?? []).flatMap((d) => [d.code?.specifier, d.type?.specifier])
+        .filter((s): s is string => s !== undefined && s.startsWith(`file://${root}src/`));
+      graph.set(m.specifier, [...new Set([...(graph.get(m.specifier) ?? []), ...deps])]);
+    }
+  }
+  assert.ok(graph.size > 30, `the graph holds the library (${graph.size} modules)`);
+  const circles: string[] = [];
+  const state = new Map<string, "open" | "done">();
+  const visit = (node: string, path: string[]) => {
+    state.set(node, "open");
+    for (const next of graph.get(node) ?? []) {
+      if (state.get(next) === "open") {
+        const from = path.indexOf(next);
+        circles.push([...path.slice(from), next].map((s) => s.slice(root.length + 7)).join(" → "));
+      } else if (!state.has(next)) visit(next, [...path, next]);
+    }
+    state.set(node, "done");
+  };
+  for (const node of graph.keys()) if (!state.has(node)) visit(node, [node]);
+  assert.deepEqual(circles, []);
+});
