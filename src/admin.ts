@@ -23,7 +23,7 @@ export interface EntityAdminOptions {
   writer: BucketWriter;
   config: ConfigResolver;
   clock: () => number;
-  ready: (deadline: number) => Promise<void>;
+  ready: (deadline: number) => Promise<number>;
   timeoutMs: number;
 }
 
@@ -33,7 +33,7 @@ export class EntityAdmin {
   readonly #writer: BucketWriter;
   readonly #config: ConfigResolver;
   readonly #clock: () => number;
-  readonly #ready: (deadline: number) => Promise<void>;
+  readonly #ready: (deadline: number) => Promise<number>;
   readonly #timeoutMs: number;
 
   constructor(options: EntityAdminOptions) {
@@ -177,10 +177,9 @@ export class EntityAdmin {
     fn: (signal: AbortSignal) => Promise<T>,
     timeoutMs?: number,
   ): Promise<T> {
-    const budget = timeoutMs ?? Math.max(this.#timeoutMs, 10_000);
+    let deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
     try {
-      await this.#ready(Date.now() + budget);
-      const deadline = Date.now() + budget; // after the set-up, which may take longer
+      deadline += await this.#ready(deadline); // the set-up may take longer than a call
       return await this.#writer.call(undefined, fn, deadline, operation);
     } catch (err) {
       throw this.#writer.fail(err, operation);

@@ -81,8 +81,8 @@ export function showValue(value: unknown): string {
     }
   }
   // One line, whatever the value holds: control characters and line separators as \uXXXX.
-  // deno-lint-ignore no-control-regex
   s = s.replace(
+    // deno-lint-ignore no-control-regex
     /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );

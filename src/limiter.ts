@@ -160,9 +160,14 @@ export class RateLimiter implements AsyncDisposable {
       : undefined;
     const now = server?.now ?? clock ?? Date.now;
     const probe = probeTable(this.client, tableName);
-    const ready = async (deadline = Date.now() + timeoutMs) => {
+    // Waits for the set-up and the first clock sample; returns how long the set-up took, which a
+    // call's deadline does not count (creating a table or stack takes longer than a request).
+    const ready = async (deadline = Date.now() + timeoutMs): Promise<number> => {
+      const started = Date.now();
       await setup.ready();
-      await server?.ready(probe, deadline, (err) => misconfiguration(err) !== undefined);
+      const setupMs = Date.now() - started;
+      await server?.ready(probe, deadline + setupMs, (err) => misconfiguration(err) !== undefined);
+      return setupMs;
     };
     this.#createTableNow = () => store.buckets.createTable();
     this.#closeTimeoutMs = closeTimeoutMs;

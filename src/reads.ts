@@ -23,7 +23,7 @@ export interface BucketReaderOptions {
   backend: Backend;
   writer: BucketWriter;
   config: ConfigResolver;
-  ready: (deadline: number) => Promise<void>;
+  ready: (deadline: number) => Promise<number>;
   timeoutMs: number;
 }
 
@@ -32,7 +32,7 @@ export class BucketReader {
   readonly #backend: Backend;
   readonly #writer: BucketWriter;
   readonly #config: ConfigResolver;
-  readonly #ready: (deadline: number) => Promise<void>;
+  readonly #ready: (deadline: number) => Promise<number>;
   readonly #timeoutMs: number;
 
   constructor(options: BucketReaderOptions) {
@@ -96,8 +96,7 @@ export class BucketReader {
       : new Map<string, bigint>();
     let deadline = Date.now() + this.#timeoutMs;
     try {
-      await this.#ready(deadline);
-      deadline = Date.now() + this.#timeoutMs; // after the set-up, which may take longer
+      deadline += await this.#ready(deadline); // the set-up may take longer than a call
       const [target] = await this.#config.resolveTargets(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,

@@ -41,7 +41,15 @@ Deno.test("deno doc --lint: every exported symbol of every entry point is docume
 Deno.test("deno publish --dry-run: publishable on JSR with no warnings", async () => {
   const { code, out } = await deno("publish", "--dry-run", "--allow-dirty");
   assert.equal(code, 0, out);
-  assert.doesNotMatch(out, /warning/i, out);
+  // One warning is intended: the infra module is loaded by a relative specifier held in a
+  // variable, so that bundlers leave it out (src/setup.ts, docs/design.md "Bundle size"); it
+  // resolves at run time on JSR too. Any other warning fails.
+  const warnings = out.split(/\n(?=warning)/).filter((w) => /^warning/im.test(w));
+  const others = warnings.filter((w) =>
+    !(/^warning\[unanalyzable-dynamic-import\]/.test(w) && /src\/setup\.ts:\d+/.test(w))
+  );
+  assert.ok(warnings.length <= 1, out);
+  assert.deepEqual(others, [], out);
 });
 
 Deno.test("the library's modules import one another with no circle", async () => {

@@ -34,7 +34,7 @@ export interface LeaseEngineOptions {
   outbox: Outbox;
   config: ConfigResolver;
   /** Table (or stack) set-up the first calls wait for. */
-  ready: (deadline: number) => Promise<void>;
+  ready: (deadline: number) => Promise<number>;
   timeoutMs: number;
   failureMode: FailureMode;
   recordFailedOpen: boolean;
@@ -45,7 +45,7 @@ export class LeaseEngine {
   readonly #writer: BucketWriter;
   readonly #outbox: Outbox;
   readonly #config: ConfigResolver;
-  readonly #ready: (deadline: number) => Promise<void>;
+  readonly #ready: (deadline: number) => Promise<number>;
   readonly #timeoutMs: number;
   readonly #failureMode: FailureMode;
   readonly #recordFailedOpen: boolean;
@@ -69,9 +69,8 @@ export class LeaseEngine {
     let milli: Map<string, bigint>[] = [];
     try {
       // Creating the table or stack (first calls, development) takes longer than a request's
-      // deadline: the deadline starts once it is ready.
-      await this.#ready(deadline);
-      deadline = Date.now() + this.#timeoutMs;
+      // deadline: the time it took is not counted.
+      deadline += await this.#ready(deadline);
       nowMs = this.#writer.now();
       targets = await this.#config.resolveTargets(req, deadline);
       milli = targets.map((t) => amountsFor(t, req.consume));

@@ -37,12 +37,7 @@ import type { Entity, EntityConfig } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
-import {
-  type BucketWrite,
-  type LimitOp,
-  type StoredBucket,
-  type WriteOutcome,
-} from "../repository.ts";
+import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
 
 interface MemLimit {
   tat?: bigint;
