@@ -219,6 +219,27 @@ Deno.test({
         assert.deepEqual(given, { code: 0, out: "rps: 5\n", err: "" });
       });
 
+      await t.step(
+        "a table that does not exist is a ConfigurationError, not an outage",
+        async () => {
+          const typo = { ...env, ZAE_LIMITER_TABLE: "rate_limits_typo" };
+          const started = Date.now();
+          const r = await runCli(["entity", "get", "proj-1"], typo);
+          assert.equal(r.code, 1);
+          assert.match(
+            r.err,
+            /^error: Table "rate_limits_typo" does not exist in us-east-1 at http:\/\/127\.0\.0\.1:\d+: create it/,
+          );
+          assert.doesNotMatch(r.err, /unavailable|not reachable/i);
+          assert.ok(Date.now() - started < 10_000, "reported at once, not after retries");
+          const json = await runCli(["entity", "get", "proj-1", "--json"], typo);
+          assert.equal(json.code, 1);
+          const error = JSON.parse(json.out).error;
+          assert.equal(error.type, "ConfigurationError");
+          assert.equal(error.kind, "table-not-found");
+        },
+      );
+
       await t.step("entity delete of a missing entity exits 1; of a real one, 0", async () => {
         const r = await runCli(["entity", "delete", "does-not-exist", "--yes"], env);
         assert.deepEqual(r, { code: 1, out: "", err: 'error: no such entity "does-not-exist"\n' });
