@@ -95,12 +95,18 @@ class Wire {
     this.sent = [];
     this.answered = [];
     this.refused = [];
+    this.refuse = undefined;
   }
 
+  /** An acquire that waited for the held call would be stuck: the hold gives up after 3 s. */
   hold(command: string): void {
     const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(resolve, 3_000);
     this.#hold = { command, gate: promise };
-    this.release = resolve;
+    this.release = () => {
+      clearTimeout(timer);
+      resolve();
+    };
   }
 
   /** Waits until a held answer is waiting. */
