@@ -32,7 +32,12 @@ export interface ConfigResolverOptions {
 type Part = "meta" | "limits";
 const PARTS: readonly Part[] = ["meta", "limits"];
 /** What one config read returned, by part. */
-type Loaded = Partial<Record<Part, EntityConfig>>;
+type Loaded = Record<Part, EntityConfig>;
+/** The cache keys of an entity's metadata (any resource) and of its limits for `resource`. */
+const cacheKeys = (entityId: string, resource: string): Record<Part, string> => ({
+  meta: `${entityId}#`,
+  limits: `${entityId}#${resource}`,
+});
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
 export class ConfigResolver {
@@ -119,7 +124,7 @@ export class ConfigResolver {
     deadline: number,
     operation: string,
   ): Promise<EntityConfig> {
-    const key = { meta: `${entityId}#`, limits: `${entityId}#${resource}` };
+    const key = cacheKeys(entityId, resource);
     const parts = PARTS.filter((p) => want[p]);
     const hits = parts.map((p) => ({ part: p, hit: this.#config.lookup(key[p]) }));
     const cached: EntityConfig = Object.assign({}, ...hits.map((h) => h.hit?.value ?? {}));
@@ -147,7 +152,7 @@ export class ConfigResolver {
     deadline: number,
     operation: string,
   ): Promise<EntityConfig> {
-    const key = { meta: `${entityId}#`, limits: `${entityId}#${resource}` };
+    const key = cacheKeys(entityId, resource);
     const unread = parts.filter((p) => !this.#loads.has(key[p]));
     if (unread.length > 0) {
       const startedAt = this.#config.now();
@@ -165,7 +170,7 @@ export class ConfigResolver {
         };
         // Aged from the read's start: the value is at least that old.
         for (const p of unread) {
-          if (this.#loads.get(key[p]) === load) this.#config.set(key[p], got[p]!, startedAt);
+          if (this.#loads.get(key[p]) === load) this.#config.set(key[p], got[p], startedAt);
         }
         return got;
       }).finally(() => {
