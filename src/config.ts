@@ -1,7 +1,11 @@
 /**
  * Which buckets a call writes, and with which limits: the entity's metadata (its parent and
- * cascade flag) and its stored limits, cached for `limitsCacheTtlMs` with one read per key in
- * flight.
+ * cascade flag) and its stored limits, cached for `limitsCacheTtlMs`.
+ *
+ * Past its TTL an entry is served stale while one background read per key refreshes it, so a
+ * busy entity never waits for a config read; past twice its TTL it is no longer served and the
+ * call reads it inline. Times are real time (not the limiter's injected clock): the cache bounds
+ * how old a read is, not where the buckets' time stands.
  *
  * @module
  */
@@ -17,32 +21,56 @@ import type { BucketWriter } from "./engine/writer.ts";
 export interface ConfigResolverOptions {
   backend: Backend;
   writer: BucketWriter;
+  /** How long an entry is fresh, ms; it is served stale (and refreshed) for as long again. */
   ttlMs: number;
   maxEntries: number;
+  /** Real-time clock of the cache, ms. @default Date.now */
+  now?: () => number;
 }
+
+/** The two cached parts of an entity's config. */
+type Part = "meta" | "limits";
+const PARTS: readonly Part[] = ["meta", "limits"];
+/** What one config read returned, by part. */
+type Loaded = Record<Part, EntityConfig>;
+/** The cache keys of an entity's metadata (any resource) and of its limits for `resource`. */
+const cacheKeys = (entityId: string, resource: string): Record<Part, string> => ({
+  meta: `${entityId}#`,
+  limits: `${entityId}#${resource}`,
+});
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
 export class ConfigResolver {
   readonly #backend: Backend;
   readonly #writer: BucketWriter;
-  readonly #config: TtlCache<string, { value: EntityConfig }>;
-  /** Config reads under way, shared by concurrent cold calls. */
-  readonly #configLoads = new Map<string, Promise<Map<string, EntityConfig>>>();
+  readonly #config: TtlCache<string, EntityConfig>;
+  /**
+   * Config reads under way, by cache key: shared by concurrent cold calls and background
+   * refreshes, so a key has at most one read in flight. A read overtaken by `forget` is
+   * unregistered here, and its result is not cached.
+   */
+  readonly #loads = new Map<string, Promise<Loaded>>();
 
   constructor(options: ConfigResolverOptions) {
     this.#backend = options.backend;
     this.#writer = options.writer;
-    this.#config = new TtlCache(options.ttlMs, options.maxEntries);
+    this.#config = new TtlCache(options.ttlMs, options.maxEntries, {
+      now: options.now,
+      staleMs: options.ttlMs,
+    });
   }
 
-  /** Forgets an entity's cached metadata and limits. */
+  /** Forgets an entity's cached metadata and limits, and any read of them under way. */
   forget(entityId: string): void {
-    this.#config.deleteWhere((k) => k.startsWith(`${entityId}#`));
+    const mine = (k: string) => k.startsWith(`${entityId}#`);
+    this.#config.deleteWhere(mine);
+    for (const key of [...this.#loads.keys()]) if (mine(key)) this.#loads.delete(key);
   }
 
   /** Forgets an entity's cached metadata only (it was just created). */
   forgetMeta(entityId: string): void {
     this.#config.delete(`${entityId}#`);
+    this.#loads.delete(`${entityId}#`);
   }
 
   /** The buckets to write for a call: the entity's, and its parent's when cascading. */
@@ -58,10 +86,7 @@ export class ConfigResolver {
       own = await this.#loadConfig(
         req.entityId,
         req.resource,
-        {
-          meta: needMeta,
-          limits: useStored,
-        },
+        { meta: needMeta, limits: useStored },
         deadline,
         operation,
       );
@@ -88,42 +113,75 @@ export class ConfigResolver {
     return targets;
   }
 
+  /**
+   * The wanted parts of an entity's config: from the cache when every part is there (stale
+   * parts are refreshed in the background), else read inline, stale parts along in the same read.
+   */
   async #loadConfig(
     entityId: string,
     resource: string,
-    want: { meta: boolean; limits: boolean },
+    want: Record<Part, boolean>,
     deadline: number,
     operation: string,
   ): Promise<EntityConfig> {
-    const metaKey = `${entityId}#`;
-    const limitKey = `${entityId}#${resource}`;
-    const meta = want.meta ? this.#config.get(metaKey) : { value: {} };
-    const limits = want.limits ? this.#config.get(limitKey) : { value: {} };
-    if (meta && limits) return { ...meta.value, ...limits.value };
-    // Concurrent cold calls for the same entity share one read (no stampede on start-up).
-    const flightKey = `${limitKey}|${want.meta && !meta}|${want.limits && !limits}`;
-    let flight = this.#configLoads.get(flightKey);
-    if (!flight) {
-      flight = this.#writer.call(
+    const key = cacheKeys(entityId, resource);
+    const parts = PARTS.filter((p) => want[p]);
+    const hits = parts.map((p) => ({ part: p, hit: this.#config.lookup(key[p]) }));
+    const cached: EntityConfig = Object.assign({}, ...hits.map((h) => h.hit?.value ?? {}));
+    const stale = hits.filter((h) => h.hit && !h.hit.fresh).map((h) => h.part);
+    if (hits.every((h) => h.hit)) {
+      if (stale.length > 0) {
+        // Refreshed off the hot path; a failed refresh is retried at the next use.
+        this.#read(entityId, resource, stale, deadline, operation).catch(() => {});
+      }
+      return cached;
+    }
+    const missing = hits.filter((h) => !h.hit).map((h) => h.part);
+    const read = await this.#read(entityId, resource, [...missing, ...stale], deadline, operation);
+    return { ...cached, ...read };
+  }
+
+  /**
+   * Reads `parts` of an entity's config, joining the reads already under way for any of them and
+   * starting one read for the rest.
+   */
+  async #read(
+    entityId: string,
+    resource: string,
+    parts: Part[],
+    deadline: number,
+    operation: string,
+  ): Promise<EntityConfig> {
+    const key = cacheKeys(entityId, resource);
+    const unread = parts.filter((p) => !this.#loads.has(key[p]));
+    if (unread.length > 0) {
+      const startedAt = this.#config.now();
+      const wanted = { meta: unread.includes("meta"), limits: unread.includes("limits") };
+      const load: Promise<Loaded> = this.#writer.call(
         undefined,
-        (signal) =>
-          this.#backend.entities.loadConfig([entityId], resource, {
-            meta: want.meta && !meta,
-            limits: want.limits && !limits,
-          }, signal),
+        (signal) => this.#backend.entities.loadConfig([entityId], resource, wanted, signal),
         deadline,
         operation,
-      ).finally(() => this.#configLoads.delete(flightKey));
-      this.#configLoads.set(flightKey, flight);
-    }
-    const loaded = await flight;
-    const cfg = loaded.get(entityId) ?? {};
-    if (want.meta && !meta) this.#config.set(metaKey, { value: { entity: cfg.entity } });
-    if (want.limits && !limits) {
-      this.#config.set(limitKey, {
-        value: { resourceLimits: cfg.resourceLimits, defaultLimits: cfg.defaultLimits },
+      ).then((found) => {
+        const cfg = found.get(entityId) ?? {};
+        const got: Loaded = {
+          meta: { entity: cfg.entity },
+          limits: { resourceLimits: cfg.resourceLimits, defaultLimits: cfg.defaultLimits },
+        };
+        // Aged from the read's start: the value is at least that old.
+        for (const p of unread) {
+          if (this.#loads.get(key[p]) === load) this.#config.set(key[p], got[p], startedAt);
+        }
+        return got;
+      }).finally(() => {
+        for (const p of unread) if (this.#loads.get(key[p]) === load) this.#loads.delete(key[p]);
       });
+      // Nobody may await a background refresh: its failure only leaves the cache as it was.
+      load.catch(() => {});
+      for (const p of unread) this.#loads.set(key[p], load);
     }
-    return { ...(meta?.value ?? {}), ...(limits?.value ?? {}), ...cfg };
+    // Each part from the read that covers it (a shared read may hold another resource's limits).
+    const got = await Promise.all(parts.map(async (p) => (await this.#loads.get(key[p])!)[p]));
+    return Object.assign({}, ...got);
   }
 }

@@ -276,7 +276,8 @@ Deno.test({
           now += 6_000; // one token at the 10/min the bucket was last written under
           await limiter.acquire({ ...base, consume: { rpm: 1 } });
           now += 600;
-          // another process caches for limitsCacheTtlMs: it sees the change after the TTL
+          // another process caches for limitsCacheTtlMs: an entry past 2 × TTL is read anew (a
+          // busy process refreshes it in the background after the TTL: config_refresh_test.ts)
           const cachedElsewhere = new RateLimiter({
             tableName,
             client,
@@ -285,7 +286,7 @@ Deno.test({
           });
           await cachedElsewhere.acquire({ ...base, consume: { rpm: 1 } });
           await limiter.setLimits({ entityId: "cached", resource: "api", limits: [rpm(1)] });
-          await new Promise((r) => setTimeout(r, 60));
+          await new Promise((r) => setTimeout(r, 110));
           const seen = await cachedElsewhere.acquire({ ...base, consume: { rpm: 1 } }).catch((e) =>
             e
           );
