@@ -171,7 +171,7 @@ export interface ConfigExpiry {
 export async function measureConfigExpiry(
   options: { endpoint: string; ttlMs?: number },
 ): Promise<ConfigExpiry> {
-  const { endpoint, ttlMs = 200 } = options;
+  const { endpoint, ttlMs = 1_000 } = options;
   const client = benchClient(endpoint);
   const meter = new Meter(client);
   const tracer = new Tracer(client);

@@ -83,7 +83,11 @@ export interface RateLimiterOptions {
   clockToleranceMs?: number;
   /** Deadline of each limiter call in ms, retries included. @default 2000 */
   timeoutMs?: number;
-  /** How long stored limits and entity metadata are cached, ms; 0 disables. @default 60000 */
+  /**
+   * How long stored limits and entity metadata are cached, ms; 0 disables. An entry past it is
+   * still used while one read refreshes it in the background; past twice it, it is read inline.
+   * @default 60000
+   */
   limitsCacheTtlMs?: number;
   /**
    * Refuse locally, with no DynamoDB call, a request the process already knows cannot pass
