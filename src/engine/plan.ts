@@ -53,6 +53,7 @@ export function planAcquire(
   opId: string,
   maxWrites: bigint,
   inFlight?: Map<string, bigint>,
+  requests = 1,
 ): Plan {
   const ops: LimitOp[] = [];
   const statuses: LimitStatus[] = [];
@@ -132,7 +133,7 @@ export function planAcquire(
     resource: t.resource,
     ops,
     used: new Map(milli),
-    requests: 1,
+    requests,
     nowMs,
     opId,
     maxWrites,

@@ -176,13 +176,17 @@ export class BucketWriter {
     }
   }
 
-  /** Consumes from every target in one write; returns what the lease needs. */
+  /**
+   * Consumes from every target in one write; returns what the lease needs. `requests` is what the
+   * write adds to the request count: 1 for an acquire, 0 for a batch taken for later requests.
+   */
   async consume(
     targets: Target[],
     milli: Map<string, bigint>[],
     nowMs: bigint,
     deadline: number,
     op: Op,
+    requests = 1,
   ): Promise<LeaseTarget[]> {
     // Writes of this process kept back by an outage go first: each new write would push their ids
     // further towards their write-count bounds.
@@ -196,7 +200,7 @@ export class BucketWriter {
     // write-count bound their own plans carry, and only cost retries.
     const release = await this.#slots.take(targets.map(bucketId), deadline);
     try {
-      return await this.#consumeHeld(targets, milli, nowMs, deadline, op);
+      return await this.#consumeHeld(targets, milli, nowMs, deadline, op, requests);
     } finally {
       release();
     }
@@ -208,6 +212,7 @@ export class BucketWriter {
     nowMs: bigint,
     deadline: number,
     op: Op,
+    requests: number,
   ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
@@ -224,6 +229,7 @@ export class BucketWriter {
           op.id,
           op.bound(bucketId(t), counts[i]),
           this.#slots.tatsInFlight(bucketId(t)),
+          requests,
         )
       );
       if (plans.some((p) => p.exceeded)) {
