@@ -226,3 +226,61 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
     own.destroy();
   }
 }
+
+/** Result of {@link measureLiveCpu}. */
+export interface LiveCpuResult {
+  /** Acquires measured per path. */
+  iterations: number;
+  /** Process CPU (user + system) µs per `acquire` + `commit`, the limiter's own client (lean). */
+  leanUs: number;
+  /** The same through a client of the caller's own (the AWS SDK and its Node HTTP handler). */
+  sdkUs: number;
+}
+
+/**
+ * Client CPU per acquire against a real DynamoDB (Local): the process's CPU time
+ * (`process.cpuUsage`, the emulator being another process), so the HTTP stack counts too.
+ * One acquire at a time, warm bucket, 2 limits; the two paths alternate in blocks, the quietest
+ * block of each kept.
+ */
+export async function measureLiveCpu(
+  options: { endpoint: string; tableName: string; iterations?: number },
+): Promise<LiveCpuResult> {
+  const { endpoint, tableName, iterations = 500 } = options;
+  const process = (await import("node:process")).default;
+  const sdkClient = new DynamoDBClient({
+    region: "us-east-1",
+    endpoint,
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    maxAttempts: 1,
+  });
+  const own = new RateLimiter({ tableName, endpoint });
+  const sdk = new RateLimiter({ tableName, client: sdkClient });
+  await own.createTable();
+  const request = {
+    entityId: "live",
+    resource: "gpt-4",
+    limits: LIMITS,
+    consume: { rpm: 1, tpm: 1 },
+  };
+  const block = async (limiter: RateLimiter) => {
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < iterations; i++) await (await limiter.acquire(request)).commit();
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / iterations;
+  };
+  try {
+    await block(own);
+    await block(sdk);
+    let leanUs = Infinity, sdkUs = Infinity;
+    for (let round = 0; round < 4; round++) {
+      leanUs = Math.min(leanUs, await block(own));
+      sdkUs = Math.min(sdkUs, await block(sdk));
+    }
+    return { iterations, leanUs, sdkUs };
+  } finally {
+    await own.close();
+    await sdk.close();
+    sdkClient.destroy();
+  }
+}
