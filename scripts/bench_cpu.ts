@@ -1,7 +1,9 @@
 /**
- * Client CPU per acquire, with no network: the DynamoDB client's transport is a stub answering
- * every UpdateItem with a canned `ALL_NEW` item (a warm bucket with room), so the time measured is
- * the limiter's own work plus the AWS SDK's (serialising, signing, parsing).
+ * Client CPU per acquire, with no network: the transport is a stub answering every UpdateItem
+ * with a canned `ALL_NEW` item (a warm bucket with room), so the time measured is the limiter's
+ * own work plus its transport's (serialising, signing, parsing). Two paths: the client the
+ * limiter makes itself (the lean `fetch` transport, `fetch` stubbed) and a client of the
+ * caller's own (the AWS SDK, its request handler stubbed).
  *
  * @module
  */
@@ -13,17 +15,25 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
 import * as math from "../src/bucket.ts";
+import { leanTransportOf, useLeanTransport } from "../src/transport/lean.ts";
 
 /** Result of {@link measureCpu}. */
 export interface CpuResult {
   /** Acquires measured. */
   iterations: number;
-  /** Microseconds per `acquire` + `commit` (warm bucket, 2 limits). */
+  /**
+   * Microseconds per `acquire` + `commit` (warm bucket, 2 limits) on the client the limiter makes
+   * itself (the lean transport).
+   */
   acquireUs: number;
-  /** Microseconds per `client.send(UpdateItem)` of the same input and answer. */
+  /** Microseconds per call of that path's transport alone (the lean UpdateItem). */
   sdkUs: number;
-  /** sdkUs / acquireUs. */
+  /** sdkUs / acquireUs: the transport's share. */
   sdkShare: number;
+  /** Microseconds per `acquire` + `commit` on a client of the caller's own (the AWS SDK). */
+  sdkAcquireUs: number;
+  /** Microseconds per `client.send(UpdateItem)` through the AWS SDK, same input and answer. */
+  sdkCallUs: number;
   /** Microseconds per rejection served from the deny cache (no call). */
   denyUs: number;
 }
@@ -97,8 +107,14 @@ function stubHandler(answers: Record<string, Record<string, string>>) {
   };
 }
 
+/** A `fetch` that never touches the network: the canned item for every request. */
+function stubFetch(body: string): typeof fetch {
+  const headers = { "content-type": "application/x-amz-json-1.0", date: new Date().toUTCString() };
+  return (() => Promise.resolve(new Response(body, { status: 200, headers }))) as typeof fetch;
+}
+
 /**
- * Measures µs per acquire and per SDK call on a stub transport.
+ * Measures µs per acquire and per transport call on stub transports.
  *
  * @example
  * ```ts ignore
@@ -132,6 +148,18 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
     { step: "initialize", name: "zaeBenchCapture" },
   );
   const limiter = new RateLimiter({ tableName: "bench_cpu", client, clock: () => T0 });
+  // The client the limiter makes itself, with its lean transport's fetch stubbed (the same
+  // options as makeClient; the SDK, stubbed too, answers the calls off the hot path).
+  const own = new DynamoDBClient({
+    region: "us-east-1",
+    endpoint: "http://127.0.0.1:9",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    maxAttempts: 1,
+    requestHandler: stubHandler({}) as unknown as DynamoDBClientConfig["requestHandler"],
+  });
+  useLeanTransport(own, { fetch: stubFetch(cannedItem("gpt-4", LIMITS, nowMs, 1_000n)) });
+  const lean = leanTransportOf(own)!;
+  const ownLimiter = new RateLimiter({ tableName: "bench_cpu", client: own, clock: () => T0 });
   const request = {
     entityId: "key-1",
     resource: "gpt-4",
@@ -139,8 +167,10 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
     consume: { rpm: 1, tpm: 500 },
   };
   try {
-    const acquire = async () => await (await limiter.acquire(request)).commit();
-    const send = () => client.send(new UpdateItemCommand(captured as never));
+    const sdkAcquire = async () => await (await limiter.acquire(request)).commit();
+    const acquire = async () => await (await ownLimiter.acquire(request)).commit();
+    const sdkSend = () => client.send(new UpdateItemCommand(captured as never));
+    const send = () => lean.send("UpdateItem", captured!);
     const tiny = { ...request, resource: "tiny", limits: TINY, consume: { rpm: 1 } };
     let admitted = 0;
     const deny = async () => {
@@ -152,36 +182,105 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
       }
     };
     // Warm up: caches, the JIT, and the canned item's warm state; fill "tiny" (1 a minute).
+    for (let i = 0; i < Math.min(2_000, iterations); i++) await sdkAcquire();
     for (let i = 0; i < Math.min(2_000, iterations); i++) await acquire();
     captured = undefined;
-    await acquire(); // capture a warm acquire's UpdateItem input
+    await sdkAcquire(); // capture a warm acquire's UpdateItem input
+    for (let i = 0; i < Math.min(2_000, iterations); i++) await sdkSend();
     for (let i = 0; i < Math.min(2_000, iterations); i++) await send();
     await (await limiter.acquire(tiny)).commit(); // the answer shows it empty
     for (let i = 0; i < 100; i++) await deny();
     if (admitted > 0) throw new Error("the deny cache let a request through an empty bucket");
-    // Call by call, alternating acquire, the SDK call alone and a refusal, so that a drift of a
-    // shared machine hits all three alike; five blocks, the quietest one kept.
-    let best: { a: number; s: number; d: number } | undefined;
+    // Call by call, alternating both acquires, both transports alone and a refusal, so that a
+    // drift of a shared machine hits all alike; five blocks, the quietest one kept.
+    const steps = [acquire, send, sdkAcquire, sdkSend, deny];
+    let best: number[] | undefined;
     for (let block = 0; block < 5; block++) {
-      let a = 0, s = 0, d = 0;
+      const sums = steps.map(() => 0);
       for (let i = 0; i < iterations; i++) {
-        const t0 = performance.now();
-        await acquire();
-        const t1 = performance.now();
-        await send();
-        const t2 = performance.now();
-        await deny();
-        d += performance.now() - t2;
-        a += t1 - t0;
-        s += t2 - t1;
+        for (let k = 0; k < steps.length; k++) {
+          const t0 = performance.now();
+          await steps[k]();
+          sums[k] += performance.now() - t0;
+        }
       }
-      if (!best || a + s + d < best.a + best.s + best.d) best = { a, s, d };
+      const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      if (!best || total(sums) < total(best)) best = sums;
     }
-    const per = (ms: number) => (ms * 1000) / iterations;
-    const acquireUs = per(best!.a), sdkUs = per(best!.s), denyUs = per(best!.d);
-    return { iterations, acquireUs, sdkUs, sdkShare: sdkUs / acquireUs, denyUs };
+    const [acquireUs, sdkUs, sdkAcquireUs, sdkCallUs, denyUs] = best!.map((ms) =>
+      (ms * 1000) / iterations
+    );
+    return {
+      iterations,
+      acquireUs,
+      sdkUs,
+      sdkShare: sdkUs / acquireUs,
+      sdkAcquireUs,
+      sdkCallUs,
+      denyUs,
+    };
   } finally {
     await limiter.close();
+    await ownLimiter.close();
     client.destroy();
+    own.destroy();
+  }
+}
+
+/** Result of {@link measureLiveCpu}. */
+export interface LiveCpuResult {
+  /** Acquires measured per path. */
+  iterations: number;
+  /** Process CPU (user + system) µs per `acquire` + `commit`, the limiter's own client (lean). */
+  leanUs: number;
+  /** The same through a client of the caller's own (the AWS SDK and its Node HTTP handler). */
+  sdkUs: number;
+}
+
+/**
+ * Client CPU per acquire against a real DynamoDB (Local): the process's CPU time
+ * (`process.cpuUsage`, the emulator being another process), so the HTTP stack counts too.
+ * One acquire at a time, warm bucket, 2 limits; the two paths alternate in blocks, the quietest
+ * block of each kept.
+ */
+export async function measureLiveCpu(
+  options: { endpoint: string; tableName: string; iterations?: number },
+): Promise<LiveCpuResult> {
+  const { endpoint, tableName, iterations = 500 } = options;
+  const process = (await import("node:process")).default;
+  const sdkClient = new DynamoDBClient({
+    region: "us-east-1",
+    endpoint,
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    maxAttempts: 1,
+  });
+  const own = new RateLimiter({ tableName, endpoint });
+  const sdk = new RateLimiter({ tableName, client: sdkClient });
+  await own.createTable();
+  const request = {
+    entityId: "live",
+    resource: "gpt-4",
+    limits: LIMITS,
+    consume: { rpm: 1, tpm: 1 },
+  };
+  const block = async (limiter: RateLimiter) => {
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < iterations; i++) await (await limiter.acquire(request)).commit();
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / iterations;
+  };
+  try {
+    await block(own);
+    await block(sdk);
+    let leanUs = Infinity, sdkUs = Infinity;
+    for (let round = 0; round < 4; round++) {
+      leanUs = Math.min(leanUs, await block(own));
+      sdkUs = Math.min(sdkUs, await block(sdk));
+    }
+    return { iterations, leanUs, sdkUs };
+  } finally {
+    await own.close();
+    await sdk.close();
+    sdkClient.destroy();
   }
 }

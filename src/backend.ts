@@ -10,6 +10,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Entity, EntityConfig } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
+import { leanTransportOf } from "./transport/lean.ts";
 import {
   type BucketWrite,
   Repository,
@@ -141,7 +142,9 @@ export interface Backend {
 }
 
 /**
- * The DynamoDB backend for a table.
+ * The DynamoDB backend for a table. Bucket writes and reads go through the client's SDK stack,
+ * or through its lean transport when the client has one (the client the limiter makes itself;
+ * see "Client CPU" in docs/design.md).
  *
  * @example
  * ```ts
@@ -153,7 +156,8 @@ export interface Backend {
  */
 export function dynamoBackend(client: DynamoDBClient, tableName: string): Backend {
   return {
-    buckets: new Repository({ client, tableName }),
+    // A client the limiter made itself sends the hot path through its lean transport.
+    buckets: new Repository({ client, tableName, transport: leanTransportOf(client) }),
     entities: new EntityStore(client, tableName),
   };
 }

@@ -242,6 +242,14 @@ export function serverClockOf(
 }
 
 /**
+ * Feeds one answer of `client` that did not go through its middleware (the lean transport) to
+ * the client's {@link ServerClock}, when it has one: the same observation the middleware makes.
+ */
+export function sampleAnswer(client: object, sentMs: number, date: string | null): void {
+  clocks.get(client)?.observe(sentMs, Date.now(), date);
+}
+
+/**
  * The partition (and sort) key of the clock probe: in the library's own namespace, since `#` is
  * refused in every entity id, so no input can name it and no item has it.
  */

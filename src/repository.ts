@@ -17,9 +17,11 @@ import {
   TransactWriteItemsCommand,
   type Update,
   UpdateItemCommand,
+  type UpdateItemCommandOutput,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
 import * as keys from "./keys.ts";
+import type { LeanTransport } from "./transport/lean.ts";
 
 /**
  * One limit's stored state on a bucket item.
@@ -232,6 +234,8 @@ export interface RepositoryOptions {
   client: DynamoDBClient;
   /** Table name. */
   tableName: string;
+  /** Sends the hot-path calls (bucket writes and reads) instead of the client's SDK stack. */
+  transport?: LeanTransport;
 }
 
 /** DynamoDB access for one table. */
@@ -240,11 +244,13 @@ export class Repository {
   readonly client: DynamoDBClient;
   /** The table. */
   readonly tableName: string;
+  readonly #lean?: LeanTransport;
 
   /** @param options Client and table. */
   constructor(options: RepositoryOptions) {
     this.client = options.client;
     this.tableName = options.tableName;
+    this.#lean = options.transport;
   }
 
   /** Builds the UpdateItem input of a bucket write. */
@@ -364,10 +370,10 @@ export class Repository {
   /** One conditional UpdateItem; on a failed condition, the item as it was. */
   async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
     try {
-      const out = await this.client.send(
-        new UpdateItemCommand({ ...this.buildUpdate(w), ReturnValues: "ALL_NEW" }),
-        { abortSignal: signal },
-      );
+      const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
+      const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = this.#lean
+        ? await this.#lean.send("UpdateItem", input, signal)
+        : await this.client.send(new UpdateItemCommand(input), { abortSignal: signal });
       return {
         ok: true,
         item: out.Attributes ? parseBucket(out.Attributes) : undefined,
@@ -391,12 +397,10 @@ export class Repository {
     signal?: AbortSignal,
   ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }> {
     try {
-      const out = await this.client.send(
-        new TransactWriteItemsCommand({
-          TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })),
-        }),
-        { abortSignal: signal },
-      );
+      const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
+      const out = this.#lean
+        ? await this.#lean.send("TransactWriteItems", input, signal)
+        : await this.client.send(new TransactWriteItemsCommand(input), { abortSignal: signal });
       return { ok: true, retried: (out.$metadata.attempts ?? 1) > 1 };
     } catch (err) {
       if (
@@ -420,14 +424,14 @@ export class Repository {
     resource: string,
     signal?: AbortSignal,
   ): Promise<StoredBucket | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.tableName,
-        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
-        ConsistentRead: true,
-      }),
-      { abortSignal: signal },
-    );
+    const input = {
+      TableName: this.tableName,
+      Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
+      ConsistentRead: true,
+    };
+    const out: { Item?: Record<string, AttributeValue> } = this.#lean
+      ? await this.#lean.send("GetItem", input, signal)
+      : await this.client.send(new GetItemCommand(input), { abortSignal: signal });
     return out.Item ? parseBucket(out.Item) : undefined;
   }
 

@@ -11,15 +11,21 @@ import type { Backend } from "./backend.ts";
 import { ValidationError } from "./error_base.ts";
 import type { Whereabouts } from "./failure.ts";
 import type { CreateStackSettings } from "./options.ts";
+import { useLeanTransport } from "./transport/lean.ts";
 
-/** Makes a client; with an endpoint and no credentials in the environment, dummy ones (DynamoDB Local takes any). */
+/**
+ * Makes a client; with an endpoint and no credentials in the environment, dummy ones (DynamoDB
+ * Local takes any). Its hot-path calls go through the lean transport (`src/transport/lean.ts`);
+ * the other calls go through the SDK, without the middleware that only adds headers (user agent,
+ * recursion detection). See "Client CPU" in docs/design.md.
+ */
 export function makeClient(options: { region?: string; endpoint?: string }): DynamoDBClient {
   const env = (name: string) => process.env[name];
   const local = options.endpoint !== undefined;
   const region = options.region ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION") ??
     (local ? "us-east-1" : undefined);
   const haveCreds = env("AWS_ACCESS_KEY_ID") !== undefined || env("AWS_PROFILE") !== undefined;
-  return new DynamoDBClient({
+  const client = new DynamoDBClient({
     region,
     endpoint: options.endpoint,
     maxAttempts: 1, // the limiter retries inside its own deadline
@@ -27,7 +33,112 @@ export function makeClient(options: { region?: string; endpoint?: string }): Dyn
       ? { credentials: { accessKeyId: "local", secretAccessKey: "local" } }
       : {}),
   });
+  for (const name of LEAN_SKIPPED_MIDDLEWARE) client.middlewareStack.remove(name);
+  if (!fetchRefuses(options.endpoint)) useLeanTransport(client);
+  return client;
 }
+
+/** Middleware of the SDK that only adds headers DynamoDB does not need. */
+const LEAN_SKIPPED_MIDDLEWARE = ["getUserAgentMiddleware", "recursionDetectionMiddleware"];
+
+/**
+ * Whether `fetch` refuses the endpoint's port (the Fetch standard's "bad ports", e.g. 9, which
+ * tests use for "nothing listens"): such a client keeps the SDK's transport, which tries it.
+ */
+function fetchRefuses(endpoint: string | undefined): boolean {
+  if (endpoint === undefined) return false;
+  try {
+    const port = new URL(endpoint).port;
+    return port !== "" && BAD_PORTS.has(Number(port));
+  } catch {
+    return false; // the SDK reports a bad endpoint
+  }
+}
+
+const BAD_PORTS = new Set([
+  1,
+  7,
+  9,
+  11,
+  13,
+  15,
+  17,
+  19,
+  20,
+  21,
+  22,
+  23,
+  25,
+  37,
+  42,
+  43,
+  53,
+  69,
+  77,
+  79,
+  87,
+  95,
+  101,
+  102,
+  103,
+  104,
+  109,
+  110,
+  111,
+  113,
+  115,
+  117,
+  119,
+  123,
+  135,
+  137,
+  139,
+  143,
+  161,
+  179,
+  389,
+  427,
+  465,
+  512,
+  513,
+  514,
+  515,
+  526,
+  530,
+  531,
+  532,
+  540,
+  548,
+  554,
+  556,
+  563,
+  587,
+  601,
+  636,
+  989,
+  990,
+  993,
+  995,
+  1719,
+  1720,
+  1723,
+  2049,
+  3659,
+  4045,
+  4190,
+  5060,
+  5061,
+  6000,
+  6566,
+  6665,
+  6666,
+  6667,
+  6668,
+  6669,
+  6679,
+  6697,
+  10080,
+]);
 
 /** Options of {@link TableSetup}. */
 export interface TableSetupOptions {
