@@ -13,6 +13,7 @@ import { readFileSync } from "node:fs";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
 import { Limit, RateLimiter } from "../mod.ts";
+import { useLeanTransport } from "../src/transport/lean.ts";
 import { Meter } from "./meter.ts";
 import { benchClient } from "./bench_clients.ts";
 import { makeFlexible } from "./bench_cost.ts";
@@ -183,6 +184,8 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const theirClient = benchClient(endpoint, { latency });
   const plainClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
+  // This library's hot-path calls go through its lean transport, as with a client it makes itself.
+  useLeanTransport(ourClient, { fetch: ourMeter.fetch(latency) });
   const theirMeter = new Meter(theirClient);
   const plainMeter = new Meter(plainClient);
   let pythonPeer: PythonPeer | undefined;

@@ -70,6 +70,41 @@ export class Meter {
     );
   }
 
+  /**
+   * A `fetch` for the limiter's lean transport (`useLeanTransport(client, { fetch })`) that counts
+   * its calls here too, with an added round trip of `latency.ms` when given. Capacity is not
+   * reported on this path (the signed body is left as it is).
+   */
+  fetch(latency?: { ms: number }): typeof fetch {
+    return async (input, init) => {
+      const target = new Headers(init?.headers).get("x-amz-target") ?? "";
+      const command = `${target.slice(target.indexOf(".") + 1)}Command`;
+      if (latency && latency.ms > 0) await new Promise((r) => setTimeout(r, latency.ms));
+      let response: Response;
+      try {
+        response = await fetch(input, init);
+      } catch (err) {
+        this.calls.push({
+          command,
+          failed: true,
+          error: String(err),
+          tableWcu: 0,
+          indexWcu: 0,
+          rcu: 0,
+        });
+        throw err;
+      }
+      if (!response.ok) {
+        const body = await response.clone().text();
+        const type = /"__type":"[^"]*#([A-Za-z]+)"/.exec(body)?.[1] ?? String(response.status);
+        this.calls.push({ command, failed: true, error: type, tableWcu: 0, indexWcu: 0, rcu: 0 });
+      } else {
+        this.calls.push({ command, failed: false, tableWcu: 0, indexWcu: 0, rcu: 0 });
+      }
+      return response;
+    };
+  }
+
   /** Forgets the calls seen so far. */
   reset(): void {
     this.calls = [];
