@@ -225,6 +225,8 @@ export type WriteOutcome =
   | { ok: true; item?: StoredBucket; retried?: boolean }
   | { ok: false; old?: StoredBucket; known: boolean };
 
+const WC = keys.WRITES;
+
 /** An attribute name that can stand in an expression as it is (never a reserved word). */
 const BARE_NAME = /^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]*$/;
 
@@ -257,11 +259,11 @@ export class Repository {
   buildUpdate(w: BucketWrite): Update & { ReturnValuesOnConditionCheckFailure: "ALL_OLD" } {
     const names: Record<string, string> = {};
     const values: Record<string, AttributeValue> = {};
-    const sets: string[] = ["#ts = :ts"];
+    // `ts`, `wc` and `rq` are no reserved words: they stand bare (a smaller request).
+    const sets: string[] = [`${keys.WRITTEN_AT} = :ts`];
     const adds: string[] = [];
     const conds: string[] = [];
     const removes: string[] = [];
-    names["#ts"] = keys.WRITTEN_AT;
     values[":ts"] = num(w.nowMs);
     // Names with an underscore and only letters, digits and underscores are never reserved words:
     // they go in the expression as they are (a smaller request); others get a placeholder.
@@ -275,10 +277,9 @@ export class Repository {
     // Exactly once: no receipt of this operation yet (a resent or late copy finds one), and the
     // item has not passed the operation's write-count bound (past it, the receipt may be gone).
     const receipt = ref(keys.receiptAttr(w.opId));
-    names["#wc"] = keys.WRITES;
-    values[":wcmax"] = num(w.maxWrites);
+    values[":wb"] = num(w.maxWrites);
     values[":one"] = { N: "1" };
-    let rcpt = ":wcmax";
+    let rcpt = ":wb";
     if (w.cancel) {
       values[":rcpt"] = num(-w.maxWrites);
       rcpt = ":rcpt";
@@ -287,10 +288,10 @@ export class Repository {
       `attribute_not_exists(${receipt})`,
       // An item the writer knows exists has a write count (should it have expired since, the
       // failure returns no item and the writer plans again without this shortcut).
-      w.itemExists ? "#wc < :wcmax" : "(attribute_not_exists(#wc) OR #wc < :wcmax)",
+      w.itemExists ? `${WC} < :wb` : `(attribute_not_exists(${WC}) OR ${WC} < :wb)`,
     );
     sets.push(`${receipt} = ${rcpt}`);
-    adds.push("#wc :one");
+    adds.push(`${WC} :one`);
     for (const id of w.sweep ?? []) removes.push(ref(keys.receiptAttr(id)));
     w.ops.forEach((op, i) => {
       const t = ref(keys.attr.tat(op.name));
@@ -342,12 +343,11 @@ export class Repository {
       u++;
     }
     if (w.requests !== 0) {
-      names["#rq"] = keys.REQUESTS;
       if (w.requests === 1) {
-        adds.push("#rq :one");
+        adds.push(`${keys.REQUESTS} :one`);
       } else {
         values[":rq"] = { N: String(w.requests) };
-        adds.push("#rq :rq");
+        adds.push(`${keys.REQUESTS} :rq`);
       }
     }
     if (w.ttlSec !== undefined) {
@@ -361,7 +361,7 @@ export class Repository {
       UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : "") +
         (removes.length ? ` REMOVE ${removes.join(", ")}` : ""),
       ConditionExpression: conds.length ? conds.join(" AND ") : undefined,
-      ExpressionAttributeNames: names,
+      ExpressionAttributeNames: Object.keys(names).length > 0 ? names : undefined,
       ExpressionAttributeValues: values,
       ReturnValuesOnConditionCheckFailure: "ALL_OLD",
     };
