@@ -24,6 +24,7 @@ export type { CustomLimitOptions, RateOptions } from "./src/limit.ts";
 export {
   type AcquireOptions,
   type AvailableOptions,
+  type BatchOptions,
   type CreateEntityOptions,
   type CreateStackSettings,
   FailureMode,

@@ -30,6 +30,8 @@ import {
 } from "./options.ts";
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode, validateAcquire } from "./request.ts";
+import { batchSettings } from "./engine/batches.ts";
+import { validateEntityId, validateResource } from "./validate.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
 import {
   getUsageSnapshots,
@@ -42,6 +44,7 @@ import {
 export {
   type AcquireOptions,
   type AvailableOptions,
+  type BatchOptions,
   type CreateEntityOptions,
   type CreateStackSettings,
   FailureMode,
@@ -118,6 +121,7 @@ export class RateLimiter implements AsyncDisposable {
       maxCachedBuckets = 10_000,
       backend,
       recordFailedOpen = true,
+      batches,
       closeTimeoutMs = 5_000,
       createStack = false,
     } = options;
@@ -129,6 +133,9 @@ export class RateLimiter implements AsyncDisposable {
       );
     }
     checkFailureMode("failureMode", failureMode);
+    const batchOptions = batchSettings(batches, "batches", (field, value, rule) => {
+      throw new ValidationError(field, value, rule);
+    });
     if (clock !== undefined && typeof clock !== "function") {
       throw new ValidationError("clock", clock, "must be a function");
     }
@@ -196,6 +203,7 @@ export class RateLimiter implements AsyncDisposable {
       outbox: this.#outbox,
       failureMode,
       recordFailedOpen,
+      batches: batchOptions,
     });
     this.#reader = new BucketReader(shared);
     this.#admin = new EntityAdmin({ ...shared, clock: now });
@@ -343,6 +351,30 @@ export class RateLimiter implements AsyncDisposable {
   timeUntilAvailable(options: TimeUntilAvailableOptions): Promise<number> {
     this.#checkOpen();
     return this.#reader.timeUntilAvailable(options);
+  }
+
+  /**
+   * Tokens this process holds in its batch of a bucket, per limit (whole tokens; `{}` with no
+   * batch). With `batches`, the bucket itself shows these as taken: `available()` is what other
+   * processes can still take, and this is what this one can serve without a call.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0, batches: true });
+   * const limits = [Limit.perMinute("rpm", 1_000)];
+   * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
+   * console.assert(limiter.held({ entityId: "key-1", resource: "api" }).rpm === 3); // 4 taken, 1 used
+   * await limiter.close();
+   * ```
+   */
+  held(options: { entityId: string; resource: string }): Record<string, number> {
+    this.#checkOpen();
+    return this.#leases.held(
+      validateEntityId(options?.entityId),
+      validateResource(options?.resource),
+    );
   }
 
   /**
@@ -521,6 +553,7 @@ export class RateLimiter implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#leases.drain(); // batches go back to their buckets first
     const left = await this.#outbox.flush(this.#closeTimeoutMs);
     const unresolved = this.#outbox.failed.length;
     if (left > 0 || unresolved > this.#reported) {

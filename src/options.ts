@@ -107,10 +107,44 @@ export interface RateLimiterOptions {
    */
   recordFailedOpen?: boolean;
   /**
+   * Token batches, for keys and projects busier than one item takes (about 1,000 writes a second):
+   * each process takes a batch of tokens from a bucket in one write and serves its own requests
+   * from it with no call, returning what is left when the batch goes idle, ages, or the limiter
+   * closes. Never admits early; may refuse early while other processes hold tokens (at most
+   * `maxShare × capacity` per process). `true` for the defaults. See docs/hot-keys.md.
+   * @default false
+   */
+  batches?: boolean | BatchOptions;
+  /**
    * How long `close()` waits for writes kept back by an outage before it gives up on them (it
    * never throws for them; see `RateLimiter.close`). @default 5000
    */
   closeTimeoutMs?: number;
+}
+
+/**
+ * How batches are sized and returned.
+ *
+ * @example
+ * ```ts
+ * import type { BatchOptions } from "./limiter.ts";
+ * const batches: BatchOptions = { maxShare: 0.05, idleMs: 100 };
+ * console.assert(batches.maxShare === 0.05);
+ * ```
+ */
+export interface BatchOptions {
+  /**
+   * The largest share of a limit's capacity one process holds in one batch (0 < share ≤ 1): with
+   * `P` processes, at most `P × share × capacity` tokens sit in batches while a request is refused.
+   * @default 0.1
+   */
+  maxShare?: number;
+  /** A batch unused this long (ms) goes back to the bucket. @default 250 */
+  idleMs?: number;
+  /** A batch older than this (ms) goes back to the bucket; a new one is taken when needed. @default 2000 */
+  maxAgeMs?: number;
+  /** How long (ms) a batch should last at the rate the process was served; sizes the next. @default 250 */
+  holdMs?: number;
 }
 
 /**
@@ -168,6 +202,12 @@ export interface AcquireOptions {
   useStoredLimits?: boolean;
   /** This call's failure mode. @default the limiter's */
   failureMode?: FailureMode;
+  /**
+   * Serve this request from a batch of tokens this process holds (see `RateLimiterOptions.batches`).
+   * `true` uses the limiter's batch settings, or the defaults when the limiter has none.
+   * @default whether the limiter has `batches`
+   */
+  batch?: boolean;
 }
 
 /**

@@ -33,6 +33,9 @@ export function validateAcquire(
     throw new ValidationError("cascade", options.cascade, "must be a boolean");
   }
   if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
+  if (options.batch !== undefined && typeof options.batch !== "boolean") {
+    throw new ValidationError("batch", options.batch, "must be a boolean");
+  }
   return {
     entityId,
     resource,
@@ -41,6 +44,7 @@ export function validateAcquire(
     cascade: options.cascade,
     useStoredLimits,
     failureMode: options.failureMode,
+    batch: options.batch,
   };
 }
 

@@ -12,6 +12,7 @@ import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
+import { BATCH_DEFAULTS, BatchPool, type BatchSettings } from "./batches.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { amountsFor } from "./plan.ts";
@@ -38,6 +39,8 @@ export interface LeaseEngineOptions {
   timeoutMs: number;
   failureMode: FailureMode;
   recordFailedOpen: boolean;
+  /** Token batches for every call (`undefined`: only for calls that ask, with the defaults). */
+  batches?: BatchSettings;
 }
 
 /** Acquires leases and writes their commits and rollbacks, under the failure mode. */
@@ -49,6 +52,8 @@ export class LeaseEngine {
   readonly #timeoutMs: number;
   readonly #failureMode: FailureMode;
   readonly #recordFailedOpen: boolean;
+  readonly #batchSettings?: BatchSettings;
+  #batches?: BatchPool;
 
   constructor(options: LeaseEngineOptions) {
     this.#writer = options.writer;
@@ -58,6 +63,32 @@ export class LeaseEngine {
     this.#timeoutMs = options.timeoutMs;
     this.#failureMode = options.failureMode;
     this.#recordFailedOpen = options.recordFailedOpen;
+    this.#batchSettings = options.batches;
+  }
+
+  /** The process's token batches, made on first use. */
+  #pool(): BatchPool {
+    return this.#batches ??= new BatchPool({
+      writer: this.#writer,
+      write: this.leaseOps().write,
+      cancel: (targets, milli, op, requests) =>
+        this.#outbox.add({
+          label: `refused batch ${targets.map(bucketId).join(", ")}`,
+          buckets: targets.map(bucketId),
+          run: (d) => this.#ensureNotConsumed(targets, milli, op, new Op(`${op.id}r`), d, requests),
+        }),
+      settings: this.#batchSettings ?? BATCH_DEFAULTS,
+    });
+  }
+
+  /** Tokens this process holds in its batch of a bucket, per limit. */
+  held(entityId: string, resource: string): Record<string, number> {
+    return this.#batches?.held(entityId, resource) ?? {};
+  }
+
+  /** Returns every batch to its bucket (on close). */
+  async drain(): Promise<void> {
+    await this.#batches?.drain();
   }
 
   async acquire(req: AcquireRequest): Promise<Lease> {
@@ -74,6 +105,11 @@ export class LeaseEngine {
       nowMs = this.#writer.now();
       targets = await this.#config.resolveTargets(req, deadline);
       milli = targets.map((t) => amountsFor(t, req.consume));
+      if (req.batch ?? this.#batchSettings !== undefined) {
+        const pool = this.#pool();
+        const served = await pool.acquire(targets, milli, nowMs, deadline);
+        return new Lease({ limiter: pool.leaseOps(), targets: served, failedOpen: false });
+      }
       const leaseTargets = await this.#writer.consume(targets, milli, nowMs, deadline, op);
       return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
@@ -156,6 +192,7 @@ export class LeaseEngine {
     op: Op,
     giveBack: Op,
     deadline: number,
+    requests = 1,
   ): Promise<void> {
     const nowMs = this.#writer.now();
     const first = bucketId(targets[0]);
@@ -185,7 +222,7 @@ export class LeaseEngine {
     // It had landed: give the tokens back.
     await Promise.all(targets.map((t, i) => {
       const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));
-      return this.#writer.adjust(asLeaseTarget(t), back, -1, deadline, giveBack);
+      return this.#writer.adjust(asLeaseTarget(t), back, -requests, deadline, giveBack);
     }));
   }
 

@@ -76,6 +76,8 @@ export interface ValidRequest {
   cascade?: boolean;
   useStoredLimits: boolean;
   failureMode?: FailureMode;
+  /** Serve from a batch of tokens (undefined: the limiter's setting). */
+  batch?: boolean;
 }
 
 /** The outcome of one write of one or more bucket items. */
