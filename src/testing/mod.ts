@@ -304,3 +304,11 @@ export type TestLimiterOptions = Omit<
 export function createTestLimiter(options: TestLimiterOptions = {}): RateLimiter {
   return new RateLimiter({ ...options, tableName: "in-memory", backend: new InMemoryBackend() });
 }
+
+export {
+  type ItemCharge,
+  startWriteCeiling,
+  type WriteCeiling,
+  type WriteCeilingOptions,
+  type WriteCeilingStats,
+} from "./ceiling.ts";
