@@ -5,7 +5,7 @@
  * request, throttling errors that reached callers, and over-admission (the bucket items' own
  * counts `rq` and `u_*` against capacity plus refill).
  *
- * `deno run -A scripts/bench_hot.ts [--seconds 10] [--wcu 100] [--processes 4] [--inflight 8]
+ * `deno run -A scripts/bench_hot.ts [--batches] [--seconds 10] [--wcu 100] [--processes 4] [--inflight 8]
  * [--endpoint http://…] [--json]`; without `--endpoint` (or `ZAE_LIMITER_ENDPOINT`) it starts
  * DynamoDB Local. The same file is the worker (`--worker '<json>'`).
  *
@@ -34,6 +34,8 @@ interface WorkerArgs {
   tableName: string;
   inflight: number;
   index: number;
+  /** Token batches on (issue 14): requests served from tokens each process holds. */
+  batches: boolean;
 }
 
 interface WorkerReport {
@@ -46,7 +48,12 @@ interface WorkerReport {
 }
 
 async function worker(args: WorkerArgs): Promise<WorkerReport> {
-  const limiter = new RateLimiter({ tableName: args.tableName, endpoint: args.endpoint });
+  const limiter = new RateLimiter({
+    tableName: args.tableName,
+    endpoint: args.endpoint,
+    batches: args.batches,
+    closeTimeoutMs: 60_000, // the batches' returns must all land before the counts are read
+  });
   const report: WorkerReport = { admitted: 0, refused: 0, errors: {}, tpm: {} };
   let n = args.index;
   const once = async () => {
@@ -73,8 +80,9 @@ async function worker(args: WorkerArgs): Promise<WorkerReport> {
       }
     }
   };
-  await once(); // loads the stored limits and metadata into this process's caches
-  Object.assign(report, { admitted: 0, refused: 0, errors: {}, tpm: {} });
+  // Loads the stored limits and metadata into this process's caches; counted like the others (a
+  // batch it takes is only written back at the end).
+  await once();
   console.log("ready");
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
@@ -109,6 +117,7 @@ async function main() {
       inflight: { type: "string", default: "8" },
       endpoint: { type: "string" },
       json: { type: "boolean", default: false },
+      batches: { type: "boolean", default: false },
     },
   });
   const seconds = Number(values.seconds), wcu = Number(values.wcu);
@@ -150,9 +159,22 @@ async function main() {
     await admin.setLimits({ entityId: key, limits: KEY_LIMITS });
   }
 
+  // Counted before the workers start: what they take at their first request (a batch) and give
+  // back at the end is in the difference.
+  const client = benchClient(upstream);
+  stack.defer(() => client.destroy());
+  const items = [PROJECT, ...KEYS];
+  const before = await Promise.all(items.map((id) => countsOf(client, tableName, id)));
+
   const self = new URL(import.meta.url).pathname;
   for (let index = 0; index < processes; index++) {
-    const args: WorkerArgs = { endpoint: ceiling.endpoint, tableName, inflight, index };
+    const args: WorkerArgs = {
+      endpoint: ceiling.endpoint,
+      tableName,
+      inflight,
+      index,
+      batches: values.batches,
+    };
     children.push(
       new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", self, "--worker", JSON.stringify(args)],
@@ -176,10 +198,6 @@ async function main() {
   const bufs = children.map(() => ({ text: "" }));
   await Promise.all(outputs.map((r, i) => readLine(r, bufs[i]))); // every worker ready
 
-  const client = benchClient(upstream);
-  stack.defer(() => client.destroy());
-  const items = [PROJECT, ...KEYS];
-  const before = await Promise.all(items.map((id) => countsOf(client, tableName, id)));
   ceiling.reset();
   const startAt = Date.now() + 200;
   const endAt = startAt + seconds * 1000;
@@ -222,6 +240,7 @@ async function main() {
       wcuPerItemPerSecond: wcu,
       processes,
       inflightPerProcess: inflight,
+      batches: values.batches,
       seconds: elapsed,
     },
     admittedPerSecond: admitted / elapsed,
@@ -240,7 +259,7 @@ async function main() {
     const f = (x: number, d = 1) => x.toFixed(d);
     console.log(
       `hot project: ${processes} processes × ${inflight} in flight, 10 keys, cascade, ` +
-        `${wcu} WCU/s per item, ${f(elapsed)} s`,
+        `${wcu} WCU/s per item, batches ${values.batches ? "on" : "off"}, ${f(elapsed)} s`,
     );
     console.log(`  admitted requests per second        ${f(result.admittedPerSecond)}`);
     console.log(

@@ -365,7 +365,7 @@ export class RateLimiter implements AsyncDisposable {
    * const limiter = createTestLimiter({ clock: () => 0, batches: true });
    * const limits = [Limit.perMinute("rpm", 1_000)];
    * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
-   * console.assert(limiter.held({ entityId: "key-1", resource: "api" }).rpm === 3); // 4 taken, 1 used
+   * console.assert(limiter.held({ entityId: "key-1", resource: "api" }).rpm === 15); // 16 taken, 1 used
    * await limiter.close();
    * ```
    */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { RateLimitExceeded } from "../errors.ts";
+import { RateLimiterUnavailable, RateLimitExceeded } from "../errors.ts";
 import type { BatchOptions } from "../options.ts";
 import type { StoredLimit } from "../repository.ts";
 import { Op } from "./op.ts";
@@ -27,6 +27,9 @@ export const BATCH_DEFAULTS: BatchSettings = {
   maxAgeMs: 2_000,
   holdMs: 250,
 };
+
+/** The first batch of a bucket, in requests. */
+const FIRST_SIZE = 16;
 
 /** Options of {@link BatchPool}. */
 export interface BatchPoolOptions {
@@ -83,24 +86,30 @@ export class BatchPool {
     nowMs: bigint,
     deadline: number,
   ): Promise<LeaseTarget[]> {
-    for (let round = 0; round < 4; round++) {
+    // Served only from tokens the batches hold at that moment (checked and taken synchronously).
+    const serve = () =>
+      targets.every((t, i) => this.#covers(t, milli[i]))
+        ? this.#serve(targets, milli, nowMs)
+        : undefined;
+    for (let takes = 0; Date.now() < deadline;) {
+      const served = serve();
+      if (served) return served;
       const lacking = targets.map((_, i) => i).filter((i) => !this.#covers(targets[i], milli[i]));
-      if (lacking.length === 0) return this.#serve(targets, milli, nowMs);
       const busy = lacking.map((i) => this.#taking.get(bucketId(targets[i]))).filter(Boolean);
       if (busy.length > 0) {
         await Promise.allSettled(busy); // another request of this process is taking: share it
         continue;
       }
-      await this.#take(
-        lacking.map((i) => targets[i]),
-        lacking.map((i) => milli[i]),
-        nowMs,
-        deadline,
-      );
+      // Batches drained by concurrent requests as fast as they came: take this request's own.
+      const exact = takes++ >= 2;
+      const ts = lacking.map((i) => targets[i]), ms = lacking.map((i) => milli[i]);
+      const mine = await this.#take(ts, ms, nowMs, deadline, exact, serve);
+      if (mine) return mine;
     }
-    // Batches drained by concurrent requests as fast as they came: take exactly this request's.
-    await this.#take(targets, milli, nowMs, deadline, true);
-    return this.#serve(targets, milli, nowMs);
+    throw new RateLimiterUnavailable(
+      "acquire",
+      new Error("token batches were drained by concurrent requests until the deadline"),
+    );
   }
 
   /** Tokens this process holds in its batch of a bucket, per limit (whole tokens, rounded down). */
@@ -193,8 +202,9 @@ export class BatchPool {
     milli: Map<string, bigint>[],
     nowMs: bigint,
     deadline: number,
-    exact = false,
-  ): Promise<void> {
+    exact: boolean,
+    then: () => LeaseTarget[] | undefined,
+  ): Promise<LeaseTarget[] | undefined> {
     const ids = targets.map(bucketId);
     let done!: () => void;
     const taking = new Promise<void>((resolve) => (done = resolve));
@@ -205,7 +215,7 @@ export class BatchPool {
         const old = this.#batches.get(ids[i]);
         if (old && old.signature !== signatureOf(t)) this.#giveBack(ids[i]);
       }
-      const sizes = ids.map((id) => (exact ? 1 : this.#sizes.get(id) ?? 4));
+      const sizes = ids.map((id) => (exact ? 1 : this.#sizes.get(id) ?? FIRST_SIZE));
       const amounts = targets.map((t, i) => this.#amounts(t, milli[i], sizes[i]));
       try {
         await this.#consume(targets, amounts, nowMs, deadline);
@@ -233,13 +243,15 @@ export class BatchPool {
         }
         // Emptied sooner than it should last: the next batch is twice as large.
         if (old && now - old.takenAt < this.#settings.holdMs) {
-          this.#sizes.set(ids[i], Math.min(1 << 20, (this.#sizes.get(ids[i]) ?? 4) * 2));
+          this.#sizes.set(ids[i], Math.min(1 << 20, (this.#sizes.get(ids[i]) ?? FIRST_SIZE) * 2));
         }
         batch.takenAt = now;
         batch.size = sizes[i];
         this.#batches.set(ids[i], batch);
       });
       this.#schedule();
+      // The request that took serves itself first, before those waiting on the take resume.
+      return then();
     } finally {
       for (const id of ids) if (this.#taking.get(id) === taking) this.#taking.delete(id);
       done();
@@ -296,7 +308,9 @@ export class BatchPool {
       const idle = now - batch.lastUsed >= this.#settings.idleMs;
       if (idle || now - batch.takenAt >= this.#settings.maxAgeMs) {
         // Returned mostly unused: the next batch is half as large.
-        if (idle) this.#sizes.set(id, Math.max(1, Math.floor((this.#sizes.get(id) ?? 4) / 2)));
+        if (idle) {
+          this.#sizes.set(id, Math.max(1, Math.floor((this.#sizes.get(id) ?? FIRST_SIZE) / 2)));
+        }
         this.#giveBack(id);
       }
     }
