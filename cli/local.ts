@@ -22,7 +22,7 @@ import {
   stopByPid,
 } from "../src/local/mod.ts";
 import { takeLock } from "../src/local/lock.ts";
-import type { Io } from "./io.ts";
+import type { CommandContext } from "./context.ts";
 import { UsageError } from "./limits.ts";
 
 /** What `local up` remembers. */
@@ -145,21 +145,10 @@ function envLines(endpoint: string): string[] {
   ];
 }
 
-type CommandFactory = (
-  parent: Command,
-  name: string,
-  description: string,
-  examples: string[],
-) => Command;
-
 /** Adds `local up|down|status` to the program. */
 export function addLocalCommands(
   program: Command,
-  ctx: {
-    command: CommandFactory;
-    print: (c: Command, json: unknown, text: string) => void;
-    io: Io;
-  },
+  ctx: CommandContext,
 ): void {
   const { command, print, io } = ctx;
   const local = command(program, "local", "Run DynamoDB Local in the background", []);

@@ -1,0 +1,122 @@
+/**
+ * `zae-limiter limits set|get|delete` (an entity's stored limits) and `zae-limiter available`
+ * (the tokens available now per limit).
+ *
+ * @module
+ */
+
+import type { Command } from "commander";
+import type { Limit } from "../mod.ts";
+import { type CommandContext, connectionOptions, withLimiter } from "./context.ts";
+import { noSuchEntity } from "./entity_cmd.ts";
+import { formatLimit, UsageError } from "./limits.ts";
+import { limitList } from "./parsers.ts";
+import { CliError } from "./report.ts";
+
+/** Adds `limits set|get|delete` and `available` to the program. */
+export function addLimitsCommands(program: Command, ctx: CommandContext): void {
+  const { command, print, io } = ctx;
+  const limits = command(program, "limits", "Manage stored limits of an entity", []);
+  const lim = (name: string, description: string, examples: string[]) =>
+    connectionOptions(command(limits, name, description, examples))
+      .option("--resource <resource>", "one resource (default: the entity-wide limits)");
+  lim("set <entityId>", "Store limits (replaces the stored ones)", [
+    "zae-limiter limits set key-1 --resource gpt-4 --limit tpm:10000/min:15000 --limit rpm:100/min",
+    "zae-limiter limits set proj-1 --limit rpd:50000/day",
+  ])
+    .requiredOption(
+      "--limit <spec>",
+      "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)",
+      limitList,
+    )
+    .action(async (entityId: string, opts, c: Command) => {
+      const list: Limit[] = opts.limit;
+      await withLimiter(
+        io,
+        opts,
+        (l) =>
+          l.setLimits({
+            entityId,
+            ...(opts.resource ? { resource: opts.resource } : {}),
+            limits: list,
+          }),
+      );
+      print(
+        c,
+        { entityId, resource: opts.resource ?? "*", limits: list },
+        `Stored ${list.map(formatLimit).join(", ")} for ${entityId}${
+          opts.resource ? ` on ${opts.resource}` : ""
+        }.`,
+      );
+    });
+  lim("get <entityId>", "Show stored limits", ["zae-limiter limits get key-1 --resource gpt-4"])
+    .action(async (entityId: string, opts, c: Command) => {
+      const list = await withLimiter(
+        io,
+        opts,
+        (l) => l.getLimits({ entityId, ...(opts.resource ? { resource: opts.resource } : {}) }),
+      );
+      print(
+        c,
+        { entityId, resource: opts.resource ?? "*", limits: list },
+        list.length
+          ? list.map(formatLimit).join("\n")
+          : `No limits stored for ${entityId}${opts.resource ? ` on ${opts.resource}` : ""}.`,
+      );
+    });
+  lim("delete <entityId>", "Delete stored limits", [
+    "zae-limiter limits delete key-1 --resource gpt-4",
+  ])
+    .action(async (entityId: string, opts, c: Command) => {
+      await withLimiter(
+        io,
+        opts,
+        (l) => l.deleteLimits({ entityId, ...(opts.resource ? { resource: opts.resource } : {}) }),
+      );
+      print(
+        c,
+        { entityId, resource: opts.resource ?? "*", deleted: true },
+        `Deleted limits of ${entityId}${opts.resource ? ` on ${opts.resource}` : ""}.`,
+      );
+    });
+
+  connectionOptions(command(program, "available", "Tokens available now per limit", [
+    "zae-limiter available --entity key-1 --resource gpt-4 --limit tpm:10000/min --limit rpm:100/min",
+    "zae-limiter available --entity key-1 --resource gpt-4 --stored",
+  ]))
+    .requiredOption("--entity <entityId>", "the entity")
+    .requiredOption("--resource <resource>", "the resource")
+    .option("--limit <spec>", "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)", limitList, [])
+    .option("--stored", "use the entity's stored limits (--limit is the fallback)", false)
+    .action(async (opts, c: Command) => {
+      if (!opts.stored && opts.limit.length === 0) {
+        throw new UsageError("Give at least one --limit, or --stored");
+      }
+      const available = await withLimiter(io, opts, async (l) => {
+        const out = await l.available({
+          entityId: opts.entity,
+          resource: opts.resource,
+          limits: opts.limit,
+          useStoredLimits: opts.stored,
+        });
+        // Only --stored can resolve to no limit at all: a typo, or limits never stored.
+        if (Object.keys(out).length === 0) {
+          if (!(await l.getEntity(opts.entity))) throw noSuchEntity(opts.entity, "entity");
+          throw new CliError(
+            "NoLimitsError",
+            `No limits stored for entity ${JSON.stringify(opts.entity)} on ${
+              JSON.stringify(opts.resource)
+            } (nor for every resource, nor through its parent): store some with ` +
+              "`zae-limiter limits set`, or give --limit",
+            "resource",
+          );
+        }
+        return out;
+      });
+      print(
+        c,
+        { entityId: opts.entity, resource: opts.resource, available },
+        Object.entries(available).map(([k, v]) => `${k}: ${v}`).join("\n"),
+      );
+    });
+}
