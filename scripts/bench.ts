@@ -24,6 +24,7 @@ import { availableParallelism } from "node:os";
 import { DYNAMODB_LOCAL_VERSION, type LocalDynamo, startDynamoDBLocal } from "../src/local/mod.ts";
 import { measureCosts } from "./bench_cost.ts";
 import { measureCpu } from "./bench_cpu.ts";
+import { runHotBench } from "./bench_hot.ts";
 import {
   type BenchResults,
   peerRows,
@@ -135,6 +136,12 @@ export async function runBench(
     const body = await measureRequestBody({ endpoint });
     const configExpiry = await measureConfigExpiry({ endpoint });
     const bundle = await measureBundle();
+    log("a hot project at a write ceiling, without and with token batches ...");
+    const hotSeconds = quick ? 2 : 8;
+    const hot = {
+      off: await runHotBench({ endpoint, seconds: hotSeconds, batches: false }),
+      on: await runHotBench({ endpoint, seconds: hotSeconds, batches: true }),
+    };
     const results: BenchResults = {
       costs,
       throughput,
@@ -144,6 +151,7 @@ export async function runBench(
       configExpiry,
       bundle,
       pythonSkipped,
+      hot,
     };
     const settings = skipThroughput
       ? "throughput skipped"

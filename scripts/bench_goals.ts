@@ -115,6 +115,38 @@ export function verdicts(r: BenchResults, options: { judgeThroughput: boolean })
       met: worst <= 1,
     });
   }
+  if (r.hot) {
+    const { off, on } = r.hot;
+    const errors = (h: typeof on) =>
+      Object.values(h.errorsReachingCallers).reduce((a, b) => a + b, 0);
+    const ceiling = on.setting.wcuPerItemPerSecond;
+    out.push({
+      goal: `hot project at ${ceiling} WCU/s per item, batches on: admitted per second`,
+      target: `≥ ${20 * ceiling} (20× one item's ceiling)`,
+      measured: `${on.admittedPerSecond.toFixed(0)} (batches off: ${
+        off.admittedPerSecond.toFixed(0)
+      })`,
+      met: on.admittedPerSecond >= 20 * ceiling,
+    });
+    out.push({
+      goal: "hot project, batches on: DynamoDB writes per admitted request",
+      target: "≤ 0.2",
+      measured: on.writeCallsPerAdmitted.toFixed(3),
+      met: on.writeCallsPerAdmitted <= 0.2,
+    });
+    out.push({
+      goal: "hot project: over-admission (items' own counts vs capacity + refill and vs callers)",
+      target: "0",
+      measured: `batches on ${on.overAdmission}, off ${off.overAdmission}`,
+      met: on.overAdmission === 0 && off.overAdmission === 0,
+    });
+    out.push({
+      goal: "hot project, batches on: throttling errors reaching callers (fail closed)",
+      target: "0",
+      measured: `${errors(on)} (batches off, over the ceiling: ${errors(off)})`,
+      met: errors(on) === 0,
+    });
+  }
   return out;
 }
 

@@ -297,6 +297,49 @@ async function countsOf(
   return { rq: n(REQUESTS), used: { rpm: n(attr.used("rpm")), tpm: n(attr.used("tpm")) } };
 }
 
+/** What `main` prints with `--json`. */
+export interface HotResult {
+  setting: {
+    wcuPerItemPerSecond: number;
+    processes: number;
+    inflightPerProcess: number;
+    batches: boolean;
+    seconds: number;
+  };
+  admittedPerSecond: number;
+  admitted: number;
+  refused: number;
+  writeCallsPerAdmitted: number;
+  wcuPerAdmitted: number;
+  throttledAnswers: number;
+  projectItemWcuPerSecond: number;
+  errorsReachingCallers: Record<string, number>;
+  overAdmission: number;
+}
+
+/** Runs this benchmark in a process of its own (for `deno task bench`) and returns its result. */
+export async function runHotBench(
+  options: { endpoint: string; seconds: number; batches: boolean; extra?: string[] },
+): Promise<HotResult> {
+  const args = [
+    "run",
+    "-A",
+    new URL(import.meta.url).pathname,
+    "--json",
+    "--endpoint",
+    options.endpoint,
+    "--seconds",
+    String(options.seconds),
+    ...(options.batches ? ["--batches"] : []),
+    ...(options.extra ?? []),
+  ];
+  const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) throw new Error(`bench_hot failed (${out.code}): ${text.slice(-300)}`);
+  return JSON.parse(text.split("\n").at(-1)!) as HotResult;
+}
+
 if (import.meta.main) {
   const at = Deno.args.indexOf("--worker");
   if (at >= 0) {

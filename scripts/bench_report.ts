@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { HotResult } from "./bench_hot.ts";
 import { billedWcu, type CostRow } from "./bench_cost.ts";
 import type { CpuResult } from "./bench_cpu.ts";
 import type { OverAdmission, ThroughputCase } from "./bench_throughput.ts";
@@ -30,6 +31,8 @@ export interface BenchResults {
   configExpiry?: ConfigExpiry;
   /** Why the Python peer did not run, when it did not (e.g. a quick run). */
   pythonSkipped?: string;
+  /** A hot project at a write ceiling, without and with token batches (scripts/bench_hot.ts). */
+  hot?: { off: HotResult; on: HotResult };
 }
 
 /** One goal's verdict. */
@@ -201,6 +204,30 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       o.failedPerRequest.toFixed(2)
     } failed conditions`);
     p("per request (refusals included: a process refuses locally once it knows the bucket is empty).");
+  }
+  if (r.hot) {
+    p();
+    p("## A hot project at a write ceiling");
+    p();
+    p("`scripts/bench_hot.ts`: DynamoDB Local behind the write-ceiling harness at");
+    p(`${r.hot.on.setting.wcuPerItemPerSecond} WCU per item per second, ${r.hot.on.setting.processes} OS processes × ${r.hot.on.setting.inflightPerProcess} in flight, one project`);
+    p("with 10 API keys, every acquire cascading (rpm and tpm, `adjust` on a quarter of them).");
+    p("Over-admission compares the items' own counts (`rq`, `u_tpm`) with what the callers were");
+    p("admitted and with capacity plus refill. See [hot-keys.md](hot-keys.md).");
+    p();
+    p("| measure | batches off | batches on |");
+    p("|---|---|---|");
+    const row = (name: string, f: (h: HotResult) => string) =>
+      p(`| ${name} | ${f(r.hot!.off)} | ${f(r.hot!.on)} |`);
+    row("admitted requests per second", (h) => h.admittedPerSecond.toFixed(0));
+    row("DynamoDB write calls per admitted request", (h) => h.writeCallsPerAdmitted.toFixed(3));
+    row("WCU per admitted request", (h) => h.wcuPerAdmitted.toFixed(3));
+    row("throttled answers (retried inside the deadline)", (h) => String(h.throttledAnswers));
+    row(
+      "throttling errors reaching callers",
+      (h) => String(Object.values(h.errorsReachingCallers).reduce((a, b) => a + b, 0)),
+    );
+    row("over-admission", (h) => String(h.overAdmission));
   }
   if (r.body || r.bundle || r.configExpiry) {
     p();
