@@ -35,7 +35,6 @@ export type {
 } from "../repository.ts";
 import { type Entity, type EntityConfig, ShardsChanged, type StoredLimits } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
-import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
 
