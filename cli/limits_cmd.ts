@@ -65,7 +65,14 @@ export function addLimitsCommands(program: Command, ctx: CommandContext): void {
         list.length
           ? [
             ...list.map(formatLimit),
-            `shards: ${shards.shards}${shards.shardsSince ? ` (since ${shards.shardsSince})` : ""}`,
+            // One item is the usual case: shown only once split.
+            ...(shards.shards > 1
+              ? [
+                `shards: ${shards.shards}${
+                  shards.shardsSince ? ` (since ${shards.shardsSince})` : ""
+                }`,
+              ]
+              : []),
           ].join("\n")
           : `No limits stored for ${entityId}${opts.resource ? ` on ${opts.resource}` : ""}.`,
       );

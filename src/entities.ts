@@ -32,6 +32,7 @@ export interface StoredShards {
 
 /** Stored limits with the shard count that splits their buckets. */
 export interface StoredLimits {
+  /** The limits. */
   limits: Limit[];
   /** Absent: one item (never sharded). */
   shards?: StoredShards;

@@ -25,7 +25,7 @@
 
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
-export type { EntityConfig } from "../entities.ts";
+export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
 export type {
   BucketWrite,
   LimitOp,
