@@ -40,11 +40,26 @@ export function addEntityCommands(program: Command, ctx: CommandContext): void {
         `Created entity ${entityId}${opts.parent ? ` (parent ${opts.parent})` : ""}.`,
       );
     });
-  ent("get <entityId>", "Show an entity", ["zae-limiter entity get key-1"])
+  ent("get <entityId>", "Show an entity and the shard count of its stored limits", [
+    "zae-limiter entity get key-1",
+    "zae-limiter entity get key-1 --resource gpt-4",
+  ])
+    .option("--resource <resource>", "the shard count of this resource's limits")
     .action(async (entityId: string, opts, c: Command) => {
-      const found = await withLimiter(io, opts, (l) => l.getEntity(entityId));
+      const where = { entityId, ...(opts.resource ? { resource: opts.resource } : {}) };
+      const [found, shards] = await withLimiter(
+        io,
+        opts,
+        (l) => Promise.all([l.getEntity(entityId), l.getShards(where)]),
+      );
       if (!found) throw noSuchEntity(entityId);
-      print(c, found, formatEntity(found));
+      print(
+        c,
+        { ...found, shards: shards.shards },
+        `${formatEntity(found)}\nshards:    ${shards.shards}${
+          opts.resource ? ` (${escapeControls(opts.resource)})` : ""
+        }`,
+      );
     });
   ent("children <parentId>", "List an entity's children", ["zae-limiter entity children proj-1"])
     .action(async (parentId: string, opts, c: Command) => {

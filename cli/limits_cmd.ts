@@ -10,7 +10,7 @@ import type { Limit } from "../mod.ts";
 import { type CommandContext, connectionOptions, withLimiter } from "./context.ts";
 import { noSuchEntity } from "./entity_cmd.ts";
 import { formatLimit, UsageError } from "./limits.ts";
-import { limitList } from "./parsers.ts";
+import { int, limitList } from "./parsers.ts";
 import { CliError } from "./report.ts";
 
 /** Adds `limits set|get|delete` and `available` to the program. */
@@ -29,38 +29,51 @@ export function addLimitsCommands(program: Command, ctx: CommandContext): void {
       "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)",
       limitList,
     )
+    .option("--shards <n>", "split each bucket into n items (1-64; default: as stored)", int)
     .action(async (entityId: string, opts, c: Command) => {
       const list: Limit[] = opts.limit;
-      await withLimiter(
-        io,
-        opts,
-        (l) =>
-          l.setLimits({
-            entityId,
-            ...(opts.resource ? { resource: opts.resource } : {}),
-            limits: list,
-          }),
-      );
+      const where = { entityId, ...(opts.resource ? { resource: opts.resource } : {}) };
+      const shards = await withLimiter(io, opts, async (l) => {
+        await l.setLimits({
+          ...where,
+          limits: list,
+          ...(opts.shards === undefined ? {} : { shards: opts.shards }),
+        });
+        return (await l.getShards(where)).shards;
+      });
       print(
         c,
-        { entityId, resource: opts.resource ?? "*", limits: list },
+        { entityId, resource: opts.resource ?? "*", limits: list, shards },
         `Stored ${list.map(formatLimit).join(", ")} for ${entityId}${
           opts.resource ? ` on ${opts.resource}` : ""
-        }.`,
+        }${shards > 1 ? ` in ${shards} shards` : ""}.`,
       );
     });
-  lim("get <entityId>", "Show stored limits", ["zae-limiter limits get key-1 --resource gpt-4"])
+  lim("get <entityId>", "Show stored limits and their shard count", [
+    "zae-limiter limits get key-1 --resource gpt-4",
+  ])
     .action(async (entityId: string, opts, c: Command) => {
-      const list = await withLimiter(
+      const where = { entityId, ...(opts.resource ? { resource: opts.resource } : {}) };
+      const [list, shards] = await withLimiter(
         io,
         opts,
-        (l) => l.getLimits({ entityId, ...(opts.resource ? { resource: opts.resource } : {}) }),
+        (l) => Promise.all([l.getLimits(where), l.getShards(where)]),
       );
       print(
         c,
-        { entityId, resource: opts.resource ?? "*", limits: list },
+        { entityId, resource: opts.resource ?? "*", limits: list, ...shards },
         list.length
-          ? list.map(formatLimit).join("\n")
+          ? [
+            ...list.map(formatLimit),
+            // One item is the usual case: shown only once split.
+            ...(shards.shards > 1
+              ? [
+                `shards: ${shards.shards}${
+                  shards.shardsSince ? ` (since ${shards.shardsSince})` : ""
+                }`,
+              ]
+              : []),
+          ].join("\n")
           : `No limits stored for ${entityId}${opts.resource ? ` on ${opts.resource}` : ""}.`,
       );
     });

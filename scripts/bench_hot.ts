@@ -5,7 +5,7 @@
  * request, throttling errors that reached callers, and over-admission (the bucket items' own
  * counts `rq` and `u_*` against capacity plus refill).
  *
- * `deno run -A scripts/bench_hot.ts [--batches] [--seconds 10] [--wcu 100] [--processes 4] [--inflight 8]
+ * `deno run -A scripts/bench_hot.ts [--batches | --shards N] [--seconds 10] [--wcu 100] [--processes 4] [--inflight 8]
  * [--endpoint http://…] [--json]`; without `--endpoint` (or `ZAE_LIMITER_ENDPOINT`) it starts
  * DynamoDB Local. The same file is the worker (`--worker '<json>'`).
  *
@@ -24,6 +24,8 @@ import { benchClient } from "./bench_clients.ts";
 const RESOURCE = "gpt-4o";
 const PROJECT = "proj-hot";
 const KEYS = Array.from({ length: 10 }, (_, i) => `key-${i}`);
+/** The one key of the shard mode, with limits far above the traffic. */
+const HOT_KEY = "key-hot";
 const ESTIMATE = 500;
 /** Far above the traffic: the ceiling, not the limits, is what this measures. */
 const PROJECT_LIMITS = [Limit.perMinute("rpm", 60_000), Limit.perMinute("tpm", 60_000_000)];
@@ -36,6 +38,8 @@ interface WorkerArgs {
   index: number;
   /** Token batches on (issue 14): requests served from tokens each process holds. */
   batches: boolean;
+  /** Shard mode: one hot key (no cascade, no batches) whose stored limits are in this many shards. */
+  shards?: number;
 }
 
 interface WorkerReport {
@@ -52,13 +56,14 @@ async function worker(args: WorkerArgs): Promise<WorkerReport> {
     tableName: args.tableName,
     endpoint: args.endpoint,
     batches: args.batches,
+    autoShard: false, // the shard mode measures the count it sets
     closeTimeoutMs: 60_000, // the batches' returns must all land before the counts are read
   });
   const report: WorkerReport = { admitted: 0, refused: 0, errors: {}, tpm: {} };
   let n = args.index;
   const once = async () => {
     const i = n++;
-    const entityId = KEYS[i % KEYS.length];
+    const entityId = args.shards ? HOT_KEY : KEYS[i % KEYS.length];
     try {
       const lease = await limiter.acquire({
         entityId,
@@ -66,6 +71,7 @@ async function worker(args: WorkerArgs): Promise<WorkerReport> {
         limits: KEY_LIMITS,
         consume: { rpm: 1, tpm: ESTIMATE },
         useStoredLimits: true,
+        ...(args.shards ? { cascade: false } : {}),
       });
       const delta = i % 4 === 0 ? ((i * 37) % 400) - 200 : 0; // the answer's real size
       if (delta !== 0) await lease.adjust({ tpm: delta });
@@ -118,8 +124,13 @@ async function main() {
       endpoint: { type: "string" },
       json: { type: "boolean", default: false },
       batches: { type: "boolean", default: false },
+      shards: { type: "string" },
     },
   });
+  const shards = values.shards === undefined ? undefined : Number(values.shards);
+  if (shards !== undefined && !(Number.isInteger(shards) && shards >= 1 && shards <= 64)) {
+    throw new Error(`--shards must be a whole number from 1 to 64: ${values.shards}`);
+  }
   const seconds = Number(values.seconds), wcu = Number(values.wcu);
   const processes = Number(values.processes), inflight = Number(values.inflight);
   for (const [name, v] of Object.entries({ seconds, wcu, processes, inflight })) {
@@ -158,6 +169,17 @@ async function main() {
     await admin.createEntity({ entityId: key, parentId: PROJECT, cascade: true });
     await admin.setLimits({ entityId: key, limits: KEY_LIMITS });
   }
+  if (shards) {
+    await admin.createEntity({ entityId: HOT_KEY });
+    // Set an hour back: a new shard layout starts empty, and this measures the ceiling.
+    const setter = new RateLimiter({
+      tableName,
+      endpoint: upstream,
+      clock: () => Date.now() - 3_600_000,
+    });
+    await setter.setLimits({ entityId: HOT_KEY, limits: PROJECT_LIMITS, shards });
+    await setter.close();
+  }
 
   // Counted before the workers start: what they take at their first request (a batch) and give
   // back at the end is in the difference.
@@ -173,7 +195,8 @@ async function main() {
       tableName,
       inflight,
       index,
-      batches: values.batches,
+      batches: values.batches && !shards,
+      shards,
     };
     children.push(
       new Deno.Command(Deno.execPath(), {
@@ -235,7 +258,15 @@ async function main() {
     (a, r) => a + Object.values(r.tpm).reduce((x, y) => x + y, 0),
     0,
   );
+  const hotWcu = [...stats.items.values()].filter((s) => s.key.includes(entityPk(HOT_KEY)));
   const result = {
+    ...(shards
+      ? {
+        shards,
+        hotKeyItems: hotWcu.length,
+        hotKeyWcuPerSecond: hotWcu.reduce((a, s) => a + s.wcu, 0) / elapsed,
+      }
+      : {}),
     setting: {
       wcuPerItemPerSecond: wcu,
       processes,
@@ -258,9 +289,20 @@ async function main() {
   else {
     const f = (x: number, d = 1) => x.toFixed(d);
     console.log(
-      `hot project: ${processes} processes × ${inflight} in flight, 10 keys, cascade, ` +
-        `${wcu} WCU/s per item, batches ${values.batches ? "on" : "off"}, ${f(elapsed)} s`,
+      shards
+        ? `hot key: ${processes} processes × ${inflight} in flight, one key in ${shards} shards, ` +
+          `no cascade, no batches, ${wcu} WCU/s per item, ${f(elapsed)} s`
+        : `hot project: ${processes} processes × ${inflight} in flight, 10 keys, cascade, ` +
+          `${wcu} WCU/s per item, batches ${values.batches ? "on" : "off"}, ${f(elapsed)} s`,
     );
+    if (shards) {
+      console.log(
+        `  hot key's items written / WCU per s ${hotWcu.length} / ${
+          f(result.hotKeyWcuPerSecond ?? 0)
+        } ` +
+          `(goal: admitted ≥ 8 × ${wcu} = ${8 * wcu} a second)`,
+      );
+    }
     console.log(`  admitted requests per second        ${f(result.admittedPerSecond)}`);
     console.log(
       `  DynamoDB writes per admitted        ${f(result.writeCallsPerAdmitted, 2)} calls, ` +

@@ -9,7 +9,8 @@
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import type { Entity } from "./entities.ts";
+import { type Entity, ShardsChanged, type StoredLimits } from "./entities.ts";
+import { checkShards } from "./engine/shards.ts";
 import { ValidationError } from "./errors.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
@@ -116,25 +117,65 @@ export class EntityAdmin {
     this.#forget(entityId);
   }
 
+  /**
+   * Stores limits, with their shard count when given (kept as stored otherwise). A changed count
+   * starts a new shard layout now (`sinceMs`): see docs/hot-keys.md, "Shards".
+   */
   async setLimits(
-    options: { entityId: string; resource?: string; limits: Limit[] },
+    options: { entityId: string; resource?: string; limits: Limit[]; shards?: number },
   ): Promise<void> {
     const { entityId, resource } = validateLimitTarget(options);
     const limits = validateLimits(options.limits, false);
-    await this.#run(
-      "setLimits",
-      (signal) => this.#backend.entities.putLimits(entityId, resource, limits, signal),
-    );
+    if (options.shards !== undefined) checkShards("shards", options.shards, limits);
+    for (let attempt = 0;; attempt++) {
+      const stored = await this.#run(
+        "setLimits",
+        (signal) => this.#backend.entities.getLimits(entityId, resource, signal),
+      );
+      const before = stored?.shards;
+      const count = options.shards ?? before?.count;
+      // The stored count must still suit the new limits.
+      if (count !== undefined) checkShards("shards", count, limits);
+      const shards = count === undefined
+        ? undefined
+        : count === (before?.count ?? 1)
+        ? before ?? { count }
+        : { count, sinceMs: Number(this.#writer.now()) };
+      const done = await this.#run(
+        "setLimits",
+        (signal) =>
+          this.#backend.entities.putLimits(
+            entityId,
+            resource,
+            limits,
+            signal,
+            shards,
+            before?.count ?? 1,
+          )
+            .then(() => true, (err) => {
+              // Doubled meanwhile by a process that saw throttling: decide again on what is stored.
+              if (err instanceof ShardsChanged && attempt < 4) return false;
+              throw err;
+            }),
+      );
+      if (done) break;
+    }
     this.#forget(entityId);
   }
 
   async getLimits(options: { entityId: string; resource?: string }): Promise<Limit[]> {
+    return (await this.getStoredLimits(options))?.limits ?? [];
+  }
+
+  /** Stored limits with their shard count, or `undefined`. */
+  async getStoredLimits(
+    options: { entityId: string; resource?: string },
+  ): Promise<StoredLimits | undefined> {
     const { entityId, resource } = validateLimitTarget(options);
-    return (await this.#run(
+    return await this.#run(
       "getLimits",
       (signal) => this.#backend.entities.getLimits(entityId, resource, signal),
-    )) ??
-      [];
+    );
   }
 
   async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {

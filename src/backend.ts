@@ -7,7 +7,7 @@
  */
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { Entity, EntityConfig } from "./entities.ts";
+import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
 import { leanTransportOf } from "./transport/lean.ts";
@@ -81,19 +81,32 @@ export interface EntityBackend {
   children(parentId: string, signal?: AbortSignal): Promise<Entity[]>;
   /** Deletes every item of an entity; returns how many. */
   deleteAll(entityId: string, signal?: AbortSignal): Promise<number>;
-  /** Stores limits for a resource (or all resources). */
+  /**
+   * Stores limits for a resource (or all resources), with their shard count; with
+   * `expectShards`, only if the stored count is still that (else `ShardsChanged`).
+   */
   putLimits(
     entityId: string,
     resource: string | undefined,
     limits: Limit[],
     signal?: AbortSignal,
+    shards?: StoredShards,
+    expectShards?: number,
   ): Promise<void>;
-  /** Stored limits, or `undefined`. */
+  /** Stored limits with their shard count, or `undefined`. */
   getLimits(
     entityId: string,
     resource: string | undefined,
     signal?: AbortSignal,
-  ): Promise<Limit[] | undefined>;
+  ): Promise<StoredLimits | undefined>;
+  /** Changes the shard count from `from` (still stored) to `to`; false when it was not `from`. */
+  reshard(
+    entityId: string,
+    resource: string | undefined,
+    from: number,
+    to: StoredShards,
+    signal?: AbortSignal,
+  ): Promise<boolean>;
   /** Deletes stored limits. */
   deleteLimits(entityId: string, resource: string | undefined, signal?: AbortSignal): Promise<void>;
   /** Metadata and stored limits of some entities for a resource, in one round trip. */

@@ -14,6 +14,7 @@ import type { Backend } from "./backend.ts";
 import { TtlCache } from "./cache.ts";
 import type { EntityConfig } from "./entities.ts";
 import { makeTarget } from "./engine/plan.ts";
+import { pickShard } from "./engine/shards.ts";
 import type { Target, ValidRequest } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 
@@ -105,10 +106,7 @@ export class ConfigResolver {
           operation,
         )
         : {};
-      const limits = useStored
-        ? (cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits)
-        : req.limits;
-      targets.push(makeTarget(id, req.resource, limits));
+      targets.push(storedTarget(id, req, useStored ? cfg : {}));
     }
     return targets;
   }
@@ -166,7 +164,12 @@ export class ConfigResolver {
         const cfg = found.get(entityId) ?? {};
         const got: Loaded = {
           meta: { entity: cfg.entity },
-          limits: { resourceLimits: cfg.resourceLimits, defaultLimits: cfg.defaultLimits },
+          limits: {
+            resourceLimits: cfg.resourceLimits,
+            defaultLimits: cfg.defaultLimits,
+            resourceShards: cfg.resourceShards,
+            defaultShards: cfg.defaultShards,
+          },
         };
         // Aged from the read's start: the value is at least that old.
         for (const p of unread) {
@@ -184,4 +187,24 @@ export class ConfigResolver {
     const got = await Promise.all(parts.map(async (p) => (await this.#loads.get(key[p])!)[p]));
     return Object.assign({}, ...got);
   }
+}
+
+/**
+ * The target of one entity's bucket: its stored limits (the resource's, else the entity-wide ones,
+ * else the call's), and a shard picked at random when the stored limits are split into shards.
+ */
+function storedTarget(entityId: string, req: ValidRequest, cfg: EntityConfig): Target {
+  const own = cfg.resourceLimits !== undefined;
+  const limits = cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits;
+  if (!own && cfg.defaultLimits === undefined) return makeTarget(entityId, req.resource, limits);
+  // Stored limits carry their shard count (one item when none is stored), which may double.
+  const shards = (own ? cfg.resourceShards : cfg.defaultShards) ?? { count: 1 };
+  return makeTarget(entityId, req.resource, limits, {
+    resource: req.resource,
+    index: pickShard(shards.count)!,
+    count: shards.count,
+    sinceMs: shards.sinceMs === undefined ? undefined : BigInt(shards.sinceMs),
+    source: own ? req.resource : undefined,
+    whole: limits,
+  });
 }

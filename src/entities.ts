@@ -15,11 +15,36 @@ import {
   QueryCommand,
   TransactionCanceledException,
   TransactWriteItemsCommand,
+  UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import { Limit } from "./limit.ts";
+
+/** A shard count as stored with limits. */
+export interface StoredShards {
+  /** How many items the bucket is split into (1: one item, the key of an unsharded bucket). */
+  count: number;
+  /** Epoch ms (the clock of the limiter that changed it) when the count last changed. */
+  sinceMs?: number;
+}
+
+/** Stored limits with the shard count that splits their buckets. */
+export interface StoredLimits {
+  /** The limits. */
+  limits: Limit[];
+  /** Absent: one item (never sharded). */
+  shards?: StoredShards;
+}
+
+/** The stored shard count changed since it was read (`putLimits` with `expectShards`). */
+export class ShardsChanged extends Error {
+  constructor() {
+    super("the stored shard count changed meanwhile");
+    this.name = "ShardsChanged";
+  }
+}
 
 /** Items read per page when deleting an entity: bounds memory on entities with many items. */
 const DELETE_PAGE = 500;
@@ -208,33 +233,51 @@ export class EntityStore {
     }
   }
 
-  /** Stores the limits of an entity for a resource (or all resources), replacing earlier ones. */
+  /**
+   * Stores the limits of an entity for a resource (or all resources), replacing earlier ones, with
+   * their shard count. With `expectShards`, only if the stored count is still that (1: none stored).
+   */
   async putLimits(
     entityId: string,
     resource: string | undefined,
     limits: Limit[],
     signal?: AbortSignal,
+    shards?: StoredShards,
+    expectShards?: number,
   ): Promise<void> {
-    await this.#client.send(
-      new PutItemCommand({
-        TableName: this.#table,
-        Item: {
-          PK: { S: keys.entityPk(entityId) },
-          SK: { S: keys.limitSk(resource) },
-          limits: {
-            L: limits.map((l) => ({
-              M: {
-                name: { S: l.name },
-                capacity: { N: String(l.capacity) },
-                refillAmount: { N: String(l.refillAmount) },
-                refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
-              },
-            })),
+    const item: Record<string, AttributeValue> = {
+      PK: { S: keys.entityPk(entityId) },
+      SK: { S: keys.limitSk(resource) },
+      limits: {
+        L: limits.map((l) => ({
+          M: {
+            name: { S: l.name },
+            capacity: { N: String(l.capacity) },
+            refillAmount: { N: String(l.refillAmount) },
+            refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
           },
-        },
-      }),
-      { abortSignal: signal },
-    );
+        })),
+      },
+    };
+    if (shards) {
+      item.shards = { N: String(shards.count) };
+      if (shards.sinceMs !== undefined) item.shardsSince = { N: String(shards.sinceMs) };
+    }
+    try {
+      await this.#client.send(
+        new PutItemCommand({
+          TableName: this.#table,
+          Item: item,
+          ...(expectShards === undefined ? {} : shardCondition(expectShards)),
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+        throw new ShardsChanged();
+      }
+      throw err;
+    }
   }
 
   /** Stored limits for a resource (or all resources); `undefined` when none are stored. */
@@ -242,7 +285,7 @@ export class EntityStore {
     entityId: string,
     resource: string | undefined,
     signal?: AbortSignal,
-  ): Promise<Limit[] | undefined> {
+  ): Promise<StoredLimits | undefined> {
     const out = await this.#client.send(
       new GetItemCommand({
         TableName: this.#table,
@@ -251,7 +294,41 @@ export class EntityStore {
       }),
       { abortSignal: signal },
     );
-    return out.Item ? parseLimits(out.Item) : undefined;
+    return out.Item ? { limits: parseLimits(out.Item), shards: parseShards(out.Item) } : undefined;
+  }
+
+  /**
+   * Sets the shard count of stored limits from `from` to `to`, if it is still `from` and the
+   * limits are there; false when it was not.
+   */
+  async reshard(
+    entityId: string,
+    resource: string | undefined,
+    from: number,
+    to: StoredShards,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const cond = shardCondition(from);
+    try {
+      await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+          UpdateExpression: "SET shards = :to, shardsSince = :since",
+          ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression})`,
+          ExpressionAttributeValues: {
+            ...cond.ExpressionAttributeValues,
+            ":to": { N: String(to.count) },
+            ":since": { N: String(to.sinceMs ?? 0) },
+          },
+        }),
+        { abortSignal: signal },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof Error && err.name === "ConditionalCheckFailedException") return false;
+      throw err;
+    }
   }
 
   /** Deletes stored limits for a resource (or the entity-wide ones). */
@@ -309,8 +386,13 @@ export class EntityStore {
       if (!cfg) continue;
       const sk = item.SK.S;
       if (sk === keys.META_SK) cfg.entity = parseEntity(item);
-      else if (sk === keys.limitSk()) cfg.defaultLimits = parseLimits(item);
-      else if (sk === keys.limitSk(resource)) cfg.resourceLimits = parseLimits(item);
+      else if (sk === keys.limitSk()) {
+        cfg.defaultLimits = parseLimits(item);
+        cfg.defaultShards = parseShards(item);
+      } else if (sk === keys.limitSk(resource)) {
+        cfg.resourceLimits = parseLimits(item);
+        cfg.resourceShards = parseShards(item);
+      }
     }
     return result;
   }
@@ -340,6 +422,32 @@ export interface EntityConfig {
   resourceLimits?: Limit[];
   /** Stored entity-wide limits. */
   defaultLimits?: Limit[];
+  /** The shard count stored with the resource's limits. */
+  resourceShards?: StoredShards;
+  /** The shard count stored with the entity-wide limits. */
+  defaultShards?: StoredShards;
+}
+
+/** The condition that the stored shard count is `count` (1: none stored, or 1). */
+function shardCondition(count: number): {
+  ConditionExpression: string;
+  ExpressionAttributeValues: Record<string, AttributeValue>;
+} {
+  return {
+    ConditionExpression: count === 1
+      ? "attribute_not_exists(shards) OR shards = :from"
+      : "shards = :from",
+    ExpressionAttributeValues: { ":from": { N: String(count) } },
+  };
+}
+
+function parseShards(item: Record<string, AttributeValue>): StoredShards | undefined {
+  if (item.shards?.N === undefined) return undefined;
+  const since = item.shardsSince?.N;
+  return {
+    count: Number(item.shards.N),
+    ...(since === undefined ? {} : { sinceMs: Number(since) }),
+  };
 }
 
 function parseEntity(item: Record<string, AttributeValue>): Entity {

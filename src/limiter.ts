@@ -30,6 +30,7 @@ import {
 } from "./options.ts";
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode, validateAcquire } from "./request.ts";
+import { AutoSharder } from "./engine/autoshard.ts";
 import { batchSettings } from "./engine/batches.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
@@ -122,6 +123,7 @@ export class RateLimiter implements AsyncDisposable {
       backend,
       recordFailedOpen = true,
       batches,
+      autoShard = true,
       closeTimeoutMs = 5_000,
       createStack = false,
     } = options;
@@ -144,6 +146,9 @@ export class RateLimiter implements AsyncDisposable {
     }
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new ValidationError("timeoutMs", timeoutMs, "must be a finite number > 0");
+    }
+    if (typeof autoShard !== "boolean") {
+      throw new ValidationError("autoShard", autoShard, "must be a boolean");
     }
     if (!(limitsCacheTtlMs >= 0)) {
       throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
@@ -197,6 +202,14 @@ export class RateLimiter implements AsyncDisposable {
       ttlMs: limitsCacheTtlMs,
       maxEntries: maxCachedBuckets,
     });
+    if (autoShard) {
+      writer.onThrottle = new AutoSharder({
+        backend: store,
+        writer,
+        forget: (id) => config.forget(id),
+        timeoutMs,
+      }).observe;
+    }
     const shared = { backend: store, writer, config, ready, timeoutMs };
     this.#leases = new LeaseEngine({
       ...shared,
@@ -432,13 +445,18 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Stores limits for an entity: for one resource, or for every resource when none is given.
+   * `shards` splits each of its buckets into that many items (1–64; kept as stored when not
+   * given), each with `1/shards` of every limit: see docs/hot-keys.md, "Shards".
    *
    * @example
    * ```ts ignore
    * await limiter.setLimits({ entityId: "user-premium", limits: [Limit.perMinute("rpm", 500)] });
+   * await limiter.setLimits({ entityId: "hot-key", limits: [Limit.perSecond("rps", 4000)], shards: 8 });
    * ```
    */
-  setLimits(options: { entityId: string; resource?: string; limits: Limit[] }): Promise<void> {
+  setLimits(
+    options: { entityId: string; resource?: string; limits: Limit[]; shards?: number },
+  ): Promise<void> {
     this.#checkOpen();
     return this.#admin.setLimits(options);
   }
@@ -454,6 +472,28 @@ export class RateLimiter implements AsyncDisposable {
   getLimits(options: { entityId: string; resource?: string }): Promise<Limit[]> {
     this.#checkOpen();
     return this.#admin.getLimits(options);
+  }
+
+  /**
+   * The shard count stored with an entity's limits for a resource (or the entity-wide ones): 1
+   * when none, and when it last changed (ISO 8601).
+   *
+   * @example
+   * ```ts ignore
+   * const { shards } = await limiter.getShards({ entityId: "hot-key" });
+   * ```
+   */
+  async getShards(
+    options: { entityId: string; resource?: string },
+  ): Promise<{ shards: number; shardsSince?: string }> {
+    this.#checkOpen();
+    const stored = (await this.#admin.getStoredLimits(options))?.shards;
+    return {
+      shards: stored?.count ?? 1,
+      ...(stored?.sinceMs === undefined
+        ? {}
+        : { shardsSince: new Date(stored.sinceMs).toISOString() }),
+    };
   }
 
   /**

@@ -116,6 +116,13 @@ export interface RateLimiterOptions {
    */
   batches?: boolean | BatchOptions;
   /**
+   * Double the shard count stored with an entity's limits (1 → 2 → 4 … 64) when DynamoDB throttles
+   * a write to one of its buckets, so a hot key spreads over more items. Applies to calls with
+   * `useStoredLimits` (shards are stored with the limits they split). See docs/hot-keys.md.
+   * @default true
+   */
+  autoShard?: boolean;
+  /**
    * How long `close()` waits for writes kept back by an outage before it gives up on them (it
    * never throws for them; see `RateLimiter.close`). @default 5000
    */

@@ -9,7 +9,8 @@
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import { effectiveTat } from "./engine/plan.ts";
+import { effectiveTat, makeTarget } from "./engine/plan.ts";
+import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import { ValidationError } from "./errors.ts";
@@ -43,44 +44,55 @@ export class BucketReader {
     this.#timeoutMs = options.timeoutMs;
   }
 
+  /** Tokens available per limit; a sharded bucket's shards added up. */
   async available(options: AvailableOptions): Promise<Record<string, number>> {
-    const { target, state, nowMs } = await this.#read(options, {});
+    const { shards, nowMs } = await this.#read(options, {});
     const out: Record<string, number> = {};
-    for (const limit of target.limits) {
-      const spec = target.specs.get(limit.name)!;
-      const tat = effectiveTat(
-        spec,
-        target.keys.get(limit.name)!,
-        state?.limits.get(limit.name),
-        nowMs,
-      );
-      out[limit.name] = Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n));
+    for (const limit of shards[0].target.limits) {
+      let milli = 0n;
+      for (const { target, state } of shards) {
+        milli += math.availableMilli(
+          target.specs.get(limit.name)!,
+          tatOf(target, state, limit.name, nowMs),
+          nowMs,
+        );
+      }
+      out[limit.name] = Number(math.floorDiv(milli, 1000n));
     }
     return out;
   }
 
+  /** Seconds until `needed` can pass; on a sharded bucket, on the first shard it can pass on. */
   async timeUntilAvailable(options: TimeUntilAvailableOptions): Promise<number> {
-    const { target, state, nowMs, needed } = await this.#read(options, options);
-    let wait = 0n;
-    for (const limit of target.limits) {
-      const spec = target.specs.get(limit.name)!;
-      const tat = effectiveTat(
-        spec,
-        target.keys.get(limit.name)!,
-        state?.limits.get(limit.name),
-        nowMs,
-      );
-      const w = math.waitMs(spec, tat, nowMs, needed.get(limit.name) ?? 0n);
-      if (w === undefined) return Infinity;
-      if (w > wait) wait = w;
+    const { shards, nowMs, needed } = await this.#read(options, options);
+    let best = Infinity;
+    for (const { target, state } of shards) {
+      let wait = 0n;
+      for (const limit of target.limits) {
+        const spec = target.specs.get(limit.name)!;
+        const tat = tatOf(target, state, limit.name, nowMs);
+        const w = math.waitMs(spec, tat, nowMs, needed.get(limit.name) ?? 0n);
+        if (w === undefined) {
+          wait = -1n;
+          break;
+        }
+        if (w > wait) wait = w;
+      }
+      if (wait >= 0n && Number(wait) / 1000 < best) best = Number(wait) / 1000;
     }
-    return Number(wait) / 1000;
+    return best;
   }
 
   async #read(
     options: AvailableOptions,
     extra: { needed?: Record<string, number> },
-  ): Promise<{ target: Target; state?: StoredBucket; nowMs: bigint; needed: Map<string, bigint> }> {
+  ): Promise<
+    {
+      shards: { target: Target; state?: StoredBucket }[];
+      nowMs: bigint;
+      needed: Map<string, bigint>;
+    }
+  > {
     if (options === null || typeof options !== "object") {
       throw new ValidationError("options", options, "must be an object");
     }
@@ -97,22 +109,49 @@ export class BucketReader {
     let deadline = Date.now() + this.#timeoutMs;
     try {
       deadline += await this.#ready(deadline); // the set-up may take longer than a call
-      const [target] = await this.#config.resolveTargets(
+      const [first] = await this.#config.resolveTargets(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,
         "read",
       );
       const nowMs = this.#writer.now();
-      const state = await this.#writer.call(
-        undefined,
-        (signal) => this.#backend.buckets.getBucket(entityId, resource, signal),
-        deadline,
-        "read",
-      );
-      if (state) this.#writer.remember(target, state.limits, state.writes);
-      return { target, state, nowMs, needed };
+      const shard = first.shard;
+      const targets = shard && shard.count > 1
+        ? Array.from(
+          { length: shard.count },
+          (_, index) => makeTarget(entityId, resource, shard.whole, { ...shard, index }),
+        )
+        : [first];
+      const shards = await Promise.all(targets.map(async (target) => {
+        const state = await this.#writer.call(
+          undefined,
+          (signal) => this.#backend.buckets.getBucket(entityId, target.resource, signal),
+          deadline,
+          "read",
+        );
+        if (state) this.#writer.remember(target, state.limits, state.writes);
+        return { target, state };
+      }));
+      return { shards, nowMs, needed };
     } catch (err) {
       throw this.#writer.fail(err, "read");
     }
   }
+}
+
+/** A limit's tat on a shard (or bucket) as read, never below its layout's start. */
+function tatOf(
+  target: Target,
+  state: StoredBucket | undefined,
+  name: string,
+  nowMs: bigint,
+): bigint | undefined {
+  const spec = target.specs.get(name)!;
+  return effectiveTat(
+    spec,
+    target.keys.get(name)!,
+    state?.limits.get(name),
+    nowMs,
+    startTat(spec, target.sinceMs),
+  );
 }

@@ -8,14 +8,15 @@
 
 import * as math from "../bucket.ts";
 import type { ConfigResolver } from "../config.ts";
-import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
+import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
 import { BATCH_DEFAULTS, BatchPool, type BatchSettings } from "./batches.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
-import { amountsFor } from "./plan.ts";
+import { amountsFor, makeTarget } from "./plan.ts";
+import { pickShard } from "./shards.ts";
 import {
   asLeaseTarget,
   BUCKET_GRACE_SECONDS,
@@ -25,6 +26,34 @@ import {
   type ValidRequest,
 } from "./types.ts";
 import type { BucketWriter } from "./writer.ts";
+
+/** Shards a refused request tries in all (the first and up to two others). */
+const SHARD_TRIES = 3;
+
+/**
+ * The targets with another shard for each sharded target that refused (per the statuses), or
+ * `undefined` when none of them has a shard left to try.
+ */
+function otherShards(
+  targets: Target[],
+  tried: Set<number>[],
+  refusal: RateLimitExceeded,
+): Target[] | undefined {
+  let changed = false;
+  const next = targets.map((t, i) => {
+    const shard = t.shard;
+    const refused = refusal.statuses.some((s) =>
+      s.exceeded && s.entityId === t.entityId && s.resource === (shard?.resource ?? t.resource)
+    );
+    if (!shard || !refused) return t;
+    const index = pickShard(shard.count, tried[i]);
+    if (index === undefined) return t;
+    tried[i].add(index);
+    changed = true;
+    return makeTarget(t.entityId, shard.resource, shard.whole, { ...shard, index });
+  });
+  return changed ? next : undefined;
+}
 
 /** A validated acquire. */
 export type AcquireRequest = ValidRequest & { consume: Map<string, bigint> };
@@ -105,13 +134,29 @@ export class LeaseEngine {
       nowMs = this.#writer.now();
       targets = await this.#config.resolveTargets(req, deadline);
       milli = targets.map((t) => amountsFor(t, req.consume));
-      if (req.batch ?? this.#batchSettings !== undefined) {
-        const pool = this.#pool();
-        const served = await pool.acquire(targets, milli, nowMs, deadline);
-        return new Lease({ limiter: pool.leaseOps(), targets: served, failedOpen: false });
+      const batch = req.batch ?? this.#batchSettings !== undefined;
+      let tries: Target[] = targets;
+      const tried = targets.map((t) => new Set(t.shard ? [t.shard.index] : []));
+      for (let attempt = 1;; attempt++) {
+        try {
+          if (batch) {
+            const pool = this.#pool();
+            const served = await pool.acquire(tries, milli, nowMs, deadline);
+            return new Lease({ limiter: pool.leaseOps(), targets: served, failedOpen: false });
+          }
+          const leaseTargets = await this.#writer.consume(tries, milli, nowMs, deadline, op);
+          return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
+        } catch (err) {
+          // Refused by a shard: try another (up to SHARD_TRIES in all); a shard the deny cache
+          // knows to be empty costs no call.
+          const next: Target[] | undefined =
+            err instanceof RateLimitExceeded && attempt < SHARD_TRIES
+              ? otherShards(tries, tried, err)
+              : undefined;
+          if (!next) throw err;
+          targets = tries = next;
+        }
       }
-      const leaseTargets = await this.#writer.consume(targets, milli, nowMs, deadline, op);
-      return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
       // A misconfiguration (and any error of the request itself) is thrown in both modes.
       const unavailable = this.#writer.fail(err, "acquire");

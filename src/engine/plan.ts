@@ -10,9 +10,27 @@ import * as math from "../bucket.ts";
 import type { LimitStatus } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { BucketWrite, LimitOp, StoredLimit } from "../repository.ts";
+import { type ShardInfo, shardLimits, shardResource, startTat } from "./shards.ts";
 import { BUCKET_GRACE_SECONDS, type LeaseTarget, type Plan, type Target } from "./types.ts";
 
-export function makeTarget(entityId: string, resource: string, limits: Limit[]): Target {
+/**
+ * The target of a bucket with `limits`; with `shard`, the target of that shard (its own item, its
+ * limits divided by the count).
+ */
+export function makeTarget(
+  entityId: string,
+  resource: string,
+  limits: Limit[],
+  shard?: ShardInfo,
+): Target {
+  if (shard) {
+    const t = makeTarget(
+      entityId,
+      shardResource(resource, shard.index, shard.count),
+      shardLimits(limits, shard.count),
+    );
+    return { ...t, shard, sinceMs: shard.sinceMs };
+  }
   const specs = new Map<string, math.BucketSpec>();
   const keys = new Map<string, string>();
   for (const l of limits) {
@@ -31,8 +49,21 @@ export function amountsFor(t: Target, consume: Map<string, bigint>): Map<string,
   return new Map(t.limits.map((l) => [l.name, consume.get(l.name) ?? 0n]));
 }
 
-/** The tat to reason with: converted when stored under another spec, `undefined` when full. */
+/**
+ * The tat to reason with: converted when stored under another spec, `undefined` when full; never
+ * below `floor` (a shard layout's start: see {@link startTat}).
+ */
 export function effectiveTat(
+  spec: math.BucketSpec,
+  key: string,
+  st: StoredLimit | undefined,
+  nowMs: bigint,
+  floor?: bigint,
+): bigint | undefined {
+  return atLeast(storedTat(spec, key, st, nowMs), floor);
+}
+
+function storedTat(
   spec: math.BucketSpec,
   key: string,
   st: StoredLimit | undefined,
@@ -42,6 +73,12 @@ export function effectiveTat(
   if (st.key === key) return st.tat;
   const from = st.key === undefined ? undefined : math.parseSpecKey(st.key);
   return from ? math.convertTat(from, st.tat, spec, nowMs) : undefined;
+}
+
+/** The larger of a tat and a floor (either may be missing). */
+function atLeast(tat: bigint | undefined, floor: bigint | undefined): bigint | undefined {
+  if (floor === undefined) return tat;
+  return tat === undefined || tat < floor ? floor : tat;
 }
 
 export function planAcquire(
@@ -66,6 +103,10 @@ export function planAcquire(
     const n = math.scaledNow(spec, nowMs);
     const c = math.cost(spec, m);
     const st = state?.get(limit.name);
+    // A shard layout's items start empty at its start: no tat below it counts, and the idle
+    // expression writes from it (`s`) rather than from now while it lies ahead.
+    const floor = startTat(spec, t.sinceMs);
+    const s = floor !== undefined && floor > n ? floor : n;
     // This process's own writes still in flight will have raised the tat: guess busy, so
     // concurrent writers of one process don't all make the idle guess and collide. Only a
     // guess: the statuses below use what is known.
@@ -75,24 +116,25 @@ export function planAcquire(
       kind: "addBounded",
       name: limit.name,
       key,
-      n,
+      n: s,
       max: n + math.tolerance(spec) - c,
       add: c,
     };
+    const idle: LimitOp = { kind: "fromNow", name: limit.name, key, n: s, newTat: s + c };
     let tat: bigint | undefined;
     if (flying !== undefined && flying > n && (st?.tat === undefined || st.key === key)) {
-      tat = st?.tat;
+      tat = atLeast(st?.tat, floor);
       ops.push(busy);
     } else if (st?.tat === undefined) {
-      tat = undefined;
+      tat = floor;
       ops.push(
         fresh && st?.key !== undefined
-          ? { kind: "cas", name: limit.name, key, newTat: n + c }
-          : { kind: "fromNow", name: limit.name, key, n, newTat: n + c },
+          ? { kind: "cas", name: limit.name, key, newTat: s + c }
+          : idle,
       );
     } else if (st.key !== key) {
       if (fresh) {
-        tat = effectiveTat(spec, key, st, nowMs);
+        tat = effectiveTat(spec, key, st, nowMs, floor);
         ops.push({
           kind: "cas",
           name: limit.name,
@@ -103,18 +145,18 @@ export function planAcquire(
         });
       } else {
         // Stale cache under another spec: guess an idle bucket; a failed guess returns the truth.
-        tat = undefined;
-        ops.push({ kind: "fromNow", name: limit.name, key, n, newTat: n + c });
+        tat = floor;
+        ops.push(idle);
       }
     } else {
-      tat = st.tat;
-      ops.push(tat <= n ? { kind: "fromNow", name: limit.name, key, n, newTat: n + c } : busy);
+      tat = atLeast(st.tat, floor);
+      ops.push(st.tat <= s ? idle : busy);
     }
     const ok = math.fits(spec, tat, nowMs, m);
     const wait = math.waitMs(spec, tat, nowMs, m);
     statuses.push({
       entityId: t.entityId,
-      resource: t.resource,
+      resource: t.shard?.resource ?? t.resource,
       limitName: limit.name,
       limit,
       available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
@@ -151,10 +193,16 @@ export function statusesAfter(
 ): LimitStatus[] {
   return t.limits.map((limit) => {
     const spec = t.specs.get(limit.name)!;
-    const tat = effectiveTat(spec, t.keys.get(limit.name)!, state.get(limit.name), nowMs);
+    const tat = effectiveTat(
+      spec,
+      t.keys.get(limit.name)!,
+      state.get(limit.name),
+      nowMs,
+      startTat(spec, t.sinceMs),
+    );
     return {
       entityId: t.entityId,
-      resource: t.resource,
+      resource: t.shard?.resource ?? t.resource,
       limitName: limit.name,
       limit,
       available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
@@ -180,7 +228,8 @@ export function planConversion(
     const spec = t.specs.get(limit.name)!;
     const key = t.keys.get(limit.name)!;
     if (st?.tat === undefined || st.key === key) continue;
-    const newTat = effectiveTat(spec, key, st, nowMs) ?? math.scaledNow(spec, nowMs);
+    const newTat = effectiveTat(spec, key, st, nowMs, startTat(spec, t.sinceMs)) ??
+      math.scaledNow(spec, nowMs);
     ops.push({ kind: "cas", name: limit.name, key, expectKey: st.key, expectTat: st.tat, newTat });
     const fullMs = math.tatToMs(spec, newTat);
     if (fullMs > maxFullMs) maxFullMs = fullMs;
@@ -216,14 +265,17 @@ export function planAdjust(
     const spec = t.specs.get(name);
     const key = t.keys.get(name);
     if (d === 0n || !spec || !key) continue;
-    const n = math.scaledNow(spec, nowMs);
+    const now = math.scaledNow(spec, nowMs);
+    const floor = startTat(spec, t.sinceMs);
+    // From a shard layout's start while it lies ahead (see planAcquire).
+    const n = floor !== undefined && floor > now ? floor : now;
     const c = math.cost(spec, d < 0n ? -d : d);
     const st = state?.get(name);
     used.set(name, d);
     if (d < 0n) {
       if (fresh && st?.tat === undefined) continue; // a full bucket: nothing to return
       if (fresh && st!.key !== key) {
-        const tat = effectiveTat(spec, key, st, nowMs)!;
+        const tat = effectiveTat(spec, key, st, nowMs, floor)!;
         ops.push({
           kind: "cas",
           name,
@@ -241,10 +293,10 @@ export function planAdjust(
     if (st?.tat !== undefined && st.key === key && st.tat >= n) {
       ops.push({ kind: "add", name, key, n, add: c });
       // Likely bound: the tat is rarely past now + τ; #raiseTtl mends the TTL when it is.
-      const base = st.tat > n + math.tolerance(spec) ? st.tat : n + math.tolerance(spec);
+      const base = st.tat > now + math.tolerance(spec) ? st.tat : now + math.tolerance(spec);
       newTat = base + c;
     } else if (fresh && st?.tat !== undefined && st.key !== key) {
-      const tat = effectiveTat(spec, key, st, nowMs);
+      const tat = effectiveTat(spec, key, st, nowMs, floor);
       newTat = math.consumeTat(spec, tat, nowMs, d);
       ops.push({ kind: "cas", name, key, expectKey: st.key, expectTat: st.tat, newTat });
     } else {

@@ -10,6 +10,7 @@ import type { LimitStatus } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { FailureMode } from "../options.ts";
 import type { BucketWrite, StoredBucket, StoredLimit, WriteOutcome } from "../repository.ts";
+import type { ShardInfo } from "./shards.ts";
 
 /** Seconds an idle, full bucket item lives before DynamoDB's TTL may delete it. */
 export const BUCKET_GRACE_SECONDS = 3600n;
@@ -17,10 +18,15 @@ export const BUCKET_GRACE_SECONDS = 3600n;
 /** A bucket's limits with their specs. */
 export interface Target {
   entityId: string;
+  /** The resource part of the item's key (a shard's names the shard). */
   resource: string;
   limits: Limit[];
   specs: Map<string, math.BucketSpec>;
   keys: Map<string, string>;
+  /** The shard this target is, for a sharded bucket. */
+  shard?: ShardInfo;
+  /** When the shard layout began: a missing or older item counts as empty then. */
+  sinceMs?: bigint;
 }
 
 /** What the process knows of a bucket. */
@@ -54,6 +60,8 @@ export interface LeaseTarget {
   consumed: Map<string, bigint>;
   /** Every limit's status just after the acquire. */
   statuses: LimitStatus[];
+  /** When the shard layout began (see `Target.sinceMs`). */
+  sinceMs?: bigint;
 }
 
 /** What a lease needs of its limiter. */
@@ -99,5 +107,6 @@ export function asLeaseTarget(t: Target): LeaseTarget {
     keys: t.keys,
     consumed: new Map(),
     statuses: [],
+    sinceMs: t.sinceMs,
   };
 }

@@ -59,6 +59,8 @@ export class BucketWriter {
   /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
   readonly #sweep: TtlCache<string, Set<string>>;
   readonly #where: Whereabouts;
+  /** Told of every target whose write DynamoDB throttled (auto-sharding listens). */
+  onThrottle?: (target: Target) => void;
 
   constructor(options: BucketWriterOptions) {
     this.#backend = options.backend;
@@ -96,6 +98,7 @@ export class BucketWriter {
     deadline: number,
     op: Op,
     operation = "write",
+    targets?: Target[],
   ): Promise<MultiOutcome & { applied?: boolean }> {
     const ids = writes.map(bucketId);
     writes.forEach((w, i) => {
@@ -103,21 +106,40 @@ export class BucketWriter {
       w.sweep = sweep && sweep.size > 0 ? [...sweep].slice(0, SWEEP_PER_WRITE) : undefined;
       w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
     });
+    const send = async (signal: AbortSignal): Promise<MultiOutcome> => {
+      if (writes.length === 1) {
+        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+        if (o.ok && o.retried) op.ambiguous = true;
+        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+      }
+      const o = await this.#backend.buckets.transactBuckets(writes, signal);
+      if (o.ok && o.retried) op.ambiguous = true;
+      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
+    };
     const outcome = await this.call(
       op,
       async (signal): Promise<MultiOutcome> => {
-        if (writes.length === 1) {
-          const o = await this.#backend.buckets.writeBucket(writes[0], signal);
-          if (o.ok && o.retried) op.ambiguous = true;
-          return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+        try {
+          return await send(signal);
+        } catch (err) {
+          if (targets && this.onThrottle) {
+            for (const i of throttledItems(err, writes.length)) this.onThrottle(targets[i]);
+          }
+          throw err;
         }
-        const o = await this.#backend.buckets.transactBuckets(writes, signal);
-        if (o.ok && o.retried) op.ambiguous = true;
-        return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
       },
       deadline,
       operation,
     );
+    return this.#settle(writes, ids, op, outcome);
+  }
+
+  #settle(
+    writes: BucketWrite[],
+    ids: string[],
+    op: Op,
+    outcome: MultiOutcome,
+  ): MultiOutcome & { applied?: boolean } {
     if (outcome.ok) {
       writes.forEach((w, i) => {
         const sweep = this.#sweep.get(ids[i]);
@@ -242,7 +264,13 @@ export class BucketWriter {
       const release = targets.map((t, i) => this.#slots.flying(bucketId(t), plans[i].after));
       let outcome;
       try {
-        outcome = await this.writeItems(plans.map((p) => p.write), deadline, op, "acquire");
+        outcome = await this.writeItems(
+          plans.map((p) => p.write),
+          deadline,
+          op,
+          "acquire",
+          targets,
+        );
       } finally {
         release.forEach((done) => done());
       }
@@ -437,4 +465,19 @@ export class BucketWriter {
     if (!Number.isFinite(t)) throw new ValidationError("clock()", t, "must return finite epoch ms");
     return BigInt(Math.floor(t));
   }
+}
+
+/** Which of `n` written items a DynamoDB error says were throttled. */
+export function throttledItems(err: unknown, n: number): number[] {
+  if (!(err instanceof Error)) return [];
+  const e = err as Error & { CancellationReasons?: { Code?: string }[] };
+  if (e.name === "TransactionCanceledException") {
+    return (e.CancellationReasons ?? []).flatMap((r, i) =>
+      r.Code === "ThrottlingError" || r.Code === "ProvisionedThroughputExceeded" ? [i] : []
+    );
+  }
+  if (e.name === "ProvisionedThroughputExceededException" || e.name === "ThrottlingException") {
+    return Array.from({ length: n }, (_, i) => i);
+  }
+  return [];
 }

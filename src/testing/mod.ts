@@ -25,7 +25,7 @@
 
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
-export type { EntityConfig } from "../entities.ts";
+export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -33,9 +33,8 @@ export type {
   StoredLimit,
   WriteOutcome,
 } from "../repository.ts";
-import type { Entity, EntityConfig } from "../entities.ts";
+import { type Entity, type EntityConfig, ShardsChanged, type StoredLimits } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
-import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
 
@@ -75,7 +74,7 @@ export class InMemoryBackend implements Backend {
   writes = 0;
   readonly #buckets = new Map<string, MemBucket>();
   readonly #entities = new Map<string, Entity>();
-  readonly #limits = new Map<string, Limit[]>();
+  readonly #limits = new Map<string, StoredLimits>();
 
   constructor() {
     this.buckets = {
@@ -141,13 +140,24 @@ export class InMemoryBackend implements Backend {
         }
         return Promise.resolve(n);
       },
-      putLimits: (id, resource, limits) => {
-        this.#limits.set(bucketKey(id, resource ?? "*"), [...limits]);
+      putLimits: (id, resource, limits, _signal, shards, expectShards) => {
+        const key = bucketKey(id, resource ?? "*");
+        const stored = this.#limits.get(key)?.shards?.count ?? 1;
+        if (expectShards !== undefined && stored !== expectShards) {
+          return Promise.reject(new ShardsChanged());
+        }
+        this.#limits.set(key, { limits: [...limits], shards: clone(shards) });
         return Promise.resolve();
       },
       getLimits: (id, resource) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
-        return Promise.resolve(l ? [...l] : undefined);
+        return Promise.resolve(l ? { limits: [...l.limits], shards: clone(l.shards) } : undefined);
+      },
+      reshard: (id, resource, from, to) => {
+        const l = this.#limits.get(bucketKey(id, resource ?? "*"));
+        if (!l || (l.shards?.count ?? 1) !== from) return Promise.resolve(false);
+        l.shards = { ...to };
+        return Promise.resolve(true);
       },
       deleteLimits: (id, resource) => {
         this.#limits.delete(bucketKey(id, resource ?? "*"));
@@ -159,8 +169,12 @@ export class InMemoryBackend implements Backend {
           const cfg: EntityConfig = {};
           if (want.meta) cfg.entity = clone(this.#entities.get(id));
           if (want.limits) {
-            cfg.resourceLimits = this.#limits.get(bucketKey(id, resource));
-            cfg.defaultLimits = this.#limits.get(bucketKey(id, "*"));
+            const own = this.#limits.get(bucketKey(id, resource));
+            const all = this.#limits.get(bucketKey(id, "*"));
+            cfg.resourceLimits = own?.limits;
+            cfg.defaultLimits = all?.limits;
+            if (own?.shards) cfg.resourceShards = { ...own.shards };
+            if (all?.shards) cfg.defaultShards = { ...all.shards };
           }
           out.set(id, cfg);
         }
