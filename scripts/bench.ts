@@ -141,6 +141,12 @@ export async function runBench(
     const hot = {
       off: await runHotBench({ endpoint, seconds: hotSeconds, batches: false }),
       on: await runHotBench({ endpoint, seconds: hotSeconds, batches: true }),
+      shards: await runHotBench({
+        endpoint,
+        seconds: hotSeconds,
+        batches: false,
+        extra: ["--shards", "16", "--wcu", "50"],
+      }),
     };
     const results: BenchResults = {
       costs,

@@ -146,6 +146,18 @@ export function verdicts(r: BenchResults, options: { judgeThroughput: boolean })
       measured: `${errors(on)} (batches off, over the ceiling: ${errors(off)})`,
       met: errors(on) === 0,
     });
+    if (r.hot.shards) {
+      const sh = r.hot.shards;
+      const c = sh.setting.wcuPerItemPerSecond;
+      out.push({
+        goal: `one hot key on 16 shards, no batches, ${c} WCU/s per item: admitted per second`,
+        target: `≥ ${8 * c} (8× one item's ceiling)`,
+        measured: `${sh.admittedPerSecond.toFixed(0)} (over-admission ${sh.overAdmission}, errors ${
+          errors(sh)
+        })`,
+        met: sh.admittedPerSecond >= 8 * c && sh.overAdmission === 0,
+      });
+    }
   }
   return out;
 }

@@ -32,7 +32,7 @@ export interface BenchResults {
   /** Why the Python peer did not run, when it did not (e.g. a quick run). */
   pythonSkipped?: string;
   /** A hot project at a write ceiling, without and with token batches (scripts/bench_hot.ts). */
-  hot?: { off: HotResult; on: HotResult };
+  hot?: { off: HotResult; on: HotResult; shards?: HotResult };
 }
 
 /** One goal's verdict. */
@@ -228,6 +228,18 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       (h) => String(Object.values(h.errorsReachingCallers).reduce((a, b) => a + b, 0)),
     );
     row("over-admission", (h) => String(h.overAdmission));
+    const sh = r.hot.shards;
+    if (sh) {
+      p();
+      p(`One hot key in 16 shards, no batches, no cascade, at ${sh.setting.wcuPerItemPerSecond} WCU per`);
+      p(`item per second: ${sh.admittedPerSecond.toFixed(0)} admitted requests per second,`);
+      p(`${
+        sh.writeCallsPerAdmitted.toFixed(2)
+      } write calls per admitted request, ${sh.throttledAnswers} throttled`);
+      p(`answers, ${
+        Object.values(sh.errorsReachingCallers).reduce((a, b) => a + b, 0)
+      } errors reaching callers, over-admission ${sh.overAdmission}.`);
+    }
   }
   if (r.body || r.bundle || r.configExpiry) {
     p();
