@@ -62,7 +62,8 @@ export class AutoSharder {
     const next = scheduleChange("shards", stored, to, nowMs, switchDelayMs);
     writer.call(
       undefined,
-      (signal) => backend.entities.reshard(t.entityId, shard.source, shard.count, next, nowMs, signal),
+      (signal) =>
+        backend.entities.reshard(t.entityId, shard.source, shard.count, next, nowMs, signal),
       Date.now() + timeoutMs,
       "reshard",
     ).then(

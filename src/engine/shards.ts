@@ -36,13 +36,7 @@ export function shardResource(resource: string, index: number, count: number): s
   return count === 1 ? resource : `${resource}#${index}/${count}`;
 }
 
-/** The resource and shard of a shard's resource part; `undefined` for an unsharded one. */
-export function parseShardResource(
-  stored: string,
-): { resource: string; index: number; count: number } | undefined {
-  const m = /^(.*)#(\d+)\/(\d+)$/.exec(stored);
-  return m ? { resource: m[1], index: Number(m[2]), count: Number(m[3]) } : undefined;
-}
+export { parseShardResource } from "../keys.ts";
 
 /** A shard's limits: capacity and refill divided by `count`, rounded down (never more in all). */
 export function shardLimits(limits: Limit[], count: number): Limit[] {
