@@ -10,7 +10,7 @@ import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
 import { type Entity, ShardsChanged, type StoredLimits } from "./entities.ts";
-import { checkShards } from "./engine/shards.ts";
+import { checkShards, scheduleChange } from "./engine/shards.ts";
 import { ValidationError } from "./errors.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
@@ -26,6 +26,8 @@ export interface EntityAdminOptions {
   clock: () => number;
   ready: (deadline: number) => Promise<number>;
   timeoutMs: number;
+  /** How long after a change of the shard count the new count takes over, ms. */
+  switchDelayMs: number;
 }
 
 /** Entities and their stored limits. */
@@ -36,6 +38,7 @@ export class EntityAdmin {
   readonly #clock: () => number;
   readonly #ready: (deadline: number) => Promise<number>;
   readonly #timeoutMs: number;
+  readonly #switchDelayMs: number;
 
   constructor(options: EntityAdminOptions) {
     this.#backend = options.backend;
@@ -44,6 +47,7 @@ export class EntityAdmin {
     this.#clock = options.clock;
     this.#ready = options.ready;
     this.#timeoutMs = options.timeoutMs;
+    this.#switchDelayMs = options.switchDelayMs;
   }
 
   async createEntity(options: CreateEntityOptions): Promise<Entity> {
@@ -119,7 +123,8 @@ export class EntityAdmin {
 
   /**
    * Stores limits, with their shard count when given (kept as stored otherwise). A changed count
-   * starts a new shard layout now (`sinceMs`): see docs/hot-keys.md, "Shards".
+   * takes over `switchDelayMs` from now, the current layout serving until then: see
+   * docs/hot-keys.md, "Shards".
    */
   async setLimits(
     options: { entityId: string; resource?: string; limits: Limit[]; shards?: number },
@@ -134,13 +139,20 @@ export class EntityAdmin {
       );
       const before = stored?.shards;
       const count = options.shards ?? before?.count;
-      // The stored count must still suit the new limits.
+      // The stored count (and the one it replaces, while pending) must still suit the limits.
       if (count !== undefined) checkShards("shards", count, limits);
+      if (before?.prev) checkShards("shards", before.prev.count, limits);
       const shards = count === undefined
         ? undefined
         : count === (before?.count ?? 1)
         ? before ?? { count }
-        : { count, sinceMs: Number(this.#writer.now()) };
+        : scheduleChange(
+          "shards",
+          before,
+          count,
+          Number(this.#writer.now()),
+          this.#switchDelayMs,
+        );
       const done = await this.#run(
         "setLimits",
         (signal) =>

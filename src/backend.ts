@@ -99,12 +99,16 @@ export interface EntityBackend {
     resource: string | undefined,
     signal?: AbortSignal,
   ): Promise<StoredLimits | undefined>;
-  /** Changes the shard count from `from` (still stored) to `to`; false when it was not `from`. */
+  /**
+   * Changes the shard count from `from` (still stored, no change pending at `nowMs`) to `to`;
+   * false when it was not so.
+   */
   reshard(
     entityId: string,
     resource: string | undefined,
     from: number,
     to: StoredShards,
+    nowMs: number,
     signal?: AbortSignal,
   ): Promise<boolean>;
   /** Deletes stored limits. */

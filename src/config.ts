@@ -14,7 +14,7 @@ import type { Backend } from "./backend.ts";
 import { TtlCache } from "./cache.ts";
 import type { EntityConfig } from "./entities.ts";
 import { makeTarget } from "./engine/plan.ts";
-import { pickShard } from "./engine/shards.ts";
+import { layoutAt, pickShard } from "./engine/shards.ts";
 import type { Target, ValidRequest } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 
@@ -106,7 +106,7 @@ export class ConfigResolver {
           operation,
         )
         : {};
-      targets.push(storedTarget(id, req, useStored ? cfg : {}));
+      targets.push(storedTarget(id, req, useStored ? cfg : {}, Number(this.#writer.now())));
     }
     return targets;
   }
@@ -191,19 +191,26 @@ export class ConfigResolver {
 
 /**
  * The target of one entity's bucket: its stored limits (the resource's, else the entity-wide ones,
- * else the call's), and a shard picked at random when the stored limits are split into shards.
+ * else the call's), and a shard picked at random of the layout in force at `nowMs` when the stored
+ * limits are split into shards.
  */
-function storedTarget(entityId: string, req: ValidRequest, cfg: EntityConfig): Target {
+function storedTarget(
+  entityId: string,
+  req: ValidRequest,
+  cfg: EntityConfig,
+  nowMs: number,
+): Target {
   const own = cfg.resourceLimits !== undefined;
   const limits = cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits;
   if (!own && cfg.defaultLimits === undefined) return makeTarget(entityId, req.resource, limits);
   // Stored limits carry their shard count (one item when none is stored), which may double.
-  const shards = (own ? cfg.resourceShards : cfg.defaultShards) ?? { count: 1 };
+  const shards = layoutAt(own ? cfg.resourceShards : cfg.defaultShards, nowMs);
   return makeTarget(entityId, req.resource, limits, {
     resource: req.resource,
     index: pickShard(shards.count)!,
     count: shards.count,
     sinceMs: shards.sinceMs === undefined ? undefined : BigInt(shards.sinceMs),
+    untilMs: shards.untilMs === undefined ? undefined : BigInt(shards.untilMs),
     source: own ? req.resource : undefined,
     whole: limits,
   });

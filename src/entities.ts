@@ -26,8 +26,13 @@ import { Limit } from "./limit.ts";
 export interface StoredShards {
   /** How many items the bucket is split into (1: one item, the key of an unsharded bucket). */
   count: number;
-  /** Epoch ms (the clock of the limiter that changed it) when the count last changed. */
+  /**
+   * Epoch ms (the clock of the limiter that changed it) when this count takes over from `prev`:
+   * its items count as empty then.
+   */
   sinceMs?: number;
+  /** The layout in force until `sinceMs` (absent: none stored, or set before schedules). */
+  prev?: { count: number; sinceMs?: number };
 }
 
 /** Stored limits with the shard count that splits their buckets. */
@@ -262,6 +267,12 @@ export class EntityStore {
     if (shards) {
       item.shards = { N: String(shards.count) };
       if (shards.sinceMs !== undefined) item.shardsSince = { N: String(shards.sinceMs) };
+      if (shards.prev) {
+        item.shardsPrev = { N: String(shards.prev.count) };
+        if (shards.prev.sinceMs !== undefined) {
+          item.shardsPrevSince = { N: String(shards.prev.sinceMs) };
+        }
+      }
     }
     try {
       await this.#client.send(
@@ -298,28 +309,35 @@ export class EntityStore {
   }
 
   /**
-   * Sets the shard count of stored limits from `from` to `to`, if it is still `from` and the
-   * limits are there; false when it was not.
+   * Sets the shard count of stored limits from `from` to `to` (with the layout it replaces), if
+   * it is still `from`, no change is pending at `nowMs` and the limits are there; false when not.
    */
   async reshard(
     entityId: string,
     resource: string | undefined,
     from: number,
     to: StoredShards,
+    nowMs: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
     const cond = shardCondition(from);
+    const prevSince = to.prev?.sinceMs;
     try {
       await this.#client.send(
         new UpdateItemCommand({
           TableName: this.#table,
           Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
-          UpdateExpression: "SET shards = :to, shardsSince = :since",
-          ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression})`,
+          UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
+            (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
+          ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
+            "(attribute_not_exists(shardsPrev) OR shardsSince <= :now)",
           ExpressionAttributeValues: {
             ...cond.ExpressionAttributeValues,
             ":to": { N: String(to.count) },
             ":since": { N: String(to.sinceMs ?? 0) },
+            ":prev": { N: String(to.prev?.count ?? 1) },
+            ":now": { N: String(nowMs) },
+            ...(prevSince === undefined ? {} : { ":ps": { N: String(prevSince) } }),
           },
         }),
         { abortSignal: signal },
@@ -444,9 +462,17 @@ function shardCondition(count: number): {
 function parseShards(item: Record<string, AttributeValue>): StoredShards | undefined {
   if (item.shards?.N === undefined) return undefined;
   const since = item.shardsSince?.N;
+  const prev = item.shardsPrev?.N;
+  const prevSince = item.shardsPrevSince?.N;
   return {
     count: Number(item.shards.N),
     ...(since === undefined ? {} : { sinceMs: Number(since) }),
+    ...(prev === undefined ? {} : {
+      prev: {
+        count: Number(prev),
+        ...(prevSince === undefined ? {} : { sinceMs: Number(prevSince) }),
+      },
+    }),
   };
 }
 

@@ -53,6 +53,17 @@ export function bucketSk(resource: string): string {
   return `${BUCKET_PREFIX}${resource}`;
 }
 
+/**
+ * The bucket's resource and shard of a bucket key's resource part (`{resource}#{i}/{N}` for shard
+ * `i` of `N`); `undefined` for an unsharded one.
+ */
+export function parseShardResource(
+  stored: string,
+): { resource: string; index: number; count: number } | undefined {
+  const m = /^(.*)#(\d+)\/(\d+)$/.exec(stored);
+  return m ? { resource: m[1], index: Number(m[2]), count: Number(m[3]) } : undefined;
+}
+
 /** Resource of a bucket sort key, or `undefined`. */
 export function resourceOfBucketSk(sk: string): string | undefined {
   return sk.startsWith(BUCKET_PREFIX) ? sk.slice(BUCKET_PREFIX.length) : undefined;

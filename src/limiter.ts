@@ -31,6 +31,7 @@ import {
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode, validateAcquire } from "./request.ts";
 import { AutoSharder } from "./engine/autoshard.ts";
+import { switchDelayMs } from "./engine/shards.ts";
 import { batchSettings } from "./engine/batches.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
@@ -202,12 +203,20 @@ export class RateLimiter implements AsyncDisposable {
       ttlMs: limitsCacheTtlMs,
       maxEntries: maxCachedBuckets,
     });
+    // A change of N takes over once every process's cached N can have caught up (the admin's and
+    // auto-doubling's writes are abandoned after at most this long: see src/admin.ts).
+    const switchDelay = switchDelayMs(
+      limitsCacheTtlMs,
+      clockToleranceMs,
+      Math.max(timeoutMs, 10_000),
+    );
     if (autoShard) {
       writer.onThrottle = new AutoSharder({
         backend: store,
         writer,
         forget: (id) => config.forget(id),
         timeoutMs,
+        switchDelayMs: switchDelay,
       }).observe;
     }
     const shared = { backend: store, writer, config, ready, timeoutMs };
@@ -219,7 +228,7 @@ export class RateLimiter implements AsyncDisposable {
       batches: batchOptions,
     });
     this.#reader = new BucketReader(shared);
-    this.#admin = new EntityAdmin({ ...shared, clock: now });
+    this.#admin = new EntityAdmin({ ...shared, clock: now, switchDelayMs: switchDelay });
   }
 
   /**
@@ -476,7 +485,8 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * The shard count stored with an entity's limits for a resource (or the entity-wide ones): 1
-   * when none, and when it last changed (ISO 8601).
+   * when none; when it takes (or took) over (ISO 8601), and the count it replaces, which serves
+   * until then.
    *
    * @example
    * ```ts ignore
@@ -485,7 +495,7 @@ export class RateLimiter implements AsyncDisposable {
    */
   async getShards(
     options: { entityId: string; resource?: string },
-  ): Promise<{ shards: number; shardsSince?: string }> {
+  ): Promise<{ shards: number; shardsSince?: string; previousShards?: number }> {
     this.#checkOpen();
     const stored = (await this.#admin.getStoredLimits(options))?.shards;
     return {
@@ -493,6 +503,7 @@ export class RateLimiter implements AsyncDisposable {
       ...(stored?.sinceMs === undefined
         ? {}
         : { shardsSince: new Date(stored.sinceMs).toISOString() }),
+      ...(stored?.prev ? { previousShards: stored.prev.count } : {}),
     };
   }
 

@@ -92,6 +92,7 @@ Deno.test("snapshot math", async (t) => {
     assert.deepEqual(c, {
       entityId: "key-a",
       resource: "gpt-4",
+      seqAttr: "seq",
       atMs: 1795871400000,
       consumed: new Map([["tpm", -300000n], ["rpm", -1000n]]),
       requests: -1n,

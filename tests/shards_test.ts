@@ -29,8 +29,14 @@ async function requestsOn(client: DynamoDBClient, tableName: string, entityId: s
   return Number(Item?.rq?.N ?? 0);
 }
 
-/** Acquires `rpm: 1` until `tries` calls are made; returns how many were admitted. */
-async function drain(limiter: RateLimiter, entityId: string, tries: number, inflight = 8) {
+/** Acquires 1 of the first limit until `tries` calls are made; returns how many were admitted. */
+async function drain(
+  limiter: RateLimiter,
+  entityId: string,
+  tries: number,
+  inflight = 8,
+  limits = RPM,
+) {
   let admitted = 0, left = tries;
   await Promise.all(Array.from({ length: inflight }, async () => {
     while (left-- > 0) {
@@ -38,8 +44,8 @@ async function drain(limiter: RateLimiter, entityId: string, tries: number, infl
         await limiter.acquire({
           entityId,
           resource: "api",
-          limits: RPM,
-          consume: { rpm: 1 },
+          limits,
+          consume: { [limits[0].name]: 1 },
           useStoredLimits: true,
         });
         admitted++;
@@ -97,14 +103,18 @@ Deno.test({
       new RateLimiter({ tableName, client, clock, limitsCacheTtlMs: 3_600_000, ...extra });
     try {
       await new RateLimiter({ tableName, client }).createTable();
-      const admin = make();
+      // Changes of N take over SWITCH after they are stored: twice its 500 ms TTL, no clock
+      // tolerance, and 10 s for the write.
+      const admin = make({ limitsCacheTtlMs: 500, clockToleranceMs: 0 });
+      const SWITCH = 11_000;
       const setAt = async (
         at: number,
         entityId: string,
         shards: number,
+        limits = RPM,
       ) => {
         now = at;
-        await admin.setLimits({ entityId, resource: "api", limits: RPM, shards });
+        await admin.setLimits({ entityId, resource: "api", limits, shards });
         now = T0;
       };
 
@@ -165,7 +175,7 @@ Deno.test({
       });
 
       await t.step(
-        "4 → 8 shards mid-run: never admits early, refuses early within one refill",
+        "4 → 8 shards mid-run (frozen clock): the old layout serves until the switch",
         async () => {
           await admin.createEntity({ entityId: "km" });
           await setAt(T0 - HOUR, "km", 4);
@@ -174,18 +184,20 @@ Deno.test({
           let admitted = await drain(fresh, "km", 30, 2);
           admitted += await drain(stale, "km", 30, 2);
           assert.equal(admitted, 60);
-          // The change, at T0: the 8 new items start empty then.
+          // The change, at T0: the 8 new items take over at T0 + SWITCH, empty then.
           await admin.setLimits({ entityId: "km", resource: "api", limits: RPM, shards: 8 });
           assert.deepEqual(await admin.getShards({ entityId: "km", resource: "api" }), {
             shards: 8,
-            shardsSince: new Date(T0).toISOString(),
+            shardsSince: new Date(T0 + SWITCH).toISOString(),
+            previousShards: 4,
           });
           const after = make();
-          admitted += await drain(after, "km", 100);
-          admitted += await drain(stale, "km", 100); // the old layout's items, still 40 left
-          // Frozen clock: nothing refills, so the whole run admits at most the capacity.
-          assert.ok(admitted <= 100, `admitted ${admitted}`);
-          assert.equal(admitted, 100); // the stale process used up the old items: exact
+          admitted += await drain(after, "km", 100); // still the 4 old items: 40 left
+          admitted += await drain(stale, "km", 100);
+          assert.equal(admitted, 100);
+          for (let i = 0; i < 8; i++) {
+            assert.equal(await requestsOn(client, tableName, "km", `#BUCKET#api#${i}/8`), 0);
+          }
           const avail = () =>
             after.available({
               entityId: "km",
@@ -194,13 +206,15 @@ Deno.test({
               useStoredLimits: true,
             });
           assert.equal((await avail()).rpm, 0);
-          // Refilling from the change: half a minute gives each shard 6.25 of its 12.5.
-          now = T0 + 30_000;
+          // Before the switch the old items refill (SWITCH of a minute's 100 is 18.3)…
+          now = T0 + SWITCH - 1;
+          assert.equal((await avail()).rpm, 18);
+          // …and from it the new items, empty at the switch.
+          now = T0 + SWITCH;
+          assert.equal((await avail()).rpm, 0);
+          now = T0 + SWITCH + 30_000;
           assert.equal((await avail()).rpm, 50);
-          now = T0 + 59_999;
-          assert.equal((await avail()).rpm, 99);
-          // One refill of the capacity (C/R = 60 s) after the change, the shards are full.
-          now = T0 + 60_000;
+          now = T0 + SWITCH + 60_000;
           assert.equal((await avail()).rpm, 100);
           assert.equal(await drain(after, "km", 200), 96);
           now = T0;
@@ -208,7 +222,19 @@ Deno.test({
         },
       );
 
-      await t.step("an old item under a reused key counts as empty at the change", async () => {
+      await t.step("a change of N during a pending change is refused", async () => {
+        await admin.createEntity({ entityId: "kp" });
+        await setAt(T0, "kp", 2);
+        await assert.rejects(
+          setAt(T0 + SWITCH - 1, "kp", 4),
+          (err) =>
+            err instanceof ValidationError && err.field === "shards" && /pending/.test(err.message),
+        );
+        await setAt(T0 + SWITCH, "kp", 4);
+        assert.equal((await admin.getShards({ entityId: "kp", resource: "api" })).shards, 4);
+      });
+
+      await t.step("an old item under a reused key counts as empty at the switch", async () => {
         await admin.createEntity({ entityId: "kr" });
         await setAt(T0 - 3 * HOUR, "kr", 4);
         now = T0 - 2 * HOUR;
@@ -216,8 +242,8 @@ Deno.test({
         assert.equal(await drain(early, "kr", 8, 1), 8); // writes items i/4 two hours ago
         await early.close();
         await setAt(T0 - HOUR, "kr", 8);
-        await setAt(T0, "kr", 4); // back to 4: the items i/4 exist, refilled long since
-        now = T0;
+        await setAt(T0, "kr", 4); // back to 4 at T0 + SWITCH: the items i/4 refilled long since
+        now = T0 + SWITCH;
         const l = make();
         assert.equal(
           (await l.available({
@@ -230,11 +256,59 @@ Deno.test({
           0,
         );
         assert.equal(await drain(l, "kr", 20), 0);
-        now = T0 + 15_000; // a quarter of a minute: 6.25 on each shard of 25, 6 usable
+        now = T0 + SWITCH + 15_000; // a quarter of a minute: 6.25 on each shard of 25, 6 usable
         assert.equal(await drain(l, "kr", 60), 24);
         now = T0;
         await l.close();
       });
+
+      await t.step(
+        "2 → 4 shards with a moving clock: a process on the old N never makes refill count twice",
+        async () => {
+          // 20 a second: 2 shards of 10 (10/s), then 4 of 5 (5/s); all exact in thousandths.
+          const RPS = [Limit.perSecond("rps", 20)];
+          await admin.createEntity({ entityId: "kw" });
+          await setAt(T0 - HOUR, "kw", 2, RPS); // full at T0
+          const STEP = 250, CHANGE = T0 + 100, END = CHANGE + SWITCH + 2_000;
+          now = T0;
+          let stale = make(); // caches N = 2 (an hour's TTL) with no schedule
+          let admitted = await drain(stale, "kw", 30, 2, RPS);
+          now = CHANGE;
+          await admin.setLimits({ entityId: "kw", resource: "api", limits: RPS, shards: 4 });
+          const fresh = make(); // knows the schedule
+          const switchAt = CHANGE + SWITCH;
+          const oldRq = async () =>
+            (await requestsOn(client, tableName, "kw", "#BUCKET#api#0/2")) +
+            (await requestsOn(client, tableName, "kw", "#BUCKET#api#1/2"));
+          let staleAfterChange = -(await oldRq());
+          for (now = CHANGE + STEP; now <= END; now += STEP) {
+            if (now >= switchAt && stale) {
+              // By the switch every process has read the change (its cache is at most 2 TTLs
+              // old): here, a new process in its place.
+              staleAfterChange += await oldRq();
+              await stale.close();
+              stale = make();
+            }
+            admitted += await drain(stale, "kw", 12, 2, RPS);
+            admitted += await drain(fresh, "kw", 12, 2, RPS);
+          }
+          now -= STEP; // the last step's time
+          assert.ok(staleAfterChange > 0, "the stale process wrote the old items after the change");
+          let newRq = 0;
+          for (let i = 0; i < 4; i++) {
+            newRq += await requestsOn(client, tableName, "kw", `#BUCKET#api#${i}/4`);
+          }
+          assert.ok(newRq > 0, "the new items served after the switch");
+          // Full at T0, refilling 20 a second until the last step.
+          const most = 20 + (20 * (now - T0)) / 1000;
+          assert.ok(admitted <= most, `admitted ${admitted} > ${most}`);
+          // Under-admission: what the old items held at the switch (≤ one step's refill, 5, when
+          // drained every step) and less than 1 token per shard left at the end.
+          assert.ok(admitted >= most - 5 - 4, `admitted ${admitted} < ${most} - 9`);
+          now = T0;
+          await Promise.all([stale, fresh].map((l) => l.close()));
+        },
+      );
 
       await t.step("throttling doubles the stored shard count", async () => {
         await using ceiling = await startWriteCeiling({ upstream: ddb.endpoint, wcuPerSecond: 50 });

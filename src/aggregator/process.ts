@@ -2,12 +2,13 @@
  * The aggregator's work on one batch of stream records, shared by the Lambda handler and the
  * local stream reader: usage snapshots, and the resource index (GSI2) of bucket items.
  *
- * **Idempotent per record.** A snapshot is fed by exactly one bucket item (same entity and
- * resource), and a stream delivers the records of one item in order (Lambda keeps that order per
- * item, across shard splits and with a parallelization factor). Each snapshot stores the highest
- * sequence number applied to it (`seq`, 40 digits padded), so the records it holds are always a
- * prefix of those that feed it, and every update is conditioned on `seq` being below its first
- * record: a record delivered twice is skipped.
+ * **Idempotent per record.** A stream delivers the records of one item in order (Lambda keeps
+ * that order per item, across shard splits and with a parallelization factor). A snapshot stores,
+ * per bucket item that feeds it, the highest sequence number applied from that item (`seq`, 40
+ * digits padded; `seq_{i}_{N}` for shard `i` of `N` of a sharded bucket, whose items all count
+ * under the bucket's resource), so the records it holds of an item are always a prefix of that
+ * item's, and every update is conditioned on that item's `seq` being below its first record: a
+ * record delivered twice is skipped.
  *
  * **One write per run.** Consecutive records of an item in the same window are summed into one
  * update (`seq` = the last). When its condition fails, the refused write returns the stored
@@ -46,7 +47,6 @@ import {
   isoSeconds,
   MalformedRecordError,
   padSequence,
-  SEQUENCE,
   sequenceOf,
   shapeProblem,
   usageSk,
@@ -183,7 +183,8 @@ export async function processRecords(
     }
     const bucket = bucketOf(record.dynamodb?.Keys);
     if (bucket === undefined) return;
-    const key = `${bucket.entityId}\u0000${bucket.resource}`;
+    // Per item: a sharded bucket's items are ordered each on its own.
+    const key = `${bucket.entityId}\u0000${bucket.resource}\u0000${bucket.seqAttr}`;
     const list = groups.get(key) ?? [];
     list.push({ index, record });
     groups.set(key, list);
@@ -297,7 +298,7 @@ export async function applyRun(
   run: Run,
   retentionDays: number,
 ): Promise<{ writes: number; skipped: number }> {
-  const { entityId, resource } = run.entries[0].consumption;
+  const { entityId, resource, seqAttr } = run.entries[0].consumption;
   const endMs = windowAt(run.window, run.startMs).endMs;
   const windowStart = isoSeconds(run.startMs);
   let entries = run.entries;
@@ -318,7 +319,7 @@ export async function applyRun(
       "#ws": "windowStart",
       "#we": "windowEnd",
       "#ttl": TTL,
-      "#seq": SEQUENCE,
+      "#seq": seqAttr,
       "#rq": "rq",
     };
     const values: Record<string, AttributeValue> = {
@@ -360,7 +361,7 @@ export async function applyRun(
       return { writes: 1, skipped };
     } catch (err) {
       if (!isConditionalFailure(err)) throw err;
-      const stored = (err as { Item?: Record<string, AttributeValue> }).Item?.[SEQUENCE]?.S;
+      const stored = (err as { Item?: Record<string, AttributeValue> }).Item?.[seqAttr]?.S;
       if (stored === undefined) {
         throw new Error(
           `Snapshot ${usageSk(resource, run.window, windowStart)} of ${entityId} refused the ` +

@@ -15,7 +15,14 @@
 
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
 import type * as aws from "../aws_types.ts";
-import { BUCKET_PREFIX, entityIdOf, REQUESTS, USAGE_PREFIX, WRITTEN_AT } from "../keys.ts";
+import {
+  BUCKET_PREFIX,
+  entityIdOf,
+  parseShardResource,
+  REQUESTS,
+  USAGE_PREFIX,
+  WRITTEN_AT,
+} from "../keys.ts";
 import { escapeControls } from "../validate.ts";
 
 /**
@@ -94,8 +101,10 @@ export function padSequence(sequenceNumber: string): string {
 export interface Consumption {
   /** Entity of the bucket. */
   entityId: string;
-  /** Resource of the bucket. */
+  /** Resource of the bucket (a shard's: its bucket's). */
   resource: string;
+  /** The snapshot attribute that holds the sequence of the item the record is of. */
+  seqAttr: string;
   /** When it was consumed (the write's `ts`), epoch ms. */
   atMs: number;
   /** Change of each limit's consumed total, thousandths of a token (negative for rollbacks). */
@@ -141,16 +150,24 @@ export interface BucketStreamRecord {
   };
 }
 
-/** The (entity, resource) of a bucket item's key, or `undefined` when the item is no bucket. */
+/**
+ * The (entity, resource) of a bucket item's key, or `undefined` when the item is no bucket. A
+ * shard's item (`#BUCKET#{resource}#{i}/{N}`) is its bucket's resource; `seqAttr` names the
+ * attribute of the snapshot that holds the item's sequence (`seq`, or `seq_{i}_{N}` for a shard:
+ * sequence numbers of different items are not comparable).
+ */
 export function bucketOf(
   keys: Record<string, AttributeValue> | undefined,
-): { entityId: string; resource: string } | undefined {
+): { entityId: string; resource: string; seqAttr: string } | undefined {
   const pk = keys?.PK?.S, sk = keys?.SK?.S;
   if (pk === undefined || sk === undefined || !sk.startsWith(BUCKET_PREFIX)) return undefined;
   const entityId = entityIdOf(pk);
-  const resource = sk.slice(BUCKET_PREFIX.length);
+  const stored = sk.slice(BUCKET_PREFIX.length);
+  const shard = parseShardResource(stored);
+  const resource = shard?.resource ?? stored;
   if (entityId === undefined || resource === "") return undefined;
-  return { entityId, resource };
+  const seqAttr = shard ? `${SEQUENCE}_${shard.index}_${shard.count}` : SEQUENCE;
+  return { entityId, resource, seqAttr };
 }
 
 /**

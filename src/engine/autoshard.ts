@@ -7,7 +7,7 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { checkShards, MAX_SHARDS } from "./shards.ts";
+import { checkShards, MAX_SHARDS, scheduleChange } from "./shards.ts";
 import type { Target } from "./types.ts";
 import type { BucketWriter } from "./writer.ts";
 
@@ -21,6 +21,8 @@ export interface AutoSharderOptions {
   /** Forgets an entity's cached limits (so the next call reads the new count). */
   forget: (entityId: string) => void;
   timeoutMs: number;
+  /** How long after a change the new count takes over (see `switchDelayMs`). */
+  switchDelayMs: number;
 }
 
 /** Doubles the stored shard count of buckets DynamoDB throttles. */
@@ -37,6 +39,7 @@ export class AutoSharder {
   observe = (t: Target): void => {
     const shard = t.shard;
     if (!shard) return; // the call's own limits: nothing stored to split
+    if (shard.untilMs !== undefined) return; // a change is already scheduled
     const to = shard.count * 2;
     if (to > MAX_SHARDS) return;
     try {
@@ -49,18 +52,18 @@ export class AutoSharder {
     if (now - (this.#asked.get(id) ?? -Infinity) < DOUBLE_EVERY_MS) return;
     this.#asked.set(id, now);
     if (this.#asked.size > 10_000) this.#asked.delete(this.#asked.keys().next().value!);
-    const { backend, writer, forget, timeoutMs } = this.#options;
-    const sinceMs = Number(writer.now());
+    const { backend, writer, forget, timeoutMs, switchDelayMs } = this.#options;
+    const nowMs = Number(writer.now());
+    // The layout in force now becomes the previous one; the doubled one takes over later.
+    const stored = {
+      count: shard.count,
+      ...(shard.sinceMs === undefined ? {} : { sinceMs: Number(shard.sinceMs) }),
+    };
+    const next = scheduleChange("shards", stored, to, nowMs, switchDelayMs);
     writer.call(
       undefined,
       (signal) =>
-        backend.entities.reshard(
-          t.entityId,
-          shard.source,
-          shard.count,
-          { count: to, sinceMs },
-          signal,
-        ),
+        backend.entities.reshard(t.entityId, shard.source, shard.count, next, nowMs, signal),
       Date.now() + timeoutMs,
       "reshard",
     ).then(

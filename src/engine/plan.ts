@@ -29,7 +29,7 @@ export function makeTarget(
       shardResource(resource, shard.index, shard.count),
       shardLimits(limits, shard.count),
     );
-    return { ...t, shard, sinceMs: shard.sinceMs };
+    return { ...t, shard, sinceMs: shard.sinceMs, untilMs: shard.untilMs };
   }
   const specs = new Map<string, math.BucketSpec>();
   const keys = new Map<string, string>();
@@ -75,6 +75,14 @@ function storedTat(
   return from ? math.convertTat(from, st.tat, spec, nowMs) : undefined;
 }
 
+/**
+ * The time to credit refill up to: an outgoing shard layout's items refill no further than its
+ * hand-over (the new layout's items refill from then), so no refill counts twice.
+ */
+function creditedNow(t: { untilMs?: bigint }, nowMs: bigint): bigint {
+  return t.untilMs !== undefined && nowMs > t.untilMs ? t.untilMs : nowMs;
+}
+
 /** The larger of a tat and a floor (either may be missing). */
 function atLeast(tat: bigint | undefined, floor: bigint | undefined): bigint | undefined {
   if (floor === undefined) return tat;
@@ -92,6 +100,7 @@ export function planAcquire(
   inFlight?: Map<string, bigint>,
   requests = 1,
 ): Plan {
+  nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
   const statuses: LimitStatus[] = [];
   const after = new Map<string, StoredLimit>();
@@ -191,6 +200,7 @@ export function statusesAfter(
   milli: Map<string, bigint>,
   nowMs: bigint,
 ): LimitStatus[] {
+  nowMs = creditedNow(t, nowMs);
   return t.limits.map((limit) => {
     const spec = t.specs.get(limit.name)!;
     const tat = effectiveTat(
@@ -221,6 +231,7 @@ export function planConversion(
   opId: string,
   maxWrites: bigint,
 ): BucketWrite | undefined {
+  nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
   let maxFullMs = nowMs;
   for (const limit of t.limits) {
@@ -258,6 +269,7 @@ export function planAdjust(
   opId: string,
   maxWrites: bigint,
 ): { write: BucketWrite } {
+  nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
   const used = new Map<string, bigint>();
   let maxFullMs: bigint | undefined;

@@ -8,6 +8,7 @@
  */
 
 import * as math from "../bucket.ts";
+import type { StoredShards } from "../entities.ts";
 import { ValidationError } from "../errors.ts";
 import { Limit } from "../limit.ts";
 
@@ -20,8 +21,10 @@ export interface ShardInfo {
   resource: string;
   index: number;
   count: number;
-  /** When the count last changed: items of this count start empty then. */
+  /** When this layout took over: its items count as empty then. */
   sinceMs?: bigint;
+  /** When this layout hands over to a newer one (its items are not written from then on). */
+  untilMs?: bigint;
   /** Resource of the stored limits that hold the count (`undefined`: the entity-wide ones). */
   source?: string;
   /** The bucket's limits, before splitting. */
@@ -33,13 +36,7 @@ export function shardResource(resource: string, index: number, count: number): s
   return count === 1 ? resource : `${resource}#${index}/${count}`;
 }
 
-/** The resource and shard of a shard's resource part; `undefined` for an unsharded one. */
-export function parseShardResource(
-  stored: string,
-): { resource: string; index: number; count: number } | undefined {
-  const m = /^(.*)#(\d+)\/(\d+)$/.exec(stored);
-  return m ? { resource: m[1], index: Number(m[2]), count: Number(m[3]) } : undefined;
-}
+export { parseShardResource } from "../keys.ts";
 
 /** A shard's limits: capacity and refill divided by `count`, rounded down (never more in all). */
 export function shardLimits(limits: Limit[], count: number): Limit[] {
@@ -98,6 +95,68 @@ export function largestCount(l: Limit): number {
  */
 export function startTat(spec: math.BucketSpec, sinceMs: bigint | undefined): bigint | undefined {
   return sinceMs === undefined ? undefined : math.scaledNow(spec, sinceMs) + math.tolerance(spec);
+}
+
+/** A shard layout: the count, and when it takes over and hands over (epoch ms). */
+export interface Layout {
+  count: number;
+  sinceMs?: number;
+  untilMs?: number;
+}
+
+/**
+ * The layout in force at `nowMs` (the limiter's clock): a change of N is scheduled, so the
+ * previous layout serves until the change's switch moment and the new one from it on.
+ */
+export function layoutAt(shards: StoredShards | undefined, nowMs: number): Layout {
+  if (!shards) return { count: 1 };
+  const { prev } = shards;
+  if (prev && shards.sinceMs !== undefined && nowMs < shards.sinceMs) {
+    return { count: prev.count, sinceMs: prev.sinceMs, untilMs: shards.sinceMs };
+  }
+  return { count: shards.count, sinceMs: shards.sinceMs };
+}
+
+/**
+ * The stored setting after a change to `count` at `nowMs`: the layout in force now becomes the
+ * previous one, and the new one takes over `delayMs` later. Throws `ValidationError` on
+ * `field` while an earlier change is still pending (two schedules in caches at once could
+ * overlap).
+ */
+export function scheduleChange(
+  field: string,
+  stored: StoredShards | undefined,
+  count: number,
+  nowMs: number,
+  delayMs: number,
+): StoredShards {
+  const now = layoutAt(stored, nowMs);
+  if (now.untilMs !== undefined) {
+    throw new ValidationError(
+      field,
+      count,
+      `cannot change the shard count while the change to ${stored!.count} is pending ` +
+        `(until ${new Date(now.untilMs).toISOString()}); try again then`,
+    );
+  }
+  return {
+    count,
+    sinceMs: nowMs + delayMs,
+    prev: { count: now.count, ...(now.sinceMs === undefined ? {} : { sinceMs: now.sinceMs }) },
+  };
+}
+
+/**
+ * How long after a change of N the new layout takes over, ms: past the longest any process can
+ * keep the old N cached (twice `limitsCacheTtlMs`), the clocks' disagreement (twice the
+ * tolerance) and the longest the write that stores the change can take (`writeMs`).
+ */
+export function switchDelayMs(
+  limitsCacheTtlMs: number,
+  clockToleranceMs: number,
+  writeMs: number,
+): number {
+  return Math.ceil(2 * limitsCacheTtlMs + 2 * clockToleranceMs + writeMs);
 }
 
 /** A random shard other than those in `tried`; `undefined` when every shard was tried. */

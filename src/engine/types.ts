@@ -27,6 +27,8 @@ export interface Target {
   shard?: ShardInfo;
   /** When the shard layout began: a missing or older item counts as empty then. */
   sinceMs?: bigint;
+  /** When the shard layout hands over to a newer one: no refill counts past it. */
+  untilMs?: bigint;
 }
 
 /** What the process knows of a bucket. */
@@ -62,6 +64,8 @@ export interface LeaseTarget {
   statuses: LimitStatus[];
   /** When the shard layout began (see `Target.sinceMs`). */
   sinceMs?: bigint;
+  /** When the shard layout hands over (see `Target.untilMs`). */
+  untilMs?: bigint;
 }
 
 /** What a lease needs of its limiter. */
@@ -108,5 +112,6 @@ export function asLeaseTarget(t: Target): LeaseTarget {
     consumed: new Map(),
     statuses: [],
     sinceMs: t.sinceMs,
+    untilMs: t.untilMs,
   };
 }

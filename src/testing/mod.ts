@@ -153,9 +153,10 @@ export class InMemoryBackend implements Backend {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
         return Promise.resolve(l ? { limits: [...l.limits], shards: clone(l.shards) } : undefined);
       },
-      reshard: (id, resource, from, to) => {
+      reshard: (id, resource, from, to, nowMs) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
         if (!l || (l.shards?.count ?? 1) !== from) return Promise.resolve(false);
+        if (l.shards?.prev && (l.shards.sinceMs ?? 0) > nowMs) return Promise.resolve(false);
         l.shards = { ...to };
         return Promise.resolve(true);
       },
