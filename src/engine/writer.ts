@@ -119,6 +119,7 @@ export class BucketWriter {
       operation,
     );
     if (outcome.ok) {
+      for (const id of ids) op.applied.add(id);
       writes.forEach((w, i) => {
         const sweep = this.#sweep.get(ids[i]);
         for (const id of w.sweep ?? []) sweep?.delete(id);
@@ -145,6 +146,7 @@ export class BucketWriter {
       return r !== undefined && (w.cancel ? r < 0n : r > 0n);
     });
     if (landed) {
+      for (const id of ids) op.applied.add(id);
       return {
         ok: true,
         applied: true,
@@ -331,6 +333,7 @@ export class BucketWriter {
     op: Op,
     atMs?: bigint,
   ): Promise<void> {
+    if (op.applied.has(bucketId(target))) return; // landed on an earlier run of the same write
     const release = await this.#slots.take([bucketId(target)], deadline);
     try {
       await this.#adjustHeld(target, deltas, requests, deadline, op, atMs);

@@ -1,0 +1,100 @@
+/**
+ * A second reading of the write engine (receipts, the outbox, token batches): each step shows one
+ * defect found in review, on DynamoDB Local, with faults injected by SDK middleware on a real
+ * client (requests refused before they leave, or answers lost after DynamoDB applied them).
+ */
+import assert from "node:assert/strict";
+import { type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { Limit, RateLimiter, RateLimiterUnavailable } from "../mod.ts";
+import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
+
+async function counters(client: DynamoDBClient, tableName: string, entityId: string) {
+  const { Item } = await client.send(
+    new GetItemCommand({
+      TableName: tableName,
+      Key: { PK: { S: `ENTITY#${entityId}` }, SK: { S: "#BUCKET#api" } },
+      ConsistentRead: true,
+    }),
+  );
+  return { rq: Number(Item?.rq?.N ?? 0), rpm: Number(Item?.u_rpm?.N ?? 0) / 1000 };
+}
+
+/** The entity ids a request writes (UpdateItem, or every item of a transaction). */
+function entitiesOf(input: unknown): string[] {
+  const i = input as {
+    Key?: { PK?: { S?: string } };
+    TransactItems?: { Update?: { Key?: { PK?: { S?: string } } } }[];
+  };
+  // Bucket writes only (reads of the entities' config pass).
+  const pks = i.TransactItems
+    ? i.TransactItems.map((t) => t.Update?.Key?.PK?.S)
+    : (input as { UpdateExpression?: string }).UpdateExpression
+    ? [i.Key?.PK?.S]
+    : [];
+  return pks.filter((pk): pk is string => !!pk).map((pk) => pk.replace(/^ENTITY#/, ""));
+}
+
+const refused = () => Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+const hangUp = () => Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+
+Deno.test({
+  name: "review: the write engine keeps its promises",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const ddb = await startTestDynamo();
+    const client = localClient(ddb.endpoint);
+    const tableName = uniqueTableName("review");
+    const now = 1_800_000_000_000;
+    const limits = [Limit.perMinute("rpm", 100)];
+    try {
+      await new RateLimiter({ tableName, client }).createTable();
+
+      await t.step(
+        "a give-back to a key and its project, interrupted on the project, is applied once on each",
+        async () => {
+          const own = localClient(ddb.endpoint);
+          // "lose": every answer lost after DynamoDB applied the request; "project-down": the
+          // project's item refused for a while (the key's item answers).
+          let fault: "lose" | "project-down" | "none" = "lose";
+          let downUntil = 0;
+          own.middlewareStack.add((next) => async (args) => {
+            if (fault === "lose" && entitiesOf(args.input).length > 0) {
+              await next(args).catch(() => {});
+              throw hangUp();
+            }
+            if (fault === "project-down" && entitiesOf(args.input).includes("proj-g")) {
+              if (downUntil === 0) downUntil = Date.now() + 600;
+              if (Date.now() < downUntil) throw refused();
+            }
+            return next(args);
+          }, { step: "initialize", name: "faults" });
+          const setup = new RateLimiter({ tableName, client, clock: () => now });
+          await setup.createEntity({ entityId: "proj-g" });
+          await setup.createEntity({ entityId: "key-g", parentId: "proj-g", cascade: true });
+          await setup.close();
+          const limiter = new RateLimiter({
+            tableName,
+            client: own,
+            clock: () => now,
+            timeoutMs: 300,
+          });
+          const request = { entityId: "key-g", resource: "api", limits, consume: { rpm: 5 } };
+          await assert.rejects(limiter.acquire(request), RateLimiterUnavailable);
+          // It landed on both items, unseen: the outbox must give it back on both, once.
+          assert.deepEqual(await counters(client, tableName, "key-g"), { rq: 1, rpm: 5 });
+          assert.deepEqual(await counters(client, tableName, "proj-g"), { rq: 1, rpm: 5 });
+          fault = "project-down";
+          await limiter.flush(5_000);
+          assert.deepEqual(await counters(client, tableName, "key-g"), { rq: 0, rpm: 0 });
+          assert.deepEqual(await counters(client, tableName, "proj-g"), { rq: 0, rpm: 0 });
+          await limiter.close();
+          own.destroy();
+        },
+      );
+    } finally {
+      client.destroy();
+      await ddb.stop();
+    }
+  },
+});
