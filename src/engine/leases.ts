@@ -71,12 +71,16 @@ export class LeaseEngine {
     return this.#batches ??= new BatchPool({
       writer: this.#writer,
       write: this.leaseOps().write,
-      cancel: (targets, milli, op, requests) =>
+      cancel: (targets, milli, op, requests) => {
+        // One give-back operation for every run of the entry: its ambiguity, frozen bounds and the
+        // buckets it landed on must carry over from one run to the next.
+        const giveBack = new Op(`${op.id}r`);
         this.#outbox.add({
           label: `refused batch ${targets.map(bucketId).join(", ")}`,
           buckets: targets.map(bucketId),
-          run: (d) => this.#ensureNotConsumed(targets, milli, op, new Op(`${op.id}r`), d, requests),
-        }),
+          run: (d) => this.#ensureNotConsumed(targets, milli, op, giveBack, d, requests),
+        });
+      },
       settings: this.#batchSettings ?? BATCH_DEFAULTS,
     });
   }
