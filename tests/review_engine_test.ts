@@ -105,6 +105,36 @@ Deno.test({
         "the same for a batch take: the give-back keeps one operation across the outbox's runs",
         () => giveBackInterrupted("key-h", "proj-h", true),
       );
+      await t.step("close() during a batch take in flight returns that batch too", async () => {
+        const own = localClient(ddb.endpoint);
+        let delay = 300; // the first bucket write (the take) answers late
+        own.middlewareStack.add((next) => async (args) => {
+          if (delay > 0 && entitiesOf(args.input).length > 0) {
+            const ms = delay;
+            delay = 0;
+            const out = await next(args);
+            await new Promise((r) => setTimeout(r, ms));
+            return out;
+          }
+          return next(args);
+        }, { step: "initialize", name: "slow" });
+        const limiter = new RateLimiter({
+          tableName,
+          client: own,
+          clock: () => now,
+          batches: { idleMs: 60_000, maxAgeMs: 60_000 },
+        });
+        const base = { entityId: "closing", resource: "api", cascade: false };
+        const big = [Limit.perMinute("rpm", 1_000)];
+        const acquiring = limiter.acquire({ ...base, limits: big, consume: { rpm: 1 } });
+        await new Promise((r) => setTimeout(r, 100)); // the take is in flight
+        await limiter.close();
+        const lease = await acquiring;
+        assert.equal(lease.failedOpen, false);
+        // Closed: the request it served is counted, and nothing more is held.
+        assert.deepEqual(await counters(client, tableName, "closing"), { rq: 1, rpm: 1 });
+        own.destroy();
+      });
     } finally {
       client.destroy();
       await ddb.stop();
