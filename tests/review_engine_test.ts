@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter, RateLimiterUnavailable } from "../mod.ts";
+import { Limit, RateLimiter, RateLimiterUnavailable, RateLimitExceeded } from "../mod.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 async function counters(client: DynamoDBClient, tableName: string, entityId: string) {
@@ -135,6 +135,41 @@ Deno.test({
         assert.deepEqual(await counters(client, tableName, "closing"), { rq: 1, rpm: 1 });
         own.destroy();
       });
+      await t.step(
+        "an acquire refused as exceeded after a lost attempt is cancelled: a late copy never counts",
+        async () => {
+          const own = localClient(ddb.endpoint);
+          let hold = false;
+          let release: (() => Promise<unknown>) | undefined;
+          own.middlewareStack.add((next) => (args) => {
+            if (hold && entitiesOf(args.input).length > 0) {
+              // This attempt sits in a socket: DynamoDB gets it later; the client sees a reset.
+              hold = false;
+              release = () => next(args);
+              return Promise.reject(hangUp());
+            }
+            return next(args);
+          }, { step: "initialize", name: "hold" });
+          const ten = [Limit.perMinute("rpm", 10)];
+          const base = { entityId: "late", resource: "api", limits: ten, cascade: false };
+          const mine = new RateLimiter({ tableName, client: own, clock: () => now });
+          const other = new RateLimiter({ tableName, client, clock: () => now });
+          await mine.acquire({ ...base, consume: { rpm: 5 } });
+          const theirs = await other.acquire({ ...base, consume: { rpm: 5 } }); // now empty
+          hold = true;
+          // Planned on what `mine` knew (5 left): the held attempt, then its resend, refused.
+          await assert.rejects(mine.acquire({ ...base, consume: { rpm: 1 } }), RateLimitExceeded);
+          await theirs.rollback(); // 5 free again: the held copy's condition now holds
+          await mine.flush(5_000);
+          await release!().catch(() => {}); // the late copy arrives
+          await mine.flush(5_000);
+          // Only the first request of `mine` is counted: the refused one never is.
+          assert.deepEqual(await counters(client, tableName, "late"), { rq: 1, rpm: 5 });
+          await mine.close();
+          await other.close();
+          own.destroy();
+        },
+      );
     } finally {
       client.destroy();
       await ddb.stop();

@@ -275,7 +275,8 @@ export class BatchPool {
     try {
       await this.#writer.consume(targets, amounts, nowMs, deadline, op, 0);
     } catch (err) {
-      if (op.ambiguous && !(err instanceof RateLimitExceeded)) {
+      // Refused as exceeded too: an attempt whose answer was lost may still land.
+      if (op.ambiguous) {
         this.#cancel(targets, amounts, op, 0);
       }
       throw err;

@@ -8,7 +8,7 @@
 
 import * as math from "../bucket.ts";
 import type { ConfigResolver } from "../config.ts";
-import { RateLimiterUnavailable, ZaeLimiterError } from "../errors.ts";
+import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
@@ -71,17 +71,30 @@ export class LeaseEngine {
     return this.#batches ??= new BatchPool({
       writer: this.#writer,
       write: this.leaseOps().write,
-      cancel: (targets, milli, op, requests) => {
-        // One give-back operation for every run of the entry: its ambiguity, frozen bounds and the
-        // buckets it landed on must carry over from one run to the next.
-        const giveBack = new Op(`${op.id}r`);
-        this.#outbox.add({
-          label: `refused batch ${targets.map(bucketId).join(", ")}`,
-          buckets: targets.map(bucketId),
-          run: (d) => this.#ensureNotConsumed(targets, milli, op, giveBack, d, requests),
-        });
-      },
+      cancel: (targets, milli, op, requests) =>
+        this.#cancel(
+          `refused batch ${targets.map(bucketId).join(", ")}`,
+          targets,
+          milli,
+          op,
+          requests,
+        ),
       settings: this.#batchSettings ?? BATCH_DEFAULTS,
+    });
+  }
+
+  /**
+   * Makes sure, through the outbox, that an acquire the caller was told failed is not counted
+   * (its answer was lost, and a copy may land yet).
+   */
+  #cancel(label: string, targets: Target[], milli: Map<string, bigint>[], op: Op, requests = 1) {
+    // One give-back operation for every run of the entry: its ambiguity, frozen bounds and the
+    // buckets it landed on must carry over from one run to the next.
+    const giveBack = new Op(`${op.id}r`);
+    this.#outbox.add({
+      label,
+      buckets: targets.map(bucketId),
+      run: (d) => this.#ensureNotConsumed(targets, milli, op, giveBack, d, requests),
     });
   }
 
@@ -117,6 +130,13 @@ export class LeaseEngine {
       const leaseTargets = await this.#writer.consume(targets, milli, nowMs, deadline, op);
       return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
     } catch (err) {
+      if (err instanceof RateLimitExceeded) {
+        // Refused, yet an attempt whose answer was lost may land later: it must not count.
+        if (op.ambiguous && targets) {
+          this.#cancel(`exceeded acquire ${req.entityId}/${req.resource}`, targets, milli, op);
+        }
+        throw err;
+      }
       // A misconfiguration (and any error of the request itself) is thrown in both modes.
       const unavailable = this.#writer.fail(err, "acquire");
       if (!(unavailable instanceof RateLimiterUnavailable)) throw unavailable;
@@ -143,12 +163,7 @@ export class LeaseEngine {
       }
       if (uncertain && targets) {
         // The caller is told "refused": make sure the write, if it landed, is not counted.
-        const ts = targets, ms = milli, giveBack = new Op(`${op.id}r`);
-        this.#outbox.add({
-          label: `refused acquire ${req.entityId}/${req.resource}`,
-          buckets: ts.map(bucketId),
-          run: (d) => this.#ensureNotConsumed(ts, ms, op, giveBack, d),
-        });
+        this.#cancel(`refused acquire ${req.entityId}/${req.resource}`, targets, milli, op);
       }
       throw unavailable;
     }
