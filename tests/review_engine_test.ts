@@ -170,6 +170,41 @@ Deno.test({
           own.destroy();
         },
       );
+      await t.step(
+        "a refusal that took several SDK attempts counts as in doubt (an earlier attempt may land)",
+        async () => {
+          // The caller's own client, with the SDK's retries on: its first attempt sits in a socket,
+          // the SDK's second is refused by its condition, and the refusal is what the limiter sees.
+          const retrying = localClient(ddb.endpoint);
+          let hold = false;
+          let release: (() => Promise<unknown>) | undefined;
+          retrying.middlewareStack.add((next) => (args) => {
+            if (hold && entitiesOf(args.input).length > 0) {
+              hold = false;
+              release = () => next(args);
+              return Promise.reject(hangUp());
+            }
+            return next(args);
+          }, { step: "deserialize", name: "holdOneAttempt" });
+          const ten = [Limit.perMinute("rpm", 10)];
+          const base = { entityId: "sdk-late", resource: "api", limits: ten, cascade: false };
+          const mine = new RateLimiter({ tableName, client: retrying, clock: () => now });
+          const other = new RateLimiter({ tableName, client, clock: () => now });
+          await mine.acquire({ ...base, consume: { rpm: 5 } });
+          const theirs = await other.acquire({ ...base, consume: { rpm: 5 } }); // now empty
+          hold = true;
+          await assert.rejects(mine.acquire({ ...base, consume: { rpm: 1 } }), RateLimitExceeded);
+          assert.ok(release, "the first attempt was held");
+          await theirs.rollback();
+          await mine.flush(5_000);
+          await release().catch(() => {}); // the SDK's first attempt arrives late
+          await mine.flush(5_000);
+          assert.deepEqual(await counters(client, tableName, "sdk-late"), { rq: 1, rpm: 5 });
+          await mine.close();
+          await other.close();
+          retrying.destroy();
+        },
+      );
     } finally {
       client.destroy();
       await ddb.stop();

@@ -108,11 +108,12 @@ export class BucketWriter {
       async (signal): Promise<MultiOutcome> => {
         if (writes.length === 1) {
           const o = await this.#backend.buckets.writeBucket(writes[0], signal);
-          if (o.ok && o.retried) op.ambiguous = true;
+          // Answered after several attempts of the caller's own client: one may land yet.
+          if (o.retried) op.ambiguous = true;
           return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
         }
         const o = await this.#backend.buckets.transactBuckets(writes, signal);
-        if (o.ok && o.retried) op.ambiguous = true;
+        if (o.ok ? o.retried : o.olds.some((x) => !x.ok && x.retried)) op.ambiguous = true;
         return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
       },
       deadline,
