@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter, RateLimiterUnavailable, RateLimitExceeded } from "../mod.ts";
+import {
+  FailureMode,
+  Limit,
+  RateLimiter,
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  UncertainOutcome,
+} from "../mod.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 async function counters(client: DynamoDBClient, tableName: string, entityId: string) {
@@ -203,6 +210,56 @@ Deno.test({
           await mine.close();
           await other.close();
           retrying.destroy();
+        },
+      );
+      await t.step(
+        "an acquire whose outcome became unknowable within its call follows the failure mode",
+        async () => {
+          for (const mode of [FailureMode.FAIL_OPEN, FailureMode.FAIL_CLOSED]) {
+            const entityId = `unknowable-${mode}`;
+            const base = { entityId, resource: "api", limits, cascade: false };
+            const busy = new RateLimiter({ tableName, client, clock: () => now });
+            const own = localClient(ddb.endpoint);
+            let lose = true;
+            own.middlewareStack.add((next) => async (args) => {
+              if (lose && entitiesOf(args.input).length > 0) {
+                lose = false;
+                await next(args); // applied, but the answer is lost...
+                // ...and before the resend, the item takes more writes than the bound allows,
+                // so its receipt is swept: nobody can tell any more whether it landed.
+                for (let i = 0; i < 40; i++) await busy.acquire({ ...base, consume: { rpm: 0 } });
+                throw hangUp();
+              }
+              return next(args);
+            }, { step: "initialize", name: "lose" });
+            const limiter = new RateLimiter({
+              tableName,
+              client: own,
+              clock: () => now,
+              failureMode: mode,
+            });
+            // A commit whose outcome becomes unknowable does not throw either: the outbox reports.
+            lose = false;
+            const lease = await limiter.acquire({ ...base, consume: { rpm: 1 } });
+            lose = true;
+            await lease.adjust({ rpm: 1 });
+            await lease.commit();
+            await assert.rejects(limiter.flush(5_000), /could not be resolved/);
+            base.entityId = `${entityId}-acquire`; // a fresh item for the acquire below
+            lose = true;
+            const acquiring = limiter.acquire({ ...base, consume: { rpm: 1 } });
+            if (mode === FailureMode.FAIL_OPEN) {
+              assert.equal((await acquiring).failedOpen, true);
+            } else {
+              await assert.rejects(acquiring, RateLimiterUnavailable);
+            }
+            // Reported, never guessed.
+            await assert.rejects(limiter.flush(5_000), /could not be resolved/);
+            assert.ok(limiter.unresolvedWrites.some((w) => w.error instanceof UncertainOutcome));
+            await limiter.close();
+            await busy.close();
+            own.destroy();
+          }
         },
       );
     } finally {

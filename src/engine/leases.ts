@@ -137,8 +137,11 @@ export class LeaseEngine {
         }
         throw err;
       }
-      // A misconfiguration (and any error of the request itself) is thrown in both modes.
-      const unavailable = this.#writer.fail(err, "acquire");
+      // A misconfiguration (and any error of the request itself) is thrown in both modes. An
+      // outcome that became unknowable is an outage to the caller; the outbox reports it.
+      const unavailable = err instanceof UncertainOutcome
+        ? new RateLimiterUnavailable("acquire", err)
+        : this.#writer.fail(err, "acquire");
       if (!(unavailable instanceof RateLimiterUnavailable)) throw unavailable;
       const uncertain = op.ambiguous;
       if (mode === FailureMode.FAIL_OPEN) {
@@ -257,7 +260,10 @@ export class LeaseEngine {
             }
             await this.#writer.adjust(t, deltas[i], requests, deadline, op);
           } catch (err) {
-            if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
+            if (
+              err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable) &&
+              !(err instanceof UncertainOutcome) // the outbox reports it (unresolvedWrites)
+            ) {
               throw err;
             }
             // Never lost: retried in the background under the same id, so applied exactly once.
