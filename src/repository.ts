@@ -223,7 +223,7 @@ export interface BucketWrite {
  */
 export type WriteOutcome =
   | { ok: true; item?: StoredBucket; retried?: boolean }
-  | { ok: false; old?: StoredBucket; known: boolean };
+  | { ok: false; old?: StoredBucket; known: boolean; retried?: boolean };
 
 const WC = keys.WRITES;
 
@@ -382,7 +382,13 @@ export class Repository {
       };
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) {
-        return { ok: false, old: err.Item ? parseBucket(err.Item) : undefined, known: true };
+        return {
+          ok: false,
+          old: err.Item ? parseBucket(err.Item) : undefined,
+          known: true,
+          // An earlier attempt of the caller's own client may still land: in doubt.
+          retried: (err.$metadata?.attempts ?? 1) > 1,
+        };
       }
       throw err;
     }
@@ -407,9 +413,10 @@ export class Repository {
         err instanceof TransactionCanceledException &&
         (err.CancellationReasons ?? []).some((r) => r.Code === "ConditionalCheckFailed")
       ) {
+        const retried = (err.$metadata?.attempts ?? 1) > 1;
         const olds = (err.CancellationReasons ?? []).map((r): WriteOutcome =>
           r.Code === "ConditionalCheckFailed"
-            ? { ok: false, old: r.Item ? parseBucket(r.Item) : undefined, known: true }
+            ? { ok: false, old: r.Item ? parseBucket(r.Item) : undefined, known: true, retried }
             : { ok: true }
         );
         return { ok: false, olds };

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { RateLimiterUnavailable, RateLimitExceeded } from "../errors.ts";
+import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
 import type { BatchOptions } from "../options.ts";
 import type { StoredLimit } from "../repository.ts";
 import { Op } from "./op.ts";
@@ -67,6 +67,8 @@ export class BatchPool {
   readonly #taking = new Map<string, Promise<void>>();
   readonly #returning = new Set<Promise<void>>();
   #timer?: ReturnType<typeof setInterval>;
+  /** Closing: no new batch is taken, so every batch can be returned. */
+  #closed = false;
 
   constructor(options: BatchPoolOptions) {
     this.#writer = options.writer;
@@ -100,6 +102,7 @@ export class BatchPool {
         await Promise.allSettled(busy); // another request of this process is taking: share it
         continue;
       }
+      if (this.#closed) throw new ZaeLimiterError("The rate limiter is closed");
       // Batches drained by concurrent requests as fast as they came: take this request's own.
       const exact = takes++ >= 2;
       const ts = lacking.map((i) => targets[i]), ms = lacking.map((i) => milli[i]);
@@ -155,6 +158,9 @@ export class BatchPool {
 
   /** Returns every batch to its bucket (on close). */
   async drain(): Promise<void> {
+    this.#closed = true;
+    // A take in flight makes (or tops up) a batch when it lands: wait for it, then return it too.
+    while (this.#taking.size > 0) await Promise.allSettled([...this.#taking.values()]);
     for (const id of [...this.#batches.keys()]) this.#giveBack(id);
     await Promise.allSettled([...this.#returning]);
     if (this.#timer !== undefined) clearInterval(this.#timer);
@@ -269,7 +275,8 @@ export class BatchPool {
     try {
       await this.#writer.consume(targets, amounts, nowMs, deadline, op, 0);
     } catch (err) {
-      if (op.ambiguous && !(err instanceof RateLimitExceeded)) {
+      // Refused as exceeded too: an attempt whose answer was lost may still land.
+      if (op.ambiguous) {
         this.#cancel(targets, amounts, op, 0);
       }
       throw err;

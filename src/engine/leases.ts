@@ -101,12 +101,29 @@ export class LeaseEngine {
       writer: this.#writer,
       write: this.leaseOps().write,
       cancel: (targets, milli, op, requests) =>
-        this.#outbox.add({
-          label: `refused batch ${targets.map(bucketId).join(", ")}`,
-          buckets: targets.map(bucketId),
-          run: (d) => this.#ensureNotConsumed(targets, milli, op, new Op(`${op.id}r`), d, requests),
-        }),
+        this.#cancel(
+          `refused batch ${targets.map(bucketId).join(", ")}`,
+          targets,
+          milli,
+          op,
+          requests,
+        ),
       settings: this.#batchSettings ?? BATCH_DEFAULTS,
+    });
+  }
+
+  /**
+   * Makes sure, through the outbox, that an acquire the caller was told failed is not counted
+   * (its answer was lost, and a copy may land yet).
+   */
+  #cancel(label: string, targets: Target[], milli: Map<string, bigint>[], op: Op, requests = 1) {
+    // One give-back operation for every run of the entry: its ambiguity, frozen bounds and the
+    // buckets it landed on must carry over from one run to the next.
+    const giveBack = new Op(`${op.id}r`);
+    this.#outbox.add({
+      label,
+      buckets: targets.map(bucketId),
+      run: (d) => this.#ensureNotConsumed(targets, milli, op, giveBack, d, requests),
     });
   }
 
@@ -158,8 +175,18 @@ export class LeaseEngine {
         }
       }
     } catch (err) {
-      // A misconfiguration (and any error of the request itself) is thrown in both modes.
-      const unavailable = this.#writer.fail(err, "acquire");
+      if (err instanceof RateLimitExceeded) {
+        // Refused, yet an attempt whose answer was lost may land later: it must not count.
+        if (op.ambiguous && targets) {
+          this.#cancel(`exceeded acquire ${req.entityId}/${req.resource}`, targets, milli, op);
+        }
+        throw err;
+      }
+      // A misconfiguration (and any error of the request itself) is thrown in both modes. An
+      // outcome that became unknowable is an outage to the caller; the outbox reports it.
+      const unavailable = err instanceof UncertainOutcome
+        ? new RateLimiterUnavailable("acquire", err)
+        : this.#writer.fail(err, "acquire");
       if (!(unavailable instanceof RateLimiterUnavailable)) throw unavailable;
       const uncertain = op.ambiguous;
       if (mode === FailureMode.FAIL_OPEN) {
@@ -184,12 +211,7 @@ export class LeaseEngine {
       }
       if (uncertain && targets) {
         // The caller is told "refused": make sure the write, if it landed, is not counted.
-        const ts = targets, ms = milli, giveBack = new Op(`${op.id}r`);
-        this.#outbox.add({
-          label: `refused acquire ${req.entityId}/${req.resource}`,
-          buckets: ts.map(bucketId),
-          run: (d) => this.#ensureNotConsumed(ts, ms, op, giveBack, d),
-        });
+        this.#cancel(`refused acquire ${req.entityId}/${req.resource}`, targets, milli, op);
       }
       throw unavailable;
     }
@@ -283,7 +305,10 @@ export class LeaseEngine {
             }
             await this.#writer.adjust(t, deltas[i], requests, deadline, op);
           } catch (err) {
-            if (err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable)) {
+            if (
+              err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable) &&
+              !(err instanceof UncertainOutcome) // the outbox reports it (unresolvedWrites)
+            ) {
               throw err;
             }
             // Never lost: retried in the background under the same id, so applied exactly once.

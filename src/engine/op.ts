@@ -31,6 +31,12 @@ export class Op {
   readonly id: string;
   /** Whether an attempt may have landed without the answer reaching us. */
   ambiguous = false;
+  /**
+   * Buckets where the operation is known to have landed. An operation that writes several buckets
+   * one by one (a give-back, a failed-open recording) and is retried as a whole must not write
+   * them again: the receipt of a landed write may have been swept since.
+   */
+  readonly applied = new Set<string>();
   readonly #bounds = new Map<string, bigint>();
 
   /** @param id The operation id. @default a fresh one */

@@ -109,11 +109,12 @@ export class BucketWriter {
     const send = async (signal: AbortSignal): Promise<MultiOutcome> => {
       if (writes.length === 1) {
         const o = await this.#backend.buckets.writeBucket(writes[0], signal);
-        if (o.ok && o.retried) op.ambiguous = true;
+        // Answered after several attempts of the caller's own client: one may land yet.
+        if (o.retried) op.ambiguous = true;
         return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
       }
       const o = await this.#backend.buckets.transactBuckets(writes, signal);
-      if (o.ok && o.retried) op.ambiguous = true;
+      if (o.ok ? o.retried : o.olds.some((x) => !x.ok && x.retried)) op.ambiguous = true;
       return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
     };
     const outcome = await this.call(
@@ -141,6 +142,7 @@ export class BucketWriter {
     outcome: MultiOutcome,
   ): MultiOutcome & { applied?: boolean } {
     if (outcome.ok) {
+      for (const id of ids) op.applied.add(id);
       writes.forEach((w, i) => {
         const sweep = this.#sweep.get(ids[i]);
         for (const id of w.sweep ?? []) sweep?.delete(id);
@@ -167,6 +169,7 @@ export class BucketWriter {
       return r !== undefined && (w.cancel ? r < 0n : r > 0n);
     });
     if (landed) {
+      for (const id of ids) op.applied.add(id);
       return {
         ok: true,
         applied: true,
@@ -359,6 +362,7 @@ export class BucketWriter {
     op: Op,
     atMs?: bigint,
   ): Promise<void> {
+    if (op.applied.has(bucketId(target))) return; // landed on an earlier run of the same write
     const release = await this.#slots.take([bucketId(target)], deadline);
     try {
       await this.#adjustHeld(target, deltas, requests, deadline, op, atMs);
