@@ -119,7 +119,7 @@ export class EntityStore {
     };
     if (entity.parentId === undefined) {
       try {
-        await this.#client.send(new PutItemCommand(put), { abortSignal: signal });
+        await this.#client.send(new PutItemCommand(put), keys.abortOn(signal));
       } catch (err) {
         if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
           throw new EntityExistsError(entity.entityId);
@@ -135,7 +135,7 @@ export class EntityStore {
             {
               ConditionCheck: {
                 TableName: this.#table,
-                Key: { PK: { S: keys.entityPk(entity.parentId) }, SK: { S: keys.META_SK } },
+                Key: keys.itemKey(entity.parentId, keys.META_SK),
                 ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
                 ReturnValuesOnConditionCheckFailure: "ALL_OLD",
               },
@@ -143,7 +143,7 @@ export class EntityStore {
             { Put: { ...put, ReturnValuesOnConditionCheckFailure: "NONE" } },
           ],
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
     } catch (err) {
       if (err instanceof TransactionCanceledException) {
@@ -167,10 +167,10 @@ export class EntityStore {
     const out = await this.#client.send(
       new GetItemCommand({
         TableName: this.#table,
-        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.META_SK } },
+        Key: keys.itemKey(entityId, keys.META_SK),
         ConsistentRead: true,
       }),
-      { abortSignal: signal },
+      keys.abortOn(signal),
     );
     return out.Item ? parseEntity(out.Item) : undefined;
   }
@@ -188,7 +188,7 @@ export class EntityStore {
           ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
           ExclusiveStartKey: start,
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       for (const item of page.Items ?? []) out.push(parseEntity(item));
       start = page.LastEvaluatedKey;
@@ -211,7 +211,7 @@ export class EntityStore {
           Limit: DELETE_PAGE,
           ExclusiveStartKey: start,
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       const items = page.Items ?? [];
       for (let i = 0; i < items.length; i += 25) {
@@ -232,7 +232,7 @@ export class EntityStore {
       if (attempt > 12) throw new Error(`could not delete ${requests.length} items after retries`);
       const out = await this.#client.send(
         new BatchWriteItemCommand({ RequestItems: { [this.#table]: requests } }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       requests = out.UnprocessedItems?.[this.#table] ?? [];
     }
@@ -281,7 +281,7 @@ export class EntityStore {
           Item: item,
           ...(expectShards === undefined ? {} : shardCondition(expectShards)),
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
     } catch (err) {
       if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
@@ -300,10 +300,10 @@ export class EntityStore {
     const out = await this.#client.send(
       new GetItemCommand({
         TableName: this.#table,
-        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+        Key: keys.itemKey(entityId, keys.limitSk(resource)),
         ConsistentRead: true,
       }),
-      { abortSignal: signal },
+      keys.abortOn(signal),
     );
     return out.Item ? { limits: parseLimits(out.Item), shards: parseShards(out.Item) } : undefined;
   }
@@ -326,7 +326,7 @@ export class EntityStore {
       await this.#client.send(
         new UpdateItemCommand({
           TableName: this.#table,
-          Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+          Key: keys.itemKey(entityId, keys.limitSk(resource)),
           UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
             (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
           ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
@@ -340,7 +340,7 @@ export class EntityStore {
             ...(prevSince === undefined ? {} : { ":ps": { N: String(prevSince) } }),
           },
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       return true;
     } catch (err) {
@@ -358,9 +358,9 @@ export class EntityStore {
     await this.#client.send(
       new DeleteItemCommand({
         TableName: this.#table,
-        Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.limitSk(resource) } },
+        Key: keys.itemKey(entityId, keys.limitSk(resource)),
       }),
-      { abortSignal: signal },
+      keys.abortOn(signal),
     );
   }
 
@@ -391,7 +391,7 @@ export class EntityStore {
         new BatchGetItemCommand({
           RequestItems: { [this.#table]: { Keys: pending, ConsistentRead: true } },
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       found.push(...(out.Responses?.[this.#table] ?? []));
       pending = out.UnprocessedKeys?.[this.#table]?.Keys ?? [];

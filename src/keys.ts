@@ -121,3 +121,13 @@ export const RECEIPT_PREFIX = "r_";
 export function receiptAttr(opId: string): string {
   return `${RECEIPT_PREFIX}${opId}`;
 }
+
+/** The key of an entity's item: `PK` of `entityId`, and `sk`. */
+export function itemKey(entityId: string, sk: string): { PK: { S: string }; SK: { S: string } } {
+  return { PK: { S: entityPk(entityId) }, SK: { S: sk } };
+}
+
+/** The options of a DynamoDB client's `send` that abort it on `signal`. */
+export function abortOn(signal?: AbortSignal): { abortSignal?: AbortSignal } {
+  return { abortSignal: signal };
+}

@@ -357,7 +357,7 @@ export class Repository {
     }
     return {
       TableName: this.tableName,
-      Key: { PK: { S: keys.entityPk(w.entityId) }, SK: { S: keys.bucketSk(w.resource) } },
+      Key: keys.itemKey(w.entityId, keys.bucketSk(w.resource)),
       UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : "") +
         (removes.length ? ` REMOVE ${removes.join(", ")}` : ""),
       ConditionExpression: conds.length ? conds.join(" AND ") : undefined,
@@ -373,7 +373,7 @@ export class Repository {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
       const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = this.#lean
         ? await this.#lean.send("UpdateItem", input, signal)
-        : await this.client.send(new UpdateItemCommand(input), { abortSignal: signal });
+        : await this.client.send(new UpdateItemCommand(input), keys.abortOn(signal));
       return {
         ok: true,
         item: out.Attributes ? parseBucket(out.Attributes) : undefined,
@@ -406,7 +406,7 @@ export class Repository {
       const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
       const out = this.#lean
         ? await this.#lean.send("TransactWriteItems", input, signal)
-        : await this.client.send(new TransactWriteItemsCommand(input), { abortSignal: signal });
+        : await this.client.send(new TransactWriteItemsCommand(input), keys.abortOn(signal));
       return { ok: true, retried: (out.$metadata.attempts ?? 1) > 1 };
     } catch (err) {
       if (
@@ -433,12 +433,12 @@ export class Repository {
   ): Promise<StoredBucket | undefined> {
     const input = {
       TableName: this.tableName,
-      Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
+      Key: keys.itemKey(entityId, keys.bucketSk(resource)),
       ConsistentRead: true,
     };
     const out: { Item?: Record<string, AttributeValue> } = this.#lean
       ? await this.#lean.send("GetItem", input, signal)
-      : await this.client.send(new GetItemCommand(input), { abortSignal: signal });
+      : await this.client.send(new GetItemCommand(input), keys.abortOn(signal));
     return out.Item ? parseBucket(out.Item) : undefined;
   }
 
@@ -453,14 +453,14 @@ export class Repository {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
-          Key: { PK: { S: keys.entityPk(entityId) }, SK: { S: keys.bucketSk(resource) } },
+          Key: keys.itemKey(entityId, keys.bucketSk(resource)),
           UpdateExpression: "SET #ttl = :ttl",
           ConditionExpression:
             "attribute_exists(PK) AND (attribute_not_exists(#ttl) OR #ttl < :ttl)",
           ExpressionAttributeNames: { "#ttl": keys.TTL },
           ExpressionAttributeValues: { ":ttl": num(ttlSec) },
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -483,7 +483,7 @@ export class Repository {
           ExpressionAttributeValues: { ":r": { S: keys.resourceKey(resource) } },
           ExclusiveStartKey: start,
         }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       for (const item of page.Items ?? []) keysFound.push({ PK: item.PK, SK: item.SK });
       start = page.LastEvaluatedKey;
@@ -495,7 +495,7 @@ export class Repository {
         if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(500, 10 * 2 ** attempt)));
         const res = await this.client.send(
           new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }),
-          { abortSignal: signal },
+          keys.abortOn(signal),
         );
         for (const item of res.Responses?.[this.tableName] ?? []) {
           const entityId = keys.entityIdOf(item.PK.S ?? "");
@@ -512,7 +512,7 @@ export class Repository {
     try {
       const out = await this.client.send(
         new DescribeTableCommand({ TableName: this.tableName }),
-        { abortSignal: signal },
+        keys.abortOn(signal),
       );
       return out.Table?.TableStatus;
     } catch (err) {
@@ -532,9 +532,10 @@ export class Repository {
     const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
     if ((await this.tableStatus(signal())) === undefined) {
       try {
-        await this.client.send(new CreateTableCommand(tableDefinition(this.tableName)), {
-          abortSignal: signal(),
-        });
+        await this.client.send(
+          new CreateTableCommand(tableDefinition(this.tableName)),
+          keys.abortOn(signal()),
+        );
       } catch (err) {
         if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
       }
@@ -551,7 +552,7 @@ export class Repository {
           TableName: this.tableName,
           TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
         }),
-        { abortSignal: signal() },
+        keys.abortOn(signal()),
       );
     } catch (err) {
       // Already enabled (by us or a concurrent creator) is fine.
