@@ -16,7 +16,13 @@ import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
 import type { CreateEntityOptions, ResourceBucket } from "./options.ts";
 import { validateLimits } from "./request.ts";
-import { validateEntityId, validateMetadata, validateResource } from "./validate.ts";
+import {
+  checkBoolean,
+  checkObject,
+  validateEntityId,
+  validateMetadata,
+  validateResource,
+} from "./validate.ts";
 
 /** Options of {@link EntityAdmin}. */
 export interface EntityAdminOptions {
@@ -51,9 +57,7 @@ export class EntityAdmin {
   }
 
   async createEntity(options: CreateEntityOptions): Promise<Entity> {
-    if (options === null || typeof options !== "object") {
-      throw new ValidationError("options", options, "must be an object");
-    }
+    checkObject("options", options);
     const entityId = validateEntityId(options.entityId);
     const parentId = options.parentId === undefined
       ? undefined
@@ -70,9 +74,7 @@ export class EntityAdmin {
         "must be a string of at most 1024 characters",
       );
     }
-    if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
-      throw new ValidationError("cascade", options.cascade, "must be a boolean");
-    }
+    checkBoolean("cascade", options.cascade, true);
     const metadata = validateMetadata(options.metadata);
     const entity: Entity = {
       entityId,
@@ -244,9 +246,7 @@ function validateLimitTarget(options: { entityId: string; resource?: string }): 
   entityId: string;
   resource?: string;
 } {
-  if (options === null || typeof options !== "object") {
-    throw new ValidationError("options", options, "must be an object");
-  }
+  checkObject("options", options);
   return {
     entityId: validateEntityId(options.entityId),
     resource: options.resource === undefined ? undefined : validateResource(options.resource),

@@ -5,7 +5,7 @@
  */
 
 import { ValidationError } from "./error_base.ts";
-import { validateLimitName } from "./validate.ts";
+import { checkObject, validateLimitName } from "./validate.ts";
 
 /** Largest capacity or refill amount accepted, in tokens. Keeps every product exact. */
 export const MAX_TOKENS = 1e12;
@@ -146,9 +146,7 @@ export class Limit {
    * ```
    */
   static custom(options: CustomLimitOptions): Limit {
-    if (options === null || typeof options !== "object") {
-      throw new ValidationError("limit", options, "must be an object");
-    }
+    checkObject("limit", options);
     const { name, capacity, refillAmount, refillPeriodSeconds } = options;
     validateLimitName(name, "limit.name");
     checkAmount(`limit ${name}: capacity`, capacity);

@@ -33,7 +33,7 @@ import { checkFailureMode, validateAcquire } from "./request.ts";
 import { AutoSharder } from "./engine/autoshard.ts";
 import { switchDelayMs } from "./engine/shards.ts";
 import { batchSettings } from "./engine/batches.ts";
-import { validateEntityId, validateResource } from "./validate.ts";
+import { checkBoolean, checkObject, validateEntityId, validateResource } from "./validate.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
 import {
   getUsageSnapshots,
@@ -105,9 +105,7 @@ export class RateLimiter implements AsyncDisposable {
    * ```
    */
   constructor(options: RateLimiterOptions) {
-    if (options === null || typeof options !== "object") {
-      throw new ValidationError("options", options, "must be an object");
-    }
+    checkObject("options", options);
     const {
       tableName,
       region,
@@ -148,9 +146,7 @@ export class RateLimiter implements AsyncDisposable {
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new ValidationError("timeoutMs", timeoutMs, "must be a finite number > 0");
     }
-    if (typeof autoShard !== "boolean") {
-      throw new ValidationError("autoShard", autoShard, "must be a boolean");
-    }
+    checkBoolean("autoShard", autoShard);
     if (!(limitsCacheTtlMs >= 0)) {
       throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
     }

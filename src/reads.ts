@@ -13,11 +13,10 @@ import { effectiveTat, makeTarget } from "./engine/plan.ts";
 import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
-import { ValidationError } from "./errors.ts";
 import type { AvailableOptions, TimeUntilAvailableOptions } from "./options.ts";
 import type { StoredBucket } from "./repository.ts";
 import { validateLimits } from "./request.ts";
-import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
+import { amountsToMilli, checkObject, validateEntityId, validateResource } from "./validate.ts";
 
 /** Options of {@link BucketReader}. */
 export interface BucketReaderOptions {
@@ -93,9 +92,7 @@ export class BucketReader {
       needed: Map<string, bigint>;
     }
   > {
-    if (options === null || typeof options !== "object") {
-      throw new ValidationError("options", options, "must be an object");
-    }
+    checkObject("options", options);
     const entityId = validateEntityId(options.entityId);
     const resource = validateResource(options.resource);
     const limits = validateLimits(options.limits, options.useStoredLimits === true);

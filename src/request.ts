@@ -9,33 +9,31 @@ import type { ValidRequest } from "./engine/types.ts";
 import { ValidationError } from "./errors.ts";
 import { Limit } from "./limit.ts";
 import { type AcquireOptions, FailureMode } from "./options.ts";
-import { amountsToMilli, validateEntityId, validateResource } from "./validate.ts";
+import {
+  amountsToMilli,
+  checkBoolean,
+  checkObject,
+  validateEntityId,
+  validateResource,
+} from "./validate.ts";
 
 /** Checks an acquire's options. */
 export function validateAcquire(
   options: AcquireOptions,
 ): ValidRequest & { consume: Map<string, bigint> } {
-  if (options === null || typeof options !== "object") {
-    throw new ValidationError("options", options, "must be an object");
-  }
+  checkObject("options", options);
   const entityId = validateEntityId(options.entityId);
   const resource = validateResource(options.resource);
   const useStoredLimits = options.useStoredLimits ?? false;
-  if (typeof useStoredLimits !== "boolean") {
-    throw new ValidationError("useStoredLimits", useStoredLimits, "must be a boolean");
-  }
+  checkBoolean("useStoredLimits", useStoredLimits);
   const limits = validateLimits(options.limits, useStoredLimits);
   const names = new Set(limits.map((l) => l.name));
   const consume = amountsToMilli("consume", options.consume, useStoredLimits ? "any" : names, {
     allowNegative: false,
   });
-  if (options.cascade !== undefined && typeof options.cascade !== "boolean") {
-    throw new ValidationError("cascade", options.cascade, "must be a boolean");
-  }
+  checkBoolean("cascade", options.cascade, true);
   if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
-  if (options.batch !== undefined && typeof options.batch !== "boolean") {
-    throw new ValidationError("batch", options.batch, "must be a boolean");
-  }
+  checkBoolean("batch", options.batch, true);
   return {
     entityId,
     resource,

@@ -17,7 +17,7 @@ import {
 } from "./aggregator/snapshot.ts";
 import { ValidationError } from "./errors.ts";
 import { entityPk } from "./keys.ts";
-import { validateEntityId, validateLimitName, validateResource } from "./validate.ts";
+import { checkObject, validateEntityId, validateLimitName, validateResource } from "./validate.ts";
 
 export type { UsageWindow } from "./aggregator/snapshot.ts";
 
@@ -257,9 +257,7 @@ function validateQuery(tableName: string, query: UsageQuery): ValidQuery {
       "must be 3-255 characters of letters, digits, _ . -",
     );
   }
-  if (query === null || typeof query !== "object") {
-    throw new ValidationError("options", query, "must be an object");
-  }
+  checkObject("options", query);
   const entityId = validateEntityId(query.entityId);
   const resource = query.resource === undefined ? undefined : validateResource(query.resource);
   if (!isUsageWindow(query.window)) {

@@ -191,3 +191,17 @@ const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
 function escapeJsonGaps(text: string): string {
   return text.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => escapeControls(c));
 }
+
+/** Throws a {@link ValidationError} of `field` unless `value` is an object (not `null`). */
+export function checkObject(field: string, value: unknown): void {
+  if (value === null || typeof value !== "object") {
+    throw new ValidationError(field, value, "must be an object");
+  }
+}
+
+/** Throws a {@link ValidationError} of `field` unless `value` is a boolean (or `undefined`). */
+export function checkBoolean(field: string, value: unknown, optional = false): void {
+  if (!(optional && value === undefined) && typeof value !== "boolean") {
+    throw new ValidationError(field, value, "must be a boolean");
+  }
+}
