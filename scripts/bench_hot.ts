@@ -361,15 +361,14 @@ export interface HotResult {
 
 /** Runs this benchmark in a process of its own (for `deno task bench`) and returns its result. */
 export async function runHotBench(
-  options: { endpoint: string; seconds: number; batches: boolean; extra?: string[] },
+  options: { endpoint?: string; seconds: number; batches: boolean; extra?: string[] },
 ): Promise<HotResult> {
   const args = [
     "run",
     "-A",
     new URL(import.meta.url).pathname,
     "--json",
-    "--endpoint",
-    options.endpoint,
+    ...(options.endpoint ? ["--endpoint", options.endpoint] : []),
     "--seconds",
     String(options.seconds),
     ...(options.batches ? ["--batches"] : []),
