@@ -28,8 +28,8 @@ const KEYS = Array.from({ length: 10 }, (_, i) => `key-${i}`);
 const HOT_KEY = "key-hot";
 const ESTIMATE = 500;
 /** Far above the traffic: the ceiling, not the limits, is what this measures. */
-const PROJECT_LIMITS = [Limit.perMinute("rpm", 60_000), Limit.perMinute("tpm", 60_000_000)];
-const KEY_LIMITS = [Limit.perMinute("rpm", 6_000), Limit.perMinute("tpm", 6_000_000)];
+const PROJECT_LIMITS = [Limit.perMinute("rpm", 6_000_000), Limit.perMinute("tpm", 6_000_000_000)];
+const KEY_LIMITS = [Limit.perMinute("rpm", 600_000), Limit.perMinute("tpm", 600_000_000)];
 
 interface WorkerArgs {
   endpoint: string;

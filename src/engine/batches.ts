@@ -247,9 +247,19 @@ export class BatchPool {
         for (const [name, m] of amounts[i]) {
           batch.held.set(name, (batch.held.get(name) ?? 0n) + m);
         }
-        // Emptied sooner than it should last: the next batch is twice as large.
-        if (old && now - old.takenAt < this.#settings.holdMs) {
-          this.#sizes.set(ids[i], Math.min(1 << 20, (this.#sizes.get(ids[i]) ?? FIRST_SIZE) * 2));
+        // Emptied sooner than it should last: the next batch is larger by the shortfall (a power
+        // of two, 2× to 16×), so a busy bucket reaches its size in a few takes.
+        const lasted = now - (old?.takenAt ?? now);
+        if (old && lasted < this.#settings.holdMs) {
+          const factor = 2 **
+            Math.min(
+              4,
+              Math.max(1, Math.ceil(Math.log2(this.#settings.holdMs / Math.max(1, lasted)))),
+            );
+          this.#sizes.set(
+            ids[i],
+            Math.min(1 << 20, (this.#sizes.get(ids[i]) ?? FIRST_SIZE) * factor),
+          );
         }
         batch.takenAt = now;
         batch.size = sizes[i];
