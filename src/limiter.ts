@@ -600,8 +600,15 @@ export class RateLimiter implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#leases.drain(); // batches go back to their buckets first
-    const left = await this.#outbox.flush(this.#closeTimeoutMs);
+    // Batches go back to their buckets first; the whole of close() stays within closeTimeoutMs.
+    const until = Date.now() + this.#closeTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#leases.drain(),
+      new Promise((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    const left = await this.#outbox.flush(Math.max(0, until - Date.now()));
     const unresolved = this.#outbox.failed.length;
     if (left > 0 || unresolved > this.#reported) {
       console.warn(

@@ -5,8 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter, RateLimitExceeded, ValidationError } from "../mod.ts";
+import { DeleteTableCommand, type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import {
+  ConfigurationError,
+  Limit,
+  RateLimiter,
+  RateLimitExceeded,
+  ValidationError,
+} from "../mod.ts";
 import { Meter } from "../scripts/meter.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
@@ -214,6 +220,33 @@ Deno.test({
           tpm: 0,
         });
         own.destroy();
+      });
+
+      await t.step("a return that fails for good is reported, not dropped", async () => {
+        const gone = uniqueTableName("batches_gone");
+        const limiter = new RateLimiter({ tableName: gone, client, clock, batches: true });
+        await limiter.createTable();
+        await (await limiter.acquire({
+          entityId: "gone",
+          resource: "api",
+          limits: [Limit.perMinute("rpm", 1_000)],
+          consume: { rpm: 1 },
+          cascade: false,
+        })).commit();
+        await client.send(new DeleteTableCommand({ TableName: gone }));
+        const warnings: string[] = [];
+        const warn = console.warn;
+        console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
+        try {
+          await limiter.close();
+        } finally {
+          console.warn = warn;
+        }
+        assert.equal(limiter.unresolvedWrites.length, 1);
+        assert.match(limiter.unresolvedWrites[0].label, /^batch return gone#api/);
+        assert.ok(limiter.unresolvedWrites[0].error instanceof ConfigurationError);
+        assert.equal(warnings.length, 1);
+        assert.match(warnings[0], /1 unresolved/);
       });
 
       await t.step("a process killed while it holds a batch loses at most the batch", async () => {

@@ -38,6 +38,8 @@ export interface BatchPoolOptions {
   write: LeaseOps["write"];
   /** Makes sure a take whose answer was lost is not counted (the outbox). */
   cancel: (targets: Target[], milli: Map<string, bigint>[], op: Op, requests: number) => void;
+  /** Reports a write that failed for good (it shows in `unresolvedWrites`). */
+  report: (label: string, error: unknown) => void;
   settings: BatchSettings;
 }
 
@@ -60,6 +62,7 @@ export class BatchPool {
   readonly #writer: BucketWriter;
   readonly #write: LeaseOps["write"];
   readonly #cancel: BatchPoolOptions["cancel"];
+  readonly #report: BatchPoolOptions["report"];
   readonly #settings: BatchSettings;
   readonly #batches = new Map<string, Batch>();
   /** Next batch size per bucket, in requests (adapts to the rate served). */
@@ -74,6 +77,7 @@ export class BatchPool {
     this.#writer = options.writer;
     this.#write = options.write;
     this.#cancel = options.cancel;
+    this.#report = options.report;
     this.#settings = options.settings;
   }
 
@@ -356,8 +360,11 @@ export class BatchPool {
       consumed: new Map(),
       statuses: [],
     };
+    const label = `batch return ${id}`;
     const returning = this.#write([target], [back], batch.served, "batch return")
-      .catch(() => {}) // an outage sends it to the outbox; anything else is reported there
+      // An outage sends it to the outbox (and never lands here); anything else cannot be retried:
+      // it is reported in `unresolvedWrites`, never dropped silently.
+      .catch((err) => this.#report(label, err))
       .finally(() => this.#returning.delete(returning));
     this.#returning.add(returning);
   }

@@ -108,6 +108,7 @@ export class LeaseEngine {
           op,
           requests,
         ),
+      report: (label, error) => this.#outbox.failed.push({ label, error }),
       settings: this.#batchSettings ?? BATCH_DEFAULTS,
     });
   }
