@@ -89,7 +89,6 @@ export function canonicalKey(key: Json): string {
   return JSON.stringify(Object.keys(key).sort().map((name) => [name, key[name]]));
 }
 
-/** Operations the ceiling charges. */
 /** The write operations the harness charges. */
 export const WRITES: ReadonlySet<string> = new Set([
   "PutItem",
