@@ -12,12 +12,14 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
-  QueryCommand,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
   TransactionCanceledException,
   TransactWriteItemsCommand,
   UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
+import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import { Limit } from "./limit.ts";
@@ -94,6 +96,15 @@ export class EntityStore {
     this.#table = tableName;
   }
 
+  /** Sends `new C(input)` with this store's table, aborted on `signal`. */
+  #send<I extends ServiceInputTypes & { TableName?: string }, O extends ServiceOutputTypes>(
+    C: CommandClass<I, O>,
+    input: Omit<I, "TableName">,
+    signal?: AbortSignal,
+  ): Promise<O> {
+    return send(this.#client, C, { TableName: this.#table, ...input } as I, signal);
+  }
+
   /** Creates an entity; the parent must exist and have no parent itself. */
   async create(entity: Entity, signal?: AbortSignal): Promise<void> {
     const item: Record<string, AttributeValue> = {
@@ -112,14 +123,10 @@ export class EntityStore {
       item.GSI1PK = { S: keys.parentKey(entity.parentId) };
       item.GSI1SK = { S: keys.childKey(entity.entityId) };
     }
-    const put = {
-      TableName: this.#table,
-      Item: item,
-      ConditionExpression: "attribute_not_exists(PK)",
-    };
+    const put = { Item: item, ConditionExpression: "attribute_not_exists(PK)" };
     if (entity.parentId === undefined) {
       try {
-        await this.#client.send(new PutItemCommand(put), keys.abortOn(signal));
+        await this.#send(PutItemCommand, put, signal);
       } catch (err) {
         if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
           throw new EntityExistsError(entity.entityId);
@@ -129,8 +136,10 @@ export class EntityStore {
       return;
     }
     try {
-      await this.#client.send(
-        new TransactWriteItemsCommand({
+      await send(
+        this.#client,
+        TransactWriteItemsCommand,
+        {
           TransactItems: [
             {
               ConditionCheck: {
@@ -140,10 +149,12 @@ export class EntityStore {
                 ReturnValuesOnConditionCheckFailure: "ALL_OLD",
               },
             },
-            { Put: { ...put, ReturnValuesOnConditionCheckFailure: "NONE" } },
+            {
+              Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" },
+            },
           ],
-        }),
-        keys.abortOn(signal),
+        },
+        signal,
       );
     } catch (err) {
       if (err instanceof TransactionCanceledException) {
@@ -164,13 +175,10 @@ export class EntityStore {
 
   /** Reads an entity. */
   async get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined> {
-    const out = await this.#client.send(
-      new GetItemCommand({
-        TableName: this.#table,
-        Key: keys.itemKey(entityId, keys.META_SK),
-        ConsistentRead: true,
-      }),
-      keys.abortOn(signal),
+    const out = await this.#send(
+      GetItemCommand,
+      { Key: keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
+      signal,
     );
     return out.Item ? parseEntity(out.Item) : undefined;
   }
@@ -178,64 +186,52 @@ export class EntityStore {
   /** Every child of a parent, all pages. */
   async children(parentId: string, signal?: AbortSignal): Promise<Entity[]> {
     const out: Entity[] = [];
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.#client.send(
-        new QueryCommand({
-          TableName: this.#table,
-          IndexName: keys.GSI1,
-          KeyConditionExpression: "GSI1PK = :p",
-          ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
-          ExclusiveStartKey: start,
-        }),
-        keys.abortOn(signal),
-      );
-      for (const item of page.Items ?? []) out.push(parseEntity(item));
-      start = page.LastEvaluatedKey;
-    } while (start);
+    for await (
+      const items of queryPages(this.#client, {
+        TableName: this.#table,
+        IndexName: keys.GSI1,
+        KeyConditionExpression: "GSI1PK = :p",
+        ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
+      }, signal)
+    ) {
+      for (const item of items) out.push(parseEntity(item));
+    }
     return out.sort((a, b) => (a.entityId < b.entityId ? -1 : a.entityId > b.entityId ? 1 : 0));
   }
 
   /** Deletes every item of an entity (metadata, limits, buckets, usage), all pages. */
   async deleteAll(entityId: string, signal?: AbortSignal): Promise<number> {
     let deleted = 0;
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.#client.send(
-        new QueryCommand({
-          TableName: this.#table,
-          KeyConditionExpression: "PK = :pk",
-          ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
-          ProjectionExpression: "PK, SK",
-          ConsistentRead: true,
-          Limit: DELETE_PAGE,
-          ExclusiveStartKey: start,
-        }),
-        keys.abortOn(signal),
-      );
-      const items = page.Items ?? [];
+    for await (
+      const items of queryPages(this.#client, {
+        TableName: this.#table,
+        KeyConditionExpression: "PK = :pk",
+        ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
+        ProjectionExpression: "PK, SK",
+        ConsistentRead: true,
+        Limit: DELETE_PAGE,
+      }, signal)
+    ) {
       for (let i = 0; i < items.length; i += 25) {
-        await this.#batchDelete(items.slice(i, i + 25), signal);
+        await untilProcessed<WriteRequest>(
+          items.slice(i, i + 25).map((it) => ({
+            DeleteRequest: { Key: { PK: it.PK, SK: it.SK } },
+          })),
+          async (left) =>
+            (await send(
+              this.#client,
+              BatchWriteItemCommand,
+              { RequestItems: { [this.#table]: left } },
+              signal,
+            )).UnprocessedItems?.[this.#table],
+          20,
+          1000,
+          (left) => new Error(`could not delete ${left.length} items after retries`),
+        );
       }
       deleted += items.length;
-      start = page.LastEvaluatedKey;
-    } while (start);
-    return deleted;
-  }
-
-  async #batchDelete(items: Record<string, AttributeValue>[], signal?: AbortSignal): Promise<void> {
-    let requests: WriteRequest[] = items.map((i) => ({
-      DeleteRequest: { Key: { PK: i.PK, SK: i.SK } },
-    }));
-    for (let attempt = 0; requests.length > 0; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** attempt)));
-      if (attempt > 12) throw new Error(`could not delete ${requests.length} items after retries`);
-      const out = await this.#client.send(
-        new BatchWriteItemCommand({ RequestItems: { [this.#table]: requests } }),
-        keys.abortOn(signal),
-      );
-      requests = out.UnprocessedItems?.[this.#table] ?? [];
     }
+    return deleted;
   }
 
   /**
@@ -275,13 +271,10 @@ export class EntityStore {
       }
     }
     try {
-      await this.#client.send(
-        new PutItemCommand({
-          TableName: this.#table,
-          Item: item,
-          ...(expectShards === undefined ? {} : shardCondition(expectShards)),
-        }),
-        keys.abortOn(signal),
+      await this.#send(
+        PutItemCommand,
+        { Item: item, ...(expectShards === undefined ? {} : shardCondition(expectShards)) },
+        signal,
       );
     } catch (err) {
       if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
@@ -297,13 +290,10 @@ export class EntityStore {
     resource: string | undefined,
     signal?: AbortSignal,
   ): Promise<StoredLimits | undefined> {
-    const out = await this.#client.send(
-      new GetItemCommand({
-        TableName: this.#table,
-        Key: keys.itemKey(entityId, keys.limitSk(resource)),
-        ConsistentRead: true,
-      }),
-      keys.abortOn(signal),
+    const out = await this.#send(
+      GetItemCommand,
+      { Key: keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
+      signal,
     );
     return out.Item ? { limits: parseLimits(out.Item), shards: parseShards(out.Item) } : undefined;
   }
@@ -323,9 +313,9 @@ export class EntityStore {
     const cond = shardCondition(from);
     const prevSince = to.prev?.sinceMs;
     try {
-      await this.#client.send(
-        new UpdateItemCommand({
-          TableName: this.#table,
+      await this.#send(
+        UpdateItemCommand,
+        {
           Key: keys.itemKey(entityId, keys.limitSk(resource)),
           UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
             (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
@@ -339,8 +329,8 @@ export class EntityStore {
             ":now": { N: String(nowMs) },
             ...(prevSince === undefined ? {} : { ":ps": { N: String(prevSince) } }),
           },
-        }),
-        keys.abortOn(signal),
+        },
+        signal,
       );
       return true;
     } catch (err) {
@@ -355,12 +345,10 @@ export class EntityStore {
     resource: string | undefined,
     signal?: AbortSignal,
   ): Promise<void> {
-    await this.#client.send(
-      new DeleteItemCommand({
-        TableName: this.#table,
-        Key: keys.itemKey(entityId, keys.limitSk(resource)),
-      }),
-      keys.abortOn(signal),
+    await this.#send(
+      DeleteItemCommand,
+      { Key: keys.itemKey(entityId, keys.limitSk(resource)) },
+      signal,
     );
   }
 
@@ -383,19 +371,22 @@ export class EntityStore {
         wanted.push({ PK: pk, SK: { S: keys.limitSk() } });
       }
     }
-    const found: Record<string, AttributeValue>[] = [];
-    let pending = wanted;
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(200, 10 * 2 ** attempt)));
-      const out = await this.#client.send(
-        new BatchGetItemCommand({
-          RequestItems: { [this.#table]: { Keys: pending, ConsistentRead: true } },
-        }),
-        keys.abortOn(signal),
-      );
-      found.push(...(out.Responses?.[this.#table] ?? []));
-      pending = out.UnprocessedKeys?.[this.#table]?.Keys ?? [];
-    }
+    const found: Item[] = [];
+    await untilProcessed(
+      wanted,
+      async (left) => {
+        const out = await send(
+          this.#client,
+          BatchGetItemCommand,
+          { RequestItems: { [this.#table]: { Keys: left, ConsistentRead: true } } },
+          signal,
+        );
+        found.push(...(out.Responses?.[this.#table] ?? []));
+        return out.UnprocessedKeys?.[this.#table]?.Keys;
+      },
+      10,
+      200,
+    );
     const result = new Map<string, EntityConfig>();
     for (const id of entityIds) result.set(id, {});
     for (const item of found) {

@@ -126,8 +126,3 @@ export function receiptAttr(opId: string): string {
 export function itemKey(entityId: string, sk: string): { PK: { S: string }; SK: { S: string } } {
   return { PK: { S: entityPk(entityId) }, SK: { S: sk } };
 }
-
-/** The options of a DynamoDB client's `send` that abort it on `signal`. */
-export function abortOn(signal?: AbortSignal): { abortSignal?: AbortSignal } {
-  return { abortSignal: signal };
-}

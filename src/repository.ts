@@ -12,7 +12,6 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
-  QueryCommand,
   TransactionCanceledException,
   TransactWriteItemsCommand,
   type Update,
@@ -20,6 +19,7 @@ import {
   type UpdateItemCommandOutput,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
+import { type Item, queryPages, send, sleep, untilProcessed } from "./calls.ts";
 import * as keys from "./keys.ts";
 import type { LeanTransport } from "./transport/lean.ts";
 
@@ -373,7 +373,7 @@ export class Repository {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
       const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = this.#lean
         ? await this.#lean.send("UpdateItem", input, signal)
-        : await this.client.send(new UpdateItemCommand(input), keys.abortOn(signal));
+        : await send(this.client, UpdateItemCommand, input, signal);
       return {
         ok: true,
         item: out.Attributes ? parseBucket(out.Attributes) : undefined,
@@ -406,7 +406,7 @@ export class Repository {
       const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
       const out = this.#lean
         ? await this.#lean.send("TransactWriteItems", input, signal)
-        : await this.client.send(new TransactWriteItemsCommand(input), keys.abortOn(signal));
+        : await send(this.client, TransactWriteItemsCommand, input, signal);
       return { ok: true, retried: (out.$metadata.attempts ?? 1) > 1 };
     } catch (err) {
       if (
@@ -438,7 +438,7 @@ export class Repository {
     };
     const out: { Item?: Record<string, AttributeValue> } = this.#lean
       ? await this.#lean.send("GetItem", input, signal)
-      : await this.client.send(new GetItemCommand(input), keys.abortOn(signal));
+      : await send(this.client, GetItemCommand, input, signal);
     return out.Item ? parseBucket(out.Item) : undefined;
   }
 
@@ -450,18 +450,14 @@ export class Repository {
     signal?: AbortSignal,
   ): Promise<void> {
     try {
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: keys.itemKey(entityId, keys.bucketSk(resource)),
-          UpdateExpression: "SET #ttl = :ttl",
-          ConditionExpression:
-            "attribute_exists(PK) AND (attribute_not_exists(#ttl) OR #ttl < :ttl)",
-          ExpressionAttributeNames: { "#ttl": keys.TTL },
-          ExpressionAttributeValues: { ":ttl": num(ttlSec) },
-        }),
-        keys.abortOn(signal),
-      );
+      await send(this.client, UpdateItemCommand, {
+        TableName: this.tableName,
+        Key: keys.itemKey(entityId, keys.bucketSk(resource)),
+        UpdateExpression: "SET #ttl = :ttl",
+        ConditionExpression: "attribute_exists(PK) AND (attribute_not_exists(#ttl) OR #ttl < :ttl)",
+        ExpressionAttributeNames: { "#ttl": keys.TTL },
+        ExpressionAttributeValues: { ":ttl": num(ttlSec) },
+      }, signal);
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
     }
@@ -472,37 +468,37 @@ export class Repository {
     resource: string,
     signal?: AbortSignal,
   ): Promise<{ entityId: string; bucket: StoredBucket }[]> {
-    const keysFound: Record<string, AttributeValue>[] = [];
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          IndexName: keys.GSI2,
-          KeyConditionExpression: "GSI2PK = :r",
-          ExpressionAttributeValues: { ":r": { S: keys.resourceKey(resource) } },
-          ExclusiveStartKey: start,
-        }),
-        keys.abortOn(signal),
-      );
-      for (const item of page.Items ?? []) keysFound.push({ PK: item.PK, SK: item.SK });
-      start = page.LastEvaluatedKey;
-    } while (start);
+    const keysFound: Item[] = [];
+    for await (
+      const items of queryPages(this.client, {
+        TableName: this.tableName,
+        IndexName: keys.GSI2,
+        KeyConditionExpression: "GSI2PK = :r",
+        ExpressionAttributeValues: { ":r": { S: keys.resourceKey(resource) } },
+      }, signal)
+    ) {
+      for (const item of items) keysFound.push({ PK: item.PK, SK: item.SK });
+    }
     const out: { entityId: string; bucket: StoredBucket }[] = [];
     for (let i = 0; i < keysFound.length; i += 100) {
-      let pending = keysFound.slice(i, i + 100);
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(500, 10 * 2 ** attempt)));
-        const res = await this.client.send(
-          new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }),
-          keys.abortOn(signal),
-        );
-        for (const item of res.Responses?.[this.tableName] ?? []) {
-          const entityId = keys.entityIdOf(item.PK.S ?? "");
-          if (entityId !== undefined) out.push({ entityId, bucket: parseBucket(item) });
-        }
-        pending = res.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
-      }
+      await untilProcessed(
+        keysFound.slice(i, i + 100),
+        async (left) => {
+          const res = await send(
+            this.client,
+            BatchGetItemCommand,
+            { RequestItems: { [this.tableName]: { Keys: left } } },
+            signal,
+          );
+          for (const item of res.Responses?.[this.tableName] ?? []) {
+            const entityId = keys.entityIdOf(item.PK.S ?? "");
+            if (entityId !== undefined) out.push({ entityId, bucket: parseBucket(item) });
+          }
+          return res.UnprocessedKeys?.[this.tableName]?.Keys;
+        },
+        10,
+        500,
+      );
     }
     return out.sort((a, b) => (a.entityId < b.entityId ? -1 : a.entityId > b.entityId ? 1 : 0));
   }
@@ -510,9 +506,11 @@ export class Repository {
   /** Whether the table exists and is active. */
   async tableStatus(signal?: AbortSignal): Promise<string | undefined> {
     try {
-      const out = await this.client.send(
-        new DescribeTableCommand({ TableName: this.tableName }),
-        keys.abortOn(signal),
+      const out = await send(
+        this.client,
+        DescribeTableCommand,
+        { TableName: this.tableName },
+        signal,
       );
       return out.Table?.TableStatus;
     } catch (err) {
@@ -532,10 +530,7 @@ export class Repository {
     const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
     if ((await this.tableStatus(signal())) === undefined) {
       try {
-        await this.client.send(
-          new CreateTableCommand(tableDefinition(this.tableName)),
-          keys.abortOn(signal()),
-        );
+        await send(this.client, CreateTableCommand, tableDefinition(this.tableName), signal());
       } catch (err) {
         if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
       }
@@ -544,16 +539,13 @@ export class Repository {
       if (Date.now() > until) {
         throw new Error(`table ${this.tableName} is not active after ${timeoutMs} ms`);
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     try {
-      await this.client.send(
-        new UpdateTimeToLiveCommand({
-          TableName: this.tableName,
-          TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
-        }),
-        keys.abortOn(signal()),
-      );
+      await send(this.client, UpdateTimeToLiveCommand, {
+        TableName: this.tableName,
+        TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
+      }, signal());
     } catch (err) {
       // Already enabled (by us or a concurrent creator) is fine.
       if (

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import type { AttributeValue, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type * as aws from "./aws_types.ts";
 import {
   CONSUMED_PREFIX,
@@ -15,6 +15,7 @@ import {
   type UsageWindow,
   windowAt,
 } from "./aggregator/snapshot.ts";
+import { queryPages } from "./calls.ts";
 import { ValidationError } from "./errors.ts";
 import { entityPk } from "./keys.ts";
 import { checkObject, validateEntityId, validateLimitName, validateResource } from "./validate.ts";
@@ -361,25 +362,21 @@ async function* readRaw(
     }
     filter = parts.join(" AND ");
   }
-  let startKey: Record<string, AttributeValue> | undefined;
-  do {
-    const page = await client.send(
-      new QueryCommand({
-        TableName: tableName,
-        KeyConditionExpression: keyCondition,
-        FilterExpression: filter,
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
-        ExclusiveStartKey: startKey,
-        Limit: q.pageSize,
-      }),
-    );
-    for (const item of page.Items ?? []) {
+  for await (
+    const items of queryPages(client, {
+      TableName: tableName,
+      KeyConditionExpression: keyCondition,
+      FilterExpression: filter,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+      Limit: q.pageSize,
+    })
+  ) {
+    for (const item of items) {
       const raw = parseSnapshot(item);
       if (raw !== undefined) yield raw;
     }
-    startKey = page.LastEvaluatedKey;
-  } while (startKey);
+  }
 }
 
 function parseSnapshot(item: Record<string, AttributeValue>): RawSnapshot | undefined {
