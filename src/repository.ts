@@ -8,8 +8,6 @@ import {
   type AttributeValue,
   BatchGetItemCommand,
   ConditionalCheckFailedException,
-  CreateTableCommand,
-  DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
   TransactionCanceledException,
@@ -17,213 +15,21 @@ import {
   type Update,
   UpdateItemCommand,
   type UpdateItemCommandOutput,
-  UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
-import { type Item, queryPages, send, sleep, untilProcessed } from "./calls.ts";
+import { type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import * as keys from "./keys.ts";
+import { createTable, tableDefinition, tableStatus } from "./table.ts";
+import type {
+  BucketWrite,
+  LimitOp,
+  StoredBucket,
+  StoredLimit,
+  WriteOutcome,
+} from "./bucket_items.ts";
+
+export { tableDefinition };
+export type { BucketWrite, LimitOp, StoredBucket, StoredLimit, WriteOutcome };
 import type { LeanTransport } from "./transport/lean.ts";
-
-/**
- * One limit's stored state on a bucket item.
- *
- * @example
- * ```ts
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * const backend = new InMemoryBackend();
- * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
- * await limiter.acquire({ entityId: "key-1", resource: "api",
- *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
- * const rpm = (await backend.buckets.getBucket("key-1", "api"))?.limits.get("rpm");
- * console.assert(rpm?.tat !== undefined && rpm.key !== undefined);
- * ```
- */
-export interface StoredLimit {
-  /** Theoretical arrival time (scaled); `undefined` when never written. */
-  tat?: bigint;
-  /** Spec the tat is written under. */
-  key?: string;
-}
-
-/**
- * A bucket item as read: limit name → state.
- *
- * @example
- * ```ts
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * const backend = new InMemoryBackend();
- * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
- * await limiter.acquire({ entityId: "key-1", resource: "api",
- *   limits: [Limit.perMinute("rpm", 10), Limit.perMinute("tpm", 1000)], consume: { rpm: 1 } });
- * const bucket = await backend.buckets.getBucket("key-1", "api");
- * console.assert(bucket?.limits.size === 2 && bucket.receipts?.size === 1);
- * ```
- */
-export interface StoredBucket {
-  /** Limit states by name. */
-  limits: Map<string, StoredLimit>;
-  /** TTL, epoch seconds. */
-  ttl?: bigint;
-  /**
-   * Receipts of operations applied to the item: id → the write-count bound the operation carried
-   * (negative for a cancel mark). See `BucketWrite.opId`.
-   */
-  receipts?: Map<string, bigint>;
-  /** How many writes the item has taken (`wc`). */
-  writes?: bigint;
-}
-
-/**
- * One limit's part of a bucket write.
- *
- * @example
- * ```ts
- * import type { Backend } from "./backend.ts";
- * import type { BucketWrite, LimitOp } from "./repository.ts";
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * // Records the bucket writes a limiter sends, around the in-memory backend.
- * const inner = new InMemoryBackend();
- * const writes: BucketWrite[] = [];
- * const backend: Backend = {
- *   entities: inner.entities,
- *   buckets: {
- *     ...inner.buckets,
- *     writeBucket: (w, signal) => {
- *       writes.push(w);
- *       return inner.buckets.writeBucket(w, signal);
- *     },
- *   },
- * };
- * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
- * await limiter.acquire({ entityId: "key-1", resource: "api",
- *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
- * const op: LimitOp = writes[0].ops[0];
- * console.assert(op.name === "rpm" && op.kind === "fromNow"); // a bucket never used
- * ```
- */
-export type LimitOp =
-  /** tat ≤ now (or absent): set it to `newTat` = now + cost. */
-  | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint }
-  /** now ≤ tat ≤ `max`: add `add`. Never over-admits, whatever other writers did. */
-  | { kind: "addBounded"; name: string; key: string; n: bigint; max: bigint; add: bigint }
-  /** tat ≥ now: add `add` (adjustments, which may go into debt). */
-  | { kind: "add"; name: string; key: string; n: bigint; add: bigint }
-  /** Return `sub` (rollback, negative adjustment). */
-  | { kind: "sub"; name: string; key: string; sub: bigint }
-  /** The exact state is known: replace it (spec changes). */
-  | {
-    kind: "cas";
-    name: string;
-    key: string;
-    expectKey?: string;
-    expectTat?: bigint;
-    newTat: bigint;
-  };
-
-/**
- * A conditional write to one bucket item.
- *
- * @example
- * ```ts
- * import type { Backend } from "./backend.ts";
- * import type { BucketWrite } from "./repository.ts";
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * // Records the bucket writes a limiter sends, around the in-memory backend.
- * const inner = new InMemoryBackend();
- * const writes: BucketWrite[] = [];
- * const backend: Backend = {
- *   entities: inner.entities,
- *   buckets: {
- *     ...inner.buckets,
- *     writeBucket: (w, signal) => {
- *       writes.push(w);
- *       return inner.buckets.writeBucket(w, signal);
- *     },
- *   },
- * };
- * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
- * await limiter.acquire({ entityId: "key-1", resource: "api",
- *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
- * console.assert(writes[0].requests === 1 && writes[0].used.get("rpm") === 1000n);
- * ```
- */
-export interface BucketWrite {
-  /** Entity owning the bucket. */
-  entityId: string;
-  /** Resource of the bucket. */
-  resource: string;
-  /** One op per limit written. */
-  ops: LimitOp[];
-  /** Change of each limit's running consumption total (thousandths). */
-  used: Map<string, bigint>;
-  /** Change of the request count. */
-  requests: number;
-  /** The caller's now, epoch ms. */
-  nowMs: bigint;
-  /** New TTL (epoch s), for writes that may raise a tat. */
-  ttlSec?: bigint;
-  /** Set `ttlSec` only on an item that has no TTL yet (writes that change no tat). */
-  ttlIfMissing?: boolean;
-  /**
-   * The operation's id. The write leaves a receipt (`r_{opId}`) and its condition refuses an item
-   * that has one already, so a resent or late-delivered duplicate is never applied twice.
-   */
-  opId: string;
-  /**
-   * A cancel mark: the write applies nothing but a negative receipt, under the same condition, so
-   * that no copy of the operation can be applied after it (see the outbox).
-   */
-  cancel?: boolean;
-  /**
-   * The write is refused once the item has taken this many writes (its write count `wc`): a copy
-   * delivered after its receipt may have been swept away can then never be applied.
-   */
-  maxWrites: bigint;
-  /** Receipts no copy can need any more, removed by this write (see docs/design.md). */
-  sweep?: string[];
-  /** The writer knows the item exists (it has a write count): a shorter condition. */
-  itemExists?: boolean;
-}
-
-/**
- * Outcome of a conditional bucket write.
- *
- * @example
- * ```ts
- * import type { Backend } from "./backend.ts";
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import type { WriteOutcome } from "./repository.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * const inner = new InMemoryBackend();
- * const outcomes: WriteOutcome[] = [];
- * const backend: Backend = {
- *   entities: inner.entities,
- *   buckets: {
- *     ...inner.buckets,
- *     writeBucket: async (w, signal) => {
- *       const outcome = await inner.buckets.writeBucket(w, signal);
- *       outcomes.push(outcome);
- *       return outcome;
- *     },
- *   },
- * };
- * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
- * await limiter.acquire({ entityId: "key-1", resource: "api",
- *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
- * console.assert(outcomes[0].ok);
- * ```
- */
-export type WriteOutcome =
-  | { ok: true; item?: StoredBucket; retried?: boolean }
-  | { ok: false; old?: StoredBucket; known: boolean; retried?: boolean };
 
 const WC = keys.WRITES;
 
@@ -504,99 +310,17 @@ export class Repository {
   }
 
   /** Whether the table exists and is active. */
-  async tableStatus(signal?: AbortSignal): Promise<string | undefined> {
-    try {
-      const out = await send(
-        this.client,
-        DescribeTableCommand,
-        { TableName: this.tableName },
-        signal,
-      );
-      return out.Table?.TableStatus;
-    } catch (err) {
-      if (err instanceof Error && err.name === "ResourceNotFoundException") return undefined;
-      throw err;
-    }
+  tableStatus(signal?: AbortSignal): Promise<string | undefined> {
+    return tableStatus(this.client, this.tableName, signal);
   }
 
   /**
    * Creates the table with its indexes, TTL and stream when it is missing, and waits until it is
    * active. Another process creating it at the same moment is fine.
    */
-  async createTable(options: { timeoutMs?: number } = {}): Promise<void> {
-    const { timeoutMs = 60_000 } = options;
-    const until = Date.now() + timeoutMs;
-    // Every call is bounded: a DynamoDB that accepts connections but never answers must not hang.
-    const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
-    if ((await this.tableStatus(signal())) === undefined) {
-      try {
-        await send(this.client, CreateTableCommand, tableDefinition(this.tableName), signal());
-      } catch (err) {
-        if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
-      }
-    }
-    while ((await this.tableStatus(signal())) !== "ACTIVE") {
-      if (Date.now() > until) {
-        throw new Error(`table ${this.tableName} is not active after ${timeoutMs} ms`);
-      }
-      await sleep(100);
-    }
-    try {
-      await send(this.client, UpdateTimeToLiveCommand, {
-        TableName: this.tableName,
-        TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
-      }, signal());
-    } catch (err) {
-      // Already enabled (by us or a concurrent creator) is fine.
-      if (
-        !(err instanceof Error &&
-          /already enabled|ValidationException/i.test(`${err.name} ${err.message}`))
-      ) {
-        throw err;
-      }
-    }
+  createTable(options: { timeoutMs?: number } = {}): Promise<void> {
+    return createTable(this.client, this.tableName, options);
   }
-}
-
-/** The CreateTable input: PK/SK, GSI1 (parent → children), GSI2 (resource → buckets), stream. */
-export function tableDefinition(
-  tableName: string,
-): ConstructorParameters<typeof CreateTableCommand>[0] {
-  return {
-    TableName: tableName,
-    BillingMode: "PAY_PER_REQUEST",
-    AttributeDefinitions: [
-      { AttributeName: "PK", AttributeType: "S" },
-      { AttributeName: "SK", AttributeType: "S" },
-      { AttributeName: "GSI1PK", AttributeType: "S" },
-      { AttributeName: "GSI1SK", AttributeType: "S" },
-      { AttributeName: "GSI2PK", AttributeType: "S" },
-      { AttributeName: "GSI2SK", AttributeType: "S" },
-    ],
-    KeySchema: [
-      { AttributeName: "PK", KeyType: "HASH" },
-      { AttributeName: "SK", KeyType: "RANGE" },
-    ],
-    GlobalSecondaryIndexes: [
-      {
-        IndexName: keys.GSI1,
-        KeySchema: [
-          { AttributeName: "GSI1PK", KeyType: "HASH" },
-          { AttributeName: "GSI1SK", KeyType: "RANGE" },
-        ],
-        Projection: { ProjectionType: "ALL" },
-      },
-      {
-        IndexName: keys.GSI2,
-        KeySchema: [
-          { AttributeName: "GSI2PK", KeyType: "HASH" },
-          { AttributeName: "GSI2SK", KeyType: "RANGE" },
-        ],
-        Projection: { ProjectionType: "KEYS_ONLY" },
-      },
-    ],
-    StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
-  };
 }
 
 /** Parses the limit states of a bucket item. */

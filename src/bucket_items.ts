@@ -1,0 +1,209 @@
+/**
+ * The shapes of a bucket item as read ({@link StoredBucket}) and of a conditional write to it
+ * ({@link BucketWrite}, one {@link LimitOp} per limit), shared by the planner, the writer and the
+ * backends. `src/repository.ts` turns them into DynamoDB expressions.
+ *
+ * @module
+ */
+
+/**
+ * One limit's stored state on a bucket item.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * const rpm = (await backend.buckets.getBucket("key-1", "api"))?.limits.get("rpm");
+ * console.assert(rpm?.tat !== undefined && rpm.key !== undefined);
+ * ```
+ */
+export interface StoredLimit {
+  /** Theoretical arrival time (scaled); `undefined` when never written. */
+  tat?: bigint;
+  /** Spec the tat is written under. */
+  key?: string;
+}
+
+/**
+ * A bucket item as read: limit name → state.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10), Limit.perMinute("tpm", 1000)], consume: { rpm: 1 } });
+ * const bucket = await backend.buckets.getBucket("key-1", "api");
+ * console.assert(bucket?.limits.size === 2 && bucket.receipts?.size === 1);
+ * ```
+ */
+export interface StoredBucket {
+  /** Limit states by name. */
+  limits: Map<string, StoredLimit>;
+  /** TTL, epoch seconds. */
+  ttl?: bigint;
+  /**
+   * Receipts of operations applied to the item: id → the write-count bound the operation carried
+   * (negative for a cancel mark). See `BucketWrite.opId`.
+   */
+  receipts?: Map<string, bigint>;
+  /** How many writes the item has taken (`wc`). */
+  writes?: bigint;
+}
+
+/**
+ * One limit's part of a bucket write.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import type { BucketWrite, LimitOp } from "./repository.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * // Records the bucket writes a limiter sends, around the in-memory backend.
+ * const inner = new InMemoryBackend();
+ * const writes: BucketWrite[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: (w, signal) => {
+ *       writes.push(w);
+ *       return inner.buckets.writeBucket(w, signal);
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * const op: LimitOp = writes[0].ops[0];
+ * console.assert(op.name === "rpm" && op.kind === "fromNow"); // a bucket never used
+ * ```
+ */
+export type LimitOp =
+  /** tat ≤ now (or absent): set it to `newTat` = now + cost. */
+  | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint }
+  /** now ≤ tat ≤ `max`: add `add`. Never over-admits, whatever other writers did. */
+  | { kind: "addBounded"; name: string; key: string; n: bigint; max: bigint; add: bigint }
+  /** tat ≥ now: add `add` (adjustments, which may go into debt). */
+  | { kind: "add"; name: string; key: string; n: bigint; add: bigint }
+  /** Return `sub` (rollback, negative adjustment). */
+  | { kind: "sub"; name: string; key: string; sub: bigint }
+  /** The exact state is known: replace it (spec changes). */
+  | {
+    kind: "cas";
+    name: string;
+    key: string;
+    expectKey?: string;
+    expectTat?: bigint;
+    newTat: bigint;
+  };
+
+/**
+ * A conditional write to one bucket item.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import type { BucketWrite } from "./repository.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * // Records the bucket writes a limiter sends, around the in-memory backend.
+ * const inner = new InMemoryBackend();
+ * const writes: BucketWrite[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: (w, signal) => {
+ *       writes.push(w);
+ *       return inner.buckets.writeBucket(w, signal);
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * console.assert(writes[0].requests === 1 && writes[0].used.get("rpm") === 1000n);
+ * ```
+ */
+export interface BucketWrite {
+  /** Entity owning the bucket. */
+  entityId: string;
+  /** Resource of the bucket. */
+  resource: string;
+  /** One op per limit written. */
+  ops: LimitOp[];
+  /** Change of each limit's running consumption total (thousandths). */
+  used: Map<string, bigint>;
+  /** Change of the request count. */
+  requests: number;
+  /** The caller's now, epoch ms. */
+  nowMs: bigint;
+  /** New TTL (epoch s), for writes that may raise a tat. */
+  ttlSec?: bigint;
+  /** Set `ttlSec` only on an item that has no TTL yet (writes that change no tat). */
+  ttlIfMissing?: boolean;
+  /**
+   * The operation's id. The write leaves a receipt (`r_{opId}`) and its condition refuses an item
+   * that has one already, so a resent or late-delivered duplicate is never applied twice.
+   */
+  opId: string;
+  /**
+   * A cancel mark: the write applies nothing but a negative receipt, under the same condition, so
+   * that no copy of the operation can be applied after it (see the outbox).
+   */
+  cancel?: boolean;
+  /**
+   * The write is refused once the item has taken this many writes (its write count `wc`): a copy
+   * delivered after its receipt may have been swept away can then never be applied.
+   */
+  maxWrites: bigint;
+  /** Receipts no copy can need any more, removed by this write (see docs/design.md). */
+  sweep?: string[];
+  /** The writer knows the item exists (it has a write count): a shorter condition. */
+  itemExists?: boolean;
+}
+
+/**
+ * Outcome of a conditional bucket write.
+ *
+ * @example
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import { Limit } from "./limit.ts";
+ * import { RateLimiter } from "./limiter.ts";
+ * import type { WriteOutcome } from "./repository.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const inner = new InMemoryBackend();
+ * const outcomes: WriteOutcome[] = [];
+ * const backend: Backend = {
+ *   entities: inner.entities,
+ *   buckets: {
+ *     ...inner.buckets,
+ *     writeBucket: async (w, signal) => {
+ *       const outcome = await inner.buckets.writeBucket(w, signal);
+ *       outcomes.push(outcome);
+ *       return outcome;
+ *     },
+ *   },
+ * };
+ * const limiter = new RateLimiter({ tableName: "recorded", backend, clock: () => 0 });
+ * await limiter.acquire({ entityId: "key-1", resource: "api",
+ *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+ * console.assert(outcomes[0].ok);
+ * ```
+ */
+export type WriteOutcome =
+  | { ok: true; item?: StoredBucket; retried?: boolean }
+  | { ok: false; old?: StoredBucket; known: boolean; retried?: boolean };

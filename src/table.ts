@@ -1,0 +1,118 @@
+/**
+ * The table: its definition (keys, indexes, stream) and its creation for development
+ * (`createTable: true`), waiting until it is active. Production tables come from the stack.
+ *
+ * @module
+ */
+
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
+import { send, sleep } from "./calls.ts";
+import * as keys from "./keys.ts";
+
+/** The CreateTable input: PK/SK, GSI1 (parent → children), GSI2 (resource → buckets), stream. */
+export function tableDefinition(
+  tableName: string,
+): ConstructorParameters<typeof CreateTableCommand>[0] {
+  return {
+    TableName: tableName,
+    BillingMode: "PAY_PER_REQUEST",
+    AttributeDefinitions: [
+      { AttributeName: "PK", AttributeType: "S" },
+      { AttributeName: "SK", AttributeType: "S" },
+      { AttributeName: "GSI1PK", AttributeType: "S" },
+      { AttributeName: "GSI1SK", AttributeType: "S" },
+      { AttributeName: "GSI2PK", AttributeType: "S" },
+      { AttributeName: "GSI2SK", AttributeType: "S" },
+    ],
+    KeySchema: [
+      { AttributeName: "PK", KeyType: "HASH" },
+      { AttributeName: "SK", KeyType: "RANGE" },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: keys.GSI1,
+        KeySchema: [
+          { AttributeName: "GSI1PK", KeyType: "HASH" },
+          { AttributeName: "GSI1SK", KeyType: "RANGE" },
+        ],
+        Projection: { ProjectionType: "ALL" },
+      },
+      {
+        IndexName: keys.GSI2,
+        KeySchema: [
+          { AttributeName: "GSI2PK", KeyType: "HASH" },
+          { AttributeName: "GSI2SK", KeyType: "RANGE" },
+        ],
+        Projection: { ProjectionType: "KEYS_ONLY" },
+      },
+    ],
+    StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
+  };
+}
+
+/** Whether the table exists and is active. */
+export async function tableStatus(
+  client: DynamoDBClient,
+  tableName: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  try {
+    const out = await send(
+      client,
+      DescribeTableCommand,
+      { TableName: tableName },
+      signal,
+    );
+    return out.Table?.TableStatus;
+  } catch (err) {
+    if (err instanceof Error && err.name === "ResourceNotFoundException") return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Creates the table with its indexes, TTL and stream when it is missing, and waits until it is
+ * active. Another process creating it at the same moment is fine.
+ */
+export async function createTable(
+  client: DynamoDBClient,
+  tableName: string,
+  options: { timeoutMs?: number } = {},
+): Promise<void> {
+  const { timeoutMs = 60_000 } = options;
+  const until = Date.now() + timeoutMs;
+  // Every call is bounded: a DynamoDB that accepts connections but never answers must not hang.
+  const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
+  if ((await tableStatus(client, tableName, signal())) === undefined) {
+    try {
+      await send(client, CreateTableCommand, tableDefinition(tableName), signal());
+    } catch (err) {
+      if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
+    }
+  }
+  while ((await tableStatus(client, tableName, signal())) !== "ACTIVE") {
+    if (Date.now() > until) {
+      throw new Error(`table ${tableName} is not active after ${timeoutMs} ms`);
+    }
+    await sleep(100);
+  }
+  try {
+    await send(client, UpdateTimeToLiveCommand, {
+      TableName: tableName,
+      TimeToLiveSpecification: { AttributeName: keys.TTL, Enabled: true },
+    }, signal());
+  } catch (err) {
+    // Already enabled (by us or a concurrent creator) is fine.
+    if (
+      !(err instanceof Error &&
+        /already enabled|ValidationException/i.test(`${err.name} ${err.message}`))
+    ) {
+      throw err;
+    }
+  }
+}
