@@ -66,6 +66,16 @@ export class WriteSlots {
     return release;
   }
 
+  /** Runs `fn` holding a slot on each bucket (see {@link take}). */
+  async hold<T>(buckets: string[], deadline: number, fn: () => Promise<T>): Promise<T> {
+    const release = await this.take(buckets, deadline);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
   /** Notes a write in flight on a bucket (its expected tats); returns the function that ends it. */
   flying(id: string, after: Map<string, StoredLimit>): () => void {
     let entry = this.#inFlight.get(id);

@@ -223,12 +223,11 @@ export class BucketWriter {
     }
     // At most half the bound's reach of this process's writes in flight per bucket: more would outrun the
     // write-count bound their own plans carry, and only cost retries.
-    const release = await this.#slots.take(targets.map(bucketId), deadline);
-    try {
-      return await this.#consumeHeld(targets, milli, nowMs, deadline, op, requests);
-    } finally {
-      release();
-    }
+    return await this.#slots.hold(
+      targets.map(bucketId),
+      deadline,
+      () => this.#consumeHeld(targets, milli, nowMs, deadline, op, requests),
+    );
   }
 
   async #consumeHeld(
@@ -363,12 +362,11 @@ export class BucketWriter {
     atMs?: bigint,
   ): Promise<void> {
     if (op.applied.has(bucketId(target))) return; // landed on an earlier run of the same write
-    const release = await this.#slots.take([bucketId(target)], deadline);
-    try {
-      await this.#adjustHeld(target, deltas, requests, deadline, op, atMs);
-    } finally {
-      release();
-    }
+    await this.#slots.hold(
+      [bucketId(target)],
+      deadline,
+      () => this.#adjustHeld(target, deltas, requests, deadline, op, atMs),
+    );
   }
 
   async #adjustHeld(
