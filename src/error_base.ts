@@ -81,10 +81,22 @@ export function showValue(value: unknown): string {
     }
   }
   // One line, whatever the value holds: control characters and line separators as \uXXXX.
-  s = s.replace(
-    // deno-lint-ignore no-control-regex
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+  s = escapeControls(s);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
+
+/**
+ * Text with every control character (C0, DEL, C1) and the Unicode line and paragraph
+ * separators written as `\uXXXX`, so that it stays on one line and cannot drive a terminal.
+ *
+ * @example
+ * ```ts
+ * import { escapeControls } from "./error_base.ts";
+ * console.assert(escapeControls("a\nb\u2028c") === "a\\u000ab\\u2028c");
+ * ```
+ */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;

@@ -5,7 +5,9 @@
  * @module
  */
 
-import { ValidationError } from "./error_base.ts";
+import { escapeControls, ValidationError } from "./error_base.ts";
+
+export { escapeControls };
 
 const ENTITY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$/;
 const LIMIT_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
@@ -166,22 +168,6 @@ export function fieldKey(key: string): string {
   }
   return `"${kept}..."`;
 }
-
-/**
- * Text with every control character (C0, DEL, C1) and the Unicode line and paragraph
- * separators written as `\uXXXX`, so that it stays on one line and cannot drive a terminal.
- *
- * @example
- * ```ts
- * import { escapeControls } from "./validate.ts";
- * console.assert(escapeControls("a\nb\u2028c") === "a\\u000ab\\u2028c");
- * ```
- */
-export function escapeControls(text: string): string {
-  return text.replace(CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-
-const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
 
 /**
  * The characters that `JSON.stringify` leaves raw but that still break or rewrite a log line
