@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { Auditor } from "./audit.ts";
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
@@ -34,6 +35,8 @@ export interface EntityAdminOptions {
   timeoutMs: number;
   /** How long after a change of the shard count the new count takes over, ms. */
   switchDelayMs: number;
+  /** Makes the audit event of each change (written in the change's transaction). */
+  auditor: Auditor;
 }
 
 /** Entities and their stored limits. */
@@ -45,6 +48,7 @@ export class EntityAdmin {
   readonly #ready: (deadline: number) => Promise<number>;
   readonly #timeoutMs: number;
   readonly #switchDelayMs: number;
+  readonly #auditor: Auditor;
 
   constructor(options: EntityAdminOptions) {
     this.#backend = options.backend;
@@ -54,6 +58,7 @@ export class EntityAdmin {
     this.#ready = options.ready;
     this.#timeoutMs = options.timeoutMs;
     this.#switchDelayMs = options.switchDelayMs;
+    this.#auditor = options.auditor;
   }
 
   async createEntity(options: CreateEntityOptions): Promise<Entity> {
@@ -84,7 +89,15 @@ export class EntityAdmin {
     };
     if (options.name !== undefined) entity.name = options.name;
     if (parentId !== undefined) entity.parentId = parentId;
-    await this.#run("createEntity", (signal) => this.#backend.entities.create(entity, signal));
+    const audit = await this.#auditor.record({
+      action: "entity.create",
+      scope: { kind: "entity", entityId },
+      after: entity,
+    });
+    await this.#run(
+      "createEntity",
+      (signal) => this.#backend.entities.create(entity, signal, audit),
+    );
     this.#config.forgetMeta(entityId);
     return entity;
   }
@@ -115,9 +128,15 @@ export class EntityAdmin {
         }); delete them first`,
       );
     }
+    const before = await this.getEntity(entityId);
+    const audit = await this.#auditor.record({
+      action: "entity.delete",
+      scope: { kind: "entity", entityId },
+      before,
+    });
     await this.#run(
       "deleteEntity",
-      (signal) => this.#backend.entities.deleteAll(entityId, signal),
+      (signal) => this.#backend.entities.deleteAll(entityId, signal, audit),
       60_000,
     );
     this.#forget(entityId);
@@ -155,6 +174,13 @@ export class EntityAdmin {
           Number(this.#writer.now()),
           this.#switchDelayMs,
         );
+      const audit = await this.#auditor.record({
+        action: "limits.set",
+        scope: { kind: "entity", entityId },
+        resource: resource ?? "*",
+        before: stored && storedJson(stored),
+        after: storedJson({ limits, shards }),
+      });
       const done = await this.#run(
         "setLimits",
         (signal) =>
@@ -165,6 +191,7 @@ export class EntityAdmin {
             signal,
             shards,
             before?.count ?? 1,
+            audit,
           )
             .then(() => true, (err) => {
               // Doubled meanwhile by a process that saw throttling: decide again on what is stored.
@@ -194,9 +221,16 @@ export class EntityAdmin {
 
   async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
     const { entityId, resource } = validateLimitTarget(options);
+    const stored = await this.getStoredLimits({ entityId, resource });
+    const audit = await this.#auditor.record({
+      action: "limits.delete",
+      scope: { kind: "entity", entityId },
+      resource: resource ?? "*",
+      before: stored && storedJson(stored),
+    });
     await this.#run(
       "deleteLimits",
-      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal),
+      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal, audit),
     );
     this.#forget(entityId);
   }
@@ -251,4 +285,11 @@ function validateLimitTarget(options: { entityId: string; resource?: string }): 
     entityId: validateEntityId(options.entityId),
     resource: options.resource === undefined ? undefined : validateResource(options.resource),
   };
+}
+
+/** Stored limits as an audit value: the limits, and the shard count when not one. */
+export function storedJson(stored: StoredLimits): { limits: unknown[]; shards?: number } {
+  const limits = stored.limits.map((l) => l.toJSON());
+  const count = stored.shards?.count ?? 1;
+  return count === 1 ? { limits } : { limits, shards: count };
 }

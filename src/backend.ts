@@ -7,6 +7,7 @@
  */
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { AuditRecord } from "./audit_record.ts";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
@@ -60,7 +61,8 @@ export interface BucketBackend {
 }
 
 /**
- * Entity and stored-limit storage.
+ * Entity and stored-limit storage. Every write takes an optional {@link AuditRecord}: given, the
+ * event is stored in the same transaction as the change (see src/audit_record.ts).
  *
  * @example
  * ```ts
@@ -74,13 +76,13 @@ export interface BucketBackend {
  */
 export interface EntityBackend {
   /** Creates an entity (parent must exist and be top-level). */
-  create(entity: Entity, signal?: AbortSignal): Promise<void>;
+  create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void>;
   /** Reads an entity. */
   get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined>;
   /** Every child of a parent, sorted by id. */
   children(parentId: string, signal?: AbortSignal): Promise<Entity[]>;
   /** Deletes every item of an entity; returns how many. */
-  deleteAll(entityId: string, signal?: AbortSignal): Promise<number>;
+  deleteAll(entityId: string, signal?: AbortSignal, audit?: AuditRecord): Promise<number>;
   /**
    * Stores limits for a resource (or all resources), with their shard count; with
    * `expectShards`, only if the stored count is still that (else `ShardsChanged`).
@@ -92,6 +94,7 @@ export interface EntityBackend {
     signal?: AbortSignal,
     shards?: StoredShards,
     expectShards?: number,
+    audit?: AuditRecord,
   ): Promise<void>;
   /** Stored limits with their shard count, or `undefined`. */
   getLimits(
@@ -110,9 +113,15 @@ export interface EntityBackend {
     to: StoredShards,
     nowMs: number,
     signal?: AbortSignal,
+    audit?: AuditRecord,
   ): Promise<boolean>;
   /** Deletes stored limits. */
-  deleteLimits(entityId: string, resource: string | undefined, signal?: AbortSignal): Promise<void>;
+  deleteLimits(
+    entityId: string,
+    resource: string | undefined,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
   /** Metadata and stored limits of some entities for a resource, in one round trip. */
   loadConfig(
     entityIds: string[],

@@ -15,10 +15,12 @@ import {
   type ServiceInputTypes,
   type ServiceOutputTypes,
   TransactionCanceledException,
+  type TransactWriteItem,
   TransactWriteItemsCommand,
   UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
+import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
@@ -105,8 +107,66 @@ export class EntityStore {
     return send(this.#client, C, { TableName: this.#table, ...input } as I, signal);
   }
 
+  /**
+   * Writes `op` (one Put, Update or Delete, without its table) alone, or with `audit` in one
+   * transaction (idempotent under retries: the event id is the request token). A failed condition
+   * of `op` throws an error named `ConditionalCheckFailedException` either way.
+   */
+  async #write(op: TransactWriteItem, audit?: AuditRecord, signal?: AbortSignal): Promise<void> {
+    const TableName = this.#table;
+    if (!audit) {
+      if (op.Put) await send(this.#client, PutItemCommand, { ...op.Put, TableName }, signal);
+      else if (op.Update) {
+        await send(this.#client, UpdateItemCommand, { ...op.Update, TableName }, signal);
+      } else if (op.Delete) {
+        await send(this.#client, DeleteItemCommand, { ...op.Delete, TableName }, signal);
+      } else throw new TypeError("a write is a Put, an Update or a Delete");
+      return;
+    }
+    await this.#transact([op], audit, signal);
+  }
+
+  /** Writes `ops` and the audit event of `audit` in one transaction. */
+  async #transact(
+    ops: TransactWriteItem[],
+    audit: AuditRecord,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const TableName = this.#table;
+    const withTable = ops.map((op): TransactWriteItem =>
+      op.Put
+        ? { Put: { ...op.Put, TableName } }
+        : op.Update
+        ? { Update: { ...op.Update, TableName } }
+        : op.Delete
+        ? { Delete: { ...op.Delete, TableName } }
+        : { ConditionCheck: { ...op.ConditionCheck!, TableName } }
+    );
+    try {
+      await send(
+        this.#client,
+        TransactWriteItemsCommand,
+        {
+          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit) } }],
+          ClientRequestToken: audit.eventId,
+        },
+        signal,
+      );
+    } catch (err) {
+      if (
+        ops.length === 1 && err instanceof TransactionCanceledException &&
+        err.CancellationReasons?.[0]?.Code === "ConditionalCheckFailed"
+      ) {
+        const failed = new Error("the condition of the write failed");
+        failed.name = "ConditionalCheckFailedException";
+        throw failed;
+      }
+      throw err;
+    }
+  }
+
   /** Creates an entity; the parent must exist and have no parent itself. */
-  async create(entity: Entity, signal?: AbortSignal): Promise<void> {
+  async create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void> {
     const item: Record<string, AttributeValue> = {
       PK: { S: keys.entityPk(entity.entityId) },
       SK: { S: keys.META_SK },
@@ -126,7 +186,7 @@ export class EntityStore {
     const put = { Item: item, ConditionExpression: "attribute_not_exists(PK)" };
     if (entity.parentId === undefined) {
       try {
-        await this.#send(PutItemCommand, put, signal);
+        await this.#write({ Put: { TableName: this.#table, ...put } }, audit, signal);
       } catch (err) {
         if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
           throw new EntityExistsError(entity.entityId);
@@ -136,26 +196,19 @@ export class EntityStore {
       return;
     }
     try {
-      await send(
-        this.#client,
-        TransactWriteItemsCommand,
+      const items: TransactWriteItem[] = [
         {
-          TransactItems: [
-            {
-              ConditionCheck: {
-                TableName: this.#table,
-                Key: keys.itemKey(entity.parentId, keys.META_SK),
-                ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
-                ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-              },
-            },
-            {
-              Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" },
-            },
-          ],
+          ConditionCheck: {
+            TableName: this.#table,
+            Key: keys.itemKey(entity.parentId, keys.META_SK),
+            ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          },
         },
-        signal,
-      );
+        { Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" } },
+      ];
+      if (audit) await this.#transact(items, audit, signal);
+      else await send(this.#client, TransactWriteItemsCommand, { TransactItems: items }, signal);
     } catch (err) {
       if (err instanceof TransactionCanceledException) {
         const [parent, child] = err.CancellationReasons ?? [];
@@ -199,9 +252,23 @@ export class EntityStore {
     return out.sort((a, b) => (a.entityId < b.entityId ? -1 : a.entityId > b.entityId ? 1 : 0));
   }
 
-  /** Deletes every item of an entity (metadata, limits, buckets, usage), all pages. */
-  async deleteAll(entityId: string, signal?: AbortSignal): Promise<number> {
+  /**
+   * Deletes every item of an entity (metadata, limits, buckets, usage), all pages. With `audit`,
+   * the metadata goes first, in one transaction with the event.
+   */
+  async deleteAll(
+    entityId: string,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<number> {
     let deleted = 0;
+    if (audit) {
+      await this.#transact(
+        [{ Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.META_SK) } }],
+        audit,
+        signal,
+      );
+    }
     for await (
       const items of queryPages(this.#client, {
         TableName: this.#table,
@@ -245,6 +312,7 @@ export class EntityStore {
     signal?: AbortSignal,
     shards?: StoredShards,
     expectShards?: number,
+    audit?: AuditRecord,
   ): Promise<void> {
     const item: Record<string, AttributeValue> = {
       PK: { S: keys.entityPk(entityId) },
@@ -271,9 +339,15 @@ export class EntityStore {
       }
     }
     try {
-      await this.#send(
-        PutItemCommand,
-        { Item: item, ...(expectShards === undefined ? {} : shardCondition(expectShards)) },
+      await this.#write(
+        {
+          Put: {
+            TableName: this.#table,
+            Item: item,
+            ...(expectShards === undefined ? {} : shardCondition(expectShards)),
+          },
+        },
+        audit,
         signal,
       );
     } catch (err) {
@@ -309,27 +383,31 @@ export class EntityStore {
     to: StoredShards,
     nowMs: number,
     signal?: AbortSignal,
+    audit?: AuditRecord,
   ): Promise<boolean> {
     const cond = shardCondition(from);
     const prevSince = to.prev?.sinceMs;
     try {
-      await this.#send(
-        UpdateItemCommand,
+      await this.#write(
         {
-          Key: keys.itemKey(entityId, keys.limitSk(resource)),
-          UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
-            (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
-          ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
-            "(attribute_not_exists(shardsPrev) OR shardsSince <= :now)",
-          ExpressionAttributeValues: {
-            ...cond.ExpressionAttributeValues,
-            ":to": { N: String(to.count) },
-            ":since": { N: String(to.sinceMs ?? 0) },
-            ":prev": { N: String(to.prev?.count ?? 1) },
-            ":now": { N: String(nowMs) },
-            ...(prevSince === undefined ? {} : { ":ps": { N: String(prevSince) } }),
+          Update: {
+            TableName: this.#table,
+            Key: keys.itemKey(entityId, keys.limitSk(resource)),
+            UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
+              (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
+            ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
+              "(attribute_not_exists(shardsPrev) OR shardsSince <= :now)",
+            ExpressionAttributeValues: {
+              ...cond.ExpressionAttributeValues,
+              ":to": { N: String(to.count) },
+              ":since": { N: String(to.sinceMs ?? 0) },
+              ":prev": { N: String(to.prev?.count ?? 1) },
+              ":now": { N: String(nowMs) },
+              ...(prevSince === undefined ? {} : { ":ps": { N: String(prevSince) } }),
+            },
           },
         },
+        audit,
         signal,
       );
       return true;
@@ -344,10 +422,11 @@ export class EntityStore {
     entityId: string,
     resource: string | undefined,
     signal?: AbortSignal,
+    audit?: AuditRecord,
   ): Promise<void> {
-    await this.#send(
-      DeleteItemCommand,
-      { Key: keys.itemKey(entityId, keys.limitSk(resource)) },
+    await this.#write(
+      { Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.limitSk(resource)) } },
+      audit,
       signal,
     );
   }

@@ -84,6 +84,11 @@ export interface RateLimiterOptions {
   /** Deadline of each limiter call in ms, retries included. @default 2000 */
   timeoutMs?: number;
   /**
+   * Who this limiter's admin changes are recorded as made by, in the audit trail.
+   * @default "local"
+   */
+  principal?: string;
+  /**
    * How long stored limits and entity metadata are cached, ms; 0 disables. An entry past it is
    * still used while one read refreshes it in the background; past twice it, it is read inline.
    * @default 60000

@@ -9,6 +9,7 @@
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
+import { Auditor } from "./audit.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
@@ -61,7 +62,17 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     autoShard = true,
     closeTimeoutMs = 5_000,
     createStack = false,
+    principal: auditPrincipal = "local",
   } = options;
+  if (
+    typeof auditPrincipal !== "string" || auditPrincipal.length === 0 || auditPrincipal.length > 256
+  ) {
+    throw new ValidationError(
+      "principal",
+      auditPrincipal,
+      "must be a string of 1 to 256 characters",
+    );
+  }
   if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
     throw new ValidationError(
       "tableName",
@@ -156,7 +167,12 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
   });
   const reader = new BucketReader(shared);
-  const admin = new EntityAdmin({ ...shared, clock: now, switchDelayMs: switchDelay });
+  const admin = new EntityAdmin({
+    ...shared,
+    clock: now,
+    switchDelayMs: switchDelay,
+    auditor: new Auditor({ principal: auditPrincipal }),
+  });
   return {
     tableName,
     client: dynamo,

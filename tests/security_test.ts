@@ -24,6 +24,7 @@ import { ValidationError } from "../src/errors.ts";
 import * as keys from "../src/keys.ts";
 import { CLOCK_PROBE_KEY } from "../src/clock.ts"; // the clock probe's constant key (no input names it)
 import { freePort } from "../src/local/mod.ts";
+import { AUDIT_PK } from "../src/audit_record.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$/;
@@ -262,7 +263,8 @@ Deno.test({
               for (const pk of pks) {
                 assert.ok(
                   pk === keys.entityPk(id) || pk === keys.parentKey(id) ||
-                    pk === keys.resourceKey(resource) || pk === CLOCK_PROBE_KEY,
+                    pk === keys.resourceKey(resource) || pk === CLOCK_PROBE_KEY ||
+                    pk === AUDIT_PK, // the audit event of an admin change (its own partition)
                   `${command} for ${JSON.stringify(id)} named ${JSON.stringify(pk)}`,
                 );
               }

@@ -23,6 +23,7 @@
  * @module
  */
 
+import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
@@ -72,6 +73,8 @@ export class InMemoryBackend implements Backend {
   readonly entities: EntityBackend;
   /** Every bucket write evaluated, for assertions in tests. */
   writes = 0;
+  /** The audit events stored, oldest first (each with the change it records). */
+  readonly auditLog: AuditRecord[] = [];
   readonly #buckets = new Map<string, MemBucket>();
   readonly #entities = new Map<string, Entity>();
   readonly #limits = new Map<string, StoredLimits>();
@@ -104,7 +107,7 @@ export class InMemoryBackend implements Backend {
       createTable: () => Promise.resolve(),
     };
     this.entities = {
-      create: async (entity) => {
+      create: async (entity, _signal, audit) => {
         await Promise.resolve();
         if (this.#entities.has(entity.entityId)) throw new EntityExistsError(entity.entityId);
         if (entity.parentId !== undefined) {
@@ -119,6 +122,7 @@ export class InMemoryBackend implements Backend {
           }
         }
         this.#entities.set(entity.entityId, structuredClone(entity));
+        this.#audit(audit);
         return Promise.resolve();
       },
       get: (id) => Promise.resolve(clone(this.#entities.get(id))),
@@ -128,7 +132,8 @@ export class InMemoryBackend implements Backend {
             .map((e) => structuredClone(e))
             .sort((a, b) => (a.entityId < b.entityId ? -1 : 1)),
         ),
-      deleteAll: (id) => {
+      deleteAll: (id, _signal, audit) => {
+        this.#audit(audit);
         let n = this.#entities.delete(id) ? 1 : 0;
         for (const map of [this.#buckets, this.#limits] as Map<string, unknown>[]) {
           for (const key of [...map.keys()]) {
@@ -140,28 +145,31 @@ export class InMemoryBackend implements Backend {
         }
         return Promise.resolve(n);
       },
-      putLimits: (id, resource, limits, _signal, shards, expectShards) => {
+      putLimits: (id, resource, limits, _signal, shards, expectShards, audit) => {
         const key = bucketKey(id, resource ?? "*");
         const stored = this.#limits.get(key)?.shards?.count ?? 1;
         if (expectShards !== undefined && stored !== expectShards) {
           return Promise.reject(new ShardsChanged());
         }
         this.#limits.set(key, { limits: [...limits], shards: clone(shards) });
+        this.#audit(audit);
         return Promise.resolve();
       },
       getLimits: (id, resource) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
         return Promise.resolve(l ? { limits: [...l.limits], shards: clone(l.shards) } : undefined);
       },
-      reshard: (id, resource, from, to, nowMs) => {
+      reshard: (id, resource, from, to, nowMs, _signal, audit) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
         if (!l || (l.shards?.count ?? 1) !== from) return Promise.resolve(false);
         if (l.shards?.prev && (l.shards.sinceMs ?? 0) > nowMs) return Promise.resolve(false);
         l.shards = { ...to };
+        this.#audit(audit);
         return Promise.resolve(true);
       },
-      deleteLimits: (id, resource) => {
+      deleteLimits: (id, resource, _signal, audit) => {
         this.#limits.delete(bucketKey(id, resource ?? "*"));
+        this.#audit(audit);
         return Promise.resolve();
       },
       loadConfig: (ids, resource, want) => {
@@ -182,6 +190,11 @@ export class InMemoryBackend implements Backend {
         return Promise.resolve(out);
       },
     };
+  }
+
+  /** Stores an audit event (with the change it records: same synchronous step). */
+  #audit(audit: AuditRecord | undefined): void {
+    if (audit) this.auditLog.push(structuredClone(audit));
   }
 
   /** Checks every write's condition, then applies all or none (as TransactWriteItems does). */

@@ -1,0 +1,86 @@
+/**
+ * Who made an admin change and until when its event is kept: the {@link Auditor} turns a change
+ * into an {@link AuditRecord}, which the store writes in the same transaction as the change.
+ *
+ * @module
+ */
+
+import type { AuditRecord, AuditScope } from "./audit_record.ts";
+
+/** How long audit events are kept by default, days. */
+export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
+
+/** Options of {@link Auditor}. */
+export interface AuditorOptions {
+  /** Who the changes are made by. @default "local" */
+  principal?: string | (() => Promise<string>);
+  /** How long an event is kept, days. @default 90 */
+  retentionDays?: number;
+  /** Real time, epoch ms. @default Date.now */
+  now?: () => number;
+}
+
+/** One change to record: what, to what, and the value before and after. */
+export interface AuditChange {
+  /** What was done, e.g. `limits.set`. */
+  action: string;
+  /** What it was done to. */
+  scope: AuditScope;
+  /** The resource, for a change to one resource of an entity. */
+  resource?: string;
+  /** The value before (JSON), `undefined` when none. */
+  before?: unknown;
+  /** The value after (JSON), `undefined` when none. */
+  after?: unknown;
+}
+
+/**
+ * Makes the audit records of admin changes.
+ *
+ * @example
+ * ```ts
+ * import { Auditor } from "./audit.ts";
+ * const auditor = new Auditor({ principal: "ops@example.com", now: () => 1_000 });
+ * const r = await auditor.record({ action: "entity.create", scope: { kind: "entity", entityId: "k" } });
+ * console.assert(r.principal === "ops@example.com" && r.atMs === 1_000);
+ * console.assert(r.expiresAtSec === 1 + 90 * 86_400);
+ * ```
+ */
+export class Auditor {
+  readonly #principal: string | (() => Promise<string>);
+  #resolved?: Promise<string>;
+  readonly #retentionDays: number;
+  readonly #now: () => number;
+
+  constructor(options: AuditorOptions = {}) {
+    this.#principal = options.principal ?? "local";
+    this.#retentionDays = options.retentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Who the changes are made by (resolved once). */
+  principal(): Promise<string> {
+    if (typeof this.#principal === "string") return Promise.resolve(this.#principal);
+    this.#resolved ??= this.#principal().catch((err) => {
+      this.#resolved = undefined; // asked again next time
+      throw err;
+    });
+    return this.#resolved;
+  }
+
+  /** The record of one change, made now. */
+  async record(change: AuditChange): Promise<AuditRecord> {
+    const atMs = this.#now();
+    return {
+      eventId: crypto.randomUUID().replaceAll("-", ""),
+      atMs,
+      principal: await this.principal(),
+      action: change.action,
+      scope: change.scope,
+      ...(change.resource === undefined ? {} : { resource: change.resource }),
+      ...(change.before === undefined ? {} : { before: change.before }),
+      ...(change.after === undefined ? {} : { after: change.after }),
+      expiresAtSec: Math.floor(atMs / 1000) + this.#retentionDays * 86_400,
+    };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The audit event of one admin change, and the table item it is stored as. A store writes the
+ * event in the same transaction as the change it records, so there is no change without its event.
+ *
+ * Item: `PK = AUDIT`, `SK = {atMs, 13 digits}#{eventId}` (newest last, so a query read backwards is
+ * newest first), `GSI1PK = AUDIT#{scope}`, `GSI1SK = SK` (one scope's events), `ttl` (epoch s).
+ *
+ * @module
+ */
+
+import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+
+/** Partition key of every audit event. */
+export const AUDIT_PK = "AUDIT";
+
+/** What an audit event is about: an entity, a resource's defaults and controls, or the system. */
+export type AuditScope =
+  | { kind: "entity"; entityId: string }
+  | { kind: "resource"; resource: string }
+  | { kind: "system" };
+
+/**
+ * One admin change: who made it, when, what, and the value before and after (JSON values,
+ * `undefined` when there was none).
+ *
+ * @example
+ * ```ts
+ * import { type AuditRecord, auditItem, parseAuditItem } from "./audit_record.ts";
+ * const record: AuditRecord = {
+ *   eventId: "e1", atMs: 1_700_000_000_000, principal: "local", action: "limits.set",
+ *   scope: { kind: "entity", entityId: "key-1" }, resource: "api",
+ *   before: undefined, after: [{ name: "rpm", capacity: 10 }], expiresAtSec: 1_707_776_000,
+ * };
+ * const back = parseAuditItem(auditItem(record));
+ * console.assert(back.eventId === "e1" && back.scope.kind === "entity" && back.before === undefined);
+ * ```
+ */
+export interface AuditRecord {
+  /** Unique id of the event. */
+  eventId: string;
+  /** When, epoch ms. */
+  atMs: number;
+  /** Who: the caller's identity (an ARN on AWS), a configured principal, or `local`. */
+  principal: string;
+  /** What was done, e.g. `entity.create`, `limits.set`. */
+  action: string;
+  /** What it was done to. */
+  scope: AuditScope;
+  /** The resource, for a change to one resource of an entity. */
+  resource?: string;
+  /** The value before (JSON), `undefined` when there was none. */
+  before?: unknown;
+  /** The value after (JSON), `undefined` when there is none. */
+  after?: unknown;
+  /** When the event expires (the table's TTL), epoch s. */
+  expiresAtSec: number;
+}
+
+/** The GSI1 partition key of a scope's events. */
+export function auditScopeKey(scope: AuditScope): string {
+  switch (scope.kind) {
+    case "entity":
+      return `AUDIT#ENTITY#${scope.entityId}`;
+    case "resource":
+      return `AUDIT#RESOURCE#${scope.resource}`;
+    case "system":
+      return "AUDIT#SYSTEM";
+  }
+}
+
+/** The sort key of an event: its time (13 digits, so it sorts), then its id. */
+export function auditSk(atMs: number, eventId: string): string {
+  return `${String(atMs).padStart(13, "0")}#${eventId}`;
+}
+
+/** The table item of an audit event. */
+export function auditItem(r: AuditRecord): Record<string, AttributeValue> {
+  const sk = auditSk(r.atMs, r.eventId);
+  const item: Record<string, AttributeValue> = {
+    PK: { S: AUDIT_PK },
+    SK: { S: sk },
+    GSI1PK: { S: auditScopeKey(r.scope) },
+    GSI1SK: { S: sk },
+    eventId: { S: r.eventId },
+    atMs: { N: String(r.atMs) },
+    principal: { S: r.principal },
+    action: { S: r.action },
+    scope: { S: JSON.stringify(r.scope) },
+    ttl: { N: String(r.expiresAtSec) },
+  };
+  if (r.resource !== undefined) item.resource = { S: r.resource };
+  if (r.before !== undefined) item.before = { S: JSON.stringify(r.before) };
+  if (r.after !== undefined) item.after = { S: JSON.stringify(r.after) };
+  return item;
+}
+
+/** The audit event of a table item written by {@link auditItem}. */
+export function parseAuditItem(item: Record<string, AttributeValue>): AuditRecord {
+  const r: AuditRecord = {
+    eventId: item.eventId?.S ?? "",
+    atMs: Number(item.atMs?.N ?? 0),
+    principal: item.principal?.S ?? "",
+    action: item.action?.S ?? "",
+    scope: JSON.parse(item.scope?.S ?? '{"kind":"system"}'),
+    expiresAtSec: Number(item.ttl?.N ?? 0),
+  };
+  if (item.resource?.S !== undefined) r.resource = item.resource.S;
+  if (item.before?.S !== undefined) r.before = JSON.parse(item.before.S);
+  if (item.after?.S !== undefined) r.after = JSON.parse(item.after.S);
+  return r;
+}
