@@ -85,6 +85,16 @@ export interface Entity {
   metadata: Record<string, string>;
   /** ISO 8601 creation time. */
   createdAt: string;
+  /** Switched off: its acquires are refused (`EntityDisabledError`). Absent: enabled. */
+  disabled?: boolean;
+  /** Admitted without consuming (and counted as bypassed). Absent: off. */
+  bypass?: boolean;
+}
+
+/** Controls of a resource, for every entity (item `SYSTEM` / `#CONTROL#{resource}`). */
+export interface ResourceControls {
+  /** Switched off: every acquire on the resource is refused (`EntityDisabledError`). */
+  disabled?: boolean;
 }
 
 /** Entity and stored-limit storage for one table. */
@@ -514,6 +524,8 @@ export interface EntityConfig {
   resourceShards?: StoredShards;
   /** The shard count stored with the entity-wide limits. */
   defaultShards?: StoredShards;
+  /** The resource's controls, when loaded and any are set. */
+  resourceControls?: ResourceControls;
 }
 
 /** The condition that the stored shard count is `count` (1: none stored, or 1). */
@@ -557,6 +569,8 @@ function parseEntity(item: Record<string, AttributeValue>): Entity {
   };
   if (item.name?.S !== undefined) entity.name = item.name.S;
   if (item.parentId?.S !== undefined) entity.parentId = item.parentId.S;
+  if (item.disabled?.BOOL) entity.disabled = true;
+  if (item.bypass?.BOOL) entity.bypass = true;
   return entity;
 }
 
