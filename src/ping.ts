@@ -225,9 +225,10 @@ export function assessTable(
     hash: string,
     range: string,
   ): string | undefined => {
-    const shown = (schema ?? []).map((k) =>
-      `${k.AttributeName} (${k.KeyType}, ${types.get(k.AttributeName) ?? "?"})`
-    ).join(", ") || "none";
+    const shown =
+      (schema ?? []).map((k) =>
+        `${k.AttributeName} (${k.KeyType}, ${types.get(k.AttributeName) ?? "?"})`
+      ).join(", ") || "none";
     const h = schema?.find((k) => k.KeyType === "HASH")?.AttributeName;
     const r = schema?.find((k) => k.KeyType === "RANGE")?.AttributeName;
     if (h !== hash || r !== range || types.get(hash) !== "S" || types.get(range) !== "S") {

@@ -29,12 +29,7 @@ export {
   type StackEvent,
   type StackInfo,
 } from "./stack.ts";
-export {
-  LIBRARY_VERSION,
-  type ListedStack,
-  listStacks,
-  STACK_VERSION_TAG,
-} from "./stack_list.ts";
+export { LIBRARY_VERSION, type ListedStack, listStacks, STACK_VERSION_TAG } from "./stack_list.ts";
 export {
   type AggregatorState,
   type DeploymentStatus,
