@@ -23,8 +23,8 @@ import * as keys from "./keys.ts";
  * @example
  * ```ts
  * import type { PingProblemKind } from "./ping.ts";
- * const outage: PingProblemKind = "unavailable";
- * console.assert(outage !== "table-not-found");
+ * const retryLater = (kind: PingProblemKind) => kind === "unavailable"; // an outage
+ * console.assert(retryLater("unavailable") && !retryLater("table-not-found"));
  * ```
  */
 export type PingProblemKind = ConfigurationErrorKind | "table-not-active" | "unavailable";

@@ -7,11 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  CreateTableCommand,
-  type CreateTableCommandInput,
-  DynamoDBClient,
-} from "@aws-sdk/client-dynamodb";
+import { CreateTableCommand, type CreateTableCommandInput } from "@aws-sdk/client-dynamodb";
 import {
   CloudFormationClient,
   CreateStackCommand,
