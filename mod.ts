@@ -35,6 +35,7 @@ export {
   UncertainOutcome,
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
+export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity } from "./src/entities.ts";
 export {
   ConfigurationError,

@@ -19,6 +19,7 @@ import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
 import { addLimitsCommands } from "./limits_cmd.ts";
 import { addLocalCommands, ExitStatus } from "./local.ts";
+import { addOpsCommands } from "./ops_cmd.ts";
 import {
   checkLocalEndpoint,
   errorJson,
@@ -70,7 +71,7 @@ interface RunState {
 
 /**
  * The command tree. The commands live by group: `infra_cmd.ts` (deploy, delete, status, template,
- * Lambda zip), `entity_cmd.ts`, `limits_cmd.ts` (stored limits, available), `usage_cmd.ts` (usage,
+ * Lambda zip), `ops_cmd.ts` (check, list), `entity_cmd.ts`, `limits_cmd.ts` (stored limits, available), `usage_cmd.ts` (usage,
  * aggregate) and `local.ts` (DynamoDB Local); `context.ts` holds what they share.
  */
 export function buildProgram(io: Io, state: RunState = { json: false, failure: {} }): Command {
@@ -131,6 +132,7 @@ Examples:
   const ctx: CommandContext = { command, print, io };
 
   addInfraCommands(program, ctx);
+  addOpsCommands(program, ctx);
   command(program, "version", "Print the version", ["zae-limiter version"])
     .action((_opts, c: Command) => print(c, { version: VERSION }, VERSION));
 

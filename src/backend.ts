@@ -11,6 +11,7 @@ import type { AuditRecord } from "./audit_record.ts";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
+import type { PingResult } from "./ping.ts";
 import { leanTransportOf } from "./transport/lean.ts";
 import {
   type BucketWrite,
@@ -165,6 +166,12 @@ export interface Backend {
   buckets: BucketBackend;
   /** Entities and stored limits. */
   entities: EntityBackend;
+  /**
+   * Answers `RateLimiter.ping()` for storage that is not a DynamoDB table (the in-memory backend
+   * answers healthy, latency 0). @default none: `ping()` describes the table through the
+   * limiter's DynamoDB client
+   */
+  ping?(tableName: string): Promise<PingResult>;
 }
 
 /**

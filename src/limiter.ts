@@ -22,6 +22,7 @@ import type {
   ResourceBucket,
   TimeUntilAvailableOptions,
 } from "./options.ts";
+import type { PingResult } from "./ping.ts";
 import type { BucketReader } from "./reads.ts";
 import { assemble } from "./wiring.ts";
 import { validateAcquire } from "./request.ts";
@@ -76,6 +77,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #reader: BucketReader;
   readonly #admin: EntityAdmin;
   readonly #createTableNow: () => Promise<void>;
+  readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
   #closed = false;
   #reported = 0;
@@ -105,6 +107,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#reader = parts.reader;
     this.#admin = parts.admin;
     this.#createTableNow = parts.createTable;
+    this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
   }
 
@@ -451,6 +454,24 @@ export class RateLimiter implements AsyncDisposable {
    */
   async createTable(): Promise<void> {
     await this.#createTableNow();
+  }
+
+  /**
+   * A health check: whether the table answers, is active, and has the keys and indexes the
+   * library needs, with the latency of the one `DescribeTable` it sends. It never throws for an
+   * outage or a misconfiguration: `ok` is false and `problem` says which (see {@link PingResult}).
+   * A missing GSI3 (schema version 1) and a missing stream are warnings, not failures.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const { ok, latencyMs } = await createTestLimiter().ping(); // in memory: ok, 0 ms
+   * console.assert(ok && latencyMs === 0);
+   * ```
+   */
+  ping(): Promise<PingResult> {
+    this.#checkOpen();
+    return this.#ping();
   }
 
   #checkOpen(): void {

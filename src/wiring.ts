@@ -24,6 +24,7 @@ import { FailureMode, type RateLimiterOptions } from "./options.ts";
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode } from "./request.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
+import { type PingResult, pingTable } from "./ping.ts";
 import { checkBoolean, checkObject } from "./validate.ts";
 
 /** What a {@link RateLimiter} is made of. */
@@ -37,6 +38,8 @@ export interface LimiterParts {
   reader: BucketReader;
   admin: EntityAdmin;
   createTable: () => Promise<void>;
+  /** The health check (`ping.ts`), or the backend's own. */
+  ping: () => Promise<PingResult>;
   closeTimeoutMs: number;
 }
 
@@ -182,6 +185,8 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     reader,
     admin,
     createTable: () => store.buckets.createTable(),
+    ping: () =>
+      store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),
     closeTimeoutMs,
   };
 }

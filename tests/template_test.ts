@@ -174,7 +174,7 @@ Deno.test({
       const hotSeen = recordActions(hotClient);
       const hot = new RateLimiter({ tableName, client: hotClient });
       await t.step(
-        "hot path: acquire, adjust, commit, rollback, cascade, stored limits",
+        "hot path: acquire, adjust, commit, rollback, cascade, stored limits, ping",
         async () => {
           await hot.acquire({
             entityId: "solo",
@@ -216,6 +216,8 @@ Deno.test({
             }),
           );
           await hot.available({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
+          // The health check (`limiter.ping()`, `zae-limiter check`) runs with the same role.
+          assert.equal((await hot.ping()).ok, true);
           await hot.timeUntilAvailable({
             entityId: "key",
             resource: "gpt-4",
@@ -239,6 +241,24 @@ Deno.test({
         );
         assert.deepEqual(missing, []);
       });
+      await t.step(
+        "every policy lets its role run the health check, which only describes",
+        async () => {
+          const opsClient = localClient(ddb.endpoint);
+          const opsSeen = recordActions(opsClient);
+          const ops = new RateLimiter({ tableName, client: opsClient });
+          try {
+            assert.equal((await ops.ping()).ok, true);
+          } finally {
+            await ops.close();
+            opsClient.destroy();
+          }
+          assert.deepEqual([...opsSeen], ["dynamodb:DescribeTable"]);
+          for (const policy of ["AcquirePolicy", "AdminPolicy", "ReadOnlyPolicy"]) {
+            assert.ok(policyActions(policy).has("dynamodb:DescribeTable"), policy);
+          }
+        },
+      );
       await t.step("the read-only policy only reads", () => {
         assert.deepEqual([...policyActions("ReadOnlyPolicy")].sort(), [
           "dynamodb:BatchGetItem",

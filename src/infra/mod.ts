@@ -3,10 +3,11 @@
  * usage aggregator, alarms, IAM policies) from code, as the `zae-limiter` CLI does.
  *
  * ```ts ignore
- * import { deployStack, deploymentStatus } from "@zae/limiter/infra";
+ * import { deployStack, deploymentStatus, listStacks } from "@zae/limiter/infra";
  * await deployStack({ tableName: "rate_limits", region: "eu-west-1",
  *   onEvent: (e) => console.log(e.logicalId, e.status, e.reason ?? "") });
  * console.log(await deploymentStatus({ tableName: "rate_limits", region: "eu-west-1" }));
+ * for (const s of await listStacks({ region: "eu-west-1" })) console.log(s.stackName, s.version);
  * ```
  *
  * @module
@@ -28,6 +29,7 @@ export {
   type StackEvent,
   type StackInfo,
 } from "./stack.ts";
+export { LIBRARY_VERSION, type ListedStack, listStacks, STACK_VERSION_TAG } from "./stack_list.ts";
 export {
   type AggregatorState,
   type DeploymentStatus,

@@ -18,6 +18,7 @@ import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
 import { deleteAndWait } from "./stack_delete.ts";
 import { cloudFormationClient, findStack, type StackInfo } from "./stack_describe.ts";
 import { StackDeployError } from "./stack_error.ts";
+import { deployTags, STACK_VERSION_TAG } from "./stack_list.ts";
 import {
   DONE_OK,
   failedEvents,
@@ -55,7 +56,9 @@ export interface DeployStackOptions extends AwsOptions, StackSettings {
   stackName?: string;
   /**
    * Tags of the stack (and, through CloudFormation, its resources): given, they replace the
-   * stack's tags. @default a new stack has none; an update keeps the stack's tags
+   * stack's tags. Every deploy also sets `zae-limiter:version` (the library version, which
+   * `listStacks` looks for); a key may not start with `zae-limiter:`.
+   * @default a new stack has none; an update keeps the stack's tags
    */
   tags?: Record<string, string>;
   /** Wait until the stack is deployed (and upload the aggregator's code). @default true */
@@ -125,9 +128,13 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
   const parameters = stackParameters(options);
   const stackName = validateStackName(options.stackName ?? defaultStackName(options.tableName));
   for (const [k, v] of Object.entries(tags ?? {})) {
-    if (!/^[\p{L}\p{N}\s_.:/=+\-@]{1,128}$/u.test(k) || k.startsWith("aws:")) {
+    if (
+      !/^[\p{L}\p{N}\s_.:/=+\-@]{1,128}$/u.test(k) || k.startsWith("aws:") ||
+      k.startsWith("zae-limiter:")
+    ) {
       throw new StackDeployError(stackName, `Invalid tag key ${JSON.stringify(k)}`, [
-        "must be 1-128 letters, digits, spaces or _ . : / = + - @, not starting with aws:",
+        "must be 1-128 letters, digits, spaces or _ . : / = + - @, not starting with aws: or " +
+        `zae-limiter: (${STACK_VERSION_TAG} is set by the deploy)`,
       ]);
     }
     if (typeof v !== "string" || v.length > 256) {
@@ -157,6 +164,8 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
       existing = undefined;
     }
     const create = !existing;
+    // The user's tags (given, or else the stack's own) and the version tag `listStacks` finds.
+    const stackTags = deployTags(tags, existing?.tags);
     const input = {
       StackName: stackName,
       TemplateBody: TEMPLATE_YAML,
@@ -165,11 +174,11 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
         ParameterValue,
       })),
       Capabilities: ["CAPABILITY_IAM" as const],
-      ...(tags ? { Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) } : {}),
+      Tags: Object.entries(stackTags).map(([Key, Value]) => ({ Key, Value })),
     };
     let action: DeployStackResult["action"] = create ? "create" : "update";
     let status = existing?.status ?? "UNKNOWN";
-    if (!create && await sameDeployment(cfn, existing!, parameters, tags)) action = "none";
+    if (!create && await sameDeployment(cfn, existing!, parameters, stackTags)) action = "none";
     if (action !== "none") {
       const seen = await seenEventIds(cfn, stackName);
       try {
@@ -240,13 +249,13 @@ async function sameDeployment(
   cfn: CloudFormationClient,
   stack: StackInfo,
   parameters: Record<string, string>,
-  tags: Record<string, string> | undefined,
+  tags: Record<string, string>,
 ): Promise<boolean> {
   const sameMap = (a: Record<string, string>, b: Record<string, string>) =>
     Object.keys(a).length === Object.keys(b).length &&
     Object.entries(a).every(([k, v]) => b[k] === v);
   if (!sameMap(stack.parameters, parameters)) return false;
-  if (tags !== undefined && !sameMap(stack.tags, tags)) return false;
+  if (!sameMap(stack.tags, tags)) return false;
   const tpl = await cfn.send(
     new GetTemplateCommand({ StackName: stack.stackName, TemplateStage: "Original" }),
   );

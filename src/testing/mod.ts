@@ -37,6 +37,7 @@ export type {
 import { type Entity, type EntityConfig, ShardsChanged, type StoredLimits } from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
+import { memoryPing, type PingResult } from "../ping.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
 
 interface MemLimit {
@@ -78,6 +79,11 @@ export class InMemoryBackend implements Backend {
   readonly #buckets = new Map<string, MemBucket>();
   readonly #entities = new Map<string, Entity>();
   readonly #limits = new Map<string, StoredLimits>();
+
+  /** `RateLimiter.ping()` on this backend: healthy, latency 0 (nothing to reach). */
+  ping(tableName: string): Promise<PingResult> {
+    return Promise.resolve(memoryPing(tableName));
+  }
 
   constructor() {
     this.buckets = {
