@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { Limit } from "../mod.ts";
+import { cli } from "./_cli.ts";
 import {
   applyLimits,
   exportLimits,
@@ -350,4 +351,34 @@ Deno.test("a name or metadata the store cannot change fails that item only", asy
     /entities\.k\.name: "New" \(the name of an existing entity/,
   );
   assert.equal(store.entities.get("k")?.cascade, true);
+});
+
+Deno.test("CLI: a bad file is refused before connecting, one line per problem with file:line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/limits.yaml`;
+    await Deno.writeTextFile(path, "entities:\n  a: { parent: b }\n  b: { parent: a }\n  a: {}\n");
+    // No endpoint and an unused table name: nothing is reached, the file is refused first.
+    for (const sub of ["plan", "apply"]) {
+      const r = await cli(["limits", sub, "-f", path, "--table-name", "nowhere"]);
+      assert.equal(r.code, 2, r.err);
+      assert.equal(r.out, "");
+      assert.deepEqual(r.err.trimEnd().split("\n"), [
+        `error: ${path}:2: entities.a.parent: "b" (makes a cycle of parents: a -> b -> a)`,
+        `error: ${path}:3: entities.b.parent: "a" (makes a cycle of parents: b -> a -> b)`,
+        `error: ${path}:4: entities.a: "a" (duplicate entity (first at line 2))`,
+      ]);
+    }
+    const j = await cli(["limits", "plan", "-f", path, "--table-name", "t", "--json"]);
+    assert.equal(j.code, 2);
+    const { error } = JSON.parse(j.out);
+    assert.equal(error.type, "LimitsFileError");
+    assert.equal(error.field, "entities.a.parent");
+    assert.deepEqual(error.problems.map((p: { line: number }) => p.line), [2, 3, 4]);
+    const missing = await cli(["limits", "plan", "-f", `${dir}/none.yaml`, "--table-name", "t"]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /^error: Cannot read .*none\.yaml/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

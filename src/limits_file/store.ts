@@ -129,8 +129,27 @@ export interface LimiterAdmin {
   setCascade(options: { entityId: string; cascade: boolean }): Promise<unknown>;
 }
 
+const ADMIN_METHODS: (keyof LimiterAdmin)[] = [
+  "setSystemDefaults",
+  "getSystemDefaults",
+  "deleteSystemDefaults",
+  "setResourceDefaults",
+  "getResourceDefaults",
+  "deleteResourceDefaults",
+  "listResources",
+  "createEntity",
+  "deleteEntity",
+  "setLimits",
+  "deleteLimits",
+  "listEntities",
+  "listStoredLimits",
+  "setParent",
+  "setCascade",
+];
+
 /**
- * The {@link LimitsStore} of a `RateLimiter` (or anything with its admin methods).
+ * The {@link LimitsStore} of a `RateLimiter` (or anything with its admin methods). Throws a
+ * `TypeError` naming the methods the object lacks.
  *
  * @example
  * ```ts ignore
@@ -141,6 +160,10 @@ export interface LimiterAdmin {
  * ```
  */
 export function limiterStore(limiter: LimiterAdmin): LimitsStore {
+  const missing = ADMIN_METHODS.filter((m) => typeof limiter[m] !== "function");
+  if (missing.length > 0) {
+    throw new TypeError(`limiterStore: the limiter has no ${missing.join(", ")}`);
+  }
   return {
     getSystemDefaults: () => limiter.getSystemDefaults(),
     setSystemDefaults: async (limits) => void await limiter.setSystemDefaults({ limits }),
