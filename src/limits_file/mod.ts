@@ -47,3 +47,8 @@ export {
   type LimitsStore,
   type StoredLimitSet,
 } from "./store.ts";
+// The library's types these signatures name.
+export type { Entity } from "../entities.ts";
+export { ValidationError, ZaeLimiterError } from "../error_base.ts";
+export type { CustomLimitOptions, Limit } from "../limit.ts";
+export type { CreateEntityOptions } from "../options.ts";

@@ -123,6 +123,8 @@ export class LimitsFileError extends ValidationError {
   readonly problems: FileProblem[];
 
   /**
+   * Builds the error; one message line per problem.
+   *
    * @param path The file's name.
    * @param problems At least one problem.
    */
