@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+import { Ajv } from "ajv";
+import { parse } from "yaml";
 import { Limit } from "../mod.ts";
 import { cli } from "./_cli.ts";
 import {
@@ -380,5 +382,71 @@ Deno.test("CLI: a bad file is refused before connecting, one line per problem wi
     assert.match(missing.err, /^error: Cannot read .*none\.yaml/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
+  const schema = JSON.parse(
+    await Deno.readTextFile(new URL("../docs/limits-file.schema.json", import.meta.url)),
+  );
+  const validate = new Ajv({ allErrors: true }).compile(schema);
+  const parses = (text: string) => {
+    try {
+      parseLimitsFile(text);
+      return true;
+    } catch (err) {
+      if (err instanceof LimitsFileError) return false;
+      throw err;
+    }
+  };
+  const lim = "{ name: rpm, rate: 100, per: minute }";
+  const good = [
+    GOOD,
+    "",
+    `version: 1\nsystem:\n  limits: [${lim}]\n`,
+    `entities:\n  "k:1@x": { metadata: { team: a }, limits: { "*": [${lim}], "a/b": [${lim}] } }\n`,
+    `resources:\n  gpt-4:\n    limits: [{ name: t, rate: 0.5, per: 30, burst: 1.5 }]\n`,
+  ];
+  const bad = [
+    "version: 2\n",
+    "entitys: {}\n",
+    "system: {}\n",
+    "system:\n  limits: []\n",
+    `system:\n  limits: [{ name: rpm, rate: 100 }]\n`,
+    `system:\n  limits: [{ name: rpm, rate: 100, per: week }]\n`,
+    `system:\n  limits: [{ name: rpm, rate: 0, per: minute }]\n`,
+    `system:\n  limits: [{ name: 1rpm, rate: 1, per: minute }]\n`,
+    `system:\n  limits: [{ name: rpm, rate: 1, per: minute, burst: "2" }]\n`,
+    `resources:\n  "*": { limits: [${lim}] }\n`,
+    `resources:\n  r: { limits: [${lim}], extra: 1 }\n`,
+    `entities:\n  "-k": {}\n`,
+    `entities:\n  k: { cascade: 1 }\n`,
+    `entities:\n  k: { parent: "a b" }\n`,
+    `entities:\n  k: { limits: { "*": [] } }\n`,
+    `entities:\n  k: { metadata: { a: 1 } }\n`,
+    `entities:\n  k: { owner: me }\n`,
+  ];
+  for (const text of good) {
+    assert.ok(
+      validate(parse(text)),
+      `schema refuses:\n${text}\n${JSON.stringify(validate.errors)}`,
+    );
+    assert.ok(parses(text), `parser refuses:\n${text}`);
+  }
+  for (const text of bad) {
+    assert.ok(!validate(parse(text)), `schema accepts:\n${text}`);
+    assert.ok(!parses(text), `parser accepts:\n${text}`);
+  }
+  // What only the parser can see: rules across fields and the file, and exact amounts.
+  for (
+    const text of [
+      `system:\n  limits: [{ name: a, rate: 10, per: minute, burst: 5 }]\n`,
+      `system:\n  limits: [{ name: a, rate: 0.0001, per: minute }]\n`,
+      `system:\n  limits: [${lim}, ${lim}]\n`,
+      "entities:\n  a: { parent: b }\n  b: { parent: a }\n",
+    ]
+  ) {
+    assert.ok(validate(parse(text)), text);
+    assert.ok(!parses(text), text);
   }
 });

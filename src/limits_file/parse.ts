@@ -256,7 +256,7 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
         if (typeof v !== "boolean") problem(f.line, f.field, v, "must be true or false");
         else spec.cascade = v;
       } else if (f.key === "metadata") {
-        const m = check(f.line, f.field, v, () => validateMetadata(v ?? {}));
+        const m = check(f.line, f.field, v, () => validateMetadata(v));
         if (m) spec.metadata = m;
       } else {
         for (const r of entries(f.value, f.field, f.line, undefined, "resource") ?? []) {
