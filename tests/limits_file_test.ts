@@ -13,6 +13,8 @@ import {
   applyLimits,
   exportLimits,
   formatPlan,
+  type LimiterAdmin,
+  limiterStore,
   type LimitsFile,
   LimitsFileError,
   type LimitsStore,
@@ -449,4 +451,75 @@ Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
     assert.ok(validate(parse(text)), text);
     assert.ok(!parses(text), text);
   }
+});
+
+Deno.test("limiterStore: calls the limiter's methods by their names and shapes, pages entities", async () => {
+  const calls: unknown[][] = [];
+  // deno-lint-ignore no-explicit-any
+  const rec = (name: string, answer?: unknown) => (...args: unknown[]): Promise<any> => {
+    calls.push([name, ...args]);
+    return Promise.resolve(answer);
+  };
+  const rpm = [Limit.perMinute("rpm", 1)];
+  const pages: Record<
+    string,
+    {
+      entities: { entityId: string; cascade: boolean; metadata: Record<string, string> }[];
+      cursor?: string;
+    }
+  > = {
+    first: { entities: [{ entityId: "a", cascade: false, metadata: {} }], cursor: "c1" },
+    c1: { entities: [{ entityId: "b", cascade: true, metadata: {} }] },
+  };
+  const limiter = {
+    setSystemDefaults: rec("setSystemDefaults"),
+    getSystemDefaults: rec("getSystemDefaults", rpm),
+    deleteSystemDefaults: rec("deleteSystemDefaults"),
+    setResourceDefaults: rec("setResourceDefaults"),
+    getResourceDefaults: rec("getResourceDefaults", rpm),
+    deleteResourceDefaults: rec("deleteResourceDefaults"),
+    listResources: rec("listResources", ["r"]),
+    createEntity: rec("createEntity"),
+    deleteEntity: rec("deleteEntity"),
+    setLimits: rec("setLimits"),
+    deleteLimits: rec("deleteLimits"),
+    listEntities: (o: { cursor?: string }) => {
+      calls.push(["listEntities", o]);
+      return Promise.resolve(pages[o.cursor ?? "first"]);
+    },
+    listStoredLimits: rec("listStoredLimits", [{ limits: rpm }]),
+    setParent: rec("setParent"),
+    setCascade: rec("setCascade"),
+  };
+  const store = limiterStore(limiter);
+  assert.deepEqual((await store.listEntities()).map((e) => e.entityId), ["a", "b"]);
+  await store.setSystemDefaults(rpm);
+  await store.setResourceDefaults("r", rpm);
+  await store.deleteResourceDefaults("r");
+  await store.setParent("a", undefined);
+  await store.setParent("b", "a");
+  await store.setCascade("b", true);
+  await store.setLimits("a", undefined, rpm);
+  await store.setLimits("a", "r", rpm);
+  await store.deleteLimits("a", "r");
+  await store.deleteEntity("a");
+  assert.deepEqual(calls, [
+    ["listEntities", {}],
+    ["listEntities", { cursor: "c1" }],
+    ["setSystemDefaults", { limits: rpm }],
+    ["setResourceDefaults", { resource: "r", limits: rpm }],
+    ["deleteResourceDefaults", { resource: "r" }],
+    ["setParent", { entityId: "a" }],
+    ["setParent", { entityId: "b", parentId: "a" }],
+    ["setCascade", { entityId: "b", cascade: true }],
+    ["setLimits", { entityId: "a", limits: rpm }],
+    ["setLimits", { entityId: "a", resource: "r", limits: rpm }],
+    ["deleteLimits", { entityId: "a", resource: "r" }],
+    ["deleteEntity", "a"],
+  ]);
+  const { setParent: _, ...without } = limiter;
+  assert.throws(
+    () => limiterStore(without as unknown as LimiterAdmin),
+    /limiterStore: the limiter has no setParent/,
+  );
 });
