@@ -18,6 +18,7 @@ import { addEntityCommands } from "./entity_cmd.ts";
 import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
 import { addLimitsCommands } from "./limits_cmd.ts";
+import { addLimitsFileCommands } from "./limits_file_cmd.ts";
 import { addLocalCommands, ExitStatus } from "./local.ts";
 import { addOpsCommands } from "./ops_cmd.ts";
 import {
@@ -138,6 +139,7 @@ Examples:
 
   addEntityCommands(program, ctx);
   addLimitsCommands(program, ctx);
+  addLimitsFileCommands(program, ctx);
   addUsageCommands(program, ctx);
   addLocalCommands(program, ctx);
   return program;

@@ -1,0 +1,242 @@
+/**
+ * The limits file as data ({@link LimitsFile}), its limit form ({@link LimitSpec}), and
+ * {@link LimitsFileError}, which names the file, line and field of every problem.
+ *
+ * @module
+ */
+
+import { showValue, ValidationError } from "../error_base.ts";
+import { Limit } from "../limit.ts";
+
+/**
+ * A limit as the file writes it: `rate` tokens `per` period, holding up to `burst` (default the
+ * rate). `per` is `second`, `minute`, `hour`, `day` or a number of seconds.
+ *
+ * @example
+ * ```ts
+ * import type { LimitSpec } from "./model.ts";
+ * const tpm: LimitSpec = { name: "tpm", rate: 10_000, per: "minute", burst: 15_000 };
+ * console.assert(tpm.per === "minute");
+ * ```
+ */
+export interface LimitSpec {
+  /** The limit's name, e.g. `tpm`. */
+  name: string;
+  /** Tokens refilled per period. */
+  rate: number;
+  /** The period: a unit name, or seconds. */
+  per: "second" | "minute" | "hour" | "day" | number;
+  /** Bucket capacity. @default the rate */
+  burst?: number;
+}
+
+/**
+ * An entity as the file declares it.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import type { EntitySpec } from "./model.ts";
+ * const key: EntitySpec = { parentId: "proj-1", cascade: true,
+ *   limits: new Map([["gpt-4", [Limit.perMinute("tpm", 1000)]]]) };
+ * console.assert(key.limits.size === 1);
+ * ```
+ */
+export interface EntitySpec {
+  /** A display name (compared only when given). */
+  name?: string;
+  /** The parent; undefined: top-level. */
+  parentId?: string;
+  /** Whether acquires cascade to the parent. */
+  cascade: boolean;
+  /** String metadata (compared only when given). */
+  metadata?: Record<string, string>;
+  /** Limit sets by resource; `*` is the entity-wide set. */
+  limits: Map<string, Limit[]>;
+}
+
+/**
+ * A parsed and checked limits file. `lines` maps a field path (e.g. `entities.key-1.parent`) to
+ * its line, for errors found later against the table.
+ *
+ * @example
+ * ```ts
+ * import { parseLimitsFile } from "./parse.ts";
+ * const file = parseLimitsFile("system:\n  limits:\n    - { name: rpm, rate: 100, per: minute }\n");
+ * console.assert(file.system?.[0].refillAmount === 100);
+ * ```
+ */
+export interface LimitsFile {
+  /** The file's name, as errors show it. */
+  path: string;
+  /** System default limits, when declared. */
+  system?: Limit[];
+  /** Resource default limits by resource. */
+  resources: Map<string, Limit[]>;
+  /** Entities by id. */
+  entities: Map<string, EntitySpec>;
+  /** Line of each field path. */
+  lines: Map<string, number>;
+}
+
+/**
+ * One problem of a limits file.
+ *
+ * @example
+ * ```ts
+ * import type { FileProblem } from "./model.ts";
+ * const p: FileProblem = { line: 3, field: "system.limits[0].rate", value: -1,
+ *   rule: "must be a finite number > 0" };
+ * console.assert(p.line === 3);
+ * ```
+ */
+export interface FileProblem {
+  /** 1-based line. */
+  line: number;
+  /** The field path. */
+  field: string;
+  /** The value seen. */
+  value: unknown;
+  /** The rule broken. */
+  rule: string;
+}
+
+/**
+ * A limits file broke a rule: nothing was written. Each line of the message reads
+ * `file:line: field: value (rule)`; `problems` holds them all, `field` is the first one's.
+ *
+ * @example
+ * ```ts
+ * import { LimitsFileError } from "./model.ts";
+ * const e = new LimitsFileError("limits.yaml", [
+ *   { line: 4, field: "entities.k.cascade", value: "yes", rule: "must be a boolean" },
+ * ]);
+ * console.assert(e.message === 'limits.yaml:4: entities.k.cascade: "yes" (must be a boolean)');
+ * ```
+ */
+export class LimitsFileError extends ValidationError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "LimitsFileError";
+  /** The file. */
+  readonly path: string;
+  /** Every problem found, in file order. */
+  readonly problems: FileProblem[];
+
+  /**
+   * Builds the error; one message line per problem.
+   *
+   * @param path The file's name.
+   * @param problems At least one problem.
+   */
+  constructor(path: string, problems: FileProblem[]) {
+    const first = problems[0];
+    super(first.field, first.value, first.rule);
+    this.path = path;
+    this.problems = problems;
+    this.message = problems.map((p) => problemLine(path, p)).join("\n");
+  }
+}
+
+/** One problem as a message line. */
+export function problemLine(path: string, p: FileProblem): string {
+  return `${path}:${p.line}: ${p.field}: ${showValue(p.value)} (${p.rule})`;
+}
+
+const UNIT_SECONDS: Record<string, number> = { second: 1, minute: 60, hour: 3600, day: 86_400 };
+const SECONDS_UNIT: Record<number, LimitSpec["per"]> = {
+  1: "second",
+  60: "minute",
+  3600: "hour",
+  86400: "day",
+};
+
+/**
+ * A {@link LimitSpec} as a `Limit`; a bad one throws a `ValidationError` whose field is relative
+ * to the spec (`rate`, `burst`, `per`, `name`).
+ *
+ * @example
+ * ```ts
+ * import { specToLimit } from "./model.ts";
+ * const l = specToLimit({ name: "tpm", rate: 100, per: "minute", burst: 150 });
+ * console.assert(l.capacity === 150 && l.refillPeriodSeconds === 60);
+ * ```
+ */
+export function specToLimit(spec: LimitSpec): Limit {
+  const period = typeof spec.per === "number" ? spec.per : UNIT_SECONDS[spec.per];
+  if (period === undefined) {
+    throw new ValidationError(
+      "per",
+      spec.per,
+      "must be second, minute, hour, day or a number of seconds",
+    );
+  }
+  const burst = spec.burst ?? spec.rate;
+  const fields: Record<string, string> = {
+    capacity: spec.burst === undefined ? "rate" : "burst",
+    refillAmount: "rate",
+    refillPeriodSeconds: "per",
+    name: "name",
+  };
+  let limit: Limit;
+  try {
+    limit = Limit.custom({
+      name: spec.name,
+      capacity: burst,
+      refillAmount: spec.rate,
+      refillPeriodSeconds: period,
+    });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    const key = /(\w+)$/.exec(err.field)?.[1] ?? "";
+    const values: Record<string, unknown> = {
+      capacity: burst,
+      refillAmount: spec.rate,
+      refillPeriodSeconds: spec.per,
+      name: spec.name,
+    };
+    throw new ValidationError(fields[key] ?? err.field, values[key], err.rule);
+  }
+  if (burst < spec.rate) {
+    throw new ValidationError("burst", burst, `must be >= the rate (${spec.rate})`);
+  }
+  return limit;
+}
+
+/**
+ * A `Limit` in the file's form.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { limitToSpec } from "./model.ts";
+ * const spec = limitToSpec(Limit.perHour("rph", 10, { burst: 20 }));
+ * console.assert(spec.per === "hour" && spec.burst === 20);
+ * ```
+ */
+export function limitToSpec(limit: Limit): LimitSpec {
+  const spec: LimitSpec = {
+    name: limit.name,
+    rate: limit.refillAmount,
+    per: SECONDS_UNIT[limit.refillPeriodSeconds] ?? limit.refillPeriodSeconds,
+  };
+  if (limit.capacity !== limit.refillAmount) spec.burst = limit.capacity;
+  return spec;
+}
+
+/**
+ * A limit on one line, e.g. `tpm 10000/minute burst 15000`.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { showLimit } from "./model.ts";
+ * console.assert(showLimit(Limit.perMinute("rpm", 100)) === "rpm 100/minute");
+ * ```
+ */
+export function showLimit(limit: Limit): string {
+  const spec = limitToSpec(limit);
+  const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
+  return `${spec.name} ${spec.rate}/${per}${
+    spec.burst === undefined ? "" : ` burst ${spec.burst}`
+  }`;
+}
