@@ -9,6 +9,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
+import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
 import type { Limit } from "./limit.ts";
 import { leanTransportOf } from "./transport/lean.ts";
 import {
@@ -156,6 +157,11 @@ export interface Backend {
   buckets: BucketBackend;
   /** Entities and stored limits. */
   entities: EntityBackend;
+  /**
+   * The schema version and the entity list. Both built-in backends have one; without it, the
+   * schema is taken as current and `listEntities` is refused.
+   */
+  catalog?: CatalogBackend;
 }
 
 /**
@@ -176,5 +182,6 @@ export function dynamoBackend(client: DynamoDBClient, tableName: string): Backen
     // A client the limiter made itself sends the hot path through its lean transport.
     buckets: new Repository({ client, tableName, transport: leanTransportOf(client) }),
     entities: new EntityStore(client, tableName),
+    catalog: new DynamoCatalog(client, tableName),
   };
 }
