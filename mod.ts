@@ -36,6 +36,8 @@ export {
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
 export type { Entity } from "./src/entities.ts";
+export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
+export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

@@ -126,6 +126,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     const setupMs = Date.now() - started;
     await server?.ready(probe, deadline + setupMs, (err) => misconfiguration(err) !== undefined);
     if (admin || server) await gate.ready(deadline + setupMs);
+    else gate.check(); // known from an earlier admin call: no call here
     return setupMs;
   };
   const ready = readyFor(false);
