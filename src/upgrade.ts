@@ -14,6 +14,8 @@ import {
   UpdateTableCommand,
 } from "@aws-sdk/client-dynamodb";
 import { type Item, send, sleep } from "./calls.ts";
+import { RateLimiterUnavailable } from "./errors.ts";
+import { limiterError } from "./failure.ts";
 import * as keys from "./keys.ts";
 import { SCHEMA_VERSION } from "./keys.ts";
 import { readSchemaVersion, schemaNewerError, writeSchemaVersion } from "./schema.ts";
@@ -88,6 +90,15 @@ const PARALLEL = 16;
  * ```
  */
 export async function upgradeTable(options: UpgradeOptions): Promise<UpgradeResult> {
+  try {
+    return await upgrade(options);
+  } catch (err) {
+    // A missing table, denied access... become ConfigurationError; no answer, an outage.
+    throw limiterError(err, "upgradeTable", { tableName: options.tableName });
+  }
+}
+
+async function upgrade(options: UpgradeOptions): Promise<UpgradeResult> {
   const { client, tableName, indexTimeoutMs = 1_800_000, progress = () => {} } = options;
   const fromVersion = await readSchemaVersion(client, tableName);
   if (fromVersion > SCHEMA_VERSION) throw schemaNewerError(tableName, fromVersion);
