@@ -14,6 +14,7 @@ import {
   UpdateTableCommand,
 } from "@aws-sdk/client-dynamodb";
 import { type Item, send, sleep } from "./calls.ts";
+import type * as aws from "./aws_types.ts";
 import { RateLimiterUnavailable } from "./errors.ts";
 import { limiterError } from "./failure.ts";
 import * as keys from "./keys.ts";
@@ -38,7 +39,7 @@ import { gsi3Definition } from "./table.ts";
  */
 export interface UpgradeOptions {
   /** A DynamoDB client allowed to describe and update the table, scan and update items. */
-  client: DynamoDBClient;
+  client: aws.DynamoDBClient;
   /** The table. */
   tableName: string;
   /** How long to wait for the new index to become active, ms. @default 1_800_000 (30 min) */
@@ -132,8 +133,9 @@ async function upgrade(options: UpgradeOptions): Promise<UpgradeResult> {
   const until = Date.now() + indexTimeoutMs;
   while ((await indexStatus(client, tableName)) !== "ACTIVE") {
     if (Date.now() > until) {
-      throw new Error(
-        `index ${keys.GSI3} of ${tableName} is not active after ${indexTimeoutMs} ms`,
+      throw new RateLimiterUnavailable(
+        `upgradeTable (index ${keys.GSI3} of ${tableName} is not active after ` +
+          `${indexTimeoutMs} ms; run the upgrade again to go on waiting)`,
       );
     }
     await sleep(1000);

@@ -13,7 +13,7 @@ import {
 } from "@aws-sdk/client-cloudformation";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { upgradeTable, type UpgradeResult } from "../upgrade.ts";
+import { type UpgradeResult, upgradeTable } from "../upgrade.ts";
 import { buildAggregatorZip } from "../aggregator/bundle.ts";
 import { type AwsOptions, clientConfig, describeAwsError } from "./aws.ts";
 import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
