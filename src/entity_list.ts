@@ -54,7 +54,20 @@ export interface EntityListPage {
   cursor?: string;
 }
 
-/** One page as a backend returns it: `more` when entities may follow the last one. */
+/**
+ * One page as a backend returns it: `more` when entities may follow the last one.
+ *
+ * @example
+ * ```ts
+ * import type { CatalogPage } from "./entity_list.ts";
+ * import { InMemoryBackend } from "./testing/mod.ts";
+ * const page: CatalogPage = await new InMemoryBackend().catalog.listEntities({
+ *   limit: 10,
+ *   withCustomLimits: false,
+ * });
+ * console.assert(page.entities.length === 0 && !page.more);
+ * ```
+ */
 export interface CatalogPage {
   /** The entities, by id. */
   entities: Entity[];
@@ -62,7 +75,16 @@ export interface CatalogPage {
   more: boolean;
 }
 
-/** What a backend is asked for: entities after `after` (by id), at most `limit`. */
+/**
+ * What a backend is asked for: entities after `after` (by id), at most `limit`.
+ *
+ * @example
+ * ```ts
+ * import { catalogQuery, type CatalogQuery, encodeCursor } from "./entity_list.ts";
+ * const query: CatalogQuery = catalogQuery({ limit: 5, cursor: encodeCursor("key-1") });
+ * console.assert(query.after === "key-1" && query.limit === 5 && !query.withCustomLimits);
+ * ```
+ */
 export interface CatalogQuery {
   /** Only ids after this one. */
   after?: string;
