@@ -37,6 +37,8 @@ export {
 export { Lease } from "./src/lease.ts";
 export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity } from "./src/entities.ts";
+export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
+export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

@@ -1,5 +1,5 @@
 /**
- * `zae-limiter entity create|get|children|delete`: entities (projects, API keys) in the table.
+ * `zae-limiter entity create|list|get|children|delete`: entities (projects, API keys) in the table.
  *
  * @module
  */
@@ -7,6 +7,7 @@
 import type { Command } from "commander";
 import type { Entity } from "../mod.ts";
 import { type CommandContext, connectionOptions, withLimiter } from "./context.ts";
+import { addEntityListCommand } from "./entity_list_cmd.ts";
 import { UsageError } from "./limits.ts";
 import { tagList } from "./parsers.ts";
 import { CliError, escapeControls } from "./report.ts";
@@ -40,6 +41,7 @@ export function addEntityCommands(program: Command, ctx: CommandContext): void {
         `Created entity ${entityId}${opts.parent ? ` (parent ${opts.parent})` : ""}.`,
       );
     });
+  addEntityListCommand(entity, ctx);
   ent("get <entityId>", "Show an entity and the shard count of its stored limits", [
     "zae-limiter entity get key-1",
     "zae-limiter entity get key-1 --resource gpt-4",

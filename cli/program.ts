@@ -29,6 +29,7 @@ import {
   explain,
   type FailureContext,
 } from "./report.ts";
+import { addUpgradeCommand } from "./upgrade_cmd.ts";
 import { addUsageCommands } from "./usage_cmd.ts";
 
 /** Runs the CLI with `argv` (without the program name); resolves to the exit code. */
@@ -142,5 +143,6 @@ Examples:
   addLimitsFileCommands(program, ctx);
   addUsageCommands(program, ctx);
   addLocalCommands(program, ctx);
+  addUpgradeCommand(program, ctx);
   return program;
 }

@@ -10,6 +10,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditRecord } from "./audit_record.ts";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
+import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
 import type { Limit } from "./limit.ts";
 import type { PingResult } from "./ping.ts";
 import { leanTransportOf } from "./transport/lean.ts";
@@ -172,6 +173,12 @@ export interface Backend {
    * limiter's DynamoDB client
    */
   ping?(tableName: string): Promise<PingResult>;
+
+  /**
+   * The schema version and the entity list. Both built-in backends have one; without it, the
+   * schema is taken as current and `listEntities` is refused.
+   */
+  catalog?: CatalogBackend;
 }
 
 /**
@@ -192,5 +199,6 @@ export function dynamoBackend(client: DynamoDBClient, tableName: string): Backen
     // A client the limiter made itself sends the hot path through its lean transport.
     buckets: new Repository({ client, tableName, transport: leanTransportOf(client) }),
     entities: new EntityStore(client, tableName),
+    catalog: new DynamoCatalog(client, tableName),
   };
 }

@@ -10,6 +10,7 @@
 
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import type * as aws from "./aws_types.ts";
+import * as keys from "./keys.ts";
 
 /**
  * Bounds of `server time − host time` (ms) from answers. A `Date` header of second `D` was
@@ -250,26 +251,32 @@ export function sampleAnswer(client: object, sentMs: number, date: string | null
 }
 
 /**
- * The partition (and sort) key of the clock probe: in the library's own namespace, since `#` is
- * refused in every entity id, so no input can name it and no item has it.
+ * The partition key of the clock probe: the table's own partition (`SYSTEM`), which no input can
+ * name since every entity key starts with `ENTITY#`.
  */
-export const CLOCK_PROBE_KEY = "#CLOCK";
+export const CLOCK_PROBE_KEY = keys.SYSTEM_PK;
 
 /**
- * A cheap call whose answer verifies the clock: a GetItem of {@link CLOCK_PROBE_KEY} (half a read
- * unit; the limiter's IAM policy allows GetItem).
+ * A cheap call whose answer verifies the clock: a GetItem of the schema version item
+ * (`SYSTEM`/`#VERSION`, half a read unit; the limiter's IAM policy allows GetItem). Its answer
+ * also tells the table's schema version, handed to `onVersion` (1 when the item is missing).
  */
 export function probeTable(
   client: aws.DynamoDBClient,
   tableName: string,
+  onVersion?: (version: number) => void,
 ): (signal: AbortSignal) => Promise<unknown> {
-  return (abortSignal) =>
-    client.send(
+  return async (abortSignal) => {
+    const out = await client.send(
       new GetItemCommand({
         TableName: tableName,
-        Key: { PK: { S: CLOCK_PROBE_KEY }, SK: { S: CLOCK_PROBE_KEY } },
-        ProjectionExpression: "PK",
+        Key: { PK: { S: keys.SYSTEM_PK }, SK: { S: keys.VERSION_SK } },
+        ProjectionExpression: "version",
       }),
       { abortSignal },
     );
+    const n = out.Item?.version?.N;
+    onVersion?.(n === undefined ? 1 : Number(n));
+    return out;
+  };
 }

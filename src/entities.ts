@@ -186,6 +186,7 @@ export class EntityStore {
         M: Object.fromEntries(Object.entries(entity.metadata).map(([k, v]) => [k, { S: v }])),
       },
       createdAt: { S: entity.createdAt },
+      ...keys.entityIndexKeys(entity.entityId),
     };
     if (entity.name !== undefined) item.name = { S: entity.name };
     if (entity.parentId !== undefined) {
@@ -327,6 +328,7 @@ export class EntityStore {
     const item: Record<string, AttributeValue> = {
       PK: { S: keys.entityPk(entityId) },
       SK: { S: keys.limitSk(resource) },
+      ...keys.entityIndexKeys(entityId, { resource }),
       limits: {
         L: limits.map((l) => ({
           M: {
@@ -558,7 +560,8 @@ function parseShards(item: Record<string, AttributeValue>): StoredShards | undef
   };
 }
 
-function parseEntity(item: Record<string, AttributeValue>): Entity {
+/** An entity of its metadata item. */
+export function parseEntity(item: Record<string, AttributeValue>): Entity {
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(item.metadata?.M ?? {})) metadata[k] = v.S ?? "";
   const entity: Entity = {

@@ -273,7 +273,9 @@ export class RateLimiterUnavailable extends ZaeLimiterError {
 
 /**
  * The limiter is set up wrong: the table does not exist or has other keys, access is denied, the
- * credentials are refused, the region is missing, or DynamoDB refused the request as invalid. This
+ * credentials are refused, the region is missing, DynamoDB refused the request as invalid, or the
+ * table's schema version is older than an operation needs (`schema-outdated`: run `zae-limiter
+ * upgrade`) or newer than this library knows (`schema-newer`). This
  * is not an outage: it is raised at once, in both failure modes, and never turned into a pass.
  * `kind` names what is wrong; the message also says what to do.
  *
@@ -310,7 +312,9 @@ export type ConfigurationErrorKind =
   | "access-denied"
   | "bad-credentials"
   | "region-missing"
-  | "invalid-request";
+  | "invalid-request"
+  | "schema-outdated"
+  | "schema-newer";
 
 /**
  * A lease was used after `commit` or `rollback`.

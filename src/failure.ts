@@ -100,6 +100,11 @@ export function misconfigurationMessage(
         "AWS_REGION, or an endpoint (AWS_ENDPOINT_URL_DYNAMODB) for DynamoDB Local";
     case "invalid-request":
       return `DynamoDB refused ${operation} on ${table}${at} as invalid: ${said}`;
+    case "schema-outdated":
+      return `${table}${at} is an older schema than ${operation} needs: run \`zae-limiter ` +
+        `upgrade --table-name ${where.tableName}\``;
+    case "schema-newer":
+      return `${table}${at} is a newer schema than this library knows: upgrade @zae/limiter`;
   }
 }
 

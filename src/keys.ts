@@ -8,10 +8,14 @@
  * | bucket          | `ENTITY#{id}`     | `#BUCKET#{resource}`                 |
  * | stored limits   | `ENTITY#{id}`     | `#LIMIT#{resource}` (`#LIMIT#*` = all) |
  * | usage snapshot  | `ENTITY#{id}`     | `#USAGE#{resource}#{window}#{start}` |
+ * | schema version  | `SYSTEM`          | `#VERSION`                           |
  *
  * GSI1 (`GSI1PK`/`GSI1SK`, on metadata items): `PARENT#{parent}` → `CHILD#{id}`.
  * GSI2 (`GSI2PK`/`GSI2SK`, KEYS_ONLY): `RESOURCE#{resource}` → `ENTITY#{id}`, set on bucket items
  * by the aggregator, never by the hot path (so no acquire pays an index write).
+ * GSI3 (`GSI3PK`/`GSI3SK`, ALL; schema version 2): `ENTITIES` → `{id}` on metadata items and
+ * `{id}#LIMIT#{resource}` on stored-limits items, to list entities without a scan. Bucket items
+ * never carry it.
  *
  * @module
  */
@@ -24,6 +28,8 @@ export const SK = "SK";
 export const GSI1 = "GSI1";
 /** Resource → buckets index. */
 export const GSI2 = "GSI2";
+/** Entity index (schema version 2). */
+export const GSI3 = "GSI3";
 /** TTL attribute (epoch seconds). */
 export const TTL = "ttl";
 
@@ -37,6 +43,39 @@ export const LIMIT_PREFIX = "#LIMIT#";
 export const ALL_RESOURCES = "*";
 /** Prefix of usage snapshot sort keys. */
 export const USAGE_PREFIX = "#USAGE#";
+
+/** Partition key of the table's own items (the schema version). */
+export const SYSTEM_PK = "SYSTEM";
+/** Sort key of the schema version item. */
+export const VERSION_SK = "#VERSION";
+/** The schema version this library reads and writes. A table without a version item is 1. */
+export const SCHEMA_VERSION = 2;
+/** GSI3 partition key of every entity metadata and stored-limits item. */
+export const ENTITIES_KEY = "ENTITIES";
+
+/** GSI3 sort key of an entity's metadata item. */
+export function entityListSk(entityId: string): string {
+  return entityId;
+}
+
+/**
+ * GSI3 sort key of an entity's stored limits: right after its metadata item, before any other
+ * entity (every character allowed in an id sorts after `#`).
+ */
+export function limitListSk(entityId: string, resource?: string): string {
+  return `${entityId}${limitSk(resource)}`;
+}
+
+/** The GSI3 key attributes of an entity's item (`resource` given: a stored-limits item). */
+export function entityIndexKeys(
+  entityId: string,
+  limits?: { resource?: string },
+): { GSI3PK: { S: string }; GSI3SK: { S: string } } {
+  return {
+    GSI3PK: { S: ENTITIES_KEY },
+    GSI3SK: { S: limits ? limitListSk(entityId, limits.resource) : entityListSk(entityId) },
+  };
+}
 
 /** Partition key of an entity's items. */
 export function entityPk(entityId: string): string {

@@ -10,6 +10,7 @@ import type * as aws from "./aws_types.ts";
 import type { Entity } from "./entities.ts";
 import type { LeaseEngine } from "./engine/leases.ts";
 import type { EntityAdmin } from "./admin.ts";
+import type { EntityListPage, ListEntitiesOptions } from "./entity_list.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -76,6 +77,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #leases: LeaseEngine;
   readonly #reader: BucketReader;
   readonly #admin: EntityAdmin;
+  readonly #listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
   readonly #createTableNow: () => Promise<void>;
   readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
@@ -106,6 +108,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#leases = parts.leases;
     this.#reader = parts.reader;
     this.#admin = parts.admin;
+    this.#listEntities = parts.listEntities;
     this.#createTableNow = parts.createTable;
     this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
@@ -317,6 +320,31 @@ export class RateLimiter implements AsyncDisposable {
   listChildren(parentId: string): Promise<Entity[]> {
     this.#checkOpen();
     return this.#admin.listChildren(parentId);
+  }
+
+  /**
+   * One page of entities, sorted by id, from the entity index (GSI3): pass the page's `cursor` to
+   * get the next. Needs a schema version 2 table (`ConfigurationError` `schema-outdated`
+   * otherwise: run `zae-limiter upgrade`).
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.createEntity({ entityId: "a" });
+   * await limiter.createEntity({ entityId: "b" });
+   * await limiter.setLimits({ entityId: "b", limits: [Limit.perMinute("rpm", 10)] });
+   * const first = await limiter.listEntities({ limit: 1 });
+   * const next = await limiter.listEntities({ limit: 1, cursor: first.cursor });
+   * console.assert(first.entities[0].entityId === "a" && next.entities[0].entityId === "b");
+   * const custom = await limiter.listEntities({ withCustomLimits: true });
+   * console.assert(custom.entities.map((e) => e.entityId).join() === "b");
+   * ```
+   */
+  listEntities(options: ListEntitiesOptions = {}): Promise<EntityListPage> {
+    this.#checkOpen();
+    return this.#listEntities(options);
   }
 
   /**

@@ -13,8 +13,28 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { send, sleep } from "./calls.ts";
 import * as keys from "./keys.ts";
+import { writeSchemaVersion } from "./schema.ts";
 
-/** The CreateTable input: PK/SK, GSI1 (parent → children), GSI2 (resource → buckets), stream. */
+/** GSI3 (schema version 2): every entity, and its stored limits, by id. */
+export function gsi3Definition(): {
+  IndexName: string;
+  KeySchema: { AttributeName: string; KeyType: "HASH" | "RANGE" }[];
+  Projection: { ProjectionType: "ALL" };
+} {
+  return {
+    IndexName: keys.GSI3,
+    KeySchema: [
+      { AttributeName: "GSI3PK", KeyType: "HASH" },
+      { AttributeName: "GSI3SK", KeyType: "RANGE" },
+    ],
+    Projection: { ProjectionType: "ALL" },
+  };
+}
+
+/**
+ * The CreateTable input (schema version 2): PK/SK, GSI1 (parent → children), GSI2 (resource →
+ * buckets), GSI3 (entities), stream.
+ */
 export function tableDefinition(
   tableName: string,
 ): ConstructorParameters<typeof CreateTableCommand>[0] {
@@ -28,6 +48,8 @@ export function tableDefinition(
       { AttributeName: "GSI1SK", AttributeType: "S" },
       { AttributeName: "GSI2PK", AttributeType: "S" },
       { AttributeName: "GSI2SK", AttributeType: "S" },
+      { AttributeName: "GSI3PK", AttributeType: "S" },
+      { AttributeName: "GSI3SK", AttributeType: "S" },
     ],
     KeySchema: [
       { AttributeName: "PK", KeyType: "HASH" },
@@ -50,6 +72,7 @@ export function tableDefinition(
         ],
         Projection: { ProjectionType: "KEYS_ONLY" },
       },
+      gsi3Definition(),
     ],
     StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
   };
@@ -77,7 +100,9 @@ export async function tableStatus(
 
 /**
  * Creates the table with its indexes, TTL and stream when it is missing, and waits until it is
- * active. Another process creating it at the same moment is fine.
+ * active; a table it creates records schema version 2. Another process creating it at the same
+ * moment is fine (that one records the version). A table that was there is left as it is: an
+ * older one is upgraded by `zae-limiter upgrade`.
  */
 export async function createTable(
   client: DynamoDBClient,
@@ -88,9 +113,11 @@ export async function createTable(
   const until = Date.now() + timeoutMs;
   // Every call is bounded: a DynamoDB that accepts connections but never answers must not hang.
   const signal = () => AbortSignal.timeout(Math.max(1, until - Date.now()));
+  let created = false;
   if ((await tableStatus(client, tableName, signal())) === undefined) {
     try {
       await send(client, CreateTableCommand, tableDefinition(tableName), signal());
+      created = true;
     } catch (err) {
       if (!(err instanceof Error && err.name === "ResourceInUseException")) throw err;
     }
@@ -115,4 +142,5 @@ export async function createTable(
       throw err;
     }
   }
+  if (created) await writeSchemaVersion(client, tableName, keys.SCHEMA_VERSION, signal());
 }

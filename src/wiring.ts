@@ -21,11 +21,14 @@ import { switchDelayMs } from "./engine/shards.ts";
 import { batchSettings } from "./engine/batches.ts";
 import { RateLimiterUnavailable, ValidationError } from "./errors.ts";
 import { FailureMode, type RateLimiterOptions } from "./options.ts";
+import { SCHEMA_VERSION } from "./keys.ts";
 import { BucketReader } from "./reads.ts";
 import { checkFailureMode } from "./request.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
 import { type PingResult, pingTable } from "./ping.ts";
 import { checkBoolean, checkObject } from "./validate.ts";
+import { SchemaGate } from "./schema.ts";
+import { type EntityListPage, listEntities, type ListEntitiesOptions } from "./entity_list.ts";
 
 /** What a {@link RateLimiter} is made of. */
 export interface LimiterParts {
@@ -37,6 +40,8 @@ export interface LimiterParts {
   leases: LeaseEngine;
   reader: BucketReader;
   admin: EntityAdmin;
+  /** `RateLimiter.listEntities`. */
+  listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
   createTable: () => Promise<void>;
   /** The health check (`ping.ts`), or the backend's own. */
   ping: () => Promise<PingResult>;
@@ -116,16 +121,30 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     ? serverClockOf(dynamo, { toleranceMs: clockToleranceMs })
     : undefined;
   const now = server?.now ?? clock ?? Date.now;
-  const probe = probeTable(dynamo, tableName);
-  // Waits for the set-up and the first clock sample; returns how long the set-up took, which a
-  // call's deadline does not count (creating a table or stack takes longer than a request).
-  const ready = async (deadline = Date.now() + timeoutMs): Promise<number> => {
+  // The schema version: told by the clock probe's answer, else read once by the first call that
+  // checks it (docs/design.md, "Schema versions and upgrade").
+  const catalog = store.catalog;
+  const gate = new SchemaGate({
+    tableName,
+    read: (signal) => catalog ? catalog.readVersion(signal) : Promise.resolve(SCHEMA_VERSION),
+    transient: (err) => misconfiguration(err) === undefined,
+  });
+  const probe = probeTable(dynamo, tableName, (v) => gate.observe(v));
+  // Waits for the set-up, the first clock sample and the schema version; returns how long the
+  // set-up took, which a call's deadline does not count (creating a table or stack takes longer
+  // than a request). With an injected clock or backend (no probe), the hot path leaves the version
+  // to the first admin call.
+  const readyFor = (admin: boolean) => async (deadline = Date.now() + timeoutMs) => {
     const started = Date.now();
     await setup.ready();
     const setupMs = Date.now() - started;
     await server?.ready(probe, deadline + setupMs, (err) => misconfiguration(err) !== undefined);
+    if (admin || server) await gate.ready(deadline + setupMs);
+    else gate.check(); // known from an earlier admin call: no call here
     return setupMs;
   };
+  const ready = readyFor(false);
+  const adminReady = readyFor(true);
   const outbox = new Outbox({
     attemptMs: timeoutMs,
     isTransient: (err) => err instanceof RateLimiterUnavailable,
@@ -172,10 +191,20 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   const reader = new BucketReader(shared);
   const admin = new EntityAdmin({
     ...shared,
+    ready: adminReady,
     clock: now,
     switchDelayMs: switchDelay,
     auditor: new Auditor({ principal: auditPrincipal }),
   });
+  const run = async <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => {
+    let deadline = Date.now() + Math.max(timeoutMs, 10_000);
+    try {
+      deadline += await adminReady(deadline);
+      return await writer.call(undefined, fn, deadline, operation);
+    } catch (err) {
+      throw writer.fail(err, operation);
+    }
+  };
   return {
     tableName,
     client: dynamo,
@@ -184,6 +213,8 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     leases,
     reader,
     admin,
+    listEntities: (options) =>
+      listEntities({ catalog, run, requireCurrent: (op) => gate.require(op) }, options),
     createTable: () => store.buckets.createTable(),
     ping: () =>
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),

@@ -10,7 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+} from "@aws-sdk/client-dynamodb";
 import { GetFunctionCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import { aggregatorCodeSha256, buildAggregatorZip } from "../src/aggregator/bundle.ts";
 import {
@@ -122,7 +127,14 @@ Deno.test({
           assert.equal(result.status, "CREATE_COMPLETE");
           assert.equal(result.stackName, stackName);
           assert.ok(events.some((e) => e.status === "CREATE_COMPLETE"), JSON.stringify(events));
-          for (const key of ["AcquirePolicyArn", "AdminPolicyArn", "ReadOnlyPolicyArn"]) {
+          for (
+            const key of [
+              "AcquirePolicyArn",
+              "AdminPolicyArn",
+              "ReadOnlyPolicyArn",
+              "UpgradePolicyArn",
+            ]
+          ) {
             assert.match(result.outputs[key], /^arn:aws:iam::\d{12}:policy\//);
           }
           assert.equal(result.outputs.TableName, tableName);
@@ -149,8 +161,24 @@ Deno.test({
           });
           assert.deepEqual(
             table?.GlobalSecondaryIndexes?.map((g) => [g.IndexName, g.Projection?.ProjectionType]),
-            [["GSI1", "ALL"], ["GSI2", "KEYS_ONLY"]],
+            [["GSI1", "ALL"], ["GSI2", "KEYS_ONLY"], ["GSI3", "ALL"]],
           );
+          // CloudFormation made GSI3; the deploy recorded the schema version (nothing to index).
+          assert.deepEqual(result.schema, {
+            fromVersion: 1,
+            toVersion: 2,
+            changed: true,
+            addedIndex: false,
+            backfilled: 0,
+          });
+          const version = await ddb.send(
+            new GetItemCommand({
+              TableName: tableName,
+              Key: { PK: { S: "SYSTEM" }, SK: { S: "#VERSION" } },
+              ConsistentRead: true,
+            }),
+          );
+          assert.equal(version.Item?.version?.N, "2");
           const stack = await describeStack({ ...aws, tableName });
           assert.equal(stack?.tags.team, "platform");
         },

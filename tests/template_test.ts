@@ -6,8 +6,8 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter } from "../mod.ts";
+import { CreateTableCommand, type DynamoDBClient, PutItemCommand } from "@aws-sdk/client-dynamodb";
+import { Limit, RateLimiter, upgradeTable } from "../mod.ts";
 import { parseTemplate, TEMPLATE_YAML } from "../src/infra/template.ts";
 import { tableDefinition } from "../src/repository.ts";
 import { generatedModule } from "../scripts/gen_template.ts";
@@ -169,6 +169,7 @@ Deno.test({
         await admin.getEntity("key");
         await admin.listChildren("proj");
         await admin.listResourceBuckets({ resource: "gpt-4" });
+        await admin.listEntities({ withCustomLimits: true });
       });
 
       const hotSeen = recordActions(hotClient);
@@ -259,6 +260,48 @@ Deno.test({
           }
         },
       );
+      await t.step("the upgrade policy is exactly what upgradeTable calls", async () => {
+        // A version-1 table: the table as before GSI3, and an entity item without GSI3 keys.
+        const upgradeClient = localClient(ddb.endpoint);
+        try {
+          const v1 = uniqueTableName("policy_v1");
+          const def = tableDefinition(v1);
+          await upgradeClient.send(
+            new CreateTableCommand({
+              ...def,
+              AttributeDefinitions: def.AttributeDefinitions!.filter((d) =>
+                !d.AttributeName!.startsWith("GSI3")
+              ),
+              GlobalSecondaryIndexes: def.GlobalSecondaryIndexes!.filter((i) =>
+                i.IndexName !== "GSI3"
+              ),
+            }),
+          );
+          await upgradeClient.send(
+            new PutItemCommand({
+              TableName: v1,
+              Item: { PK: { S: "ENTITY#k" }, SK: { S: "#META" }, entityId: { S: "k" } },
+            }),
+          );
+          const seen = recordActions(upgradeClient);
+          const r = await upgradeTable({ client: upgradeClient, tableName: v1 });
+          assert.equal(r.changed, true);
+          assert.deepEqual([...seen].sort(), [...policyActions("UpgradePolicy")].sort());
+        } finally {
+          upgradeClient.destroy();
+        }
+      });
+      await t.step("listing entities is the admin policy's Query on the indexes", () => {
+        const doc = template.Resources.AdminPolicy.Properties.PolicyDocument as {
+          Statement: { Action: string | string[]; Resource: unknown }[];
+        };
+        assert.ok(doc.Statement.some((s) =>
+          [s.Action].flat().includes("dynamodb:Query") &&
+          JSON.stringify(s.Resource).includes("/index/*")
+        ));
+        assert.ok(!policyActions("AdminPolicy").has("dynamodb:UpdateTable"));
+        assert.ok(!policyActions("AdminPolicy").has("dynamodb:Scan"));
+      });
       await t.step("the read-only policy only reads", () => {
         assert.deepEqual([...policyActions("ReadOnlyPolicy")].sort(), [
           "dynamodb:BatchGetItem",

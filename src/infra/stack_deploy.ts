@@ -12,6 +12,8 @@ import {
   UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
 import { LambdaClient } from "@aws-sdk/client-lambda";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type UpgradeResult, upgradeTable } from "../upgrade.ts";
 import { buildAggregatorZip } from "../aggregator/bundle.ts";
 import { type AwsOptions, clientConfig, describeAwsError } from "./aws.ts";
 import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
@@ -99,6 +101,11 @@ export interface DeployStackResult {
   outputs: Record<string, string>;
   /** The aggregator's code upload, when there was code to upload. */
   code?: CodeUploadResult;
+  /**
+   * The table's schema after the deploy (absent without `wait`): a deploy that completes runs
+   * `upgradeTable`, so a new stack records version 2 and an updated one is migrated.
+   */
+  schema?: UpgradeResult;
 }
 
 /**
@@ -221,6 +228,22 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
       status: info?.status ?? status,
       outputs: info?.outputs ?? {},
     };
+    // The template makes GSI3, but CloudFormation cannot write an item: the version item (and,
+    // for a table that was version 1, the GSI3 keys of its entities) is written here.
+    const dynamo = new DynamoDBClient(clientConfig(options));
+    try {
+      result.schema = await upgradeTable({
+        client: dynamo,
+        tableName: result.outputs.TableName ?? options.tableName,
+      });
+    } catch (err) {
+      throw new StackDeployError(stackName, `Recording the table's schema version failed`, [
+        err instanceof Error ? err.message : String(err),
+        "run zae-limiter upgrade to finish",
+      ]);
+    } finally {
+      dynamo.destroy();
+    }
     if (parameters.EnableAggregator === "true" && aggregatorCode) {
       const functionName = result.outputs.AggregatorFunctionName ??
         `${options.tableName}-aggregator`;

@@ -27,6 +27,9 @@ import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
+export type { CatalogBackend, CatalogPage, CatalogQuery } from "../entity_list.ts";
+import type { CatalogBackend } from "../entity_list.ts";
+import { SCHEMA_VERSION } from "../keys.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -72,6 +75,8 @@ export class InMemoryBackend implements Backend {
   readonly buckets: BucketBackend;
   /** Entity storage. */
   readonly entities: EntityBackend;
+  /** Schema version (always the current one) and the entity list, as GSI3 gives it. */
+  readonly catalog: CatalogBackend;
   /** Every bucket write evaluated, for assertions in tests. */
   writes = 0;
   /** The audit events stored, oldest first (each with the change it records). */
@@ -86,6 +91,22 @@ export class InMemoryBackend implements Backend {
   }
 
   constructor() {
+    this.catalog = {
+      readVersion: () => Promise.resolve(SCHEMA_VERSION),
+      listEntities: (query) => {
+        // What GSI3 holds: each entity by id, with whether it has stored limits.
+        const withLimits = new Set([...this.#limits.keys()].map((k) => splitKey(k)[0]));
+        const ids = [...this.#entities.keys()].sort().filter((id) =>
+          (query.after === undefined || id > query.after) &&
+          (!query.withCustomLimits || withLimits.has(id))
+        );
+        const page = ids.slice(0, query.limit);
+        return Promise.resolve({
+          entities: page.map((id) => structuredClone(this.#entities.get(id)!)),
+          more: ids.length > page.length,
+        });
+      },
+    };
     this.buckets = {
       writeBucket: (w) =>
         Promise.resolve(this.#write([w])).then((r) =>
