@@ -36,6 +36,7 @@ export {
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
 export type { Entity } from "./src/entities.ts";
+export type { StoredLimitsEntry } from "./src/defaults_store.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

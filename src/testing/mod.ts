@@ -189,8 +189,8 @@ export class InMemoryBackend implements Backend {
         for (const id of ids) {
           const cfg: EntityConfig = {};
           if (want.defaults) {
-            cfg.resourceDefaults = clone(this.#defaults.get(resource));
-            cfg.systemDefaults = clone(this.#defaults.get("*"));
+            cfg.resourceDefaults = copy(this.#defaults.get(resource));
+            cfg.systemDefaults = copy(this.#defaults.get("*"));
             const controls = this.#controls.get(resource);
             if (controls?.disabled) cfg.resourceControls = { disabled: true };
           }
@@ -212,7 +212,7 @@ export class InMemoryBackend implements Backend {
         this.#audit(audit);
         return Promise.resolve();
       },
-      getDefaults: (resource) => Promise.resolve(clone(this.#defaults.get(resource ?? "*"))),
+      getDefaults: (resource) => Promise.resolve(copy(this.#defaults.get(resource ?? "*"))),
       deleteDefaults: (resource, _signal, audit) => {
         this.#defaults.delete(resource ?? "*");
         this.#audit(audit);
@@ -343,6 +343,11 @@ function bucketKey(entityId: string, resource: string): string {
 function splitKey(key: string): [string, string] {
   const i = key.indexOf("#");
   return [key.slice(0, i), key.slice(i + 1)];
+}
+
+/** A copy of a list of limits (a `Limit` is immutable; `structuredClone` would drop its class). */
+function copy<T>(v: T[] | undefined): T[] | undefined {
+  return v === undefined ? undefined : [...v];
 }
 
 function clone<T>(v: T): T {
