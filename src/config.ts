@@ -143,7 +143,8 @@ export class ConfigResolver {
 
   /**
    * The wanted parts of an entity's config: from the cache when every part is there (stale
-   * parts are refreshed in the background), else read inline, stale parts along in the same read.
+   * parts are refreshed in the background), else read inline, stale parts along in the same read
+   * (those not already being refreshed).
    */
   async #loadConfig(
     entityId: string,
@@ -165,7 +166,17 @@ export class ConfigResolver {
       return cached;
     }
     const missing = hits.filter((h) => !h.hit).map((h) => h.part);
-    const read = await this.#read(entityId, resource, [...missing, ...stale], deadline, operation);
+    // Stale parts come along, unless a refresh of them is already under way: their stale value
+    // serves meanwhile (a shared part, such as a resource's defaults, may be refreshing for
+    // another entity).
+    const refresh = stale.filter((p) => !this.#loads.has(key[p]));
+    const read = await this.#read(
+      entityId,
+      resource,
+      [...missing, ...refresh],
+      deadline,
+      operation,
+    );
     return { ...cached, ...read };
   }
 
