@@ -169,6 +169,13 @@ Deno.test({
         await admin.getEntity("key");
         await admin.listChildren("proj");
         await admin.listResourceBuckets({ resource: "gpt-4" });
+        await admin.setResourceDefaults({ resource: "claude", limits: [rpm] });
+        await admin.getResourceDefaults({ resource: "claude" });
+        await admin.listResources();
+        await admin.setSystemDefaults({ limits: [rpm] });
+        await admin.getSystemDefaults();
+        await admin.listStoredLimits({ entityId: "key" });
+        await admin.deleteSystemDefaults();
       });
 
       const hotSeen = recordActions(hotClient);
@@ -216,6 +223,8 @@ Deno.test({
             }),
           );
           await hot.available({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
+          // the resource's defaults, without limits in the call
+          await hot.acquire({ entityId: "solo", resource: "claude", consume: { rpm: 1 } });
           await hot.timeUntilAvailable({
             entityId: "key",
             resource: "gpt-4",
