@@ -39,6 +39,7 @@ export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity } from "./src/entities.ts";
 export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
 export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
+export type { StoredLimitsEntry } from "./src/defaults_store.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

@@ -6,7 +6,7 @@
  */
 
 import type { Command } from "commander";
-import type { Limit } from "../mod.ts";
+import { type Limit, ValidationError } from "../mod.ts";
 import { type CommandContext, connectionOptions, withLimiter } from "./context.ts";
 import { noSuchEntity } from "./entity_cmd.ts";
 import { formatLimit, UsageError } from "./limits.ts";
@@ -106,25 +106,27 @@ export function addLimitsCommands(program: Command, ctx: CommandContext): void {
         throw new UsageError("Give at least one --limit, or --stored");
       }
       const available = await withLimiter(io, opts, async (l) => {
-        const out = await l.available({
-          entityId: opts.entity,
-          resource: opts.resource,
-          limits: opts.limit,
-          useStoredLimits: opts.stored,
-        });
-        // Only --stored can resolve to no limit at all: a typo, or limits never stored.
-        if (Object.keys(out).length === 0) {
+        try {
+          return await l.available({
+            entityId: opts.entity,
+            resource: opts.resource,
+            limits: opts.limit,
+            useStoredLimits: opts.stored,
+          });
+        } catch (err) {
+          // Only --stored can resolve to no limit at all: a typo, or limits never stored.
+          if (!(err instanceof ValidationError && err.field === "limits")) throw err;
           if (!(await l.getEntity(opts.entity))) throw noSuchEntity(opts.entity, "entity");
           throw new CliError(
             "NoLimitsError",
             `No limits stored for entity ${JSON.stringify(opts.entity)} on ${
               JSON.stringify(opts.resource)
-            } (nor for every resource, nor through its parent): store some with ` +
-              "`zae-limiter limits set`, or give --limit",
+            } (nor for every resource, nor as the resource's or the system's defaults): store ` +
+              "some with `zae-limiter limits set` or `zae-limiter resource set-defaults`, or give " +
+              "--limit",
             "resource",
           );
         }
-        return out;
       });
       print(
         c,

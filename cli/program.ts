@@ -14,6 +14,7 @@ import {
   dynamoEndpoint,
   globals,
 } from "./context.ts";
+import { addDefaultsCommands } from "./defaults_cmd.ts";
 import { addEntityCommands } from "./entity_cmd.ts";
 import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
@@ -141,6 +142,7 @@ Examples:
   addEntityCommands(program, ctx);
   addLimitsCommands(program, ctx);
   addLimitsFileCommands(program, ctx);
+  addDefaultsCommands(program, ctx);
   addUsageCommands(program, ctx);
   addLocalCommands(program, ctx);
   addUpgradeCommand(program, ctx);

@@ -8,6 +8,7 @@
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditRecord } from "./audit_record.ts";
+import type { StoredLimitsEntry } from "./defaults_store.ts";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
@@ -124,13 +125,36 @@ export interface EntityBackend {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void>;
-  /** Metadata and stored limits of some entities for a resource, in one round trip. */
+  /**
+   * Metadata and stored limits of some entities for a resource, in one round trip; with
+   * `want.defaults`, the resource's and the system's default limits and the resource's controls
+   * in the same read (set on every entity's config).
+   */
   loadConfig(
     entityIds: string[],
     resource: string,
-    want: { meta: boolean; limits: boolean },
+    want: { meta: boolean; limits: boolean; defaults?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>>;
+  /** Stores the default limits of a resource (`undefined`: the system defaults). */
+  putDefaults(
+    resource: string | undefined,
+    limits: Limit[],
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
+  getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined>;
+  /** Deletes the default limits of a resource (`undefined`: the system's). */
+  deleteDefaults(
+    resource: string | undefined,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** The resources with default limits, sorted. */
+  listDefaultResources(signal?: AbortSignal): Promise<string[]>;
+  /** Every stored-limits item of an entity (`resource` undefined: the entity-wide ones). */
+  listStoredLimits(entityId: string, signal?: AbortSignal): Promise<StoredLimitsEntry[]>;
 }
 
 /**

@@ -1,6 +1,8 @@
 /**
  * Which buckets a call writes, and with which limits: the entity's metadata (its parent and
- * cascade flag) and its stored limits, cached for `limitsCacheTtlMs`.
+ * cascade flag), its stored limits, and the resource's and the system's default limits (with the
+ * resource's controls), cached for `limitsCacheTtlMs`. Stored limits resolve from the most
+ * specific level: entity+resource, entity-wide, resource default, system default; then the call's.
  *
  * Past its TTL an entry is served stale while one background read per key refreshes it, so a
  * busy entity never waits for a config read; past twice its TTL it is no longer served and the
@@ -13,6 +15,7 @@
 import type { Backend } from "./backend.ts";
 import { TtlCache } from "./cache.ts";
 import type { EntityConfig } from "./entities.ts";
+import { ValidationError } from "./errors.ts";
 import { makeTarget } from "./engine/plan.ts";
 import { layoutAt, pickShard } from "./engine/shards.ts";
 import type { Target, ValidRequest } from "./engine/types.ts";
@@ -29,15 +32,25 @@ export interface ConfigResolverOptions {
   now?: () => number;
 }
 
-/** The two cached parts of an entity's config. */
-type Part = "meta" | "limits";
-const PARTS: readonly Part[] = ["meta", "limits"];
+/**
+ * The three cached parts of a call's config: the entity's metadata, its stored limits for the
+ * resource, and the resource's part of the system partition (its defaults, the system defaults,
+ * its controls), shared by every entity.
+ */
+type Part = "meta" | "limits" | "defaults";
+const PARTS: readonly Part[] = ["meta", "limits", "defaults"];
 /** What one config read returned, by part. */
 type Loaded = Record<Part, EntityConfig>;
-/** The cache keys of an entity's metadata (any resource) and of its limits for `resource`. */
+/** Prefix of the resource parts' cache keys (`*` is in no entity id, so no entity's key has it). */
+const RESOURCE_KEY = "*#";
+/**
+ * The cache keys of an entity's metadata (any resource), of its limits for `resource`, and of
+ * the resource's defaults.
+ */
 const cacheKeys = (entityId: string, resource: string): Record<Part, string> => ({
   meta: `${entityId}#`,
   limits: `${entityId}#${resource}`,
+  defaults: `${RESOURCE_KEY}${resource}`,
 });
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
@@ -68,13 +81,28 @@ export class ConfigResolver {
     for (const key of [...this.#loads.keys()]) if (mine(key)) this.#loads.delete(key);
   }
 
+  /**
+   * Forgets the cached defaults (and controls) of a resource, or of every resource (the system
+   * defaults changed), and any read of them under way.
+   */
+  forgetResource(resource?: string): void {
+    const mine = (k: string) =>
+      resource === undefined ? k.startsWith(RESOURCE_KEY) : k === `${RESOURCE_KEY}${resource}`;
+    this.#config.deleteWhere(mine);
+    for (const key of [...this.#loads.keys()]) if (mine(key)) this.#loads.delete(key);
+  }
+
   /** Forgets an entity's cached metadata only (it was just created). */
   forgetMeta(entityId: string): void {
     this.#config.delete(`${entityId}#`);
     this.#loads.delete(`${entityId}#`);
   }
 
-  /** The buckets to write for a call: the entity's, and its parent's when cascading. */
+  /**
+   * The buckets to write for a call: the entity's, and its parent's when cascading. Throws
+   * `ValidationError` when no limits resolve for one of them (none stored at any level, none
+   * passed).
+   */
   async resolveTargets(
     req: ValidRequest,
     deadline: number,
@@ -87,7 +115,7 @@ export class ConfigResolver {
       own = await this.#loadConfig(
         req.entityId,
         req.resource,
-        { meta: needMeta, limits: useStored },
+        { meta: needMeta, limits: useStored, defaults: useStored },
         deadline,
         operation,
       );
@@ -101,19 +129,22 @@ export class ConfigResolver {
         ? await this.#loadConfig(
           id,
           req.resource,
-          { meta: false, limits: true },
+          { meta: false, limits: true, defaults: true },
           deadline,
           operation,
         )
         : {};
-      targets.push(storedTarget(id, req, useStored ? cfg : {}, Number(this.#writer.now())));
+      const target = storedTarget(id, req, useStored ? cfg : {}, Number(this.#writer.now()));
+      if (target.limits.length === 0) throw noLimits(req, i === 0 ? undefined : req.entityId, id);
+      targets.push(target);
     }
     return targets;
   }
 
   /**
    * The wanted parts of an entity's config: from the cache when every part is there (stale
-   * parts are refreshed in the background), else read inline, stale parts along in the same read.
+   * parts are refreshed in the background), else read inline, stale parts along in the same read
+   * (those not already being refreshed).
    */
   async #loadConfig(
     entityId: string,
@@ -135,7 +166,17 @@ export class ConfigResolver {
       return cached;
     }
     const missing = hits.filter((h) => !h.hit).map((h) => h.part);
-    const read = await this.#read(entityId, resource, [...missing, ...stale], deadline, operation);
+    // Stale parts come along, unless a refresh of them is already under way: their stale value
+    // serves meanwhile (a shared part, such as a resource's defaults, may be refreshing for
+    // another entity).
+    const refresh = stale.filter((p) => !this.#loads.has(key[p]));
+    const read = await this.#read(
+      entityId,
+      resource,
+      [...missing, ...refresh],
+      deadline,
+      operation,
+    );
     return { ...cached, ...read };
   }
 
@@ -154,7 +195,11 @@ export class ConfigResolver {
     const unread = parts.filter((p) => !this.#loads.has(key[p]));
     if (unread.length > 0) {
       const startedAt = this.#config.now();
-      const wanted = { meta: unread.includes("meta"), limits: unread.includes("limits") };
+      const wanted = {
+        meta: unread.includes("meta"),
+        limits: unread.includes("limits"),
+        defaults: unread.includes("defaults"),
+      };
       const load: Promise<Loaded> = this.#writer.call(
         undefined,
         (signal) => this.#backend.entities.loadConfig([entityId], resource, wanted, signal),
@@ -169,6 +214,11 @@ export class ConfigResolver {
             defaultLimits: cfg.defaultLimits,
             resourceShards: cfg.resourceShards,
             defaultShards: cfg.defaultShards,
+          },
+          defaults: {
+            resourceDefaults: cfg.resourceDefaults,
+            systemDefaults: cfg.systemDefaults,
+            resourceControls: cfg.resourceControls,
           },
         };
         // Aged from the read's start: the value is at least that old.
@@ -191,8 +241,9 @@ export class ConfigResolver {
 
 /**
  * The target of one entity's bucket: its stored limits (the resource's, else the entity-wide ones,
- * else the call's), and a shard picked at random of the layout in force at `nowMs` when the stored
- * limits are split into shards.
+ * else the resource's defaults, else the system's, else the call's), and a shard picked at random
+ * of the layout in force at `nowMs` when the entity's own stored limits are split into shards
+ * (defaults carry no shard count: their buckets are one item).
  */
 function storedTarget(
   entityId: string,
@@ -201,8 +252,11 @@ function storedTarget(
   nowMs: number,
 ): Target {
   const own = cfg.resourceLimits !== undefined;
-  const limits = cfg.resourceLimits ?? cfg.defaultLimits ?? req.limits;
-  if (!own && cfg.defaultLimits === undefined) return makeTarget(entityId, req.resource, limits);
+  if (!own && cfg.defaultLimits === undefined) {
+    const limits = cfg.resourceDefaults ?? cfg.systemDefaults ?? req.limits;
+    return makeTarget(entityId, req.resource, limits);
+  }
+  const limits = (cfg.resourceLimits ?? cfg.defaultLimits)!;
   // Stored limits carry their shard count (one item when none is stored), which may double.
   const shards = layoutAt(own ? cfg.resourceShards : cfg.defaultShards, nowMs);
   return makeTarget(entityId, req.resource, limits, {
@@ -214,4 +268,20 @@ function storedTarget(
     source: own ? req.resource : undefined,
     whole: limits,
   });
+}
+
+/**
+ * The error of a call for which no limits resolve: none passed, none stored for `entityId` (the
+ * call's entity, or the parent of `childOf`) at any level.
+ */
+function noLimits(req: ValidRequest, childOf: string | undefined, entityId: string) {
+  const whose = childOf === undefined
+    ? `entity "${entityId}"`
+    : `entity "${entityId}" (parent of "${childOf}", which cascades)`;
+  return new ValidationError(
+    "limits",
+    undefined,
+    `no stored limits exist for ${whose} and resource "${req.resource}" (neither its own, nor ` +
+      "the resource's or the system's defaults), and none were passed",
+  );
 }

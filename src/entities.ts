@@ -24,7 +24,14 @@ import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
-import { Limit } from "./limit.ts";
+import type { Limit } from "./limit.ts";
+import { limitsAttr, parseLimits } from "./limit_items.ts";
+import {
+  DefaultsStore,
+  readSystemItem,
+  type StoredLimitsEntry,
+  systemConfigKeys,
+} from "./defaults_store.ts";
 
 /** A shard count as stored with limits. */
 export interface StoredShards {
@@ -101,11 +108,38 @@ export interface ResourceControls {
 export class EntityStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
+  readonly #defaults: DefaultsStore;
 
   /** @param client DynamoDB client. @param tableName Table. */
   constructor(client: DynamoDBClient, tableName: string) {
     this.#client = client;
     this.#table = tableName;
+    this.#defaults = new DefaultsStore(client, tableName, (op, a, s) => this.#write(op, a, s));
+  }
+
+  /** Stores the default limits of a resource (`undefined`: the system's). */
+  putDefaults(r: string | undefined, l: Limit[], s?: AbortSignal, a?: AuditRecord): Promise<void> {
+    return this.#defaults.putDefaults(r, l, s, a);
+  }
+
+  /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
+  getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined> {
+    return this.#defaults.getDefaults(resource, signal);
+  }
+
+  /** Deletes the default limits of a resource (`undefined`: the system's). */
+  deleteDefaults(r: string | undefined, s?: AbortSignal, a?: AuditRecord): Promise<void> {
+    return this.#defaults.deleteDefaults(r, s, a);
+  }
+
+  /** The resources with default limits, sorted. */
+  listDefaultResources(signal?: AbortSignal): Promise<string[]> {
+    return this.#defaults.listDefaultResources(signal);
+  }
+
+  /** Every stored-limits item of an entity. */
+  listStoredLimits(entityId: string, signal?: AbortSignal): Promise<StoredLimitsEntry[]> {
+    return this.#defaults.listStoredLimits(entityId, signal);
   }
 
   /** Sends `new C(input)` with this store's table, aborted on `signal`. */
@@ -329,16 +363,7 @@ export class EntityStore {
       PK: { S: keys.entityPk(entityId) },
       SK: { S: keys.limitSk(resource) },
       ...keys.entityIndexKeys(entityId, { resource }),
-      limits: {
-        L: limits.map((l) => ({
-          M: {
-            name: { S: l.name },
-            capacity: { N: String(l.capacity) },
-            refillAmount: { N: String(l.refillAmount) },
-            refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
-          },
-        })),
-      },
+      limits: limitsAttr(limits),
     };
     if (shards) {
       item.shards = { N: String(shards.count) };
@@ -445,15 +470,18 @@ export class EntityStore {
 
   /**
    * Everything the hot path needs of some entities, in one BatchGetItem: metadata and the
-   * resource's and entity-wide stored limits of each.
+   * resource's and entity-wide stored limits of each; with `want.defaults`, the resource's and the
+   * system's default limits and the resource's controls too (set on every entity's config).
    */
   async loadConfig(
     entityIds: string[],
     resource: string,
-    want: { meta: boolean; limits: boolean },
+    want: { meta: boolean; limits: boolean; defaults?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>> {
-    const wanted: Record<string, AttributeValue>[] = [];
+    const wanted: Record<string, AttributeValue>[] = want.defaults
+      ? systemConfigKeys(resource)
+      : [];
     for (const id of entityIds) {
       const pk = { S: keys.entityPk(id) };
       if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
@@ -480,7 +508,9 @@ export class EntityStore {
     );
     const result = new Map<string, EntityConfig>();
     for (const id of entityIds) result.set(id, {});
+    const system: EntityConfig = {};
     for (const item of found) {
+      if (readSystemItem(item, resource, system)) continue;
       const id = keys.entityIdOf(item.PK.S ?? "");
       const cfg = id === undefined ? undefined : result.get(id);
       if (!cfg) continue;
@@ -494,6 +524,7 @@ export class EntityStore {
         cfg.resourceShards = parseShards(item);
       }
     }
+    if (want.defaults) { for (const cfg of result.values()) Object.assign(cfg, system); }
     return result;
   }
 }
@@ -526,6 +557,10 @@ export interface EntityConfig {
   resourceShards?: StoredShards;
   /** The shard count stored with the entity-wide limits. */
   defaultShards?: StoredShards;
+  /** The resource's default limits (for every entity), when loaded and stored. */
+  resourceDefaults?: Limit[];
+  /** The system default limits (every entity, every resource), when loaded and stored. */
+  systemDefaults?: Limit[];
   /** The resource's controls, when loaded and any are set. */
   resourceControls?: ResourceControls;
 }
@@ -575,16 +610,4 @@ export function parseEntity(item: Record<string, AttributeValue>): Entity {
   if (item.disabled?.BOOL) entity.disabled = true;
   if (item.bypass?.BOOL) entity.bypass = true;
   return entity;
-}
-
-function parseLimits(item: Record<string, AttributeValue>): Limit[] {
-  return (item.limits?.L ?? []).map((v) => {
-    const m = v.M ?? {};
-    return Limit.custom({
-      name: m.name?.S ?? "",
-      capacity: Number(m.capacity?.N),
-      refillAmount: Number(m.refillAmount?.N),
-      refillPeriodSeconds: Number(m.refillPeriodSeconds?.N),
-    });
-  });
 }

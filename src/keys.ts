@@ -9,6 +9,8 @@
  * | stored limits   | `ENTITY#{id}`     | `#LIMIT#{resource}` (`#LIMIT#*` = all) |
  * | usage snapshot  | `ENTITY#{id}`     | `#USAGE#{resource}#{window}#{start}` |
  * | schema version  | `SYSTEM`          | `#VERSION`                           |
+ * | default limits  | `SYSTEM`          | `#LIMIT#{resource}` (`#LIMIT#*` = system) |
+ * | resource controls | `SYSTEM`        | `#CONTROL#{resource}`                |
  *
  * GSI1 (`GSI1PK`/`GSI1SK`, on metadata items): `PARENT#{parent}` → `CHILD#{id}`.
  * GSI2 (`GSI2PK`/`GSI2SK`, KEYS_ONLY): `RESOURCE#{resource}` → `ENTITY#{id}`, set on bucket items
@@ -44,7 +46,7 @@ export const ALL_RESOURCES = "*";
 /** Prefix of usage snapshot sort keys. */
 export const USAGE_PREFIX = "#USAGE#";
 
-/** Partition key of the table's own items (the schema version). */
+/** Partition key of the table's system items: defaults, resource controls, the schema version. */
 export const SYSTEM_PK = "SYSTEM";
 /** Sort key of the schema version item. */
 export const VERSION_SK = "#VERSION";
@@ -164,4 +166,20 @@ export function receiptAttr(opId: string): string {
 /** The key of an entity's item: `PK` of `entityId`, and `sk`. */
 export function itemKey(entityId: string, sk: string): { PK: { S: string }; SK: { S: string } } {
   return { PK: { S: entityPk(entityId) }, SK: { S: sk } };
+}
+
+/** Prefix of resource-control sort keys (`SYSTEM` / `#CONTROL#{resource}`). */
+export const CONTROL_PREFIX = "#CONTROL#";
+
+/**
+ * The key of a system item: `SYSTEM` and `sk`, e.g. `limitSk(resource)` for a resource's default
+ * limits, `limitSk()` for the system defaults.
+ */
+export function systemKey(sk: string): { PK: { S: string }; SK: { S: string } } {
+  return { PK: { S: SYSTEM_PK }, SK: { S: sk } };
+}
+
+/** Sort key of a resource's controls. */
+export function controlSk(resource: string): string {
+  return `${CONTROL_PREFIX}${resource}`;
 }

@@ -11,6 +11,8 @@ import type { Entity } from "./entities.ts";
 import type { LeaseEngine } from "./engine/leases.ts";
 import type { EntityAdmin } from "./admin.ts";
 import type { EntityListPage, ListEntitiesOptions } from "./entity_list.ts";
+import type { DefaultsAdmin } from "./defaults.ts";
+import type { StoredLimitsEntry } from "./defaults_store.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -78,6 +80,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #reader: BucketReader;
   readonly #admin: EntityAdmin;
   readonly #listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
+  readonly #defaults: DefaultsAdmin;
   readonly #createTableNow: () => Promise<void>;
   readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
@@ -109,6 +112,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#reader = parts.reader;
     this.#admin = parts.admin;
     this.#listEntities = parts.listEntities;
+    this.#defaults = parts.defaults;
     this.#createTableNow = parts.createTable;
     this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
@@ -426,6 +430,149 @@ export class RateLimiter implements AsyncDisposable {
   deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
     this.#checkOpen();
     return this.#admin.deleteLimits(options);
+  }
+
+  /**
+   * Stores a resource's default limits: they apply to every entity on the resource that has no
+   * stored limits of its own for it (nor entity-wide ones). Other processes see the change within
+   * their `limitsCacheTtlMs` (docs/design.md, "Entities and stored limits").
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * await limiter.setResourceDefaults({ resource: "gpt-4", limits: [Limit.perMinute("rpm", 2)] });
+   * const lease = await limiter.acquire({ entityId: "anyone", resource: "gpt-4", consume: { rpm: 1 } });
+   * console.assert(lease.statuses[0].limitName === "rpm" && lease.statuses[0].available === 1);
+   * ```
+   */
+  setResourceDefaults(options: { resource: string; limits: Limit[] }): Promise<void> {
+    this.#checkOpen();
+    return this.#defaults.setResourceDefaults(options);
+  }
+
+  /**
+   * A resource's default limits; `[]` when none.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * console.assert((await limiter.getResourceDefaults({ resource: "gpt-4" })).length === 0);
+   * ```
+   */
+  getResourceDefaults(options: { resource: string }): Promise<Limit[]> {
+    this.#checkOpen();
+    return this.#defaults.getResourceDefaults(options);
+  }
+
+  /**
+   * Deletes a resource's default limits (the system defaults apply then, if any).
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.setResourceDefaults({ resource: "gpt-4", limits: [Limit.perMinute("rpm", 60)] });
+   * await limiter.deleteResourceDefaults({ resource: "gpt-4" });
+   * console.assert((await limiter.listResources()).length === 0);
+   * ```
+   */
+  deleteResourceDefaults(options: { resource: string }): Promise<void> {
+    this.#checkOpen();
+    return this.#defaults.deleteResourceDefaults(options);
+  }
+
+  /**
+   * The resources that have default limits, sorted.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * const limits = [Limit.perMinute("rpm", 60)];
+   * await limiter.setResourceDefaults({ resource: "gpt-4", limits });
+   * await limiter.setResourceDefaults({ resource: "claude", limits });
+   * console.assert((await limiter.listResources()).join() === "claude,gpt-4");
+   * ```
+   */
+  listResources(): Promise<string[]> {
+    this.#checkOpen();
+    return this.#defaults.listResources();
+  }
+
+  /**
+   * Stores the system default limits: the last stored level, for every entity and resource with
+   * nothing more specific stored.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * await limiter.setSystemDefaults({ limits: [Limit.perMinute("rpm", 100)] });
+   * const { rpm } = await limiter.available({ entityId: "key-1", resource: "any" });
+   * console.assert(rpm === 100);
+   * ```
+   */
+  setSystemDefaults(options: { limits: Limit[] }): Promise<void> {
+    this.#checkOpen();
+    return this.#defaults.setSystemDefaults(options);
+  }
+
+  /**
+   * The system default limits; `[]` when none.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * console.assert((await createTestLimiter().getSystemDefaults()).length === 0);
+   * ```
+   */
+  getSystemDefaults(): Promise<Limit[]> {
+    this.#checkOpen();
+    return this.#defaults.getSystemDefaults();
+  }
+
+  /**
+   * Deletes the system default limits.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.setSystemDefaults({ limits: [Limit.perMinute("rpm", 100)] });
+   * await limiter.deleteSystemDefaults();
+   * console.assert((await limiter.getSystemDefaults()).length === 0);
+   * ```
+   */
+  deleteSystemDefaults(): Promise<void> {
+    this.#checkOpen();
+    return this.#defaults.deleteSystemDefaults();
+  }
+
+  /**
+   * Every stored-limits item of an entity: the entity-wide ones (`resource` undefined) first,
+   * then one per resource, sorted.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.createEntity({ entityId: "key-1" });
+   * await limiter.setLimits({ entityId: "key-1", resource: "gpt-4", limits: [Limit.perMinute("rpm", 5)] });
+   * const [entry] = await limiter.listStoredLimits({ entityId: "key-1" });
+   * console.assert(entry.resource === "gpt-4" && entry.limits[0].capacity === 5);
+   * ```
+   */
+  listStoredLimits(options: { entityId: string }): Promise<StoredLimitsEntry[]> {
+    this.#checkOpen();
+    return this.#defaults.listStoredLimits(options);
   }
 
   /**

@@ -204,13 +204,21 @@ export interface AcquireOptions {
   entityId: string;
   /** What is consumed, e.g. a model name. */
   resource: string;
-  /** The limits to apply (the fallback when `useStoredLimits` finds none stored). */
-  limits: Limit[];
+  /**
+   * The limits to apply: the last fallback when `useStoredLimits` finds none stored. Absent:
+   * stored limits are used (entity+resource, entity-wide, resource default, system default), and
+   * a call for which none is stored throws `ValidationError`. @default stored limits
+   */
+  limits?: Limit[];
   /** Tokens to take per limit name, e.g. `{ rpm: 1, tpm: 500 }`. Unnamed limits take 0. */
   consume: Record<string, number>;
   /** Also consume from the entity's parent. @default the entity's stored `cascade` flag */
   cascade?: boolean;
-  /** Use limits stored in DynamoDB for the entity (and its parent). @default false */
+  /**
+   * Stored limits win over `limits`: those of the entity (and of its parent) for the resource,
+   * else entity-wide, else the resource's default, else the system default.
+   * @default false, or true when `limits` is absent
+   */
   useStoredLimits?: boolean;
   /** This call's failure mode. @default the limiter's */
   failureMode?: FailureMode;
@@ -244,9 +252,12 @@ export interface AvailableOptions {
   entityId: string;
   /** The resource. */
   resource: string;
-  /** The limits to evaluate. */
-  limits: Limit[];
-  /** Use the entity's stored limits. @default false */
+  /** The limits to evaluate (the last fallback when stored limits win). @default stored limits */
+  limits?: Limit[];
+  /**
+   * Stored limits win over `limits` (the four levels, as in an acquire).
+   * @default false, or true when `limits` is absent
+   */
   useStoredLimits?: boolean;
 }
 

@@ -15,7 +15,7 @@ import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { AvailableOptions, TimeUntilAvailableOptions } from "./options.ts";
 import type { StoredBucket } from "./repository.ts";
-import { validateLimits } from "./request.ts";
+import { callLimits } from "./request.ts";
 import { amountsToMilli, checkObject, validateEntityId, validateResource } from "./validate.ts";
 
 /** Options of {@link BucketReader}. */
@@ -95,8 +95,7 @@ export class BucketReader {
     checkObject("options", options);
     const entityId = validateEntityId(options.entityId);
     const resource = validateResource(options.resource);
-    const limits = validateLimits(options.limits, options.useStoredLimits === true);
-    const useStored = options.useStoredLimits === true;
+    const { limits, useStoredLimits: useStored } = callLimits(options);
     const names = new Set(limits.map((l) => l.name));
     const needed = "needed" in options
       ? amountsToMilli("needed", extra.needed, useStored ? "any" : names, {

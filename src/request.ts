@@ -24,9 +24,7 @@ export function validateAcquire(
   checkObject("options", options);
   const entityId = validateEntityId(options.entityId);
   const resource = validateResource(options.resource);
-  const useStoredLimits = options.useStoredLimits ?? false;
-  checkBoolean("useStoredLimits", useStoredLimits);
-  const limits = validateLimits(options.limits, useStoredLimits);
+  const { limits, useStoredLimits } = callLimits(options);
   const names = new Set(limits.map((l) => l.name));
   const consume = amountsToMilli("consume", options.consume, useStoredLimits ? "any" : names, {
     allowNegative: false,
@@ -44,6 +42,30 @@ export function validateAcquire(
     failureMode: options.failureMode,
     batch: options.batch,
   };
+}
+
+/**
+ * The limits of a call and whether stored limits win: without `limits`, stored limits are used
+ * (`useStoredLimits` defaults to true then), and the call's limits are the last fallback.
+ */
+export function callLimits(
+  options: { limits?: unknown; useStoredLimits?: unknown },
+): { limits: Limit[]; useStoredLimits: boolean } {
+  const given = options.limits !== undefined;
+  const stored = options.useStoredLimits ?? !given;
+  checkBoolean("useStoredLimits", stored);
+  const useStoredLimits = stored as boolean;
+  if (!given) {
+    if (!useStoredLimits) {
+      throw new ValidationError(
+        "limits",
+        undefined,
+        "must be given when useStoredLimits is false",
+      );
+    }
+    return { limits: [], useStoredLimits };
+  }
+  return { limits: validateLimits(options.limits, useStoredLimits), useStoredLimits };
 }
 
 /** Checks a list of limits (at most 32, unique names; empty only when stored limits may apply). */

@@ -10,6 +10,7 @@ import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
 import { Auditor } from "./audit.ts";
+import { DefaultsAdmin } from "./defaults.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
@@ -42,6 +43,8 @@ export interface LimiterParts {
   admin: EntityAdmin;
   /** `RateLimiter.listEntities`. */
   listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
+  /** `RateLimiter`'s resource and system defaults. */
+  defaults: DefaultsAdmin;
   createTable: () => Promise<void>;
   /** The health check (`ping.ts`), or the backend's own. */
   ping: () => Promise<PingResult>;
@@ -189,13 +192,15 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
   });
   const reader = new BucketReader(shared);
+  const auditor = new Auditor({ principal: auditPrincipal });
   const admin = new EntityAdmin({
     ...shared,
     ready: adminReady,
     clock: now,
     switchDelayMs: switchDelay,
-    auditor: new Auditor({ principal: auditPrincipal }),
+    auditor,
   });
+  const defaults = new DefaultsAdmin({ ...shared, ready: adminReady, auditor });
   const run = async <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => {
     let deadline = Date.now() + Math.max(timeoutMs, 10_000);
     try {
@@ -215,6 +220,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     admin,
     listEntities: (options) =>
       listEntities({ catalog, run, requireCurrent: (op) => gate.require(op) }, options),
+    defaults,
     createTable: () => store.buckets.createTable(),
     ping: () =>
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),

@@ -170,6 +170,13 @@ Deno.test({
         await admin.listChildren("proj");
         await admin.listResourceBuckets({ resource: "gpt-4" });
         await admin.listEntities({ withCustomLimits: true });
+        await admin.setResourceDefaults({ resource: "claude", limits: [rpm] });
+        await admin.getResourceDefaults({ resource: "claude" });
+        await admin.listResources();
+        await admin.setSystemDefaults({ limits: [rpm] });
+        await admin.getSystemDefaults();
+        await admin.listStoredLimits({ entityId: "key" });
+        await admin.deleteSystemDefaults();
       });
 
       const hotSeen = recordActions(hotClient);
@@ -219,6 +226,8 @@ Deno.test({
           await hot.available({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
           // The health check (`limiter.ping()`, `zae-limiter check`) runs with the same role.
           assert.equal((await hot.ping()).ok, true);
+          // the resource's defaults, without limits in the call
+          await hot.acquire({ entityId: "solo", resource: "claude", consume: { rpm: 1 } });
           await hot.timeUntilAvailable({
             entityId: "key",
             resource: "gpt-4",

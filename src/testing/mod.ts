@@ -37,8 +37,16 @@ export type {
   StoredLimit,
   WriteOutcome,
 } from "../repository.ts";
-import { type Entity, type EntityConfig, ShardsChanged, type StoredLimits } from "../entities.ts";
+import type { StoredLimitsEntry } from "../defaults_store.ts";
+import {
+  type Entity,
+  type EntityConfig,
+  type ResourceControls,
+  ShardsChanged,
+  type StoredLimits,
+} from "../entities.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
+import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import { memoryPing, type PingResult } from "../ping.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
@@ -84,6 +92,10 @@ export class InMemoryBackend implements Backend {
   readonly #buckets = new Map<string, MemBucket>();
   readonly #entities = new Map<string, Entity>();
   readonly #limits = new Map<string, StoredLimits>();
+  /** Default limits by resource (`*`: the system defaults). */
+  readonly #defaults = new Map<string, Limit[]>();
+  /** Resource controls by resource (loaded with the defaults; written by the controls API). */
+  readonly #controls = new Map<string, ResourceControls>();
 
   /** `RateLimiter.ping()` on this backend: healthy, latency 0 (nothing to reach). */
   ping(tableName: string): Promise<PingResult> {
@@ -203,6 +215,12 @@ export class InMemoryBackend implements Backend {
         const out = new Map<string, EntityConfig>();
         for (const id of ids) {
           const cfg: EntityConfig = {};
+          if (want.defaults) {
+            cfg.resourceDefaults = copy(this.#defaults.get(resource));
+            cfg.systemDefaults = copy(this.#defaults.get("*"));
+            const controls = this.#controls.get(resource);
+            if (controls?.disabled) cfg.resourceControls = { disabled: true };
+          }
           if (want.meta) cfg.entity = clone(this.#entities.get(id));
           if (want.limits) {
             const own = this.#limits.get(bucketKey(id, resource));
@@ -215,6 +233,37 @@ export class InMemoryBackend implements Backend {
           out.set(id, cfg);
         }
         return Promise.resolve(out);
+      },
+      putDefaults: (resource, limits, _signal, audit) => {
+        this.#defaults.set(resource ?? "*", [...limits]);
+        this.#audit(audit);
+        return Promise.resolve();
+      },
+      getDefaults: (resource) => Promise.resolve(copy(this.#defaults.get(resource ?? "*"))),
+      deleteDefaults: (resource, _signal, audit) => {
+        this.#defaults.delete(resource ?? "*");
+        this.#audit(audit);
+        return Promise.resolve();
+      },
+      listDefaultResources: () =>
+        Promise.resolve([...this.#defaults.keys()].filter((r) => r !== "*").sort()),
+      listStoredLimits: (id) => {
+        const out: StoredLimitsEntry[] = [];
+        for (const [key, stored] of this.#limits) {
+          const [entityId, resource] = splitKey(key);
+          if (entityId !== id) continue;
+          const limits = [...stored.limits];
+          out.push(resource === "*" ? { limits } : { resource, limits });
+        }
+        return Promise.resolve(
+          out.sort((a, b) =>
+            (a.resource ?? "") < (b.resource ?? "")
+              ? -1
+              : (a.resource ?? "") > (b.resource ?? "")
+              ? 1
+              : 0
+          ),
+        );
       },
     };
   }
@@ -321,6 +370,11 @@ function bucketKey(entityId: string, resource: string): string {
 function splitKey(key: string): [string, string] {
   const i = key.indexOf("#");
   return [key.slice(0, i), key.slice(i + 1)];
+}
+
+/** A copy of a list of limits (a `Limit` is immutable; `structuredClone` would drop its class). */
+function copy<T>(v: T[] | undefined): T[] | undefined {
+  return v === undefined ? undefined : [...v];
 }
 
 function clone<T>(v: T): T {

@@ -1,0 +1,36 @@
+/**
+ * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
+ * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`.
+ *
+ * @module
+ */
+
+import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import { Limit } from "./limit.ts";
+
+/** The `limits` attribute of `limits`. */
+export function limitsAttr(limits: Limit[]): AttributeValue {
+  return {
+    L: limits.map((l) => ({
+      M: {
+        name: { S: l.name },
+        capacity: { N: String(l.capacity) },
+        refillAmount: { N: String(l.refillAmount) },
+        refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
+      },
+    })),
+  };
+}
+
+/** The limits of a stored-limits item. */
+export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
+  return (item.limits?.L ?? []).map((v) => {
+    const m = v.M ?? {};
+    return Limit.custom({
+      name: m.name?.S ?? "",
+      capacity: Number(m.capacity?.N),
+      refillAmount: Number(m.refillAmount?.N),
+      refillPeriodSeconds: Number(m.refillPeriodSeconds?.N),
+    });
+  });
+}
