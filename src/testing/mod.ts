@@ -26,7 +26,8 @@
 import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
-export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
+export type { AuditRecord, AuditScope } from "../audit_record.ts";
+export type { EntityConfig, ResourceControls, StoredLimits, StoredShards } from "../entities.ts";
 export type { CatalogBackend, CatalogPage, CatalogQuery } from "../entity_list.ts";
 import type { CatalogBackend } from "../entity_list.ts";
 import { SCHEMA_VERSION } from "../keys.ts";
