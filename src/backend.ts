@@ -12,6 +12,7 @@ import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entitie
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
 import { leanTransportOf } from "./transport/lean.ts";
+import type { AdminBucketChange, AdminOutcome } from "./bucket_items.ts";
 import {
   type BucketWrite,
   Repository,
@@ -49,6 +50,15 @@ export interface BucketBackend {
     resource: string,
     signal?: AbortSignal,
   ): Promise<StoredBucket | undefined>;
+  /**
+   * An admin change to bucket items (reset, top-up) and its audit event, all or none: `changed`
+   * when an item is not as read, `repeated` when the change's idempotency record exists.
+   */
+  adminWrite(
+    change: AdminBucketChange,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<AdminOutcome>;
   /** Raises a bucket's TTL, never lowers it. */
   raiseTtl(entityId: string, resource: string, ttlSec: bigint, signal?: AbortSignal): Promise<void>;
   /** The buckets of a resource (as listed by the resource index). */
