@@ -36,6 +36,7 @@ export {
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
 export type { Entity } from "./src/entities.ts";
+export type { BucketChangeResult, ResetBucketOptions, TopUpOptions } from "./src/bucket_admin.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

@@ -29,7 +29,11 @@ export function adminTransactItems(
     const Key = keys.itemKey(change.entityId, keys.bucketSk(item.resource));
     if (!item.exists) {
       out.push({
-        ConditionCheck: { TableName: tableName, Key, ConditionExpression: "attribute_not_exists(PK)" },
+        ConditionCheck: {
+          TableName: tableName,
+          Key,
+          ConditionExpression: "attribute_not_exists(PK)",
+        },
       });
       continue;
     }

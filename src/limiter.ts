@@ -10,6 +10,12 @@ import type * as aws from "./aws_types.ts";
 import type { Entity } from "./entities.ts";
 import type { LeaseEngine } from "./engine/leases.ts";
 import type { EntityAdmin } from "./admin.ts";
+import type {
+  BucketAdmin,
+  BucketChangeResult,
+  ResetBucketOptions,
+  TopUpOptions,
+} from "./bucket_admin.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -75,6 +81,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #leases: LeaseEngine;
   readonly #reader: BucketReader;
   readonly #admin: EntityAdmin;
+  readonly #buckets: BucketAdmin;
   readonly #createTableNow: () => Promise<void>;
   readonly #closeTimeoutMs: number;
   #closed = false;
@@ -104,6 +111,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#leases = parts.leases;
     this.#reader = parts.reader;
     this.#admin = parts.admin;
+    this.#buckets = parts.buckets;
     this.#createTableNow = parts.createTable;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
   }
@@ -382,6 +390,35 @@ export class RateLimiter implements AsyncDisposable {
         : { shardsSince: new Date(stored.sinceMs).toISOString() }),
       ...(stored?.prev ? { previousShards: stored.prev.count } : {}),
     };
+  }
+
+  /**
+   * Makes a bucket full again (every limit, or the named ones; every shard item), in one
+   * transaction with its audit event. Consumption counters are kept. See docs/usage.md.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.resetBucket({ entityId: "key-1", resource: "gpt-4" });
+   * ```
+   */
+  resetBucket(options: ResetBucketOptions): Promise<BucketChangeResult> {
+    this.#checkOpen();
+    return this.#buckets.reset(options);
+  }
+
+  /**
+   * Adds `amount` tokens to one limit of a bucket, up to its capacity, once per
+   * `idempotencyKey` (a repeat returns `applied: false`), with its audit event.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.topUp({ entityId: "key-1", resource: "gpt-4", limit: "tpm", amount: 5000,
+   *   idempotencyKey: "incident-42" });
+   * ```
+   */
+  topUp(options: TopUpOptions): Promise<BucketChangeResult> {
+    this.#checkOpen();
+    return this.#buckets.topUp(options);
   }
 
   /**

@@ -9,7 +9,8 @@
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
-import { Auditor } from "./audit.ts";
+import { Auditor, DEFAULT_AUDIT_RETENTION_DAYS } from "./audit.ts";
+import { BucketAdmin } from "./bucket_admin.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
@@ -36,6 +37,7 @@ export interface LimiterParts {
   leases: LeaseEngine;
   reader: BucketReader;
   admin: EntityAdmin;
+  buckets: BucketAdmin;
   createTable: () => Promise<void>;
   closeTimeoutMs: number;
 }
@@ -167,11 +169,12 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
   });
   const reader = new BucketReader(shared);
-  const admin = new EntityAdmin({
+  const auditor = new Auditor({ principal: auditPrincipal });
+  const admin = new EntityAdmin({ ...shared, clock: now, switchDelayMs: switchDelay, auditor });
+  const buckets = new BucketAdmin({
     ...shared,
-    clock: now,
-    switchDelayMs: switchDelay,
-    auditor: new Auditor({ principal: auditPrincipal }),
+    auditor,
+    keyRetentionDays: DEFAULT_AUDIT_RETENTION_DAYS,
   });
   return {
     tableName,
@@ -181,6 +184,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     leases,
     reader,
     admin,
+    buckets,
     createTable: () => store.buckets.createTable(),
     closeTimeoutMs,
   };

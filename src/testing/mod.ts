@@ -208,7 +208,9 @@ export class InMemoryBackend implements Backend {
     const marker = change.marker &&
       bucketKey(change.entityId, `${change.marker.resource}#${change.marker.key}`);
     if (marker !== undefined && this.#markers.has(marker)) return { ok: false, reason: "repeated" };
-    const found = change.items.map((i) => this.#buckets.get(bucketKey(change.entityId, i.resource)));
+    const found = change.items.map((i) =>
+      this.#buckets.get(bucketKey(change.entityId, i.resource))
+    );
     const holds = change.items.every((item, i) => {
       const b = found[i];
       if (!item.exists) return b === undefined;
