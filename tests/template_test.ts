@@ -169,6 +169,21 @@ Deno.test({
         await admin.getEntity("key");
         await admin.listChildren("proj");
         await admin.listResourceBuckets({ resource: "gpt-4" });
+        await admin.acquire({
+          entityId: "solo",
+          resource: "r2",
+          limits: [rpm],
+          consume: { rpm: 5 },
+        })
+          .then((l) => l.commit());
+        await admin.resetBucket({ entityId: "solo", resource: "r2" });
+        await admin.topUp({
+          entityId: "solo",
+          resource: "r2",
+          limit: "rpm",
+          amount: 1,
+          idempotencyKey: "policy",
+        });
       });
 
       const hotSeen = recordActions(hotClient);
