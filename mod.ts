@@ -40,6 +40,7 @@ export type { Entity } from "./src/entities.ts";
 export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
 export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
 export type { StoredLimitsEntry } from "./src/defaults_store.ts";
+export type { BucketChangeResult, ResetBucketOptions, TopUpOptions } from "./src/bucket_admin.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

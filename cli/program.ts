@@ -15,6 +15,7 @@ import {
   globals,
 } from "./context.ts";
 import { addDefaultsCommands } from "./defaults_cmd.ts";
+import { addBucketCommands, entityCommand } from "./bucket_cmd.ts";
 import { addEntityCommands } from "./entity_cmd.ts";
 import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
@@ -140,6 +141,7 @@ Examples:
     .action((_opts, c: Command) => print(c, { version: VERSION }, VERSION));
 
   addEntityCommands(program, ctx);
+  addBucketCommands(entityCommand(program), ctx);
   addLimitsCommands(program, ctx);
   addLimitsFileCommands(program, ctx);
   addDefaultsCommands(program, ctx);

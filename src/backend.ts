@@ -15,6 +15,7 @@ import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
 import type { Limit } from "./limit.ts";
 import type { PingResult } from "./ping.ts";
 import { leanTransportOf } from "./transport/lean.ts";
+import type { AdminBucketChange, AdminOutcome } from "./bucket_items.ts";
 import {
   type BucketWrite,
   Repository,
@@ -52,6 +53,15 @@ export interface BucketBackend {
     resource: string,
     signal?: AbortSignal,
   ): Promise<StoredBucket | undefined>;
+  /**
+   * An admin change to bucket items (reset, top-up) and its audit event, all or none: `changed`
+   * when an item is not as read, `repeated` when the change's idempotency record exists.
+   */
+  adminWrite(
+    change: AdminBucketChange,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<AdminOutcome>;
   /** Raises a bucket's TTL, never lowers it. */
   raiseTtl(entityId: string, resource: string, ttlSec: bigint, signal?: AbortSignal): Promise<void>;
   /** The buckets of a resource (as listed by the resource index). */

@@ -207,3 +207,68 @@ export interface BucketWrite {
 export type WriteOutcome =
   | { ok: true; item?: StoredBucket; retried?: boolean }
   | { ok: false; old?: StoredBucket; known: boolean; retried?: boolean };
+
+/**
+ * One limit's part of an admin change to a bucket item (reset, top-up): no receipt, no
+ * consumption, but the write count `wc` goes up by one as for every bucket write.
+ *
+ * @example
+ * ```ts
+ * import type { AdminLimitOp } from "./bucket_items.ts";
+ * // Make limit rpm full again, whatever its tat.
+ * const op: AdminLimitOp = { kind: "refill", name: "rpm" };
+ * console.assert(op.kind === "refill");
+ * ```
+ */
+export type AdminLimitOp =
+  /** Remove the tat: the limit is full (reset). */
+  | { kind: "refill"; name: string }
+  /** Only if the limit has no tat (it is full): nothing changes. */
+  | { kind: "full"; name: string }
+  /** Only if `k = key` and `tat ≥ min`: `tat ← tat − sub` (a top-up that leaves it not over full). */
+  | { kind: "give"; name: string; key: string; min: bigint; sub: bigint }
+  /** Only if `k = key` and `tat ≤ max`: remove the tat (a top-up that fills it). */
+  | { kind: "fill"; name: string; key: string; max: bigint };
+
+/**
+ * An admin change to bucket items of one entity, written in one transaction with its audit
+ * event: all or none.
+ *
+ * @example
+ * ```ts
+ * import type { AdminBucketChange } from "./bucket_items.ts";
+ * const change: AdminBucketChange = {
+ *   entityId: "key-1",
+ *   items: [{ resource: "api", exists: true, ops: [{ kind: "refill", name: "rpm" }] }],
+ * };
+ * console.assert(change.items.length === 1);
+ * ```
+ */
+export interface AdminBucketChange {
+  /** Entity owning the buckets. */
+  entityId: string;
+  /**
+   * Per bucket item (a shard's resource names its item): with `exists`, the item must exist and
+   * takes `ops`; without, the item must still be missing (it was when read).
+   */
+  items: { resource: string; exists: boolean; ops: AdminLimitOp[] }[];
+  /**
+   * A marker item that must not exist yet, written by the change: an idempotency key's record
+   * (`#TOPUP#{resource}#{key}`), kept until `expiresAtSec`.
+   */
+  marker?: { resource: string; key: string; expiresAtSec: number };
+}
+
+/**
+ * What became of an {@link AdminBucketChange}: written, refused because an item changed since it
+ * was read (`changed`: read again and replan), or refused because its marker already exists
+ * (`repeated`: the change was made before).
+ *
+ * @example
+ * ```ts
+ * import type { AdminOutcome } from "./bucket_items.ts";
+ * const outcome: AdminOutcome = { ok: false, reason: "repeated" };
+ * console.assert(!outcome.ok);
+ * ```
+ */
+export type AdminOutcome = { ok: true } | { ok: false; reason: "changed" | "repeated" };

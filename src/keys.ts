@@ -115,6 +115,14 @@ export function limitSk(resource?: string): string {
   return `${LIMIT_PREFIX}${resource ?? ALL_RESOURCES}`;
 }
 
+/** Prefix of a top-up's idempotency record: `#TOPUP#{resource}#{key}`. */
+export const TOPUP_PREFIX = "#TOPUP#";
+
+/** Sort key of the record of top-up `key` on `resource` (see src/bucket_admin.ts). */
+export function topUpSk(resource: string, key: string): string {
+  return `${TOPUP_PREFIX}${resource}#${key}`;
+}
+
 /** GSI1 partition key of a parent's children. */
 export function parentKey(parentId: string): string {
   return `PARENT#${parentId}`;

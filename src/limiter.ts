@@ -13,6 +13,12 @@ import type { EntityAdmin } from "./admin.ts";
 import type { EntityListPage, ListEntitiesOptions } from "./entity_list.ts";
 import type { DefaultsAdmin } from "./defaults.ts";
 import type { StoredLimitsEntry } from "./defaults_store.ts";
+import type {
+  BucketAdmin,
+  BucketChangeResult,
+  ResetBucketOptions,
+  TopUpOptions,
+} from "./bucket_admin.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -81,6 +87,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #admin: EntityAdmin;
   readonly #listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
   readonly #defaults: DefaultsAdmin;
+  readonly #buckets: BucketAdmin;
   readonly #createTableNow: () => Promise<void>;
   readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
@@ -113,6 +120,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#admin = parts.admin;
     this.#listEntities = parts.listEntities;
     this.#defaults = parts.defaults;
+    this.#buckets = parts.buckets;
     this.#createTableNow = parts.createTable;
     this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
@@ -417,6 +425,35 @@ export class RateLimiter implements AsyncDisposable {
         : { shardsSince: new Date(stored.sinceMs).toISOString() }),
       ...(stored?.prev ? { previousShards: stored.prev.count } : {}),
     };
+  }
+
+  /**
+   * Makes a bucket full again (every limit, or the named ones; every shard item), in one
+   * transaction with its audit event. Consumption counters are kept. See docs/usage.md.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.resetBucket({ entityId: "key-1", resource: "gpt-4" });
+   * ```
+   */
+  resetBucket(options: ResetBucketOptions): Promise<BucketChangeResult> {
+    this.#checkOpen();
+    return this.#buckets.reset(options);
+  }
+
+  /**
+   * Adds `amount` tokens to one limit of a bucket, up to its capacity, once per
+   * `idempotencyKey` (a repeat returns `applied: false`), with its audit event.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.topUp({ entityId: "key-1", resource: "gpt-4", limit: "tpm", amount: 5000,
+   *   idempotencyKey: "incident-42" });
+   * ```
+   */
+  topUp(options: TopUpOptions): Promise<BucketChangeResult> {
+    this.#checkOpen();
+    return this.#buckets.topUp(options);
   }
 
   /**

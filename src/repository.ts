@@ -19,7 +19,11 @@ import {
 import { type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import * as keys from "./keys.ts";
 import { createTable, tableDefinition, tableStatus } from "./table.ts";
+import type { AuditRecord } from "./audit_record.ts";
+import { writeAdminChange } from "./bucket_admin_store.ts";
 import type {
+  AdminBucketChange,
+  AdminOutcome,
   BucketWrite,
   LimitOp,
   StoredBucket,
@@ -246,6 +250,15 @@ export class Repository {
       ? await this.#lean.send("GetItem", input, signal)
       : await send(this.client, GetItemCommand, input, signal);
     return out.Item ? parseBucket(out.Item) : undefined;
+  }
+
+  /** An admin change to bucket items (reset, top-up) with its audit event, in one transaction. */
+  adminWrite(
+    change: AdminBucketChange,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<AdminOutcome> {
+    return writeAdminChange(this.client, this.tableName, change, audit, signal);
   }
 
   /** Raises a bucket's TTL to `ttlSec` (never lowers it; a missing item is left alone). */

@@ -9,7 +9,8 @@
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
-import { Auditor } from "./audit.ts";
+import { Auditor, DEFAULT_AUDIT_RETENTION_DAYS } from "./audit.ts";
+import { BucketAdmin } from "./bucket_admin.ts";
 import { DefaultsAdmin } from "./defaults.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
@@ -45,6 +46,8 @@ export interface LimiterParts {
   listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
   /** `RateLimiter`'s resource and system defaults. */
   defaults: DefaultsAdmin;
+  /** `RateLimiter`'s reset and top-up. */
+  buckets: BucketAdmin;
   createTable: () => Promise<void>;
   /** The health check (`ping.ts`), or the backend's own. */
   ping: () => Promise<PingResult>;
@@ -200,6 +203,12 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     switchDelayMs: switchDelay,
     auditor,
   });
+  const buckets = new BucketAdmin({
+    ...shared,
+    ready: adminReady,
+    auditor,
+    keyRetentionDays: DEFAULT_AUDIT_RETENTION_DAYS,
+  });
   const defaults = new DefaultsAdmin({ ...shared, ready: adminReady, auditor });
   const run = async <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => {
     let deadline = Date.now() + Math.max(timeoutMs, 10_000);
@@ -221,6 +230,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     listEntities: (options) =>
       listEntities({ catalog, run, requireCurrent: (op) => gate.require(op) }, options),
     defaults,
+    buckets,
     createTable: () => store.buckets.createTable(),
     ping: () =>
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),

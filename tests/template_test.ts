@@ -177,6 +177,21 @@ Deno.test({
         await admin.getSystemDefaults();
         await admin.listStoredLimits({ entityId: "key" });
         await admin.deleteSystemDefaults();
+        await admin.acquire({
+          entityId: "solo",
+          resource: "r2",
+          limits: [rpm],
+          consume: { rpm: 5 },
+        })
+          .then((l) => l.commit());
+        await admin.resetBucket({ entityId: "solo", resource: "r2" });
+        await admin.topUp({
+          entityId: "solo",
+          resource: "r2",
+          limit: "rpm",
+          amount: 1,
+          idempotencyKey: "policy",
+        });
       });
 
       const hotSeen = recordActions(hotClient);

@@ -31,6 +31,7 @@ export type { EntityConfig, ResourceControls, StoredLimits, StoredShards } from 
 export type { CatalogBackend, CatalogPage, CatalogQuery } from "../entity_list.ts";
 import type { CatalogBackend } from "../entity_list.ts";
 import { SCHEMA_VERSION } from "../keys.ts";
+export type { AdminBucketChange, AdminLimitOp, AdminOutcome } from "../bucket_items.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -51,6 +52,7 @@ import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import { memoryPing, type PingResult } from "../ping.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
+import type { AdminBucketChange, AdminLimitOp, AdminOutcome } from "../bucket_items.ts";
 
 interface MemLimit {
   tat?: bigint;
@@ -102,6 +104,8 @@ export class InMemoryBackend implements Backend {
   ping(tableName: string): Promise<PingResult> {
     return Promise.resolve(memoryPing(tableName));
   }
+  /** Top-ups' idempotency records: `{entityId}#{resource}#{key}` → expiry (epoch s). */
+  readonly #markers = new Map<string, number>();
 
   constructor() {
     this.catalog = {
@@ -131,6 +135,7 @@ export class InMemoryBackend implements Backend {
         const b = this.#buckets.get(bucketKey(entityId, resource));
         return Promise.resolve(b ? view(b) : undefined);
       },
+      adminWrite: (change, _signal, audit) => Promise.resolve(this.#admin(change, audit)),
       raiseTtl: (entityId, resource, ttlSec) => {
         const b = this.#buckets.get(bucketKey(entityId, resource));
         if (b && (b.ttl === undefined || b.ttl < ttlSec)) b.ttl = ttlSec;
@@ -175,7 +180,9 @@ export class InMemoryBackend implements Backend {
       deleteAll: (id, _signal, audit) => {
         this.#audit(audit);
         let n = this.#entities.delete(id) ? 1 : 0;
-        for (const map of [this.#buckets, this.#limits] as Map<string, unknown>[]) {
+        for (
+          const map of [this.#buckets, this.#limits, this.#markers] as Map<string, unknown>[]
+        ) {
           for (const key of [...map.keys()]) {
             if (splitKey(key)[0] === id) {
               map.delete(key);
@@ -274,6 +281,36 @@ export class InMemoryBackend implements Backend {
     if (audit) this.auditLog.push(structuredClone(audit));
   }
 
+  /** An admin change: every condition, then all of it and its event, or nothing. */
+  #admin(change: AdminBucketChange, audit: AuditRecord | undefined): AdminOutcome {
+    const marker = change.marker &&
+      bucketKey(change.entityId, `${change.marker.resource}#${change.marker.key}`);
+    if (marker !== undefined && this.#markers.has(marker)) return { ok: false, reason: "repeated" };
+    const found = change.items.map((i) =>
+      this.#buckets.get(bucketKey(change.entityId, i.resource))
+    );
+    const holds = change.items.every((item, i) => {
+      const b = found[i];
+      if (!item.exists) return b === undefined;
+      return b !== undefined && item.ops.every((op) => adminHolds(b.limits.get(op.name), op));
+    });
+    if (!holds) return { ok: false, reason: "changed" };
+    change.items.forEach((item, i) => {
+      const b = found[i];
+      if (!b) return;
+      for (const op of item.ops) {
+        const l = b.limits.get(op.name);
+        if (!l) continue;
+        if (op.kind === "refill" || op.kind === "fill") l.tat = undefined;
+        else if (op.kind === "give") l.tat = l.tat! - op.sub;
+      }
+      b.writes += 1n;
+    });
+    if (marker !== undefined) this.#markers.set(marker, change.marker!.expiresAtSec);
+    this.#audit(audit);
+    return { ok: true };
+  }
+
   /** Checks every write's condition, then applies all or none (as TransactWriteItems does). */
   #write(
     ws: BucketWrite[],
@@ -354,6 +391,20 @@ function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
           : key === op.expectKey && tat === op.expectTat;
     }
   });
+}
+
+/** The condition of an admin op, as DynamoDB evaluates the expression of bucket_admin_store.ts. */
+function adminHolds(l: MemLimit | undefined, op: AdminLimitOp): boolean {
+  switch (op.kind) {
+    case "refill":
+      return true;
+    case "full":
+      return l?.tat === undefined;
+    case "give":
+      return l?.key === op.key && l.tat !== undefined && l.tat >= op.min;
+    case "fill":
+      return l?.key === op.key && l.tat !== undefined && l.tat <= op.max;
+  }
 }
 
 function view(b: MemBucket): StoredBucket {

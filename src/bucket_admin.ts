@@ -1,0 +1,346 @@
+/**
+ * Operators' changes to a bucket's state: **reset** (the bucket is full again) and **top-up**
+ * (add tokens to one limit, once per idempotency key). Each is one transaction with its audit
+ * event; the hot path is untouched. See docs/design.md, "Reset and top-up".
+ *
+ * @module
+ */
+
+import type { Auditor } from "./audit.ts";
+import * as math from "./bucket.ts";
+import type { Backend } from "./backend.ts";
+import type { AdminBucketChange, AdminLimitOp, StoredBucket } from "./bucket_items.ts";
+import { layoutAt, shardResource } from "./engine/shards.ts";
+import type { BucketWriter } from "./engine/writer.ts";
+import { RateLimiterUnavailable, ValidationError } from "./errors.ts";
+import {
+  checkObject,
+  MAX_AMOUNT,
+  toMilliCeil,
+  validateEntityId,
+  validateLimitName,
+  validateResource,
+} from "./validate.ts";
+
+/**
+ * Options of `limiter.resetBucket`.
+ *
+ * @example
+ * ```ts
+ * import type { ResetBucketOptions } from "./bucket_admin.ts";
+ * const options: ResetBucketOptions = { entityId: "key-1", resource: "gpt-4", limits: ["rpm"] };
+ * console.assert(options.limits?.length === 1);
+ * ```
+ */
+export interface ResetBucketOptions {
+  /** The entity. */
+  entityId: string;
+  /** The bucket's resource. */
+  resource: string;
+  /** The limits to make full. @default every limit of the bucket */
+  limits?: string[];
+}
+
+/**
+ * Options of `limiter.topUp`.
+ *
+ * @example
+ * ```ts
+ * import type { TopUpOptions } from "./bucket_admin.ts";
+ * const options: TopUpOptions = {
+ *   entityId: "key-1", resource: "gpt-4", limit: "tpm", amount: 5000, idempotencyKey: "inc-42",
+ * };
+ * console.assert(options.amount === 5000);
+ * ```
+ */
+export interface TopUpOptions {
+  /** The entity. */
+  entityId: string;
+  /** The bucket's resource. */
+  resource: string;
+  /** The limit to add tokens to. */
+  limit: string;
+  /** Tokens to add (more than 0, whole thousandths). */
+  amount: number;
+  /**
+   * Makes the top-up happen once: a later top-up with the same key on the same bucket changes
+   * nothing and returns `applied: false` (kept as long as audit events, 90 days by default).
+   */
+  idempotencyKey: string;
+}
+
+/**
+ * What a reset or top-up did: `applied` is false for a repeated top-up (its key was used);
+ * `before` and `after` are the available tokens per limit (summed over shards).
+ *
+ * @example
+ * ```ts
+ * import type { BucketChangeResult } from "./bucket_admin.ts";
+ * const r: BucketChangeResult = { applied: true, before: { rpm: 0 }, after: { rpm: 100 } };
+ * console.assert(r.after.rpm === 100);
+ * ```
+ */
+export interface BucketChangeResult {
+  /** Whether this call changed the bucket (false: an earlier top-up with the same key did). */
+  applied: boolean;
+  /** Available tokens per limit before the change (rounded down). */
+  before: Record<string, number>;
+  /** Available tokens per limit after the change (rounded down). */
+  after: Record<string, number>;
+}
+
+/** What {@link BucketAdmin} needs of the limiter. */
+export interface BucketAdminOptions {
+  backend: Backend;
+  writer: BucketWriter;
+  ready: (deadline: number) => Promise<number>;
+  timeoutMs: number;
+  auditor: Auditor;
+  /** How long a top-up's idempotency key is kept, days. */
+  keyRetentionDays: number;
+}
+
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
+/** Attempts when the bucket changes between the read and the transaction. */
+const ATTEMPTS = 8;
+
+interface ItemState {
+  resource: string;
+  bucket?: StoredBucket;
+}
+
+/** Resets and tops up buckets. */
+export class BucketAdmin {
+  readonly #o: BucketAdminOptions;
+
+  constructor(options: BucketAdminOptions) {
+    this.#o = options;
+  }
+
+  /** Makes the bucket (every limit, or the named ones) full again, on every shard item. */
+  async reset(options: ResetBucketOptions): Promise<BucketChangeResult> {
+    checkObject("options", options);
+    const entityId = validateEntityId(options.entityId);
+    const resource = validateResource(options.resource);
+    let names: string[] | undefined;
+    if (options.limits !== undefined) {
+      if (!Array.isArray(options.limits) || options.limits.length === 0) {
+        throw new ValidationError("limits", options.limits, "must be a non-empty array of names");
+      }
+      names = options.limits.map((n, i) => validateLimitName(n, `limits[${i}]`));
+    }
+    return await this.#change("resetBucket", entityId, resource, async (items, known, nowMs) => {
+      for (const n of names ?? []) checkKnown("limits", n, known);
+      const change: AdminBucketChange = {
+        entityId,
+        items: items.map(({ resource: r, bucket }) => ({
+          resource: r,
+          exists: bucket !== undefined,
+          ops: [...(bucket?.limits.keys() ?? [])]
+            .filter((n) => names === undefined || names.includes(n))
+            .map((name): AdminLimitOp => ({ kind: "refill", name })),
+        })),
+      };
+      const before = availableOf(items, nowMs, names);
+      const after = fullOf(items, names);
+      const audit = await this.#o.auditor.record({
+        action: "bucket.reset",
+        scope: { kind: "entity", entityId },
+        resource,
+        before: { available: before },
+        after: { available: after, ...(names ? { limits: names } : {}) },
+      });
+      return { change, audit, before, after };
+    });
+  }
+
+  /** Adds `amount` tokens to one limit, once per idempotency key (up to the limit's capacity). */
+  async topUp(options: TopUpOptions): Promise<BucketChangeResult> {
+    checkObject("options", options);
+    const entityId = validateEntityId(options.entityId);
+    const resource = validateResource(options.resource);
+    const limit = validateLimitName(options.limit, "limit");
+    const { amount } = options;
+    if (
+      typeof amount !== "number" || !Number.isFinite(amount) || amount <= 0 || amount > MAX_AMOUNT
+    ) {
+      throw new ValidationError(
+        "amount",
+        amount,
+        `must be a number above 0, at most ${MAX_AMOUNT}`,
+      );
+    }
+    const milli = toMilliCeil(amount);
+    if (Math.abs(Number(milli) - amount * 1000) > 1e-6 * Math.max(1, amount * 1000)) {
+      throw new ValidationError(
+        "amount",
+        amount,
+        "must be a whole number of thousandths of a token",
+      );
+    }
+    const key = options.idempotencyKey;
+    if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+      throw new ValidationError(
+        "idempotencyKey",
+        key,
+        "must be 1-128 characters of letters, digits and _ . - : @, starting with a letter or digit",
+      );
+    }
+    return await this.#change("topUp", entityId, resource, async (items, known, nowMs) => {
+      checkKnown("limit", limit, known);
+      // Split over the shard items as capacity is: ⌊X/N⌋ each, the remainder to the first ones.
+      const n = BigInt(items.length);
+      const change: AdminBucketChange = {
+        entityId,
+        items: items.map(({ resource: r, bucket }, i) => ({
+          resource: r,
+          exists: bucket !== undefined,
+          ops: bucket === undefined
+            ? []
+            : [giveOp(limit, bucket, milli / n + (BigInt(i) < milli % n ? 1n : 0n), nowMs)],
+        })),
+        marker: {
+          resource,
+          key,
+          expiresAtSec: Math.floor(Date.now() / 1000) + this.#o.keyRetentionDays * 86_400,
+        },
+      };
+      const before = availableOf(items, nowMs, [limit]);
+      const after = availableOf(items, nowMs, [limit], change);
+      const audit = await this.#o.auditor.record({
+        action: "bucket.top-up",
+        scope: { kind: "entity", entityId },
+        resource,
+        before: { available: before },
+        after: { available: after, limit, amount, idempotencyKey: key },
+      });
+      return { change, audit, before, after };
+    });
+  }
+
+  /** Reads the bucket's items, plans, writes; again when an item changed meanwhile. */
+  async #change(
+    operation: string,
+    entityId: string,
+    resource: string,
+    plan: (items: ItemState[], known: Set<string>, nowMs: bigint) => Promise<{
+      change: AdminBucketChange;
+      audit: Awaited<ReturnType<Auditor["record"]>>;
+      before: Record<string, number>;
+      after: Record<string, number>;
+    }>,
+  ): Promise<BucketChangeResult> {
+    const b = this.#o.backend;
+    for (let attempt = 1;; attempt++) {
+      const [own, all] = await this.#run(operation, (signal) =>
+        Promise.all([
+          b.entities.getLimits(entityId, resource, signal),
+          b.entities.getLimits(entityId, undefined, signal),
+        ]));
+      const stored = own ?? all;
+      const nowMs = this.#o.writer.now();
+      const count = layoutAt(stored?.shards, Number(nowMs)).count;
+      const resources = Array.from({ length: count }, (_, i) => shardResource(resource, i, count));
+      const buckets = await this.#run(
+        operation,
+        (signal) => Promise.all(resources.map((r) => b.buckets.getBucket(entityId, r, signal))),
+      );
+      const items = resources.map((r, i) => ({ resource: r, bucket: buckets[i] }));
+      const known = new Set(stored?.limits.map((l) => l.name) ?? []);
+      for (const it of items) for (const n of it.bucket?.limits.keys() ?? []) known.add(n);
+      const { change, audit, before, after } = await plan(items, known, nowMs);
+      const outcome = await this.#run(
+        operation,
+        (signal) => b.buckets.adminWrite(change, signal, audit),
+      );
+      if (outcome.ok || outcome.reason === "repeated") {
+        // This process's knowledge of the bucket (and its deny cache) is stale at once.
+        this.#o.writer.forget(entityId);
+        return outcome.ok
+          ? { applied: true, before, after }
+          : { applied: false, before, after: before };
+      }
+      if (attempt >= ATTEMPTS) {
+        throw new RateLimiterUnavailable(
+          operation,
+          new Error(`the bucket changed under each of ${ATTEMPTS} attempts`),
+        );
+      }
+    }
+  }
+
+  async #run<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    let deadline = Date.now() + Math.max(this.#o.timeoutMs, 10_000);
+    try {
+      deadline += await this.#o.ready(deadline);
+      return await this.#o.writer.call(undefined, fn, deadline, operation);
+    } catch (err) {
+      throw this.#o.writer.fail(err, operation);
+    }
+  }
+}
+
+function checkKnown(field: string, name: string, known: Set<string>): void {
+  if (!known.has(name)) {
+    throw new ValidationError(
+      field,
+      name,
+      `names no limit of this bucket (stored or used: ${[...known].sort().join(", ") || "none"})`,
+    );
+  }
+}
+
+/**
+ * The op adding `milli` to `name` on one item, at most up to full: relative when the item
+ * stays below full (`tat ≥ N + X·P`, then `tat −= X·P`), else it fills it (`tat ≤ N + X·P`).
+ * Both hold whatever other writers do meanwhile, or fail and the change is planned again.
+ */
+function giveOp(name: string, bucket: StoredBucket, milli: bigint, nowMs: bigint): AdminLimitOp {
+  const st = bucket.limits.get(name);
+  const spec = st?.key === undefined ? undefined : math.parseSpecKey(st.key);
+  if (st?.tat === undefined || spec === undefined || milli === 0n) return { kind: "full", name };
+  const edge = math.scaledNow(spec, nowMs) + math.cost(spec, milli);
+  return st.tat >= edge
+    ? { kind: "give", name, key: st.key!, min: edge, sub: math.cost(spec, milli) }
+    : { kind: "fill", name, key: st.key!, max: edge };
+}
+
+/** Available tokens per limit over the items (after `change`, when given), rounded down. */
+function availableOf(
+  items: ItemState[],
+  nowMs: bigint,
+  names: string[] | undefined,
+  change?: AdminBucketChange,
+): Record<string, number> {
+  const sums = new Map<string, bigint>();
+  items.forEach(({ bucket }, i) => {
+    for (const [name, st] of bucket?.limits ?? []) {
+      if (names && !names.includes(name)) continue;
+      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+      if (!spec) continue;
+      let tat = st.tat;
+      const op = change?.items[i].ops.find((o) => o.name === name);
+      if (op?.kind === "give") tat = tat! - op.sub;
+      else if (op?.kind === "fill" || op?.kind === "refill") tat = undefined;
+      sums.set(name, (sums.get(name) ?? 0n) + math.availableMilli(spec, tat, nowMs));
+    }
+  });
+  return Object.fromEntries(
+    [...sums].map(([n, m]) => [n, Number(math.floorDiv(m, 1000n))]),
+  );
+}
+
+/** Capacity per limit over the items: the state after a reset. */
+function fullOf(items: ItemState[], names: string[] | undefined): Record<string, number> {
+  const sums = new Map<string, bigint>();
+  for (const { bucket } of items) {
+    for (const [name, st] of bucket?.limits ?? []) {
+      if (names && !names.includes(name)) continue;
+      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+      if (spec) sums.set(name, (sums.get(name) ?? 0n) + spec.capacityMilli);
+    }
+  }
+  return Object.fromEntries(
+    [...sums].map(([n, m]) => [n, Number(math.floorDiv(m, 1000n))]),
+  );
+}

@@ -1,0 +1,130 @@
+/**
+ * DynamoDB side of the bucket admin changes (reset, top-up): one `TransactWriteItems` with an
+ * `Update` (or a `ConditionCheck` for an item that must still be missing) per bucket item, the
+ * idempotency record's conditional `Put`, and the audit event's `Put`.
+ *
+ * @module
+ */
+
+import {
+  type AttributeValue,
+  type DynamoDBClient,
+  TransactionCanceledException,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+} from "@aws-sdk/client-dynamodb";
+import { auditItem, type AuditRecord } from "./audit_record.ts";
+import type { AdminBucketChange, AdminOutcome } from "./bucket_items.ts";
+import { send } from "./calls.ts";
+import * as keys from "./keys.ts";
+
+/** The transaction items of `change` (its audit event last). */
+export function adminTransactItems(
+  tableName: string,
+  change: AdminBucketChange,
+  audit?: AuditRecord,
+): TransactWriteItem[] {
+  const out: TransactWriteItem[] = [];
+  for (const item of change.items) {
+    const Key = keys.itemKey(change.entityId, keys.bucketSk(item.resource));
+    if (!item.exists) {
+      out.push({
+        ConditionCheck: {
+          TableName: tableName,
+          Key,
+          ConditionExpression: "attribute_not_exists(PK)",
+        },
+      });
+      continue;
+    }
+    const names: Record<string, string> = {};
+    const values: Record<string, AttributeValue> = { ":one": { N: "1" } };
+    const conds = ["attribute_exists(PK)"];
+    const sets: string[] = [];
+    const removes: string[] = [];
+    item.ops.forEach((op, i) => {
+      const t = `#t${i}`;
+      names[t] = keys.attr.tat(op.name);
+      switch (op.kind) {
+        case "refill":
+          removes.push(t);
+          break;
+        case "full":
+          conds.push(`attribute_not_exists(${t})`);
+          break;
+        case "give":
+          names[`#k${i}`] = keys.attr.spec(op.name);
+          values[`:k${i}`] = { S: op.key };
+          values[`:n${i}`] = { N: op.min.toString() };
+          values[`:v${i}`] = { N: op.sub.toString() };
+          conds.push(`(#k${i} = :k${i} AND ${t} >= :n${i})`);
+          sets.push(`${t} = ${t} - :v${i}`);
+          break;
+        case "fill":
+          names[`#k${i}`] = keys.attr.spec(op.name);
+          values[`:k${i}`] = { S: op.key };
+          values[`:n${i}`] = { N: op.max.toString() };
+          conds.push(`(#k${i} = :k${i} AND ${t} <= :n${i})`);
+          removes.push(t);
+          break;
+      }
+    });
+    // Every write to a bucket item counts in its write count (see "Exactly once").
+    const update = (sets.length ? `SET ${sets.join(", ")} ` : "") + `ADD ${keys.WRITES} :one` +
+      (removes.length ? ` REMOVE ${removes.join(", ")}` : "");
+    out.push({
+      Update: {
+        TableName: tableName,
+        Key,
+        UpdateExpression: update,
+        ConditionExpression: conds.join(" AND "),
+        ExpressionAttributeNames: Object.keys(names).length ? names : undefined,
+        ExpressionAttributeValues: values,
+      },
+    });
+  }
+  if (change.marker) {
+    const { resource, key, expiresAtSec } = change.marker;
+    out.push({
+      Put: {
+        TableName: tableName,
+        Item: {
+          ...keys.itemKey(change.entityId, keys.topUpSk(resource, key)),
+          [keys.TTL]: { N: String(expiresAtSec) },
+        },
+        ConditionExpression: "attribute_not_exists(PK)",
+      },
+    });
+  }
+  if (audit) out.push({ Put: { TableName: tableName, Item: auditItem(audit) } });
+  return out;
+}
+
+/** Writes `change` and its audit event in one transaction. */
+export async function writeAdminChange(
+  client: DynamoDBClient,
+  tableName: string,
+  change: AdminBucketChange,
+  audit?: AuditRecord,
+  signal?: AbortSignal,
+): Promise<AdminOutcome> {
+  const items = adminTransactItems(tableName, change, audit);
+  if (items.length === 0) return { ok: true };
+  try {
+    await send(
+      client,
+      TransactWriteItemsCommand,
+      // The event id makes resends of the same transaction idempotent.
+      { TransactItems: items, ...(audit ? { ClientRequestToken: audit.eventId } : {}) },
+      signal,
+    );
+    return { ok: true };
+  } catch (err) {
+    if (!(err instanceof TransactionCanceledException)) throw err;
+    const reasons = err.CancellationReasons ?? [];
+    const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+    if (change.marker && failed(change.items.length)) return { ok: false, reason: "repeated" };
+    if (change.items.some((_, i) => failed(i))) return { ok: false, reason: "changed" };
+    throw err;
+  }
+}
