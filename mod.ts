@@ -35,10 +35,11 @@ export {
   UncertainOutcome,
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
-export type { Entity } from "./src/entities.ts";
+export type { Entity, ResourceControls } from "./src/entities.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,
+  EntityDisabledError,
   EntityExistsError,
   EntityNotFoundError,
   LeaseClosedError,

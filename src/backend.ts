@@ -8,7 +8,14 @@
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditRecord } from "./audit_record.ts";
-import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
+import type { EntityPatch } from "./control_store.ts";
+import type {
+  Entity,
+  EntityConfig,
+  ResourceControls,
+  StoredLimits,
+  StoredShards,
+} from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import type { Limit } from "./limit.ts";
 import { leanTransportOf } from "./transport/lean.ts";
@@ -122,13 +129,45 @@ export interface EntityBackend {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void>;
-  /** Metadata and stored limits of some entities for a resource, in one round trip. */
+  /**
+   * Metadata and stored limits of some entities for a resource, in one round trip; with
+   * `want.resource`, the resource's controls too (on every entity's config).
+   */
   loadConfig(
     entityIds: string[],
     resource: string,
-    want: { meta: boolean; limits: boolean },
+    want: { meta: boolean; limits: boolean; resource?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>>;
+  /**
+   * Changes an existing entity's controls, cascade flag or parent (`EntityNotFoundError` when
+   * missing; a new parent must exist and be top-level, checked in the same write).
+   */
+  updateEntity(
+    entityId: string,
+    patch: EntityPatch,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** A resource's controls, `undefined` when none are set. */
+  getResourceControls(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<ResourceControls | undefined>;
+  /** Stores a resource's controls; with none set, removes them. */
+  putResourceControls(
+    resource: string,
+    controls: ResourceControls,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** Counts one bypassed request of an entity on a resource, in the hour of `atMs`. */
+  countBypassed(
+    entityId: string,
+    resource: string,
+    atMs: number,
+    signal?: AbortSignal,
+  ): Promise<void>;
 }
 
 /**

@@ -12,7 +12,7 @@
 
 import type { Backend } from "./backend.ts";
 import { TtlCache } from "./cache.ts";
-import type { EntityConfig } from "./entities.ts";
+import type { Entity, EntityConfig, ResourceControls } from "./entities.ts";
 import { makeTarget } from "./engine/plan.ts";
 import { layoutAt, pickShard } from "./engine/shards.ts";
 import type { Target, ValidRequest } from "./engine/types.ts";
@@ -29,16 +29,33 @@ export interface ConfigResolverOptions {
   now?: () => number;
 }
 
-/** The two cached parts of an entity's config. */
-type Part = "meta" | "limits";
-const PARTS: readonly Part[] = ["meta", "limits"];
+/**
+ * The cached parts of a call's config: an entity's metadata (with its controls), its limits for a
+ * resource, and the resource's controls (shared by every entity).
+ */
+type Part = "meta" | "limits" | "resource";
+const PARTS: readonly Part[] = ["meta", "limits", "resource"];
 /** What one config read returned, by part. */
 type Loaded = Record<Part, EntityConfig>;
-/** The cache keys of an entity's metadata (any resource) and of its limits for `resource`. */
+/**
+ * The cache keys of an entity's metadata (any resource), of its limits for `resource`, and of the
+ * resource's controls (`#` starts no entity id, so it is no entity's key).
+ */
 const cacheKeys = (entityId: string, resource: string): Record<Part, string> => ({
   meta: `${entityId}#`,
   limits: `${entityId}#${resource}`,
+  resource: `#CONTROL#${resource}`,
 });
+
+/** The controls that bear on a call, as cached: see `src/engine/gate.ts`. */
+export interface CallControls {
+  /** The entity, when it exists. */
+  entity?: Entity;
+  /** Its parent, when it has one that exists. */
+  parent?: Entity;
+  /** The resource's controls. */
+  resource?: ResourceControls;
+}
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
 export class ConfigResolver {
@@ -68,6 +85,13 @@ export class ConfigResolver {
     for (const key of [...this.#loads.keys()]) if (mine(key)) this.#loads.delete(key);
   }
 
+  /** Forgets a resource's cached controls, and any read of them under way. */
+  forgetResource(resource: string): void {
+    const key = cacheKeys("", resource).resource;
+    this.#config.delete(key);
+    this.#loads.delete(key);
+  }
+
   /** Forgets an entity's cached metadata only (it was just created). */
   forgetMeta(entityId: string): void {
     this.#config.delete(`${entityId}#`);
@@ -80,35 +104,45 @@ export class ConfigResolver {
     deadline: number,
     operation = "acquire",
   ): Promise<Target[]> {
-    const needMeta = req.cascade !== false;
+    return (await this.resolve(req, deadline, operation)).targets;
+  }
+
+  /**
+   * The buckets to write for a call, and the controls that bear on it: the entity's metadata and
+   * the resource's controls (one read, cached), and the parent's metadata when it has one (with
+   * the parent's stored limits when the call cascades and uses them).
+   */
+  async resolve(
+    req: ValidRequest,
+    deadline: number,
+    operation = "acquire",
+  ): Promise<{ targets: Target[]; controls: CallControls }> {
     const useStored = req.useStoredLimits;
-    let own: EntityConfig = {};
-    if (needMeta || useStored) {
-      own = await this.#loadConfig(
-        req.entityId,
-        req.resource,
-        { meta: needMeta, limits: useStored },
-        deadline,
-        operation,
-      );
-    }
+    const own = await this.#loadConfig(
+      req.entityId,
+      req.resource,
+      { meta: true, limits: useStored, resource: true },
+      deadline,
+      operation,
+    );
     const cascade = req.cascade ?? own.entity?.cascade ?? false;
-    const ids = [req.entityId];
-    if (cascade && own.entity?.parentId !== undefined) ids.push(own.entity.parentId);
-    const targets: Target[] = [];
-    for (const [i, id] of ids.entries()) {
-      const cfg = i === 0 ? own : useStored
-        ? await this.#loadConfig(
-          id,
-          req.resource,
-          { meta: false, limits: true },
-          deadline,
-          operation,
-        )
-        : {};
-      targets.push(storedTarget(id, req, useStored ? cfg : {}, Number(this.#writer.now())));
+    const parentId = own.entity?.parentId;
+    const parent = parentId === undefined ? undefined : await this.#loadConfig(
+      parentId,
+      req.resource,
+      { meta: true, limits: useStored && cascade, resource: false },
+      deadline,
+      operation,
+    );
+    const nowMs = Number(this.#writer.now());
+    const targets = [storedTarget(req.entityId, req, useStored ? own : {}, nowMs)];
+    if (cascade && parentId !== undefined) {
+      targets.push(storedTarget(parentId, req, useStored ? parent! : {}, nowMs));
     }
-    return targets;
+    return {
+      targets,
+      controls: { entity: own.entity, parent: parent?.entity, resource: own.resourceControls },
+    };
   }
 
   /**
@@ -154,7 +188,11 @@ export class ConfigResolver {
     const unread = parts.filter((p) => !this.#loads.has(key[p]));
     if (unread.length > 0) {
       const startedAt = this.#config.now();
-      const wanted = { meta: unread.includes("meta"), limits: unread.includes("limits") };
+      const wanted = {
+        meta: unread.includes("meta"),
+        limits: unread.includes("limits"),
+        resource: unread.includes("resource"),
+      };
       const load: Promise<Loaded> = this.#writer.call(
         undefined,
         (signal) => this.#backend.entities.loadConfig([entityId], resource, wanted, signal),
@@ -170,6 +208,7 @@ export class ConfigResolver {
             resourceShards: cfg.resourceShards,
             defaultShards: cfg.defaultShards,
           },
+          resource: { resourceControls: cfg.resourceControls ?? {} },
         };
         // Aged from the read's start: the value is at least that old.
         for (const p of unread) {

@@ -22,6 +22,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
+import { ControlStore, type EntityPatch, parseResourceControls, systemKey } from "./control_store.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import { Limit } from "./limit.ts";
@@ -101,11 +102,33 @@ export interface ResourceControls {
 export class EntityStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
+  readonly #controls: ControlStore;
 
   /** @param client DynamoDB client. @param tableName Table. */
   constructor(client: DynamoDBClient, tableName: string) {
     this.#client = client;
     this.#table = tableName;
+    this.#controls = new ControlStore(client, tableName);
+  }
+
+  /** Changes an existing entity's controls, cascade flag or parent (see `ControlStore`). */
+  updateEntity(id: string, patch: EntityPatch, signal?: AbortSignal, audit?: AuditRecord) {
+    return this.#controls.updateEntity(id, patch, signal, audit);
+  }
+
+  /** A resource's controls, `undefined` when none are set. */
+  getResourceControls(resource: string, signal?: AbortSignal) {
+    return this.#controls.getResourceControls(resource, signal);
+  }
+
+  /** Stores a resource's controls; with none set, deletes the item. */
+  putResourceControls(r: string, c: ResourceControls, signal?: AbortSignal, audit?: AuditRecord) {
+    return this.#controls.putResourceControls(r, c, signal, audit);
+  }
+
+  /** Counts one bypassed request in the entity's hourly usage of the resource. */
+  countBypassed(entityId: string, resource: string, atMs: number, signal?: AbortSignal) {
+    return this.#controls.countBypassed(entityId, resource, atMs, signal);
   }
 
   /** Sends `new C(input)` with this store's table, aborted on `signal`. */
@@ -448,10 +471,11 @@ export class EntityStore {
   async loadConfig(
     entityIds: string[],
     resource: string,
-    want: { meta: boolean; limits: boolean },
+    want: { meta: boolean; limits: boolean; resource?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>> {
     const wanted: Record<string, AttributeValue>[] = [];
+    if (want.resource) wanted.push(systemKey(resource));
     for (const id of entityIds) {
       const pk = { S: keys.entityPk(id) };
       if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
@@ -479,6 +503,10 @@ export class EntityStore {
     const result = new Map<string, EntityConfig>();
     for (const id of entityIds) result.set(id, {});
     for (const item of found) {
+      if (item.PK.S === keys.SYSTEM_PK && item.SK.S === keys.controlSk(resource)) {
+        for (const cfg of result.values()) cfg.resourceControls = parseResourceControls(item);
+        continue;
+      }
       const id = keys.entityIdOf(item.PK.S ?? "");
       const cfg = id === undefined ? undefined : result.get(id);
       if (!cfg) continue;

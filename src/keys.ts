@@ -126,3 +126,13 @@ export function receiptAttr(opId: string): string {
 export function itemKey(entityId: string, sk: string): { PK: { S: string }; SK: { S: string } } {
   return { PK: { S: entityPk(entityId) }, SK: { S: sk } };
 }
+
+/** Partition key of the system items (defaults, resource controls, schema version). */
+export const SYSTEM_PK = "SYSTEM";
+/** Prefix of the sort keys of resource controls (`SYSTEM` / `#CONTROL#{resource}`). */
+export const CONTROL_PREFIX = "#CONTROL#";
+
+/** Sort key of a resource's controls. */
+export function controlSk(resource: string): string {
+  return `${CONTROL_PREFIX}${resource}`;
+}

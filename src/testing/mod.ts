@@ -34,7 +34,14 @@ export type {
   StoredLimit,
   WriteOutcome,
 } from "../repository.ts";
-import { type Entity, type EntityConfig, ShardsChanged, type StoredLimits } from "../entities.ts";
+import {
+  type Entity,
+  type EntityConfig,
+  type ResourceControls,
+  ShardsChanged,
+  type StoredLimits,
+} from "../entities.ts";
+import { patchEntity } from "./controls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
@@ -78,6 +85,9 @@ export class InMemoryBackend implements Backend {
   readonly #buckets = new Map<string, MemBucket>();
   readonly #entities = new Map<string, Entity>();
   readonly #limits = new Map<string, StoredLimits>();
+  readonly #resourceControls = new Map<string, ResourceControls>();
+  /** Bypassed requests counted, by `{entityId}#{resource}`. */
+  readonly #bypassed = new Map<string, number>();
 
   constructor() {
     this.buckets = {
@@ -172,10 +182,30 @@ export class InMemoryBackend implements Backend {
         this.#audit(audit);
         return Promise.resolve();
       },
+      updateEntity: async (id, patch, _signal, audit) => {
+        await Promise.resolve();
+        this.#entities.set(id, patchEntity(this.#entities, id, patch));
+        this.#audit(audit);
+      },
+      getResourceControls: (resource) =>
+        Promise.resolve(clone(this.#resourceControls.get(resource))),
+      putResourceControls: (resource, controls, _signal, audit) => {
+        if (controls.disabled) this.#resourceControls.set(resource, { disabled: true });
+        else this.#resourceControls.delete(resource);
+        this.#audit(audit);
+        return Promise.resolve();
+      },
+      countBypassed: (id, resource) => {
+        const key = bucketKey(id, resource);
+        this.#bypassed.set(key, (this.#bypassed.get(key) ?? 0) + 1);
+        return Promise.resolve();
+      },
       loadConfig: (ids, resource, want) => {
         const out = new Map<string, EntityConfig>();
         for (const id of ids) {
           const cfg: EntityConfig = {};
+          const controls = this.#resourceControls.get(resource);
+          if (want.resource) cfg.resourceControls = controls ? { ...controls } : {};
           if (want.meta) cfg.entity = clone(this.#entities.get(id));
           if (want.limits) {
             const own = this.#limits.get(bucketKey(id, resource));
@@ -190,6 +220,21 @@ export class InMemoryBackend implements Backend {
         return Promise.resolve(out);
       },
     };
+  }
+
+  /**
+   * Bypassed requests of an entity on a resource counted so far (DynamoDB keeps them in the hourly
+   * usage snapshots).
+   *
+   * @example
+   * ```ts
+   * import { InMemoryBackend } from "./mod.ts";
+   * const backend = new InMemoryBackend();
+   * console.assert(backend.bypassed("key-1", "api") === 0);
+   * ```
+   */
+  bypassed(entityId: string, resource: string): number {
+    return this.#bypassed.get(bucketKey(entityId, resource)) ?? 0;
   }
 
   /** Stores an audit event (with the change it records: same synchronous step). */
