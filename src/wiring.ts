@@ -10,6 +10,7 @@ import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
 import { Auditor } from "./audit.ts";
+import { ControlAdmin } from "./controls.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
@@ -36,6 +37,7 @@ export interface LimiterParts {
   leases: LeaseEngine;
   reader: BucketReader;
   admin: EntityAdmin;
+  controls: ControlAdmin;
   createTable: () => Promise<void>;
   closeTimeoutMs: number;
 }
@@ -167,12 +169,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
   });
   const reader = new BucketReader(shared);
-  const admin = new EntityAdmin({
-    ...shared,
-    clock: now,
-    switchDelayMs: switchDelay,
-    auditor: new Auditor({ principal: auditPrincipal }),
-  });
+  const auditor = new Auditor({ principal: auditPrincipal });
+  const admin = new EntityAdmin({ ...shared, clock: now, switchDelayMs: switchDelay, auditor });
+  const controls = new ControlAdmin({ ...shared, auditor });
   return {
     tableName,
     client: dynamo,
@@ -181,6 +180,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     leases,
     reader,
     admin,
+    controls,
     createTable: () => store.buckets.createTable(),
     closeTimeoutMs,
   };

@@ -50,6 +50,7 @@ export {
   type ErrorHandler,
   type ErrorPhase,
   type InvalidKey,
+  disabledResponse,
   invalidKeyResponse,
   logError,
   misconfiguredResponse,
