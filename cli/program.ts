@@ -14,6 +14,7 @@ import {
   dynamoEndpoint,
   globals,
 } from "./context.ts";
+import { addControlCommands } from "./controls_cmd.ts";
 import { addEntityCommands } from "./entity_cmd.ts";
 import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
@@ -135,6 +136,7 @@ Examples:
     .action((_opts, c: Command) => print(c, { version: VERSION }, VERSION));
 
   addEntityCommands(program, ctx);
+  addControlCommands(program, ctx);
   addLimitsCommands(program, ctx);
   addUsageCommands(program, ctx);
   addLocalCommands(program, ctx);

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Auditor, AuditChange } from "./audit.ts";
+import type { AuditChange, Auditor } from "./audit.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
 import type { EntityPatch } from "./control_store.ts";
@@ -76,7 +76,9 @@ export class ControlAdmin {
     const parentId = options.parentId === undefined
       ? undefined
       : validateEntityId(options.parentId, "parentId");
-    if (parentId === id) throw new ValidationError("parentId", parentId, "must differ from entityId");
+    if (parentId === id) {
+      throw new ValidationError("parentId", parentId, "must differ from entityId");
+    }
     if (parentId !== undefined) {
       const children = await this.#run(
         "setParent",

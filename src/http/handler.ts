@@ -17,10 +17,10 @@ import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
 import { type RateLimitHeaderOptions, setRateLimitHeaders } from "./headers.ts";
 import {
+  disabledResponse,
   type ErrorHandler,
   type InvalidKey,
   invalidKey,
-  disabledResponse,
   invalidKeyResponse,
   logError,
   misconfiguredResponse,

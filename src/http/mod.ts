@@ -46,11 +46,11 @@ export {
 } from "./handler.ts";
 export { ipKey, type IpKeyOptions } from "./ip.ts";
 export {
+  disabledResponse,
   echo,
   type ErrorHandler,
   type ErrorPhase,
   type InvalidKey,
-  disabledResponse,
   invalidKeyResponse,
   logError,
   misconfiguredResponse,
