@@ -93,14 +93,18 @@ export class ControlStore {
     const sets: string[] = [];
     const removes: string[] = [];
     const values: Record<string, AttributeValue> = {};
+    const names: Record<string, string> = {}; // some are reserved words (cascade)
     for (const flag of ["disabled", "bypass"] as const) {
-      if (patch[flag] === true) {
-        sets.push(`${flag} = :${flag}`);
+      if (patch[flag] === undefined) continue;
+      names[`#${flag}`] = flag;
+      if (patch[flag]) {
+        sets.push(`#${flag} = :${flag}`);
         values[`:${flag}`] = { BOOL: true };
-      } else if (patch[flag] === false) removes.push(flag); // absent: off
+      } else removes.push(`#${flag}`); // absent: off
     }
     if (patch.cascade !== undefined) {
-      sets.push("cascade = :cascade");
+      names["#cascade"] = "cascade";
+      sets.push("#cascade = :cascade");
       values[":cascade"] = { BOOL: patch.cascade };
     }
     const parentId = patch.parentId;
@@ -133,6 +137,7 @@ export class ControlStore {
         ].join(" ").trim(),
         ConditionExpression: "attribute_exists(PK)",
         ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
+        ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
       },
     });
     try {

@@ -45,25 +45,25 @@ export class ControlAdmin {
   }
 
   /** Switches an entity off (`disabled`) or on again. */
-  setDisabled(entityId: string, disabled: boolean): Promise<Entity> {
+  async setDisabled(entityId: string, disabled: boolean): Promise<Entity> {
     const id = validateEntityId(entityId);
-    return this.#change(id, { disabled }, disabled ? "entity.disable" : "entity.enable");
+    return await this.#change(id, { disabled }, disabled ? "entity.disable" : "entity.enable");
   }
 
   /** Turns an entity's bypass on or off. */
-  setBypass(options: { entityId: string; bypass: boolean }): Promise<Entity> {
+  async setBypass(options: { entityId: string; bypass: boolean }): Promise<Entity> {
     checkObject("options", options);
     const id = validateEntityId(options.entityId);
     checkBoolean("bypass", options.bypass);
-    return this.#change(id, { bypass: options.bypass }, "entity.bypass");
+    return await this.#change(id, { bypass: options.bypass }, "entity.bypass");
   }
 
   /** Sets whether an entity's acquires cascade to its parent by default. */
-  setCascade(options: { entityId: string; cascade: boolean }): Promise<Entity> {
+  async setCascade(options: { entityId: string; cascade: boolean }): Promise<Entity> {
     checkObject("options", options);
     const id = validateEntityId(options.entityId);
     checkBoolean("cascade", options.cascade);
-    return this.#change(id, { cascade: options.cascade }, "entity.set-cascade");
+    return await this.#change(id, { cascade: options.cascade }, "entity.set-cascade");
   }
 
   /**
