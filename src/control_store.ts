@@ -18,7 +18,6 @@ import {
 import { isoSeconds, usageSk, windowAt } from "./aggregator/snapshot.ts";
 import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { send } from "./calls.ts";
-import type { ResourceControls } from "./entities.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 
@@ -44,6 +43,9 @@ export interface EntityPatch {
   /** The new parent (must exist and be top-level); `undefined` given: no parent. */
   parentId?: string;
 }
+
+/** A resource's controls (the shape of `ResourceControls` in entities.ts, which imports this). */
+type ResourceControls = { disabled?: boolean };
 
 /** How long a bypass count is kept after its hour ends, days (as the aggregator's snapshots). */
 const BYPASS_RETENTION_DAYS = 90;

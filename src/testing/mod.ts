@@ -27,6 +27,7 @@ import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
+export type { EntityPatch } from "../control_store.ts";
 export type {
   BucketWrite,
   LimitOp,
