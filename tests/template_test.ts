@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter } from "../mod.ts";
+import { EntityDisabledError, Limit, RateLimiter } from "../mod.ts";
 import { parseTemplate, TEMPLATE_YAML } from "../src/infra/template.ts";
 import { tableDefinition } from "../src/repository.ts";
 import { generatedModule } from "../scripts/gen_template.ts";
@@ -169,6 +169,19 @@ Deno.test({
         await admin.getEntity("key");
         await admin.listChildren("proj");
         await admin.listResourceBuckets({ resource: "gpt-4" });
+        // Controls: entity updates (with a ConditionCheck of the new parent), resource controls.
+        await admin.createEntity({ entityId: "vip" });
+        await admin.setBypass({ entityId: "vip", bypass: true });
+        await admin.createEntity({ entityId: "off" });
+        await admin.disableEntity("off");
+        await admin.createEntity({ entityId: "moved" });
+        await admin.setParent({ entityId: "moved", parentId: "proj" });
+        await admin.setCascade({ entityId: "moved", cascade: true });
+        await admin.setParent({ entityId: "moved" });
+        await admin.disableResource("closed");
+        await admin.getResourceControls("closed");
+        await admin.disableResource("reopened");
+        await admin.enableResource("reopened");
       });
 
       const hotSeen = recordActions(hotClient);
@@ -216,6 +229,21 @@ Deno.test({
             }),
           );
           await hot.available({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
+          // Controls on the hot path: a bypassed request (counted), disabled entity and resource.
+          const bypassed = await hot.acquire({
+            entityId: "vip",
+            resource: "gpt-4",
+            limits: [rpm],
+            consume: { rpm: 1 },
+          });
+          assert.equal(bypassed.bypassed, true);
+          await bypassed.commit();
+          for (const [entityId, resource] of [["off", "gpt-4"], ["solo", "closed"]]) {
+            await assert.rejects(
+              hot.acquire({ entityId, resource, limits: [rpm], consume: { rpm: 1 } }),
+              EntityDisabledError,
+            );
+          }
           await hot.timeUntilAvailable({
             entityId: "key",
             resource: "gpt-4",
