@@ -28,6 +28,7 @@ import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
 export type { EntityPatch } from "../control_store.ts";
+export type { AuditRecord, AuditScope } from "../audit_record.ts";
 export type {
   BucketWrite,
   LimitOp,
