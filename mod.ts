@@ -36,7 +36,7 @@ export {
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
 export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
-export type { Entity } from "./src/entities.ts";
+export type { Entity, ResourceControls } from "./src/entities.ts";
 export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
 export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
 export type { StoredLimitsEntry } from "./src/defaults_store.ts";
@@ -44,6 +44,7 @@ export type { BucketChangeResult, ResetBucketOptions, TopUpOptions } from "./src
 export {
   ConfigurationError,
   type ConfigurationErrorKind,
+  EntityDisabledError,
   EntityExistsError,
   EntityNotFoundError,
   LeaseClosedError,

@@ -104,3 +104,14 @@ export async function withLimiter<T>(
     await limiter.close();
   }
 }
+
+/** The group `name` of `program`, made when missing (several modules add to one group). */
+export function commandGroup(
+  program: Command,
+  ctx: CommandContext,
+  name: string,
+  description: string,
+): Command {
+  return program.commands.find((c) => c.name() === name) ??
+    ctx.command(program, name, description, []);
+}

@@ -8,7 +8,7 @@
 
 import type { Command } from "commander";
 import type { Limit } from "../mod.ts";
-import { type CommandContext, connectionOptions, withLimiter } from "./context.ts";
+import { type CommandContext, commandGroup, connectionOptions, withLimiter } from "./context.ts";
 import { formatLimit } from "./limits.ts";
 import { limitList } from "./parsers.ts";
 
@@ -17,7 +17,7 @@ const LIMIT_HELP = "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)";
 /** Adds the `resource` and `system` command groups to the program. */
 export function addDefaultsCommands(program: Command, ctx: CommandContext): void {
   const { command, print, io } = ctx;
-  const resource = command(program, "resource", "Manage default limits of a resource", []);
+  const resource = commandGroup(program, ctx, "resource", "Manage resources (defaults, controls)");
   const res = (name: string, description: string, examples: string[]) =>
     connectionOptions(command(resource, name, description, examples));
   res("set-defaults <resource>", "Store a resource's default limits (replaces the stored ones)", [
@@ -63,7 +63,7 @@ export function addDefaultsCommands(program: Command, ctx: CommandContext): void
       );
     });
 
-  const system = command(program, "system", "Manage the system default limits", []);
+  const system = commandGroup(program, ctx, "system", "Manage the system default limits");
   const sys = (name: string, description: string, examples: string[]) =>
     connectionOptions(command(system, name, description, examples));
   sys("set-defaults", "Store the system default limits (replaces the stored ones)", [

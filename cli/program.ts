@@ -16,6 +16,7 @@ import {
 } from "./context.ts";
 import { addDefaultsCommands } from "./defaults_cmd.ts";
 import { addBucketCommands, entityCommand } from "./bucket_cmd.ts";
+import { addControlCommands } from "./controls_cmd.ts";
 import { addEntityCommands } from "./entity_cmd.ts";
 import { addInfraCommands } from "./infra_cmd.ts";
 import { type Io, VERSION } from "./io.ts";
@@ -142,6 +143,7 @@ Examples:
 
   addEntityCommands(program, ctx);
   addBucketCommands(entityCommand(program), ctx);
+  addControlCommands(program, ctx);
   addLimitsCommands(program, ctx);
   addLimitsFileCommands(program, ctx);
   addDefaultsCommands(program, ctx);

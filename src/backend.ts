@@ -8,8 +8,15 @@
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditRecord } from "./audit_record.ts";
+import type { EntityPatch } from "./control_store.ts";
 import type { StoredLimitsEntry } from "./defaults_store.ts";
-import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
+import type {
+  Entity,
+  EntityConfig,
+  ResourceControls,
+  StoredLimits,
+  StoredShards,
+} from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
 import type { Limit } from "./limit.ts";
@@ -165,6 +172,35 @@ export interface EntityBackend {
   listDefaultResources(signal?: AbortSignal): Promise<string[]>;
   /** Every stored-limits item of an entity (`resource` undefined: the entity-wide ones). */
   listStoredLimits(entityId: string, signal?: AbortSignal): Promise<StoredLimitsEntry[]>;
+  /**
+   * Changes an existing entity's controls, cascade flag or parent (`EntityNotFoundError` when
+   * missing; a new parent must exist and be top-level, checked in the same write).
+   */
+  updateEntity(
+    entityId: string,
+    patch: EntityPatch,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** A resource's controls, `undefined` when none are set. */
+  getResourceControls(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<ResourceControls | undefined>;
+  /** Stores a resource's controls; with none set, removes them. */
+  putResourceControls(
+    resource: string,
+    controls: ResourceControls,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void>;
+  /** Counts one bypassed request of an entity on a resource, in the hour of `atMs`. */
+  countBypassed(
+    entityId: string,
+    resource: string,
+    atMs: number,
+    signal?: AbortSignal,
+  ): Promise<void>;
 }
 
 /**

@@ -14,7 +14,7 @@
 
 import type { Backend } from "./backend.ts";
 import { TtlCache } from "./cache.ts";
-import type { EntityConfig } from "./entities.ts";
+import type { Entity, EntityConfig, ResourceControls } from "./entities.ts";
 import { ValidationError } from "./errors.ts";
 import { makeTarget } from "./engine/plan.ts";
 import { layoutAt, pickShard } from "./engine/shards.ts";
@@ -52,6 +52,16 @@ const cacheKeys = (entityId: string, resource: string): Record<Part, string> => 
   limits: `${entityId}#${resource}`,
   defaults: `${RESOURCE_KEY}${resource}`,
 });
+
+/** The controls that bear on a call, as cached: see `src/engine/gate.ts`. */
+export interface CallControls {
+  /** The entity, when it exists. */
+  entity?: Entity;
+  /** Its parent, when it has one that exists. */
+  parent?: Entity;
+  /** The resource's controls. */
+  resource?: ResourceControls;
+}
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
 export class ConfigResolver {
@@ -108,37 +118,62 @@ export class ConfigResolver {
     deadline: number,
     operation = "acquire",
   ): Promise<Target[]> {
-    const needMeta = req.cascade !== false;
+    const { targets, noLimits } = await this.resolve(req, deadline, operation);
+    if (noLimits) throw noLimits;
+    return targets;
+  }
+
+  /**
+   * The buckets to write for a call, and the controls that bear on it: the entity's metadata and
+   * the resource's controls (one read, cached), and the parent's metadata when it has one (with
+   * the parent's stored limits when the call cascades and uses them).
+   */
+  async resolve(
+    req: ValidRequest,
+    deadline: number,
+    operation = "acquire",
+  ): Promise<{ targets: Target[]; controls: CallControls; noLimits?: ValidationError }> {
     const useStored = req.useStoredLimits;
-    let own: EntityConfig = {};
-    if (needMeta || useStored) {
-      own = await this.#loadConfig(
-        req.entityId,
-        req.resource,
-        { meta: needMeta, limits: useStored, defaults: useStored },
-        deadline,
-        operation,
-      );
-    }
+    // The entity's metadata and the resource's part (defaults and controls) on every call: the
+    // controls bear on it (cached, so a warm call reads nothing).
+    const own = await this.#loadConfig(
+      req.entityId,
+      req.resource,
+      { meta: true, limits: useStored, defaults: true },
+      deadline,
+      operation,
+    );
     const cascade = req.cascade ?? own.entity?.cascade ?? false;
-    const ids = [req.entityId];
-    if (cascade && own.entity?.parentId !== undefined) ids.push(own.entity.parentId);
-    const targets: Target[] = [];
-    for (const [i, id] of ids.entries()) {
-      const cfg = i === 0 ? own : useStored
-        ? await this.#loadConfig(
-          id,
-          req.resource,
-          { meta: false, limits: true, defaults: true },
-          deadline,
-          operation,
-        )
-        : {};
-      const target = storedTarget(id, req, useStored ? cfg : {}, Number(this.#writer.now()));
-      if (target.limits.length === 0) throw noLimits(req, i === 0 ? undefined : req.entityId, id);
+    const parentId = own.entity?.parentId;
+    // A parent's metadata always (a disabled parent switches its children off); its stored limits
+    // when the call cascades and uses them (the resource's part is the one read for the entity).
+    const parent = parentId === undefined ? undefined : await this.#loadConfig(
+      parentId,
+      req.resource,
+      { meta: true, limits: useStored && cascade, defaults: false },
+      deadline,
+      operation,
+    );
+    const nowMs = Number(this.#writer.now());
+    const shared = {
+      resourceDefaults: own.resourceDefaults,
+      systemDefaults: own.systemDefaults,
+    };
+    const targets = [storedTarget(req.entityId, req, useStored ? own : {}, nowMs)];
+    // Reported, not thrown: a disabled or bypassed entity says so first (src/engine/gate.ts).
+    let missing = targets[0].limits.length === 0
+      ? noLimits(req, undefined, req.entityId)
+      : undefined;
+    if (cascade && parentId !== undefined) {
+      const target = storedTarget(parentId, req, useStored ? { ...parent, ...shared } : {}, nowMs);
+      if (target.limits.length === 0) missing ??= noLimits(req, req.entityId, parentId);
       targets.push(target);
     }
-    return targets;
+    return {
+      targets,
+      controls: { entity: own.entity, parent: parent?.entity, resource: own.resourceControls },
+      ...(missing ? { noLimits: missing } : {}),
+    };
   }
 
   /**

@@ -22,6 +22,12 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
+import {
+  ControlStore,
+  type EntityPatch,
+  parseResourceControls,
+  systemKey,
+} from "./control_store.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import type { Limit } from "./limit.ts";
@@ -109,12 +115,14 @@ export class EntityStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #defaults: DefaultsStore;
+  readonly #controls: ControlStore;
 
   /** @param client DynamoDB client. @param tableName Table. */
   constructor(client: DynamoDBClient, tableName: string) {
     this.#client = client;
     this.#table = tableName;
     this.#defaults = new DefaultsStore(client, tableName, (op, a, s) => this.#write(op, a, s));
+    this.#controls = new ControlStore(client, tableName);
   }
 
   /** Stores the default limits of a resource (`undefined`: the system's). */
@@ -140,6 +148,26 @@ export class EntityStore {
   /** Every stored-limits item of an entity. */
   listStoredLimits(entityId: string, signal?: AbortSignal): Promise<StoredLimitsEntry[]> {
     return this.#defaults.listStoredLimits(entityId, signal);
+  }
+
+  /** Changes an existing entity's controls, cascade flag or parent (see `ControlStore`). */
+  updateEntity(id: string, patch: EntityPatch, signal?: AbortSignal, audit?: AuditRecord) {
+    return this.#controls.updateEntity(id, patch, signal, audit);
+  }
+
+  /** A resource's controls, `undefined` when none are set. */
+  getResourceControls(resource: string, signal?: AbortSignal) {
+    return this.#controls.getResourceControls(resource, signal);
+  }
+
+  /** Stores a resource's controls; with none set, deletes the item. */
+  putResourceControls(r: string, c: ResourceControls, signal?: AbortSignal, audit?: AuditRecord) {
+    return this.#controls.putResourceControls(r, c, signal, audit);
+  }
+
+  /** Counts one bypassed request in the entity's hourly usage of the resource. */
+  countBypassed(entityId: string, resource: string, atMs: number, signal?: AbortSignal) {
+    return this.#controls.countBypassed(entityId, resource, atMs, signal);
   }
 
   /** Sends `new C(input)` with this store's table, aborted on `signal`. */

@@ -387,3 +387,75 @@ export class EntityExistsError extends ZaeLimiterError {
     this.entityId = entityId;
   }
 }
+
+/**
+ * An acquire (or `available` / `timeUntilAvailable`) on a switched-off entity or resource: an
+ * operator's decision, not a lack of tokens. Thrown before any bucket write, in both failure
+ * modes, and never retried; the HTTP helpers answer 403. `disabled` says what is switched off:
+ * the entity itself, its parent (a disabled parent switches off its children), or the resource.
+ *
+ * @example
+ * ```ts
+ * import { EntityDisabledError } from "./errors.ts";
+ * const e = new EntityDisabledError("key-1", "gpt-4", "parent", "proj-1");
+ * console.assert(e.disabledId === "proj-1" && e.message.includes("parent"));
+ * console.assert(e.asDict().error === "entity_disabled");
+ * ```
+ */
+export class EntityDisabledError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "EntityDisabledError";
+  /** The entity of the call. */
+  readonly entityId: string;
+  /** The resource of the call. */
+  readonly resource: string;
+  /** What is switched off. */
+  readonly disabled: "entity" | "parent" | "resource";
+  /** The id of what is switched off: the entity's, its parent's, or the resource. */
+  readonly disabledId: string;
+
+  /**
+   * Builds the error.
+   *
+   * @param entityId The entity of the call.
+   * @param resource The resource of the call.
+   * @param disabled What is switched off.
+   * @param disabledId Its id (the entity's, the parent's, or the resource).
+   */
+  constructor(
+    entityId: string,
+    resource: string,
+    disabled: "entity" | "parent" | "resource",
+    disabledId: string,
+  ) {
+    const what = disabled === "resource"
+      ? `resource ${showValue(resource)} is disabled`
+      : disabled === "parent"
+      ? `parent ${showValue(disabledId)} of entity ${showValue(entityId)} is disabled`
+      : `entity ${showValue(entityId)} is disabled`;
+    super(`Refused: ${what}`);
+    this.entityId = entityId;
+    this.resource = resource;
+    this.disabled = disabled;
+    this.disabledId = disabledId;
+  }
+
+  /** The JSON body of the 403 response. */
+  asDict(): {
+    error: "entity_disabled";
+    message: string;
+    entity_id: string;
+    resource: string;
+    disabled: "entity" | "parent" | "resource";
+    disabled_id: string;
+  } {
+    return {
+      error: "entity_disabled",
+      message: this.message,
+      entity_id: this.entityId,
+      resource: this.resource,
+      disabled: this.disabled,
+      disabled_id: this.disabledId,
+    };
+  }
+}

@@ -15,6 +15,7 @@ export interface LeaseInit {
   limiter: LeaseOps;
   targets: LeaseTarget[];
   failedOpen: boolean;
+  bypassed?: boolean;
   cause?: RateLimiterUnavailable;
   requested?: Map<string, bigint>;
 }
@@ -45,6 +46,11 @@ export interface LeaseInit {
 export class Lease implements AsyncDisposable {
   /** True when DynamoDB could not be reached and the request was let through (FAIL_OPEN). */
   readonly failedOpen: boolean;
+  /**
+   * True when the entity (or its parent) has `bypass` on: the request was admitted without
+   * consuming, and the lease's methods write nothing (see `RateLimiter.setBypass`).
+   */
+  readonly bypassed: boolean;
   /** Why the lease failed open, when it did. */
   readonly cause?: RateLimiterUnavailable;
   readonly #ops: LeaseOps;
@@ -60,6 +66,7 @@ export class Lease implements AsyncDisposable {
     this.#ops = init.limiter;
     this.#targets = init.targets;
     this.failedOpen = init.failedOpen;
+    this.bypassed = init.bypassed ?? false;
     this.cause = init.cause;
     this.#requested = init.requested ?? takenPerLimit(init.targets);
     this.#names = new Set([...this.#requested.keys()]);

@@ -7,7 +7,7 @@
  */
 
 import type * as aws from "./aws_types.ts";
-import type { Entity } from "./entities.ts";
+import type { Entity, ResourceControls } from "./entities.ts";
 import type { LeaseEngine } from "./engine/leases.ts";
 import type { EntityAdmin } from "./admin.ts";
 import type { EntityListPage, ListEntitiesOptions } from "./entity_list.ts";
@@ -19,6 +19,7 @@ import type {
   ResetBucketOptions,
   TopUpOptions,
 } from "./bucket_admin.ts";
+import type { ControlAdmin } from "./controls.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -88,6 +89,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
   readonly #defaults: DefaultsAdmin;
   readonly #buckets: BucketAdmin;
+  readonly #controls: ControlAdmin;
   readonly #createTableNow: () => Promise<void>;
   readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
@@ -121,6 +123,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#listEntities = parts.listEntities;
     this.#defaults = parts.defaults;
     this.#buckets = parts.buckets;
+    this.#controls = parts.controls;
     this.#createTableNow = parts.createTable;
     this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
@@ -370,6 +373,120 @@ export class RateLimiter implements AsyncDisposable {
   deleteEntity(entityId: string): Promise<void> {
     this.#checkOpen();
     return this.#admin.deleteEntity(entityId);
+  }
+
+  /**
+   * Switches an entity off: its acquires, its children's, and `available` / `timeUntilAvailable`
+   * on it throw {@link EntityDisabledError} (an HTTP 403), before any bucket write. Audited
+   * (`entity.disable`); other processes see it within `limitsCacheTtlMs`. Returns the entity.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * await limiter.createEntity({ entityId: "key-1" });
+   * console.assert((await limiter.disableEntity("key-1")).disabled === true);
+   * ```
+   */
+  disableEntity(entityId: string): Promise<Entity> {
+    this.#checkOpen();
+    return this.#controls.setDisabled(entityId, true);
+  }
+
+  /**
+   * Switches a disabled entity on again (audited: `entity.enable`). Returns the entity.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.enableEntity("key-1");
+   * ```
+   */
+  enableEntity(entityId: string): Promise<Entity> {
+    this.#checkOpen();
+    return this.#controls.setDisabled(entityId, false);
+  }
+
+  /**
+   * Turns bypass on or off: a bypassed entity's (and its children's) acquires are admitted
+   * without consuming (`lease.bypassed`; the lease writes nothing) and counted as `bypassed` in
+   * usage. Audited (`entity.bypass`). Returns the entity.
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.setBypass({ entityId: "internal-batch", bypass: true });
+   * ```
+   */
+  setBypass(options: { entityId: string; bypass: boolean }): Promise<Entity> {
+    this.#checkOpen();
+    return this.#controls.setBypass(options);
+  }
+
+  /**
+   * Moves an existing entity under a parent (existing and top-level; the entity must have no
+   * children), or detaches it (`parentId` left out). Audited (`entity.set-parent`).
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.setParent({ entityId: "key-1", parentId: "proj-2" });
+   * ```
+   */
+  setParent(options: { entityId: string; parentId?: string }): Promise<Entity> {
+    this.#checkOpen();
+    return this.#controls.setParent(options);
+  }
+
+  /**
+   * Sets whether an existing entity's acquires cascade to its parent by default. Audited
+   * (`entity.set-cascade`).
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.setCascade({ entityId: "key-1", cascade: true });
+   * ```
+   */
+  setCascade(options: { entityId: string; cascade: boolean }): Promise<Entity> {
+    this.#checkOpen();
+    return this.#controls.setCascade(options);
+  }
+
+  /**
+   * Switches a resource off for every entity: its acquires throw {@link EntityDisabledError}.
+   * Audited (`resource.disable`).
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.disableResource("gpt-4");
+   * ```
+   */
+  disableResource(resource: string): Promise<ResourceControls> {
+    this.#checkOpen();
+    return this.#controls.setResourceDisabled(resource, true);
+  }
+
+  /**
+   * Switches a disabled resource on again (audited: `resource.enable`).
+   *
+   * @example
+   * ```ts ignore
+   * await limiter.enableResource("gpt-4");
+   * ```
+   */
+  enableResource(resource: string): Promise<ResourceControls> {
+    this.#checkOpen();
+    return this.#controls.setResourceDisabled(resource, false);
+  }
+
+  /**
+   * A resource's controls (`{}` when none are set).
+   *
+   * @example
+   * ```ts ignore
+   * const { disabled } = await limiter.getResourceControls("gpt-4");
+   * ```
+   */
+  getResourceControls(resource: string): Promise<ResourceControls> {
+    this.#checkOpen();
+    return this.#controls.getResourceControls(resource);
   }
 
   /**

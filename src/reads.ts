@@ -10,6 +10,7 @@ import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
 import { effectiveTat, makeTarget } from "./engine/plan.ts";
+import { gate } from "./engine/gate.ts";
 import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
@@ -105,11 +106,13 @@ export class BucketReader {
     let deadline = Date.now() + this.#timeoutMs;
     try {
       deadline += await this.#ready(deadline); // the set-up may take longer than a call
-      const [first] = await this.#config.resolveTargets(
+      const { targets: [first], controls, noLimits } = await this.#config.resolve(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,
         "read",
       );
+      gate({ entityId, resource }, controls); // a disabled entity or resource says so here too
+      if (noLimits) throw noLimits;
       const nowMs = this.#writer.now();
       const shard = first.shard;
       const targets = shard && shard.count > 1

@@ -77,6 +77,11 @@ export interface UsageSnapshot {
   consumed: Record<string, number>;
   /** Requests admitted (rollbacks subtracted). */
   requests: number;
+  /**
+   * Requests admitted without consuming because the entity had bypass on (hourly windows only;
+   * absent when none).
+   */
+  bypassed?: number;
 }
 
 /**
@@ -122,6 +127,8 @@ export interface UsageSummary {
   total: Record<string, number>;
   /** Requests over all windows. */
   requests: number;
+  /** Bypassed requests over all windows (hourly windows only: see `UsageSnapshot.bypassed`). */
+  bypassed: number;
   /** Tokens per window with usage, per limit. */
   average: Record<string, number>;
   /** Requests per window with usage. */
@@ -203,7 +210,9 @@ export async function getUsageSummary(
   const byWindow = new Map<string, { consumed: Map<string, bigint>; requests: bigint }>();
   const total = new Map<string, bigint>();
   let requests = 0n;
+  let bypassed = 0n;
   for await (const raw of readRaw(client, tableName, q)) {
+    bypassed += raw.bypassed;
     const w = byWindow.get(raw.windowStart) ?? { consumed: new Map(), requests: 0n };
     for (const [limit, m] of raw.consumed) {
       w.consumed.set(limit, (w.consumed.get(limit) ?? 0n) + m);
@@ -231,6 +240,7 @@ export async function getUsageSummary(
     windows,
     total: tokens(total),
     requests: Number(requests),
+    bypassed: Number(bypassed),
     average,
     averageRequests: windows ? Number(requests) / windows : 0,
     peak,
@@ -310,6 +320,7 @@ interface RawSnapshot {
   windowEnd: string;
   consumed: Map<string, bigint>;
   requests: bigint;
+  bypassed: bigint;
 }
 
 async function* readSnapshots(
@@ -326,6 +337,7 @@ async function* readSnapshots(
       windowEnd: raw.windowEnd,
       consumed: tokens(raw.consumed),
       requests: Number(raw.requests),
+      ...(raw.bypassed > 0n ? { bypassed: Number(raw.bypassed) } : {}),
     };
   }
 }
@@ -396,6 +408,7 @@ function parseSnapshot(item: Record<string, AttributeValue>): RawSnapshot | unde
     windowEnd: item.windowEnd?.S ?? "",
     consumed,
     requests: BigInt(item.rq?.N ?? "0"),
+    bypassed: BigInt(item.bypassed?.N ?? "0"),
   };
 }
 

@@ -11,6 +11,7 @@ import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
 import { Auditor, DEFAULT_AUDIT_RETENTION_DAYS } from "./audit.ts";
 import { BucketAdmin } from "./bucket_admin.ts";
+import { ControlAdmin } from "./controls.ts";
 import { DefaultsAdmin } from "./defaults.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
@@ -48,6 +49,8 @@ export interface LimiterParts {
   defaults: DefaultsAdmin;
   /** `RateLimiter`'s reset and top-up. */
   buckets: BucketAdmin;
+  /** `RateLimiter`'s entity and resource controls. */
+  controls: ControlAdmin;
   createTable: () => Promise<void>;
   /** The health check (`ping.ts`), or the backend's own. */
   ping: () => Promise<PingResult>;
@@ -210,6 +213,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     keyRetentionDays: DEFAULT_AUDIT_RETENTION_DAYS,
   });
   const defaults = new DefaultsAdmin({ ...shared, ready: adminReady, auditor });
+  const controls = new ControlAdmin({ ...shared, ready: adminReady, auditor });
   const run = async <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => {
     let deadline = Date.now() + Math.max(timeoutMs, 10_000);
     try {
@@ -231,6 +235,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       listEntities({ catalog, run, requireCurrent: (op) => gate.require(op) }, options),
     defaults,
     buckets,
+    controls,
     createTable: () => store.buckets.createTable(),
     ping: () =>
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),

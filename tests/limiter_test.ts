@@ -402,7 +402,9 @@ Deno.test({
         };
         meter.reset();
         await (await limiter.acquire({ ...base, consume: { rpm: 1, tpm: 100 } })).commit();
+        // First use: the entity's metadata and the resource's controls, read once and cached.
         assert.deepEqual(meter.calls.map((c) => [c.command, c.tableWcu, c.indexWcu]), [
+          ["BatchGetItemCommand", 0, 0],
           ["UpdateItemCommand", 1, 0],
         ]);
         meter.reset();
@@ -426,7 +428,7 @@ Deno.test({
         const asking = fresh({ denyCache: false });
         await assert.rejects(asking.acquire({ ...base, consume: { rpm: 1 } }), RateLimitExceeded);
         await assert.rejects(asking.acquire({ ...base, consume: { rpm: 1 } }), RateLimitExceeded);
-        assert.equal(meter.count, 2);
+        assert.equal(meter.count, 3); // the new limiter's one controls read, then both refusals
         // the process's own rollback lowers what it knows
         now += 30_000;
         const lease = await limiter.acquire({ ...base, consume: { rpm: 1 } });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { CreateTableCommand, type DynamoDBClient, PutItemCommand } from "@aws-sdk/client-dynamodb";
-import { Limit, RateLimiter, upgradeTable } from "../mod.ts";
+import { EntityDisabledError, Limit, RateLimiter, upgradeTable } from "../mod.ts";
 import { parseTemplate, TEMPLATE_YAML } from "../src/infra/template.ts";
 import { tableDefinition } from "../src/repository.ts";
 import { generatedModule } from "../scripts/gen_template.ts";
@@ -192,6 +192,19 @@ Deno.test({
           amount: 1,
           idempotencyKey: "policy",
         });
+        // Controls: entity updates (with a ConditionCheck of the new parent), resource controls.
+        await admin.createEntity({ entityId: "vip" });
+        await admin.setBypass({ entityId: "vip", bypass: true });
+        await admin.createEntity({ entityId: "off" });
+        await admin.disableEntity("off");
+        await admin.createEntity({ entityId: "moved" });
+        await admin.setParent({ entityId: "moved", parentId: "proj" });
+        await admin.setCascade({ entityId: "moved", cascade: true });
+        await admin.setParent({ entityId: "moved" });
+        await admin.disableResource("closed");
+        await admin.getResourceControls("closed");
+        await admin.disableResource("reopened");
+        await admin.enableResource("reopened");
       });
 
       const hotSeen = recordActions(hotClient);
@@ -243,6 +256,21 @@ Deno.test({
           assert.equal((await hot.ping()).ok, true);
           // the resource's defaults, without limits in the call
           await hot.acquire({ entityId: "solo", resource: "claude", consume: { rpm: 1 } });
+          // Controls on the hot path: a bypassed request (counted), disabled entity and resource.
+          const bypassed = await hot.acquire({
+            entityId: "vip",
+            resource: "gpt-4",
+            limits: [rpm],
+            consume: { rpm: 1 },
+          });
+          assert.equal(bypassed.bypassed, true);
+          await bypassed.commit();
+          for (const [entityId, resource] of [["off", "gpt-4"], ["solo", "closed"]]) {
+            await assert.rejects(
+              hot.acquire({ entityId, resource, limits: [rpm], consume: { rpm: 1 } }),
+              EntityDisabledError,
+            );
+          }
           await hot.timeUntilAvailable({
             entityId: "key",
             resource: "gpt-4",

@@ -7,6 +7,7 @@
  */
 
 import * as math from "../bucket.ts";
+import type { Backend } from "../backend.ts";
 import type { ConfigResolver } from "../config.ts";
 import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
@@ -16,6 +17,7 @@ import { BATCH_DEFAULTS, BatchPool, type BatchSettings } from "./batches.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { amountsFor, makeTarget } from "./plan.ts";
+import { bypassLease, gate } from "./gate.ts";
 import { pickShard } from "./shards.ts";
 import {
   asLeaseTarget,
@@ -60,6 +62,8 @@ export type AcquireRequest = ValidRequest & { consume: Map<string, bigint> };
 
 /** Options of {@link LeaseEngine}. */
 export interface LeaseEngineOptions {
+  /** Where bypassed requests are counted. */
+  backend: Backend;
   writer: BucketWriter;
   outbox: Outbox;
   config: ConfigResolver;
@@ -74,6 +78,7 @@ export interface LeaseEngineOptions {
 
 /** Acquires leases and writes their commits and rollbacks, under the failure mode. */
 export class LeaseEngine {
+  readonly #backend: Backend;
   readonly #writer: BucketWriter;
   readonly #outbox: Outbox;
   readonly #config: ConfigResolver;
@@ -85,6 +90,7 @@ export class LeaseEngine {
   #batches?: BatchPool;
 
   constructor(options: LeaseEngineOptions) {
+    this.#backend = options.backend;
     this.#writer = options.writer;
     this.#outbox = options.outbox;
     this.#config = options.config;
@@ -150,7 +156,28 @@ export class LeaseEngine {
       // deadline: the time it took is not counted.
       deadline += await this.#ready(deadline);
       nowMs = this.#writer.now();
-      targets = await this.#config.resolveTargets(req, deadline);
+      const resolved = await this.#config.resolve(req, deadline);
+      if (gate(req, resolved.controls)) {
+        return await bypassLease(
+          req.consume,
+          () =>
+            this.#writer.call(
+              undefined,
+              (signal) =>
+                this.#backend.entities.countBypassed(
+                  req.entityId,
+                  req.resource,
+                  Number(nowMs),
+                  signal,
+                ),
+              deadline,
+              "acquire",
+            ),
+          (err) => this.#writer.fail(err, "acquire"),
+        );
+      }
+      if (resolved.noLimits) throw resolved.noLimits;
+      targets = resolved.targets;
       milli = targets.map((t) => amountsFor(t, req.consume));
       const batch = req.batch ?? this.#batchSettings !== undefined;
       let tries: Target[] = targets;

@@ -8,6 +8,7 @@
 
 import {
   ConfigurationError,
+  EntityDisabledError,
   RateLimiterUnavailable,
   RateLimitExceeded,
   ValidationError,
@@ -16,6 +17,7 @@ import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
 import { type RateLimitHeaderOptions, setRateLimitHeaders } from "./headers.ts";
 import {
+  disabledResponse,
   type ErrorHandler,
   type InvalidKey,
   invalidKey,
@@ -137,6 +139,7 @@ export interface AdmitOptions extends RefusalOptions {
  * `undefined`; or the response to send instead:
  *
  * - 429 when a limit refused ({@link rateLimitedResponse}, or `onRateLimited`);
+ * - 403 when the entity, its parent or the resource is disabled ({@link disabledResponse});
  * - 503 when DynamoDB is unavailable and the failure mode is FAIL_CLOSED;
  * - 400 ({@link invalidKeyResponse}, or `onInvalidKey`) when `key` threw or the limiter refused
  *   what it returned (a `ValidationError`, e.g. an entity id from a header that breaks the
@@ -181,6 +184,7 @@ export async function admit(
         return { response: rateLimitedResponse(err, { headers: { ietf: false } }) };
       }
     }
+    if (err instanceof EntityDisabledError) return { response: disabledResponse(err) };
     if (err instanceof RateLimiterUnavailable) return { response: unavailableResponse(err) };
     if (err instanceof ConfigurationError) {
       onError(err, "configuration");

@@ -46,6 +46,7 @@ export {
 } from "./handler.ts";
 export { ipKey, type IpKeyOptions } from "./ip.ts";
 export {
+  disabledResponse,
   echo,
   type ErrorHandler,
   type ErrorPhase,

@@ -7,6 +7,7 @@
 
 import {
   type ConfigurationError,
+  type EntityDisabledError,
   type RateLimiterUnavailable,
   type RateLimitExceeded,
   ValidationError,
@@ -100,6 +101,24 @@ export function unavailableResponse(error: RateLimiterUnavailable): Response {
     { error: "rate_limiter_unavailable", message: error.message },
     { status: 503, headers: { "Retry-After": "1" } },
   );
+}
+
+/**
+ * The 403 response for a request refused because its entity, the entity's parent or the resource
+ * is switched off ({@link EntityDisabledError}): a JSON body naming what is disabled. Never a 429,
+ * and no `Retry-After`: waiting does not help.
+ *
+ * @example
+ * ```ts
+ * import { EntityDisabledError } from "../errors.ts";
+ * import { disabledResponse } from "./responses.ts";
+ * const res = disabledResponse(new EntityDisabledError("key-1", "api", "entity", "key-1"));
+ * console.assert(res.status === 403 && res.headers.get("Retry-After") === null);
+ * console.assert((await res.json()).disabled === "entity");
+ * ```
+ */
+export function disabledResponse(error: EntityDisabledError): Response {
+  return Response.json(error.asDict(), { status: 403 });
 }
 
 /**

@@ -32,6 +32,7 @@ export type { CatalogBackend, CatalogPage, CatalogQuery } from "../entity_list.t
 import type { CatalogBackend } from "../entity_list.ts";
 import { SCHEMA_VERSION } from "../keys.ts";
 export type { AdminBucketChange, AdminLimitOp, AdminOutcome } from "../bucket_items.ts";
+export type { EntityPatch } from "../control_store.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -47,6 +48,7 @@ import {
   ShardsChanged,
   type StoredLimits,
 } from "../entities.ts";
+import { patchEntity } from "./controls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
@@ -97,8 +99,6 @@ export class InMemoryBackend implements Backend {
   readonly #limits = new Map<string, StoredLimits>();
   /** Default limits by resource (`*`: the system defaults). */
   readonly #defaults = new Map<string, Limit[]>();
-  /** Resource controls by resource (loaded with the defaults; written by the controls API). */
-  readonly #controls = new Map<string, ResourceControls>();
 
   /** `RateLimiter.ping()` on this backend: healthy, latency 0 (nothing to reach). */
   ping(tableName: string): Promise<PingResult> {
@@ -106,6 +106,10 @@ export class InMemoryBackend implements Backend {
   }
   /** Top-ups' idempotency records: `{entityId}#{resource}#{key}` → expiry (epoch s). */
   readonly #markers = new Map<string, number>();
+  /** Resource controls by resource (loaded with the defaults). */
+  readonly #resourceControls = new Map<string, ResourceControls>();
+  /** Bypassed requests counted, by `{entityId}#{resource}`. */
+  readonly #bypassed = new Map<string, number>();
 
   constructor() {
     this.catalog = {
@@ -219,6 +223,24 @@ export class InMemoryBackend implements Backend {
         this.#audit(audit);
         return Promise.resolve();
       },
+      updateEntity: async (id, patch, _signal, audit) => {
+        await Promise.resolve();
+        this.#entities.set(id, patchEntity(this.#entities, id, patch));
+        this.#audit(audit);
+      },
+      getResourceControls: (resource) =>
+        Promise.resolve(clone(this.#resourceControls.get(resource))),
+      putResourceControls: (resource, controls, _signal, audit) => {
+        if (controls.disabled) this.#resourceControls.set(resource, { disabled: true });
+        else this.#resourceControls.delete(resource);
+        this.#audit(audit);
+        return Promise.resolve();
+      },
+      countBypassed: (id, resource) => {
+        const key = bucketKey(id, resource);
+        this.#bypassed.set(key, (this.#bypassed.get(key) ?? 0) + 1);
+        return Promise.resolve();
+      },
       loadConfig: (ids, resource, want) => {
         const out = new Map<string, EntityConfig>();
         for (const id of ids) {
@@ -226,7 +248,7 @@ export class InMemoryBackend implements Backend {
           if (want.defaults) {
             cfg.resourceDefaults = copy(this.#defaults.get(resource));
             cfg.systemDefaults = copy(this.#defaults.get("*"));
-            const controls = this.#controls.get(resource);
+            const controls = this.#resourceControls.get(resource);
             if (controls?.disabled) cfg.resourceControls = { disabled: true };
           }
           if (want.meta) cfg.entity = clone(this.#entities.get(id));
@@ -274,6 +296,21 @@ export class InMemoryBackend implements Backend {
         );
       },
     };
+  }
+
+  /**
+   * Bypassed requests of an entity on a resource counted so far (DynamoDB keeps them in the hourly
+   * usage snapshots).
+   *
+   * @example
+   * ```ts
+   * import { InMemoryBackend } from "./mod.ts";
+   * const backend = new InMemoryBackend();
+   * console.assert(backend.bypassed("key-1", "api") === 0);
+   * ```
+   */
+  bypassed(entityId: string, resource: string): number {
+    return this.#bypassed.get(bucketKey(entityId, resource)) ?? 0;
   }
 
   /** Stores an audit event (with the change it records: same synchronous step). */

@@ -1,0 +1,238 @@
+/**
+ * Entity and resource controls in DynamoDB: changes to an existing entity (disabled, bypass,
+ * cascade, parent), a resource's controls (`SYSTEM` / `#CONTROL#{resource}`), and the count of
+ * bypassed requests. Each change is one transaction with its audit event.
+ *
+ * @module
+ */
+
+import {
+  type AttributeValue,
+  type DynamoDBClient,
+  GetItemCommand,
+  TransactionCanceledException,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { isoSeconds, usageSk, windowAt } from "./aggregator/snapshot.ts";
+import { auditItem, type AuditRecord } from "./audit_record.ts";
+import { send } from "./calls.ts";
+import { EntityNotFoundError, ValidationError } from "./errors.ts";
+import * as keys from "./keys.ts";
+
+/**
+ * A change to an existing entity: each field given is set (`parentId: undefined` given detaches
+ * the entity from its parent; a field left out is kept).
+ *
+ * @example
+ * ```ts
+ * import type { EntityPatch } from "./control_store.ts";
+ * const patch: EntityPatch = { disabled: true };
+ * const detach: EntityPatch = { parentId: undefined };
+ * console.assert("parentId" in detach && !("parentId" in patch));
+ * ```
+ */
+export interface EntityPatch {
+  /** Switched off. */
+  disabled?: boolean;
+  /** Admitted without consuming. */
+  bypass?: boolean;
+  /** Cascades to its parent by default. */
+  cascade?: boolean;
+  /** The new parent (must exist and be top-level); `undefined` given: no parent. */
+  parentId?: string;
+}
+
+/** A resource's controls (the shape of `ResourceControls` in entities.ts, which imports this). */
+type ResourceControls = { disabled?: boolean };
+
+/** How long a bypass count is kept after its hour ends, days (as the aggregator's snapshots). */
+const BYPASS_RETENTION_DAYS = 90;
+
+/** Controls storage for one table. */
+export class ControlStore {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+
+  /** @param client DynamoDB client. @param tableName Table. */
+  constructor(client: DynamoDBClient, tableName: string) {
+    this.#client = client;
+    this.#table = tableName;
+  }
+
+  /** Writes `ops` and the event of `audit` (when given) in one transaction. */
+  async #transact(ops: TransactWriteItem[], audit?: AuditRecord, signal?: AbortSignal) {
+    const TableName = this.#table;
+    const items = ops.map((op): TransactWriteItem =>
+      op.Put
+        ? { Put: { ...op.Put, TableName } }
+        : op.Update
+        ? { Update: { ...op.Update, TableName } }
+        : op.Delete
+        ? { Delete: { ...op.Delete, TableName } }
+        : { ConditionCheck: { ...op.ConditionCheck!, TableName } }
+    );
+    if (audit) items.push({ Put: { TableName, Item: auditItem(audit) } });
+    await send(
+      this.#client,
+      TransactWriteItemsCommand,
+      { TransactItems: items, ...(audit ? { ClientRequestToken: audit.eventId } : {}) },
+      signal,
+    );
+  }
+
+  /**
+   * Changes an existing entity (`EntityNotFoundError` when missing). A new parent must exist and
+   * be top-level, checked in the same transaction; GSI1 follows the parent.
+   */
+  async updateEntity(
+    entityId: string,
+    patch: EntityPatch,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void> {
+    const sets: string[] = [];
+    const removes: string[] = [];
+    const values: Record<string, AttributeValue> = {};
+    const names: Record<string, string> = {}; // some are reserved words (cascade)
+    for (const flag of ["disabled", "bypass"] as const) {
+      if (patch[flag] === undefined) continue;
+      names[`#${flag}`] = flag;
+      if (patch[flag]) {
+        sets.push(`#${flag} = :${flag}`);
+        values[`:${flag}`] = { BOOL: true };
+      } else removes.push(`#${flag}`); // absent: off
+    }
+    if (patch.cascade !== undefined) {
+      names["#cascade"] = "cascade";
+      sets.push("#cascade = :cascade");
+      values[":cascade"] = { BOOL: patch.cascade };
+    }
+    const parentId = patch.parentId;
+    const ops: TransactWriteItem[] = [];
+    if ("parentId" in patch) {
+      if (parentId === undefined) removes.push("parentId", "GSI1PK", "GSI1SK");
+      else {
+        sets.push("parentId = :parent", "GSI1PK = :g1pk", "GSI1SK = :g1sk");
+        values[":parent"] = { S: parentId };
+        values[":g1pk"] = { S: keys.parentKey(parentId) };
+        values[":g1sk"] = { S: keys.childKey(entityId) };
+        ops.push({
+          ConditionCheck: {
+            TableName: this.#table,
+            Key: keys.itemKey(parentId, keys.META_SK),
+            ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          },
+        });
+      }
+    }
+    if (sets.length === 0 && removes.length === 0) return;
+    ops.push({
+      Update: {
+        TableName: this.#table,
+        Key: keys.itemKey(entityId, keys.META_SK),
+        UpdateExpression: [
+          sets.length ? `SET ${sets.join(", ")}` : "",
+          removes.length ? `REMOVE ${removes.join(", ")}` : "",
+        ].join(" ").trim(),
+        ConditionExpression: "attribute_exists(PK)",
+        ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
+        ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
+      },
+    });
+    try {
+      await this.#transact(ops, audit, signal);
+    } catch (err) {
+      if (!(err instanceof TransactionCanceledException)) throw err;
+      const reasons = err.CancellationReasons ?? [];
+      const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+      if (failed(ops.length - 1)) throw new EntityNotFoundError(entityId);
+      if (parentId !== undefined && failed(0)) {
+        const parent = reasons[0].Item;
+        if (!parent) throw new EntityNotFoundError(parentId);
+        throw new ValidationError(
+          "parentId",
+          parentId,
+          `must be a top-level entity, but it has parent ${parent.parentId?.S}`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** A resource's controls, `undefined` when none are set. */
+  async getResourceControls(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<ResourceControls | undefined> {
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: systemKey(resource),
+      ConsistentRead: true,
+    }, signal);
+    return out.Item ? parseResourceControls(out.Item) : undefined;
+  }
+
+  /** Stores a resource's controls; with none set, deletes the item. */
+  async putResourceControls(
+    resource: string,
+    controls: ResourceControls,
+    signal?: AbortSignal,
+    audit?: AuditRecord,
+  ): Promise<void> {
+    const op: TransactWriteItem = controls.disabled
+      ? {
+        Put: {
+          TableName: this.#table,
+          Item: { ...systemKey(resource), resource: { S: resource }, disabled: { BOOL: true } },
+        },
+      }
+      : { Delete: { TableName: this.#table, Key: systemKey(resource) } };
+    await this.#transact([op], audit, signal);
+  }
+
+  /**
+   * Counts one bypassed request in the hourly usage snapshot of the entity and resource (attribute
+   * `bypassed`; the aggregator's updates leave it alone): one `UpdateItem`.
+   */
+  async countBypassed(
+    entityId: string,
+    resource: string,
+    atMs: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { startMs, endMs } = windowAt("hourly", atMs);
+    const windowStart = isoSeconds(startMs);
+    await send(this.#client, UpdateItemCommand, {
+      TableName: this.#table,
+      Key: {
+        PK: { S: keys.entityPk(entityId) },
+        SK: { S: usageSk(resource, "hourly", windowStart) },
+      },
+      UpdateExpression: "SET entityId = :e, #r = :r, #w = :w, windowStart = :ws, " +
+        "windowEnd = :we, #ttl = if_not_exists(#ttl, :ttl) ADD bypassed :one",
+      ExpressionAttributeNames: { "#r": "resource", "#w": "window", "#ttl": keys.TTL },
+      ExpressionAttributeValues: {
+        ":e": { S: entityId },
+        ":r": { S: resource },
+        ":w": { S: "hourly" },
+        ":ws": { S: windowStart },
+        ":we": { S: isoSeconds(endMs) },
+        ":ttl": { N: String(Math.floor(endMs / 1000) + BYPASS_RETENTION_DAYS * 86_400) },
+        ":one": { N: "1" },
+      },
+    }, signal);
+  }
+}
+
+/** The key of a resource's controls item. */
+export function systemKey(resource: string): { PK: { S: string }; SK: { S: string } } {
+  return { PK: { S: keys.SYSTEM_PK }, SK: { S: keys.controlSk(resource) } };
+}
+
+/** The controls of a `#CONTROL#{resource}` item. */
+export function parseResourceControls(item: Record<string, AttributeValue>): ResourceControls {
+  return item.disabled?.BOOL ? { disabled: true } : {};
+}

@@ -1,0 +1,172 @@
+/**
+ * Entity and resource controls, the admin side: disable and enable an entity or a resource, turn
+ * bypass on and off, and change an existing entity's parent or cascade flag. Each change is one
+ * transaction with its audit event, and clears this process's caches at once; other processes see
+ * it within their `limitsCacheTtlMs` (docs/design.md, "Controls").
+ *
+ * @module
+ */
+
+import type { AuditChange, Auditor } from "./audit.ts";
+import type { Backend } from "./backend.ts";
+import type { ConfigResolver } from "./config.ts";
+import type { EntityPatch } from "./control_store.ts";
+import type { Entity, ResourceControls } from "./entities.ts";
+import type { BucketWriter } from "./engine/writer.ts";
+import { EntityNotFoundError, ValidationError } from "./errors.ts";
+import { checkBoolean, checkObject, validateEntityId, validateResource } from "./validate.ts";
+
+/** Options of {@link ControlAdmin}. */
+export interface ControlAdminOptions {
+  backend: Backend;
+  writer: BucketWriter;
+  config: ConfigResolver;
+  ready: (deadline: number) => Promise<number>;
+  timeoutMs: number;
+  auditor: Auditor;
+}
+
+/** Changes the controls of entities and resources. */
+export class ControlAdmin {
+  readonly #backend: Backend;
+  readonly #writer: BucketWriter;
+  readonly #config: ConfigResolver;
+  readonly #ready: (deadline: number) => Promise<number>;
+  readonly #timeoutMs: number;
+  readonly #auditor: Auditor;
+
+  constructor(options: ControlAdminOptions) {
+    this.#backend = options.backend;
+    this.#writer = options.writer;
+    this.#config = options.config;
+    this.#ready = options.ready;
+    this.#timeoutMs = options.timeoutMs;
+    this.#auditor = options.auditor;
+  }
+
+  /** Switches an entity off (`disabled`) or on again. */
+  async setDisabled(entityId: string, disabled: boolean): Promise<Entity> {
+    const id = validateEntityId(entityId);
+    return await this.#change(id, { disabled }, disabled ? "entity.disable" : "entity.enable");
+  }
+
+  /** Turns an entity's bypass on or off. */
+  async setBypass(options: { entityId: string; bypass: boolean }): Promise<Entity> {
+    checkObject("options", options);
+    const id = validateEntityId(options.entityId);
+    checkBoolean("bypass", options.bypass);
+    return await this.#change(id, { bypass: options.bypass }, "entity.bypass");
+  }
+
+  /** Sets whether an entity's acquires cascade to its parent by default. */
+  async setCascade(options: { entityId: string; cascade: boolean }): Promise<Entity> {
+    checkObject("options", options);
+    const id = validateEntityId(options.entityId);
+    checkBoolean("cascade", options.cascade);
+    return await this.#change(id, { cascade: options.cascade }, "entity.set-cascade");
+  }
+
+  /**
+   * Gives an entity a parent (which must exist and be top-level), or none (`parentId` left out or
+   * `undefined`). An entity with children cannot get a parent: the hierarchy has two levels.
+   */
+  async setParent(options: { entityId: string; parentId?: string }): Promise<Entity> {
+    checkObject("options", options);
+    const id = validateEntityId(options.entityId);
+    const parentId = options.parentId === undefined
+      ? undefined
+      : validateEntityId(options.parentId, "parentId");
+    if (parentId === id) {
+      throw new ValidationError("parentId", parentId, "must differ from entityId");
+    }
+    if (parentId !== undefined) {
+      const children = await this.#run(
+        "setParent",
+        (signal) => this.#backend.entities.children(id, signal),
+      );
+      if (children.length > 0) {
+        throw new ValidationError(
+          "entityId",
+          id,
+          `has ${children.length} children (${
+            children.slice(0, 3).map((c) => c.entityId).join(", ")
+          }${children.length > 3 ? ", ..." : ""}); an entity with children cannot get a parent`,
+        );
+      }
+    }
+    return await this.#change(id, { parentId }, "entity.set-parent");
+  }
+
+  /** Switches a resource off (`disabled`: every acquire on it is refused) or on again. */
+  async setResourceDisabled(resource: string, disabled: boolean): Promise<ResourceControls> {
+    const r = validateResource(resource);
+    const before = await this.getResourceControls(r);
+    const after: ResourceControls = disabled ? { disabled: true } : {};
+    const audit = await this.#auditor.record({
+      action: disabled ? "resource.disable" : "resource.enable",
+      scope: { kind: "resource", resource: r },
+      resource: r,
+      before: { disabled: before?.disabled === true },
+      after: { disabled },
+    });
+    await this.#run(
+      "setResourceControls",
+      (signal) => this.#backend.entities.putResourceControls(r, after, signal, audit),
+    );
+    this.#config.forgetResource(r);
+    return after;
+  }
+
+  /** A resource's controls (`{}` when none are set). */
+  async getResourceControls(resource: string): Promise<ResourceControls> {
+    const r = validateResource(resource);
+    return await this.#run(
+      "getResourceControls",
+      (signal) => this.#backend.entities.getResourceControls(r, signal),
+    ) ?? {};
+  }
+
+  /** Applies `patch` to an existing entity with its audit event; returns the entity after. */
+  async #change(entityId: string, patch: EntityPatch, action: string): Promise<Entity> {
+    const before = await this.#run(
+      action,
+      (signal) => this.#backend.entities.get(entityId, signal),
+    );
+    if (!before) throw new EntityNotFoundError(entityId);
+    const change: AuditChange = {
+      action,
+      scope: { kind: "entity", entityId },
+      before: pick(before, patch),
+      after: pick({ ...before, ...patch }, patch),
+    };
+    const audit = await this.#auditor.record(change);
+    await this.#run(
+      action,
+      (signal) => this.#backend.entities.updateEntity(entityId, patch, signal, audit),
+    );
+    this.#config.forget(entityId);
+    this.#writer.forget(entityId);
+    const after = await this.#run(action, (signal) => this.#backend.entities.get(entityId, signal));
+    if (!after) throw new EntityNotFoundError(entityId); // deleted meanwhile
+    return after;
+  }
+
+  async #run<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    let deadline = Date.now() + Math.max(this.#timeoutMs, 10_000);
+    try {
+      deadline += await this.#ready(deadline); // the set-up may take longer than a call
+      return await this.#writer.call(undefined, fn, deadline, operation);
+    } catch (err) {
+      throw this.#writer.fail(err, operation);
+    }
+  }
+}
+
+/** The fields of `patch` as they are on `entity`, for an audit value (absent flags: false). */
+function pick(entity: Partial<Entity>, patch: EntityPatch): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(patch) as (keyof EntityPatch)[]) {
+    out[key] = key === "parentId" ? entity.parentId ?? null : entity[key] ?? false;
+  }
+  return out;
+}
