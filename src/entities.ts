@@ -22,12 +22,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
-import {
-  ControlStore,
-  type EntityPatch,
-  parseResourceControls,
-  systemKey,
-} from "./control_store.ts";
+import { ControlStore, type EntityPatch } from "./control_store.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import type { Limit } from "./limit.ts";
