@@ -35,6 +35,12 @@ export {
   UncertainOutcome,
 } from "./src/limiter.ts";
 export { Lease } from "./src/lease.ts";
+export type {
+  AuditEvent,
+  AuditEventsPage,
+  AuditScope,
+  GetAuditEventsOptions,
+} from "./src/audit_read.ts";
 export type { Entity } from "./src/entities.ts";
 export {
   ConfigurationError,

@@ -7,6 +7,7 @@
  */
 
 import type { Auditor } from "./audit.ts";
+import { type AuditEventsPage, getAuditEvents, type GetAuditEventsOptions } from "./audit_read.ts";
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
@@ -254,6 +255,20 @@ export class EntityAdmin {
       }
       return { entityId, resource, available, capacity };
     });
+  }
+
+  /** Audit events, newest first, a page at a time (src/audit_read.ts). */
+  auditEvents(options?: GetAuditEventsOptions): Promise<AuditEventsPage> {
+    return getAuditEvents(
+      options,
+      (query) =>
+        this.#run("getAuditEvents", (signal) => this.#backend.entities.auditEvents(query, signal)),
+    );
+  }
+
+  /** Runs a storage call of the audit trail itself (its settings) with the admin's deadline. */
+  auditCall<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.#run(operation, fn);
   }
 
   #forget(entityId: string): void {

@@ -14,8 +14,8 @@ export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
 export interface AuditorOptions {
   /** Who the changes are made by. @default "local" */
   principal?: string | (() => Promise<string>);
-  /** How long an event is kept, days. @default 90 */
-  retentionDays?: number;
+  /** How long an event is kept, days (or where to read it, once). @default 90 */
+  retentionDays?: number | (() => Promise<number>);
   /** Real time, epoch ms. @default Date.now */
   now?: () => number;
 }
@@ -49,7 +49,8 @@ export interface AuditChange {
 export class Auditor {
   readonly #principal: string | (() => Promise<string>);
   #resolved?: Promise<string>;
-  readonly #retentionDays: number;
+  readonly #retentionDays: number | (() => Promise<number>);
+  #retention?: Promise<number>;
   readonly #now: () => number;
 
   constructor(options: AuditorOptions = {}) {
@@ -68,19 +69,30 @@ export class Auditor {
     return this.#resolved;
   }
 
+  /** How long an event is kept, days (resolved once). */
+  retentionDays(): Promise<number> {
+    if (typeof this.#retentionDays === "number") return Promise.resolve(this.#retentionDays);
+    this.#retention ??= this.#retentionDays().catch((err) => {
+      this.#retention = undefined; // asked again next time
+      throw err;
+    });
+    return this.#retention;
+  }
+
   /** The record of one change, made now. */
   async record(change: AuditChange): Promise<AuditRecord> {
+    const [principal, days] = await Promise.all([this.principal(), this.retentionDays()]);
     const atMs = this.#now();
     return {
       eventId: crypto.randomUUID().replaceAll("-", ""),
       atMs,
-      principal: await this.principal(),
+      principal,
       action: change.action,
       scope: change.scope,
       ...(change.resource === undefined ? {} : { resource: change.resource }),
       ...(change.before === undefined ? {} : { before: change.before }),
       ...(change.after === undefined ? {} : { after: change.after }),
-      expiresAtSec: Math.floor(atMs / 1000) + this.#retentionDays * 86_400,
+      expiresAtSec: Math.floor(atMs / 1000) + days * 86_400,
     };
   }
 }

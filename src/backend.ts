@@ -7,6 +7,7 @@
  */
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { AuditPage, AuditQuery, AuditSettings } from "./audit_query.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import type { Entity, EntityConfig, StoredLimits, StoredShards } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
@@ -129,6 +130,10 @@ export interface EntityBackend {
     want: { meta: boolean; limits: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>>;
+  /** Audit events, newest first (see src/audit_query.ts). */
+  auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage>;
+  /** The audit settings the table records (`{}` when none). */
+  auditSettings(signal?: AbortSignal): Promise<AuditSettings>;
 }
 
 /**

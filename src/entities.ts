@@ -20,6 +20,13 @@ import {
   UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
+import {
+  type AuditPage,
+  type AuditQuery,
+  type AuditSettings,
+  queryAuditEvents,
+  readAuditSettings,
+} from "./audit_query.ts";
 import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
@@ -439,6 +446,16 @@ export class EntityStore {
       audit,
       signal,
     );
+  }
+
+  /** Audit events, newest first (src/audit_query.ts). */
+  auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage> {
+    return queryAuditEvents(this.#client, this.#table, query, signal);
+  }
+
+  /** The table's audit settings (`SYSTEM / #CONFIG`). */
+  auditSettings(signal?: AbortSignal): Promise<AuditSettings> {
+    return readAuditSettings(this.#client, this.#table, signal);
   }
 
   /**

@@ -23,6 +23,7 @@
  * @module
  */
 
+import { auditPageOf } from "../audit_query.ts";
 import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
@@ -189,6 +190,8 @@ export class InMemoryBackend implements Backend {
         }
         return Promise.resolve(out);
       },
+      auditEvents: (query) => Promise.resolve(auditPageOf(this.auditLog, query)),
+      auditSettings: () => Promise.resolve({}),
     };
   }
 
