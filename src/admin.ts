@@ -26,6 +26,13 @@ import {
   validateResource,
 } from "./validate.ts";
 
+/**
+ * How many times a change of stored limits is decided again when the item changed meanwhile (a
+ * concurrent admin change, or auto-doubling of its shards): each round, one of the racing
+ * changes succeeds.
+ */
+const MAX_ATTEMPTS = 50;
+
 /** Options of {@link EntityAdmin}. */
 export interface EntityAdminOptions {
   backend: Backend;
@@ -181,6 +188,7 @@ export class EntityAdmin {
         resource: resource ?? "*",
         before: stored && storedJson(stored),
         after: storedJson({ limits, shards }),
+        replaces: stored?.auditSk ?? null,
       });
       const done = await this.#run(
         "setLimits",
@@ -196,7 +204,7 @@ export class EntityAdmin {
           )
             .then(() => true, (err) => {
               // Doubled meanwhile by a process that saw throttling: decide again on what is stored.
-              if (err instanceof ShardsChanged && attempt < 4) return false;
+              if (err instanceof ShardsChanged && attempt < MAX_ATTEMPTS) return false;
               throw err;
             }),
       );
@@ -222,17 +230,29 @@ export class EntityAdmin {
 
   async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
     const { entityId, resource } = validateLimitTarget(options);
-    const stored = await this.getStoredLimits({ entityId, resource });
-    const audit = await this.#auditor.record({
-      action: "limits.delete",
-      scope: { kind: "entity", entityId },
-      resource: resource ?? "*",
-      before: stored && storedJson(stored),
-    });
-    await this.#run(
-      "deleteLimits",
-      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal, audit),
-    );
+    for (let attempt = 0;; attempt++) {
+      const stored = await this.getStoredLimits({ entityId, resource });
+      const audit = await this.#auditor.record({
+        action: "limits.delete",
+        scope: { kind: "entity", entityId },
+        resource: resource ?? "*",
+        before: stored && storedJson(stored),
+        replaces: stored?.auditSk ?? null,
+      });
+      const done = await this.#run(
+        "deleteLimits",
+        (signal) =>
+          this.#backend.entities.deleteLimits(entityId, resource, signal, audit).then(
+            () => true,
+            (err) => {
+              // Changed meanwhile by another admin: record what is stored now.
+              if (err instanceof ShardsChanged && attempt < MAX_ATTEMPTS) return false;
+              throw err;
+            },
+          ),
+      );
+      if (done) break;
+    }
     this.#forget(entityId);
   }
 

@@ -32,6 +32,11 @@ export interface AuditChange {
   before?: unknown;
   /** The value after (JSON), `undefined` when none. */
   after?: unknown;
+  /**
+   * The sort key of the event of the state being replaced (`null`: none): the store writes only
+   * if it is still so, and the new event is made later than it (see `AuditRecord.replaces`).
+   */
+  replaces?: string | null;
 }
 
 /**
@@ -82,7 +87,9 @@ export class Auditor {
   /** The record of one change, made now. */
   async record(change: AuditChange): Promise<AuditRecord> {
     const [principal, days] = await Promise.all([this.principal(), this.retentionDays()]);
-    const atMs = this.#now();
+    // Later than the event it replaces, even on a host whose clock is behind that one's.
+    const prevMs = change.replaces ? Number(change.replaces.slice(0, 13)) : NaN;
+    const atMs = prevMs >= this.#now() ? prevMs + 1 : this.#now();
     return {
       eventId: crypto.randomUUID().replaceAll("-", ""),
       atMs,
@@ -93,6 +100,7 @@ export class Auditor {
       ...(change.before === undefined ? {} : { before: change.before }),
       ...(change.after === undefined ? {} : { after: change.after }),
       expiresAtSec: Math.floor(atMs / 1000) + days * 86_400,
+      ...(change.replaces === undefined ? {} : { replaces: change.replaces }),
     };
   }
 }
