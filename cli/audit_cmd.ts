@@ -25,7 +25,7 @@ export function addAuditCommands(program: Command, ctx: CommandContext): void {
     .option("--entity <entityId>", "one entity's events")
     .option("--resource <resource>", "events about one resource")
     .option("--since <time>", "events since: ISO 8601, epoch ms, or an age (30m, 24h, 7d)", since)
-    .option("--limit <n>", "at most this many events", int, 100)
+    .option("--limit <n>", "at most this many events (all pages up to it)", atLeastOne, 100)
     .action(async (opts, c: Command) => {
       const events = await withLimiter(io, opts, async (l) => {
         const out: AuditEvent[] = [];
@@ -49,6 +49,12 @@ export function addAuditCommands(program: Command, ctx: CommandContext): void {
         events.length === 0 ? "No audit events." : events.map(formatAuditEvent).join("\n"),
       );
     });
+}
+
+function atLeastOne(value: string): number {
+  const n = int(value);
+  if (n < 1) throw new InvalidArgumentError(`${JSON.stringify(value)} must be 1 or more.`);
+  return n;
 }
 
 const AGE = /^(\d+)([smhd])$/;

@@ -10,6 +10,8 @@ import type { AuditRecord, AuditScope } from "./audit_record.ts";
 /** How long audit events are kept by default, days. */
 export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
 
+const SEQ_WRAP = 36 ** 6;
+
 /** Options of {@link Auditor}. */
 export interface AuditorOptions {
   /** Who the changes are made by. @default "local" */
@@ -57,6 +59,8 @@ export class Auditor {
   readonly #retentionDays: number | (() => Promise<number>);
   #retention?: Promise<number>;
   readonly #now: () => number;
+  #seq = 0;
+  #lastMs = 0;
 
   constructor(options: AuditorOptions = {}) {
     this.#principal = options.principal ?? "local";
@@ -84,14 +88,25 @@ export class Auditor {
     return this.#retention;
   }
 
+  /**
+   * A new event id: a sequence number of this process (fixed width, so that events of one process
+   * in the same millisecond sort in the order they were made), then 26 random hex digits.
+   */
+  #eventId(): string {
+    const seq = (this.#seq++ % SEQ_WRAP).toString(36).padStart(6, "0");
+    return seq + crypto.randomUUID().replaceAll("-", "").slice(0, 26);
+  }
+
   /** The record of one change, made now. */
   async record(change: AuditChange): Promise<AuditRecord> {
     const [principal, days] = await Promise.all([this.principal(), this.retentionDays()]);
-    // Later than the event it replaces, even on a host whose clock is behind that one's.
-    const prevMs = change.replaces ? Number(change.replaces.slice(0, 13)) : NaN;
-    const atMs = prevMs >= this.#now() ? prevMs + 1 : this.#now();
+    // Later than the event it replaces, even on a host whose clock is behind that one's; and never
+    // before this process's previous event.
+    const prevMs = change.replaces ? Number(change.replaces.slice(0, 13)) + 1 : 0;
+    const atMs = Math.max(this.#now(), this.#lastMs, prevMs);
+    this.#lastMs = atMs;
     return {
-      eventId: crypto.randomUUID().replaceAll("-", ""),
+      eventId: this.#eventId(),
       atMs,
       principal,
       action: change.action,

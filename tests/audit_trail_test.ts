@@ -5,9 +5,15 @@
  * `getAuditEvents` pages newest first and refuses a crafted cursor.
  */
 import assert from "node:assert/strict";
-import { type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import {
+  DescribeTimeToLiveCommand,
+  type DynamoDBClient,
+  QueryCommand,
+} from "@aws-sdk/client-dynamodb";
 import { Limit, RateLimiter, ValidationError } from "../mod.ts";
 import { type AuditRecord, parseAuditItem } from "../src/audit_record.ts";
+import { InMemoryBackend } from "../src/testing/mod.ts";
+import { cli } from "./_cli.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 /** Methods that change nothing an operator would audit: reads, the hot path, lifecycle. */
@@ -316,6 +322,49 @@ Deno.test({
         assert.ok(far.events.length > 0 && far.events.every((e) => e.eventId.length > 0));
         assert.equal(far.events.length, (await auditEvents(client, tableName)).length);
       });
+
+      await t.step("the table's TTL attribute is the events' ttl", async () => {
+        const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+        assert.equal(ttl.TimeToLiveDescription?.AttributeName, "ttl");
+        const raw = await client.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: "PK = :p",
+            ExpressionAttributeValues: { ":p": { S: "AUDIT" } },
+            Limit: 1,
+          }),
+        );
+        assert.match(raw.Items?.[0]?.ttl?.N ?? "", /^\d{10}$/);
+      });
+
+      await t.step("zae-limiter audit list: all pages up to --limit, newest first", async () => {
+        const args = ["--table-name", tableName, "--endpoint-url", ddb.endpoint];
+        const json = await cli(["audit", "list", ...args, "--entity", "race", "--json"]);
+        assert.equal(json.code, 0, json.err);
+        const listed = JSON.parse(json.out) as { action: string; at: string }[];
+        assert.equal(listed.length, 21);
+        assert.equal(listed.at(-1)?.action, "entity.create");
+        const some = await cli(["audit", "list", ...args, "--limit", "3", "--json"]);
+        assert.equal(JSON.parse(some.out).length, 3);
+        const text = await cli(["audit", "list", ...args, "--entity", "race", "--limit", "2"]);
+        assert.equal(text.code, 0, text.err);
+        const lines = text.out.trim().split("\n");
+        assert.equal(lines.length, 2);
+        assert.match(
+          lines[0],
+          /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}(ops|ci)@example\.com {2}limits\.set {2}entity race \(api\) {2}\[rpm:\d+\/min\] → \[rpm:\d+\/min\]$/,
+        );
+        const since = await cli(["audit", "list", ...args, "--since", "1d", "--resource", "api"]);
+        assert.equal(since.code, 0, since.err);
+        assert.ok(since.out.includes("limits.set"));
+        const none = await cli(["audit", "list", ...args, "--since", "2200-01-01"]);
+        assert.equal(none.out.trim(), "No audit events.");
+        const bad = await cli(["audit", "list", ...args, "--limit", "0"]);
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.err, /limit/);
+        const badSince = await cli(["audit", "list", ...args, "--since", "last week"]);
+        assert.equal(badSince.code, 2);
+      });
     } finally {
       await limiter.close();
       await other.close();
@@ -329,3 +378,35 @@ Deno.test({
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
+
+Deno.test("the in-memory backend reads its audit log the same way", async () => {
+  const backend = new InMemoryBackend();
+  let now = 1_800_000_000_000;
+  const limiter = new RateLimiter({ tableName: "mem", backend, clock: () => now });
+  try {
+    await limiter.createEntity({ entityId: "a" });
+    for (let i = 1; i <= 5; i++) {
+      now += 1000;
+      await limiter.setLimits({ entityId: "a", resource: "api", limits: [rpm(i)] });
+    }
+    await limiter.createEntity({ entityId: "b" });
+    const first = await limiter.getAuditEvents({ entityId: "a", limit: 4 });
+    assert.equal(first.events.length, 4);
+    assert.ok(first.cursor);
+    const rest = await limiter.getAuditEvents({ entityId: "a", limit: 4, cursor: first.cursor });
+    assert.deepEqual(rest.events.map((e) => e.action), ["limits.set", "entity.create"]);
+    assert.equal(rest.cursor, undefined);
+    const caps = first.events.map((e) =>
+      (e.after as { limits: { capacity: number }[] }).limits[0].capacity
+    );
+    assert.deepEqual(caps, [5, 4, 3, 2]);
+    assert.equal((await limiter.getAuditEvents({ resource: "api" })).events.length, 5);
+    assert.equal((await limiter.getAuditEvents()).events[0].entityId, "b");
+    await assert.rejects(
+      limiter.getAuditEvents({ entityId: "b", cursor: first.cursor }),
+      (err) => err instanceof ValidationError && err.field === "cursor",
+    );
+  } finally {
+    await limiter.close();
+  }
+});
