@@ -27,7 +27,9 @@ import { auditPageOf } from "../audit_query.ts";
 import { type AuditRecord, auditSk } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
-export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
+export type { AuditPage, AuditQuery, AuditSettings } from "../audit_query.ts";
+export type { AuditRecord, AuditScope } from "../audit_record.ts";
+export type { EntityConfig, ResourceControls, StoredLimits, StoredShards } from "../entities.ts";
 export type {
   BucketWrite,
   LimitOp,
