@@ -41,6 +41,12 @@ export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
 export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
 export type { StoredLimitsEntry } from "./src/defaults_store.ts";
 export type { BucketChangeResult, ResetBucketOptions, TopUpOptions } from "./src/bucket_admin.ts";
+export type {
+  AuditEvent,
+  AuditEventsPage,
+  AuditScope,
+  GetAuditEventsOptions,
+} from "./src/audit_read.ts";
 export {
   ConfigurationError,
   type ConfigurationErrorKind,

@@ -23,6 +23,7 @@ export interface Connection {
   tableName?: string;
   endpointUrl?: string;
   region?: string;
+  principal?: string;
 }
 
 /** Adds a subcommand with its description, help examples and the program's output settings. */
@@ -65,7 +66,11 @@ export function connectionOptions(c: Command): Command {
       "DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB, $AWS_ENDPOINT_URL)",
     )
     .option("--region <region>", "AWS region")
-    .option("--create-table", "create the table first when it is missing (DynamoDB Local)");
+    .option("--create-table", "create the table first when it is missing (DynamoDB Local)")
+    .option(
+      "--principal <name>",
+      "who admin changes are recorded as made by (default: the STS caller on AWS, else local)",
+    );
 }
 
 /** The DynamoDB endpoint: `--endpoint-url`, else `$AWS_ENDPOINT_URL_DYNAMODB`, `$AWS_ENDPOINT_URL`. */
@@ -95,6 +100,7 @@ export async function withLimiter<T>(
     tableName,
     ...(endpoint ? { endpoint } : {}),
     ...(opts.region ? { region: opts.region } : {}),
+    ...(opts.principal ? { principal: opts.principal } : {}),
     createTable: opts.createTable === true,
     timeoutMs: 10_000,
   });

@@ -59,6 +59,7 @@ export function addInfraCommands(program: Command, ctx: CommandContext): void {
     .option("--endpoint-url <url>", "AWS endpoint URL (e.g. moto or LocalStack)")
     .option("--no-aggregator", "without the usage aggregator Lambda")
     .option("--snapshot-retention-days <days>", "days usage snapshots are kept", int, 90)
+    .option("--audit-retention-days <days>", "days audit events are kept", int, 90)
     .option("--usage-windows <list>", "snapshot windows: hourly,daily", windows, [
       "hourly",
       "daily",
@@ -85,6 +86,7 @@ export function addInfraCommands(program: Command, ctx: CommandContext): void {
         stackName,
         aggregator: opts.aggregator,
         snapshotRetentionDays: opts.snapshotRetentionDays,
+        auditRetentionDays: opts.auditRetentionDays,
         usageWindows: opts.usageWindows,
         lambdaMemoryMb: opts.lambdaMemory,
         lambdaTimeoutSeconds: opts.lambdaTimeout,

@@ -7,6 +7,7 @@
  */
 
 import { Command, CommanderError } from "commander";
+import { addAuditCommands } from "./audit_cmd.ts";
 import {
   type CommandContext,
   type Connection,
@@ -77,7 +78,7 @@ interface RunState {
 /**
  * The command tree. The commands live by group: `infra_cmd.ts` (deploy, delete, status, template,
  * Lambda zip), `ops_cmd.ts` (check, list), `entity_cmd.ts`, `limits_cmd.ts` (stored limits, available), `usage_cmd.ts` (usage,
- * aggregate) and `local.ts` (DynamoDB Local); `context.ts` holds what they share.
+ * aggregate), `audit_cmd.ts` (the audit trail) and `local.ts` (DynamoDB Local); `context.ts` holds what they share.
  */
 export function buildProgram(io: Io, state: RunState = { json: false, failure: {} }): Command {
   // With --json the error is reported as JSON by `run`, not as commander's text.
@@ -148,6 +149,7 @@ Examples:
   addLimitsFileCommands(program, ctx);
   addDefaultsCommands(program, ctx);
   addUsageCommands(program, ctx);
+  addAuditCommands(program, ctx);
   addLocalCommands(program, ctx);
   addUpgradeCommand(program, ctx);
   return program;

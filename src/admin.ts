@@ -7,6 +7,7 @@
  */
 
 import type { Auditor } from "./audit.ts";
+import { type AuditEventsPage, getAuditEvents, type GetAuditEventsOptions } from "./audit_read.ts";
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
@@ -24,6 +25,13 @@ import {
   validateMetadata,
   validateResource,
 } from "./validate.ts";
+
+/**
+ * How many times a change of stored limits is decided again when the item changed meanwhile (a
+ * concurrent admin change, or auto-doubling of its shards): each round, one of the racing
+ * changes succeeds.
+ */
+const MAX_ATTEMPTS = 50;
 
 /** Options of {@link EntityAdmin}. */
 export interface EntityAdminOptions {
@@ -180,6 +188,7 @@ export class EntityAdmin {
         resource: resource ?? "*",
         before: stored && storedJson(stored),
         after: storedJson({ limits, shards }),
+        replaces: stored?.auditSk ?? null,
       });
       const done = await this.#run(
         "setLimits",
@@ -195,7 +204,7 @@ export class EntityAdmin {
           )
             .then(() => true, (err) => {
               // Doubled meanwhile by a process that saw throttling: decide again on what is stored.
-              if (err instanceof ShardsChanged && attempt < 4) return false;
+              if (err instanceof ShardsChanged && attempt < MAX_ATTEMPTS) return false;
               throw err;
             }),
       );
@@ -221,17 +230,29 @@ export class EntityAdmin {
 
   async deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
     const { entityId, resource } = validateLimitTarget(options);
-    const stored = await this.getStoredLimits({ entityId, resource });
-    const audit = await this.#auditor.record({
-      action: "limits.delete",
-      scope: { kind: "entity", entityId },
-      resource: resource ?? "*",
-      before: stored && storedJson(stored),
-    });
-    await this.#run(
-      "deleteLimits",
-      (signal) => this.#backend.entities.deleteLimits(entityId, resource, signal, audit),
-    );
+    for (let attempt = 0;; attempt++) {
+      const stored = await this.getStoredLimits({ entityId, resource });
+      const audit = await this.#auditor.record({
+        action: "limits.delete",
+        scope: { kind: "entity", entityId },
+        resource: resource ?? "*",
+        before: stored && storedJson(stored),
+        replaces: stored?.auditSk ?? null,
+      });
+      const done = await this.#run(
+        "deleteLimits",
+        (signal) =>
+          this.#backend.entities.deleteLimits(entityId, resource, signal, audit).then(
+            () => true,
+            (err) => {
+              // Changed meanwhile by another admin: record what is stored now.
+              if (err instanceof ShardsChanged && attempt < MAX_ATTEMPTS) return false;
+              throw err;
+            },
+          ),
+      );
+      if (done) break;
+    }
     this.#forget(entityId);
   }
 
@@ -254,6 +275,20 @@ export class EntityAdmin {
       }
       return { entityId, resource, available, capacity };
     });
+  }
+
+  /** Audit events, newest first, a page at a time (src/audit_read.ts). */
+  auditEvents(options?: GetAuditEventsOptions): Promise<AuditEventsPage> {
+    return getAuditEvents(
+      options,
+      (query) =>
+        this.#run("getAuditEvents", (signal) => this.#backend.entities.auditEvents(query, signal)),
+    );
+  }
+
+  /** Runs a storage call of the audit trail itself (its settings) with the admin's deadline. */
+  auditCall<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.#run(operation, fn);
   }
 
   #forget(entityId: string): void {

@@ -54,6 +54,14 @@ export interface AuditRecord {
   after?: unknown;
   /** When the event expires (the table's TTL), epoch s. */
   expiresAtSec: number;
+  /**
+   * The sort key of the event that made the state this change replaces (`null`: none, or a state
+   * from before audit events). Given, the store makes the change only if the item still carries
+   * it (else `ShardsChanged`, to decide again), and marks the item with this event's key: so
+   * concurrent changes apply in the order of their events, each `before` is what it replaced, and
+   * the newest event's `after` is the stored state. Not stored in the event.
+   */
+  replaces?: string | null;
 }
 
 /** The GSI1 partition key of a scope's events. */

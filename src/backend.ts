@@ -7,6 +7,7 @@
  */
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { AuditPage, AuditQuery, AuditSettings } from "./audit_query.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import type { EntityPatch } from "./control_store.ts";
 import type { StoredLimitsEntry } from "./defaults_store.ts";
@@ -201,6 +202,10 @@ export interface EntityBackend {
     atMs: number,
     signal?: AbortSignal,
   ): Promise<void>;
+  /** Audit events, newest first (see src/audit_query.ts). */
+  auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage>;
+  /** The audit settings the table records (`{}` when none). */
+  auditSettings(signal?: AbortSignal): Promise<AuditSettings>;
 }
 
 /**

@@ -20,7 +20,14 @@ import {
   UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
-import { auditItem, type AuditRecord } from "./audit_record.ts";
+import {
+  type AuditPage,
+  type AuditQuery,
+  type AuditSettings,
+  queryAuditEvents,
+  readAuditSettings,
+} from "./audit_query.ts";
+import { auditItem, type AuditRecord, auditSk } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { ControlStore, type EntityPatch } from "./control_store.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
@@ -53,12 +60,17 @@ export interface StoredLimits {
   limits: Limit[];
   /** Absent: one item (never sharded). */
   shards?: StoredShards;
+  /** The sort key of the audit event of the change that stored them (absent: none recorded). */
+  auditSk?: string;
 }
 
-/** The stored shard count changed since it was read (`putLimits` with `expectShards`). */
+/**
+ * The stored limits changed since they were read: their shard count (`putLimits` with
+ * `expectShards`) or their last audited change (an audit record's `replaces`).
+ */
 export class ShardsChanged extends Error {
   constructor() {
-    super("the stored shard count changed meanwhile");
+    super("the stored limits (their shard count or last audited change) changed meanwhile");
     this.name = "ShardsChanged";
   }
 }
@@ -398,13 +410,17 @@ export class EntityStore {
         }
       }
     }
+    if (audit) item.auditSk = { S: auditSk(audit.atMs, audit.eventId) };
     try {
       await this.#write(
         {
           Put: {
             TableName: this.#table,
             Item: item,
-            ...(expectShards === undefined ? {} : shardCondition(expectShards)),
+            ...both(
+              expectShards === undefined ? undefined : shardCondition(expectShards),
+              replacesCondition(audit),
+            ),
           },
         },
         audit,
@@ -429,7 +445,10 @@ export class EntityStore {
       { Key: keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
       signal,
     );
-    return out.Item ? { limits: parseLimits(out.Item), shards: parseShards(out.Item) } : undefined;
+    if (!out.Item) return undefined;
+    const stored: StoredLimits = { limits: parseLimits(out.Item), shards: parseShards(out.Item) };
+    if (out.Item.auditSk?.S !== undefined) stored.auditSk = out.Item.auditSk.S;
+    return stored;
   }
 
   /**
@@ -484,11 +503,29 @@ export class EntityStore {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    await this.#write(
-      { Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.limitSk(resource)) } },
-      audit,
-      signal,
-    );
+    const Key = keys.itemKey(entityId, keys.limitSk(resource));
+    try {
+      await this.#write(
+        { Delete: { TableName: this.#table, Key, ...both(undefined, replacesCondition(audit)) } },
+        audit,
+        signal,
+      );
+    } catch (err) {
+      if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+        throw new ShardsChanged();
+      }
+      throw err;
+    }
+  }
+
+  /** Audit events, newest first (src/audit_query.ts). */
+  auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage> {
+    return queryAuditEvents(this.#client, this.#table, query, signal);
+  }
+
+  /** The table's audit settings (`SYSTEM / #CONFIG`). */
+  auditSettings(signal?: AbortSignal): Promise<AuditSettings> {
+    return readAuditSettings(this.#client, this.#table, signal);
   }
 
   /**
@@ -589,6 +626,38 @@ export interface EntityConfig {
 }
 
 /** The condition that the stored shard count is `count` (1: none stored, or 1). */
+/** The condition of `audit.replaces` (see `AuditRecord.replaces`), when given. */
+function replacesCondition(audit: AuditRecord | undefined): Condition | undefined {
+  if (audit?.replaces === undefined) return undefined;
+  if (audit.replaces === null) {
+    return { ConditionExpression: "attribute_not_exists(auditSk)", ExpressionAttributeValues: {} };
+  }
+  return {
+    ConditionExpression: "auditSk = :replaces",
+    ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
+  };
+}
+
+type Condition = {
+  ConditionExpression: string;
+  ExpressionAttributeValues: Record<string, AttributeValue>;
+};
+
+/** Both conditions (either may be absent), as request fields. */
+function both(a: Condition | undefined, b: Condition | undefined): Partial<Condition> {
+  if (!a || !b) {
+    const one = a ?? b;
+    if (!one) return {};
+    return Object.keys(one.ExpressionAttributeValues).length
+      ? one
+      : { ConditionExpression: one.ConditionExpression };
+  }
+  return {
+    ConditionExpression: `(${a.ConditionExpression}) AND (${b.ConditionExpression})`,
+    ExpressionAttributeValues: { ...a.ExpressionAttributeValues, ...b.ExpressionAttributeValues },
+  };
+}
+
 function shardCondition(count: number): {
   ConditionExpression: string;
   ExpressionAttributeValues: Record<string, AttributeValue>;

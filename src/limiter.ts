@@ -20,6 +20,7 @@ import type {
   TopUpOptions,
 } from "./bucket_admin.ts";
 import type { ControlAdmin } from "./controls.ts";
+import type { AuditEventsPage, GetAuditEventsOptions } from "./audit_read.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
@@ -727,6 +728,26 @@ export class RateLimiter implements AsyncDisposable {
   listStoredLimits(options: { entityId: string }): Promise<StoredLimitsEntry[]> {
     this.#checkOpen();
     return this.#defaults.listStoredLimits(options);
+  }
+
+  /**
+   * Audit events (every admin change: who, when, what, before and after), newest first, one page
+   * at a time: pass the page's `cursor` to read the next. See "Audit trail" in docs/design.md.
+   *
+   * @example
+   * ```ts
+   * import { RateLimiter } from "./limiter.ts";
+   * import { InMemoryBackend } from "./testing/mod.ts";
+   * const limiter = new RateLimiter({ tableName: "audit", backend: new InMemoryBackend() });
+   * await limiter.createEntity({ entityId: "key-1" });
+   * const { events } = await limiter.getAuditEvents({ entityId: "key-1", limit: 10 });
+   * console.assert(events[0].action === "entity.create" && events[0].principal === "local");
+   * await limiter.close();
+   * ```
+   */
+  getAuditEvents(options: GetAuditEventsOptions = {}): Promise<AuditEventsPage> {
+    this.#checkOpen();
+    return this.#admin.auditEvents(options);
   }
 
   /**

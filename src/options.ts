@@ -85,9 +85,21 @@ export interface RateLimiterOptions {
   timeoutMs?: number;
   /**
    * Who this limiter's admin changes are recorded as made by, in the audit trail.
-   * @default "local"
+   * @default the caller's ARN from STS `GetCallerIdentity` (asked once, on the first admin
+   * change) when the table is on AWS or `stsEndpoint` is set; else `"local"`
    */
   principal?: string;
+  /**
+   * How long audit events are kept, days (the table's TTL removes them after).
+   * @default the stack's `AuditRetentionDays` (read once from the table), else 90
+   */
+  auditRetentionDays?: number;
+  /**
+   * Where STS `GetCallerIdentity` is asked for the audit principal (e.g. a VPC endpoint or a
+   * test server); set, it is asked even when DynamoDB is a local endpoint.
+   * @default the region's STS endpoint, asked only when the table is on AWS
+   */
+  stsEndpoint?: string;
   /**
    * How long stored limits and entity metadata are cached, ms; 0 disables. An entry past it is
    * still used while one read refreshes it in the background; past twice it, it is read inline.

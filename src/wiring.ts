@@ -13,6 +13,7 @@ import { Auditor, DEFAULT_AUDIT_RETENTION_DAYS } from "./audit.ts";
 import { BucketAdmin } from "./bucket_admin.ts";
 import { ControlAdmin } from "./controls.ts";
 import { DefaultsAdmin } from "./defaults.ts";
+import { principalOf } from "./identity.ts";
 import { misconfiguration } from "./failure.ts";
 import { probeTable, serverClockOf } from "./clock.ts";
 import { ConfigResolver } from "./config.ts";
@@ -79,16 +80,34 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     autoShard = true,
     closeTimeoutMs = 5_000,
     createStack = false,
-    principal: auditPrincipal = "local",
+    principal: auditPrincipal,
+    auditRetentionDays,
+    stsEndpoint,
   } = options;
   if (
-    typeof auditPrincipal !== "string" || auditPrincipal.length === 0 || auditPrincipal.length > 256
+    auditPrincipal !== undefined &&
+    (typeof auditPrincipal !== "string" || auditPrincipal.length === 0 ||
+      auditPrincipal.length > 256)
   ) {
     throw new ValidationError(
       "principal",
       auditPrincipal,
       "must be a string of 1 to 256 characters",
     );
+  }
+  if (
+    auditRetentionDays !== undefined &&
+    !(Number.isInteger(auditRetentionDays) && auditRetentionDays >= 1 &&
+      auditRetentionDays <= 3650)
+  ) {
+    throw new ValidationError(
+      "auditRetentionDays",
+      auditRetentionDays,
+      "must be a whole number of days from 1 to 3650",
+    );
+  }
+  if (stsEndpoint !== undefined && !isHttpUrl(stsEndpoint)) {
+    throw new ValidationError("stsEndpoint", stsEndpoint, "must be an http(s) URL");
   }
   if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
     throw new ValidationError(
@@ -198,8 +217,19 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
   });
   const reader = new BucketReader(shared);
-  const auditor = new Auditor({ principal: auditPrincipal });
-  const admin = new EntityAdmin({
+  // Who and how long: asked once, on the first audited change (never on the hot path).
+  const auditor = new Auditor({
+    principal: principalOf({
+      client: backend === undefined ? dynamo : undefined,
+      principal: auditPrincipal,
+      stsEndpoint,
+    }),
+    retentionDays: auditRetentionDays ??
+      (async () =>
+        (await admin.auditCall("auditSettings", (signal) => store.entities.auditSettings(signal)))
+          .retentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS),
+  });
+  const admin: EntityAdmin = new EntityAdmin({
     ...shared,
     ready: adminReady,
     clock: now,
@@ -241,4 +271,13 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),
     closeTimeoutMs,
   };
+}
+
+function isHttpUrl(value: unknown): boolean {
+  if (typeof value !== "string") return false;
+  try {
+    return /^https?:$/.test(new URL(value).protocol);
+  } catch {
+    return false;
+  }
 }

@@ -54,6 +54,7 @@ Deno.test("stackParameters refuses bad settings naming the field, value and rule
     TableName: "rate_limits",
     EnableAggregator: "true",
     SnapshotRetentionDays: "90",
+    AuditRetentionDays: "90",
     UsageWindows: "hourly,daily",
     LambdaMemorySize: "256",
     LambdaTimeout: "60",

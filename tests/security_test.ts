@@ -25,6 +25,7 @@ import * as keys from "../src/keys.ts";
 import { CLOCK_PROBE_KEY } from "../src/clock.ts"; // the clock probe's constant key (no input names it)
 import { freePort } from "../src/local/mod.ts";
 import { AUDIT_PK } from "../src/audit_record.ts";
+import { SYSTEM_PK } from "../src/audit_query.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const VALID_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$/;
@@ -264,7 +265,9 @@ Deno.test({
                 assert.ok(
                   pk === keys.entityPk(id) || pk === keys.parentKey(id) ||
                     pk === keys.resourceKey(resource) || pk === CLOCK_PROBE_KEY ||
-                    pk === AUDIT_PK, // the audit event of an admin change (its own partition)
+                    pk === AUDIT_PK || // the audit event of an admin change (its own partition)
+                    // the audit settings, read once before a limiter's first audited change
+                    (pk === SYSTEM_PK && command === "GetItemCommand"),
                   `${command} for ${JSON.stringify(id)} named ${JSON.stringify(pk)}`,
                 );
               }

@@ -205,6 +205,11 @@ Deno.test({
         await admin.getResourceControls("closed");
         await admin.disableResource("reopened");
         await admin.enableResource("reopened");
+        // The audit trail: every change above wrote its event (TransactWriteItems: a Put each).
+        await admin.setLimits({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
+        await admin.deleteLimits({ entityId: "solo", resource: "gpt-4" });
+        await admin.getAuditEvents({ limit: 5 });
+        await admin.getAuditEvents({ entityId: "key", since: 0 });
       });
 
       const hotSeen = recordActions(hotClient);
@@ -354,6 +359,31 @@ Deno.test({
         assert.ok(!policyActions("AdminPolicy").has("dynamodb:UpdateTable"));
         assert.ok(!policyActions("AdminPolicy").has("dynamodb:Scan"));
       });
+      await t.step("the read-only policy reads the audit trail", async () => {
+        const readClient = localClient(ddb.endpoint);
+        const readSeen = recordActions(readClient);
+        const reader = new RateLimiter({ tableName, client: readClient });
+        try {
+          const all = await reader.getAuditEvents({ limit: 1000 });
+          assert.ok(all.events.some((e) => e.action === "limits.delete"));
+          const one = await reader.getAuditEvents({ entityId: "key", resource: "gpt-4" });
+          assert.ok(one.events.length > 0);
+          const granted = policyActions("ReadOnlyPolicy");
+          assert.deepEqual([...readSeen].filter((a) => !granted.has(a)), []);
+          assert.ok(readSeen.has("dynamodb:Query"));
+        } finally {
+          await reader.close();
+          readClient.destroy();
+        }
+      });
+      await t.step(
+        "audit events are written only by admin calls (PutItem in a transaction)",
+        () => {
+          assert.ok(adminSeen.has("dynamodb:PutItem"));
+          assert.ok(!policyActions("AcquirePolicy").has("dynamodb:PutItem"));
+          assert.ok(!policyActions("ReadOnlyPolicy").has("dynamodb:PutItem"));
+        },
+      );
       await t.step("the read-only policy only reads", () => {
         assert.deepEqual([...policyActions("ReadOnlyPolicy")].sort(), [
           "dynamodb:BatchGetItem",

@@ -18,6 +18,7 @@ import { buildAggregatorZip } from "../aggregator/bundle.ts";
 import { type AwsOptions, clientConfig, describeAwsError } from "./aws.ts";
 import { type CodeUploadResult, uploadFunctionCode } from "./lambda.ts";
 import { deleteAndWait } from "./stack_delete.ts";
+import { recordStackConfig } from "./stack_config.ts";
 import { cloudFormationClient, findStack, type StackInfo } from "./stack_describe.ts";
 import { StackDeployError } from "./stack_error.ts";
 import { deployTags, STACK_VERSION_TAG } from "./stack_list.ts";
@@ -220,6 +221,13 @@ export async function deployStack(options: DeployStackOptions): Promise<DeploySt
           );
         }
       }
+    }
+    try {
+      await recordStackConfig(options, options.tableName, Number(parameters.AuditRetentionDays));
+    } catch (err) {
+      throw new StackDeployError(stackName, "Recording the audit retention in the table failed", [
+        describeAwsError(err),
+      ]);
     }
     const info = await findStack(cfn, stackName);
     const result: DeployStackResult = {

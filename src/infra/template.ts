@@ -38,6 +38,8 @@ export interface StackSettings {
   aggregator?: boolean;
   /** Days a usage snapshot is kept. @default 90 */
   snapshotRetentionDays?: number;
+  /** Days an audit event is kept (the table's TTL removes it after). @default 90 */
+  auditRetentionDays?: number;
   /** Snapshot windows. @default ["hourly", "daily"] */
   usageWindows?: UsageWindowName[];
   /** Aggregator memory, MB. @default 256 */
@@ -157,6 +159,7 @@ export function stackParameters(settings: StackSettings): Record<string, string>
     tableName,
     aggregator = true,
     snapshotRetentionDays = 90,
+    auditRetentionDays = 90,
     usageWindows = ["hourly", "daily"],
     lambdaMemoryMb = 256,
     lambdaTimeoutSeconds = 60,
@@ -215,6 +218,7 @@ export function stackParameters(settings: StackSettings): Record<string, string>
     TableName: tableName,
     EnableAggregator: bool("aggregator", aggregator),
     SnapshotRetentionDays: int("snapshotRetentionDays", snapshotRetentionDays, 1, 3650),
+    AuditRetentionDays: int("auditRetentionDays", auditRetentionDays, 1, 3650),
     UsageWindows: usageWindows.join(","),
     LambdaMemorySize: int("lambdaMemoryMb", lambdaMemoryMb, 128, 10240),
     LambdaTimeout: int("lambdaTimeoutSeconds", lambdaTimeoutSeconds, 1, 900),

@@ -23,7 +23,8 @@
  * @module
  */
 
-import type { AuditRecord } from "../audit_record.ts";
+import { auditPageOf } from "../audit_query.ts";
+import { type AuditRecord, auditSk } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { AuditRecord, AuditScope } from "../audit_record.ts";
@@ -33,6 +34,7 @@ import type { CatalogBackend } from "../entity_list.ts";
 import { SCHEMA_VERSION } from "../keys.ts";
 export type { AdminBucketChange, AdminLimitOp, AdminOutcome } from "../bucket_items.ts";
 export type { EntityPatch } from "../control_store.ts";
+export type { AuditPage, AuditQuery, AuditSettings } from "../audit_query.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -199,16 +201,31 @@ export class InMemoryBackend implements Backend {
       putLimits: (id, resource, limits, _signal, shards, expectShards, audit) => {
         const key = bucketKey(id, resource ?? "*");
         const stored = this.#limits.get(key)?.shards?.count ?? 1;
-        if (expectShards !== undefined && stored !== expectShards) {
+        if (
+          (expectShards !== undefined && stored !== expectShards) ||
+          !replacesHeld(this.#limits.get(key), audit)
+        ) {
           return Promise.reject(new ShardsChanged());
         }
-        this.#limits.set(key, { limits: [...limits], shards: clone(shards) });
+        this.#limits.set(key, {
+          limits: [...limits],
+          shards: clone(shards),
+          ...(audit ? { auditSk: auditSk(audit.atMs, audit.eventId) } : {}),
+        });
         this.#audit(audit);
         return Promise.resolve();
       },
       getLimits: (id, resource) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
-        return Promise.resolve(l ? { limits: [...l.limits], shards: clone(l.shards) } : undefined);
+        return Promise.resolve(
+          l
+            ? {
+              limits: [...l.limits],
+              shards: clone(l.shards),
+              ...(l.auditSk ? { auditSk: l.auditSk } : {}),
+            }
+            : undefined,
+        );
       },
       reshard: (id, resource, from, to, nowMs, _signal, audit) => {
         const l = this.#limits.get(bucketKey(id, resource ?? "*"));
@@ -219,7 +236,11 @@ export class InMemoryBackend implements Backend {
         return Promise.resolve(true);
       },
       deleteLimits: (id, resource, _signal, audit) => {
-        this.#limits.delete(bucketKey(id, resource ?? "*"));
+        const key = bucketKey(id, resource ?? "*");
+        if (!replacesHeld(this.#limits.get(key), audit)) {
+          return Promise.reject(new ShardsChanged());
+        }
+        this.#limits.delete(key);
         this.#audit(audit);
         return Promise.resolve();
       },
@@ -295,6 +316,8 @@ export class InMemoryBackend implements Backend {
           ),
         );
       },
+      auditEvents: (query) => Promise.resolve(auditPageOf(this.auditLog, query)),
+      auditSettings: () => Promise.resolve({}),
     };
   }
 
@@ -315,7 +338,9 @@ export class InMemoryBackend implements Backend {
 
   /** Stores an audit event (with the change it records: same synchronous step). */
   #audit(audit: AuditRecord | undefined): void {
-    if (audit) this.auditLog.push(structuredClone(audit));
+    if (!audit) return;
+    const { replaces: _replaces, ...event } = audit;
+    this.auditLog.push(structuredClone(event));
   }
 
   /** An admin change: every condition, then all of it and its event, or nothing. */
@@ -510,3 +535,9 @@ export {
   type WriteCeilingOptions,
   type WriteCeilingStats,
 } from "./ceiling.ts";
+
+/** Whether the stored limits still carry the event an audit record replaces (when it says). */
+function replacesHeld(stored: StoredLimits | undefined, audit: AuditRecord | undefined): boolean {
+  if (audit?.replaces === undefined) return true;
+  return (stored?.auditSk ?? null) === audit.replaces;
+}
