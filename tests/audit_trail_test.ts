@@ -33,6 +33,13 @@ const NOT_AUDITED = new Set([
   "listResourceBuckets",
   "getAuditEvents",
   "createTable", // creates the table itself (development); no entity, limit or control changes
+  "listEntities",
+  "getResourceControls",
+  "getResourceDefaults",
+  "listResources",
+  "getSystemDefaults",
+  "listStoredLimits",
+  "ping",
   "close",
 ]);
 
@@ -45,6 +52,7 @@ interface Recipe {
 }
 
 const rpm = (n: number) => Limit.perMinute("rpm", n);
+const mk = (l: RateLimiter, id: string) => l.createEntity({ entityId: id });
 
 /** One recipe per admin method: add a line here with each new admin method. */
 const RECIPES: Record<string, Recipe> = {
@@ -62,6 +70,64 @@ const RECIPES: Record<string, Recipe> = {
     action: "limits.delete",
     setup: (l, id) => l.setLimits({ entityId: id, resource: "api", limits: [rpm(10)] }),
     call: (l, id) => l.deleteLimits({ entityId: id, resource: "api" }),
+  },
+  disableEntity: { action: "entity.disable", setup: mk, call: (l, id) => l.disableEntity(id) },
+  enableEntity: {
+    action: "entity.enable",
+    setup: (l, id) => mk(l, id).then(() => l.disableEntity(id)),
+    call: (l, id) => l.enableEntity(id),
+  },
+  setBypass: {
+    action: "entity.bypass",
+    setup: mk,
+    call: (l, id) => l.setBypass({ entityId: id, bypass: true }),
+  },
+  setParent: {
+    action: "entity.set-parent",
+    setup: (l, id) => mk(l, id).then(() => mk(l, `${id}-p`)),
+    call: (l, id) => l.setParent({ entityId: id, parentId: `${id}-p` }),
+  },
+  setCascade: {
+    action: "entity.set-cascade",
+    setup: mk,
+    call: (l, id) => l.setCascade({ entityId: id, cascade: true }),
+  },
+  disableResource: { action: "resource.disable", call: (l, id) => l.disableResource(id) },
+  enableResource: {
+    action: "resource.enable",
+    setup: (l, id) => l.disableResource(id),
+    call: (l, id) => l.enableResource(id),
+  },
+  resetBucket: {
+    action: "bucket.reset",
+    setup: (l, id) =>
+      l.acquire({ entityId: id, resource: "api", limits: [rpm(10)], consume: { rpm: 4 } }),
+    call: (l, id) => l.resetBucket({ entityId: id, resource: "api" }),
+  },
+  topUp: {
+    action: "bucket.top-up",
+    setup: (l, id) =>
+      l.acquire({ entityId: id, resource: "api", limits: [rpm(10)], consume: { rpm: 4 } }),
+    call: (l, id) =>
+      l.topUp({ entityId: id, resource: "api", limit: "rpm", amount: 2, idempotencyKey: id }),
+  },
+  setResourceDefaults: {
+    action: "defaults.resource.set",
+    call: (l, id) => l.setResourceDefaults({ resource: id, limits: [rpm(10)] }),
+  },
+  deleteResourceDefaults: {
+    action: "defaults.resource.delete",
+    setup: (l, id) => l.setResourceDefaults({ resource: id, limits: [rpm(10)] }),
+    call: (l, id) => l.deleteResourceDefaults({ resource: id }),
+  },
+  setSystemDefaults: {
+    action: "defaults.system.set",
+    call: (l) => l.setSystemDefaults({ limits: [rpm(1000)] }),
+  },
+  deleteSystemDefaults: {
+    action: "defaults.system.delete",
+    setup: (l) => l.setSystemDefaults({ limits: [rpm(1000)] }),
+    call: (l) => l.deleteSystemDefaults(),
   },
 };
 
