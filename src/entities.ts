@@ -24,7 +24,9 @@ import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 import { Limit } from "./limit.ts";
+import { NamespaceRegistration } from "./namespaces.ts";
 
 /** A shard count as stored with limits. */
 export interface StoredShards {
@@ -97,15 +99,23 @@ export interface ResourceControls {
   disabled?: boolean;
 }
 
-/** Entity and stored-limit storage for one table. */
+/** Entity and stored-limit storage for one table, in one namespace. */
 export class EntityStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
+  /** The namespace's keys: every partition key is built through it. */
+  readonly #keys: KeySpace;
+  readonly #registration: NamespaceRegistration;
 
-  /** @param client DynamoDB client. @param tableName Table. */
-  constructor(client: DynamoDBClient, tableName: string) {
+  /**
+   * @param client DynamoDB client. @param tableName Table.
+   * @param space The namespace's keys. @default the default namespace
+   */
+  constructor(client: DynamoDBClient, tableName: string, space: KeySpace = KeySpace.DEFAULT) {
     this.#client = client;
     this.#table = tableName;
+    this.#keys = space;
+    this.#registration = new NamespaceRegistration(client, tableName, space);
   }
 
   /** Sends `new C(input)` with this store's table, aborted on `signal`. */
@@ -123,6 +133,7 @@ export class EntityStore {
    * of `op` throws an error named `ConditionalCheckFailedException` either way.
    */
   async #write(op: TransactWriteItem, audit?: AuditRecord, signal?: AbortSignal): Promise<void> {
+    await this.#registration.ensure(signal);
     const TableName = this.#table;
     if (!audit) {
       if (op.Put) await send(this.#client, PutItemCommand, { ...op.Put, TableName }, signal);
@@ -142,6 +153,7 @@ export class EntityStore {
     audit: AuditRecord,
     signal?: AbortSignal,
   ): Promise<void> {
+    await this.#registration.ensure(signal);
     const TableName = this.#table;
     const withTable = ops.map((op): TransactWriteItem =>
       op.Put
@@ -157,7 +169,7 @@ export class EntityStore {
         this.#client,
         TransactWriteItemsCommand,
         {
-          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit) } }],
+          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit, this.#keys) } }],
           ClientRequestToken: audit.eventId,
         },
         signal,
@@ -178,7 +190,7 @@ export class EntityStore {
   /** Creates an entity; the parent must exist and have no parent itself. */
   async create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void> {
     const item: Record<string, AttributeValue> = {
-      PK: { S: keys.entityPk(entity.entityId) },
+      PK: { S: this.#keys.entityPk(entity.entityId) },
       SK: { S: keys.META_SK },
       entityId: { S: entity.entityId },
       cascade: { BOOL: entity.cascade },
@@ -190,8 +202,8 @@ export class EntityStore {
     if (entity.name !== undefined) item.name = { S: entity.name };
     if (entity.parentId !== undefined) {
       item.parentId = { S: entity.parentId };
-      item.GSI1PK = { S: keys.parentKey(entity.parentId) };
-      item.GSI1SK = { S: keys.childKey(entity.entityId) };
+      item.GSI1PK = { S: this.#keys.parentKey(entity.parentId) };
+      item.GSI1SK = { S: this.#keys.childKey(entity.entityId) };
     }
     const put = { Item: item, ConditionExpression: "attribute_not_exists(PK)" };
     if (entity.parentId === undefined) {
@@ -210,13 +222,14 @@ export class EntityStore {
         {
           ConditionCheck: {
             TableName: this.#table,
-            Key: keys.itemKey(entity.parentId, keys.META_SK),
+            Key: this.#keys.itemKey(entity.parentId, keys.META_SK),
             ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           },
         },
         { Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" } },
       ];
+      await this.#registration.ensure(signal);
       if (audit) await this.#transact(items, audit, signal);
       else await send(this.#client, TransactWriteItemsCommand, { TransactItems: items }, signal);
     } catch (err) {
@@ -240,7 +253,7 @@ export class EntityStore {
   async get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined> {
     const out = await this.#send(
       GetItemCommand,
-      { Key: keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
+      { Key: this.#keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
       signal,
     );
     return out.Item ? parseEntity(out.Item) : undefined;
@@ -254,7 +267,7 @@ export class EntityStore {
         TableName: this.#table,
         IndexName: keys.GSI1,
         KeyConditionExpression: "GSI1PK = :p",
-        ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
+        ExpressionAttributeValues: { ":p": { S: this.#keys.parentKey(parentId) } },
       }, signal)
     ) {
       for (const item of items) out.push(parseEntity(item));
@@ -272,9 +285,10 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<number> {
     let deleted = 0;
+    await this.#registration.ensure(signal);
     if (audit) {
       await this.#transact(
-        [{ Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.META_SK) } }],
+        [{ Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.META_SK) } }],
         audit,
         signal,
       );
@@ -283,7 +297,7 @@ export class EntityStore {
       const items of queryPages(this.#client, {
         TableName: this.#table,
         KeyConditionExpression: "PK = :pk",
-        ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
+        ExpressionAttributeValues: { ":pk": { S: this.#keys.entityPk(entityId) } },
         ProjectionExpression: "PK, SK",
         ConsistentRead: true,
         Limit: DELETE_PAGE,
@@ -325,7 +339,7 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<void> {
     const item: Record<string, AttributeValue> = {
-      PK: { S: keys.entityPk(entityId) },
+      PK: { S: this.#keys.entityPk(entityId) },
       SK: { S: keys.limitSk(resource) },
       limits: {
         L: limits.map((l) => ({
@@ -376,7 +390,7 @@ export class EntityStore {
   ): Promise<StoredLimits | undefined> {
     const out = await this.#send(
       GetItemCommand,
-      { Key: keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
+      { Key: this.#keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
       signal,
     );
     return out.Item ? { limits: parseLimits(out.Item), shards: parseShards(out.Item) } : undefined;
@@ -402,7 +416,7 @@ export class EntityStore {
         {
           Update: {
             TableName: this.#table,
-            Key: keys.itemKey(entityId, keys.limitSk(resource)),
+            Key: this.#keys.itemKey(entityId, keys.limitSk(resource)),
             UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
               (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
             ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
@@ -435,7 +449,7 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<void> {
     await this.#write(
-      { Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.limitSk(resource)) } },
+      { Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.limitSk(resource)) } },
       audit,
       signal,
     );
@@ -453,7 +467,7 @@ export class EntityStore {
   ): Promise<Map<string, EntityConfig>> {
     const wanted: Record<string, AttributeValue>[] = [];
     for (const id of entityIds) {
-      const pk = { S: keys.entityPk(id) };
+      const pk = { S: this.#keys.entityPk(id) };
       if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
       if (want.limits) {
         wanted.push({ PK: pk, SK: { S: keys.limitSk(resource) } });
@@ -479,7 +493,7 @@ export class EntityStore {
     const result = new Map<string, EntityConfig>();
     for (const id of entityIds) result.set(id, {});
     for (const item of found) {
-      const id = keys.entityIdOf(item.PK.S ?? "");
+      const id = this.#keys.entityIdOf(item.PK.S ?? "");
       const cfg = id === undefined ? undefined : result.get(id);
       if (!cfg) continue;
       const sk = item.SK.S;
@@ -562,7 +576,8 @@ function parseEntity(item: Record<string, AttributeValue>): Entity {
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(item.metadata?.M ?? {})) metadata[k] = v.S ?? "";
   const entity: Entity = {
-    entityId: item.entityId?.S ?? keys.entityIdOf(item.PK.S ?? "") ?? "",
+    entityId: item.entityId?.S ?? keys.entityIdOf(KeySpace.parse(item.PK.S ?? "")?.local ?? "") ??
+      "",
     cascade: item.cascade?.BOOL ?? false,
     metadata,
     createdAt: item.createdAt?.S ?? "",

@@ -26,10 +26,13 @@ import { checkFailureMode } from "./request.ts";
 import { makeClient, TableSetup, whereabouts } from "./setup.ts";
 import { type PingResult, pingTable } from "./ping.ts";
 import { checkBoolean, checkObject } from "./validate.ts";
+import { KeySpace } from "./keyspace.ts";
 
 /** What a {@link RateLimiter} is made of. */
 export interface LimiterParts {
   tableName: string;
+  /** The namespace's keys. */
+  keys: KeySpace;
   client: aws.DynamoDBClient;
   /** The limiter made the client (and closes it). */
   ownsClient: boolean;
@@ -66,7 +69,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     closeTimeoutMs = 5_000,
     createStack = false,
     principal: auditPrincipal = "local",
+    namespace,
   } = options;
+  const space = KeySpace.of(namespace);
   if (
     typeof auditPrincipal !== "string" || auditPrincipal.length === 0 || auditPrincipal.length > 256
   ) {
@@ -101,7 +106,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
   }
   const dynamo = client ?? makeClient({ region, endpoint });
-  const store: Backend = backend ?? dynamoBackend(dynamo, tableName);
+  const store: Backend = backend === undefined
+    ? dynamoBackend(dynamo, tableName, space)
+    : namespaced(backend, space, namespace);
   const setup = new TableSetup({
     backend: store,
     tableName,
@@ -178,6 +185,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   });
   return {
     tableName,
+    keys: space,
     client: dynamo,
     ownsClient: client === undefined,
     outbox,
@@ -189,4 +197,17 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),
     closeTimeoutMs,
   };
+}
+
+/** The given backend seen from the namespace; refused when it has no namespaces. */
+function namespaced(backend: Backend, space: KeySpace, namespace: unknown): Backend {
+  if (space === KeySpace.DEFAULT) return backend;
+  if (typeof backend.forNamespace !== "function") {
+    throw new ValidationError(
+      "namespace",
+      namespace,
+      "needs a backend that serves namespaces (Backend.forNamespace); the one given has none",
+    );
+  }
+  return backend.forNamespace(space);
 }
