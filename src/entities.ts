@@ -449,7 +449,12 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<void> {
     await this.#write(
-      { Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.limitSk(resource)) } },
+      {
+        Delete: {
+          TableName: this.#table,
+          Key: this.#keys.itemKey(entityId, keys.limitSk(resource)),
+        },
+      },
       audit,
       signal,
     );
