@@ -11,11 +11,11 @@ import {
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
-  type DynamoDBClient,
   PutItemCommand,
   ScanCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
+import type * as aws from "./aws_types.ts";
 import { type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import { ValidationError } from "./error_base.ts";
 import { KeySpace, NAMESPACES_PK } from "./keyspace.ts";
@@ -57,7 +57,7 @@ function named(namespace: string, field = "namespace"): KeySpace {
  * ```
  */
 export async function createNamespace(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   namespace: string,
   signal?: AbortSignal,
@@ -91,7 +91,7 @@ export async function createNamespace(
  * ```
  */
 export async function listNamespaces(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   signal?: AbortSignal,
 ): Promise<NamespaceInfo[]> {
@@ -122,7 +122,7 @@ export async function listNamespaces(
  * ```
  */
 export async function deleteNamespace(
-  client: DynamoDBClient,
+  client: aws.DynamoDBClient,
   tableName: string,
   namespace: string,
   signal?: AbortSignal,
@@ -176,13 +176,13 @@ export async function deleteNamespace(
  * ```
  */
 export class NamespaceRegistration {
-  readonly #client: DynamoDBClient;
+  readonly #client: aws.DynamoDBClient;
   readonly #table: string;
   readonly #space: KeySpace;
   #done?: Promise<unknown>;
 
   /** @param client DynamoDB client. @param tableName Table. @param space The store's keys. */
-  constructor(client: DynamoDBClient, tableName: string, space: KeySpace) {
+  constructor(client: aws.DynamoDBClient, tableName: string, space: KeySpace) {
     this.#client = client;
     this.#table = tableName;
     this.#space = space;

@@ -26,7 +26,8 @@
 import type { AuditRecord } from "../audit_record.ts";
 import type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
 export type { Backend, BucketBackend, EntityBackend } from "../backend.ts";
-export type { EntityConfig, StoredLimits, StoredShards } from "../entities.ts";
+export type { EntityConfig, ResourceControls, StoredLimits, StoredShards } from "../entities.ts";
+export type { AuditRecord, AuditScope } from "../audit_record.ts";
 export type {
   BucketWrite,
   LimitOp,
@@ -122,7 +123,10 @@ export class InMemoryBackend implements Backend {
     return Promise.resolve(memoryPing(tableName));
   }
 
-  /** @param space The namespace served. @default the default namespace */
+  /**
+   * A fresh, empty backend.
+   * @param space The namespace this view serves. @default the default namespace
+   */
   constructor(space: KeySpace = KeySpace.DEFAULT) {
     this.#space = space;
     this.buckets = {
