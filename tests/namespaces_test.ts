@@ -303,6 +303,7 @@ dynamoTest("namespaces on one DynamoDB table", async (t, { ddb, client }) => {
         const before = JSON.stringify(
           (await scanPks(client, tableName)).filter((pk) => !pk.startsWith("NS#search#")).sort(),
         );
+        let checked = 0;
         await fc.assert(
           fc.asyncProperty(crafted, fc.oneof(resourceArb, crafted), async (id, resource) => {
             fc.pre(id !== "proj-1" && id !== "key-1"); // search's own entities
@@ -348,6 +349,7 @@ dynamoTest("namespaces on one DynamoDB table", async (t, { ddb, client }) => {
             }
             for (const { command, pks } of search.seen) {
               for (const pk of pks) {
+                checked++;
                 assert.ok(
                   pk.startsWith("NS#search#") || pk === "NAMESPACES" || pk === CLOCK_PROBE_KEY,
                   `${command} named ${pk} for id ${JSON.stringify(id)}`,
@@ -361,8 +363,8 @@ dynamoTest("namespaces on one DynamoDB table", async (t, { ddb, client }) => {
           (await scanPks(client, tableName)).filter((pk) => !pk.startsWith("NS#search#")).sort(),
         );
         assert.equal(after, before, "no item outside the namespace changed");
-        const seenCommands = new Set(search.seen.map((s) => s.command));
-        assert.ok(seenCommands.size > 0);
+        // The property saw real traffic (valid crafted ids reach DynamoDB), not only refusals.
+        assert.ok(checked > 50, `only ${checked} partition keys checked`);
       },
     );
 
