@@ -74,3 +74,12 @@ export {
   type UsageSummary,
   type UsageWindow,
 } from "./src/usage.ts";
+export {
+  createNamespace,
+  DEFAULT_NAMESPACE,
+  deleteNamespace,
+  KeySpace,
+  listNamespaces,
+  type NamespaceInfo,
+  validateNamespace,
+} from "./src/namespaces.ts";

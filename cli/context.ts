@@ -24,6 +24,8 @@ export interface Connection {
   endpointUrl?: string;
   region?: string;
   principal?: string;
+  /** The namespace: the global `--namespace`, else `$ZAE_LIMITER_NAMESPACE` (set before the action). */
+  namespace?: string;
 }
 
 /** Adds a subcommand with its description, help examples and the program's output settings. */
@@ -73,6 +75,15 @@ export function connectionOptions(c: Command): Command {
     );
 }
 
+/**
+ * Hands the global `--namespace` (else `$ZAE_LIMITER_NAMESPACE`) to the action's options, so that
+ * every command that makes a limiter or reads keys works in it.
+ */
+export function passNamespace(action: Command, env: Record<string, string | undefined>): void {
+  const given = (action.optsWithGlobals() as Connection).namespace ?? env.ZAE_LIMITER_NAMESPACE;
+  if (given !== undefined && given !== "") action.setOptionValue("namespace", given);
+}
+
 /** The DynamoDB endpoint: `--endpoint-url`, else `$AWS_ENDPOINT_URL_DYNAMODB`, `$AWS_ENDPOINT_URL`. */
 export function dynamoEndpoint(
   opts: Connection,
@@ -103,6 +114,7 @@ export async function withLimiter<T>(
     ...(opts.principal ? { principal: opts.principal } : {}),
     createTable: opts.createTable === true,
     timeoutMs: 10_000,
+    ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
   });
   try {
     return await fn(limiter);

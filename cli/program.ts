@@ -14,6 +14,7 @@ import {
   dynamoCommands,
   dynamoEndpoint,
   globals,
+  passNamespace,
 } from "./context.ts";
 import { addDefaultsCommands } from "./defaults_cmd.ts";
 import { addBucketCommands, entityCommand } from "./bucket_cmd.ts";
@@ -24,6 +25,7 @@ import { type Io, VERSION } from "./io.ts";
 import { addLimitsCommands } from "./limits_cmd.ts";
 import { addLimitsFileCommands } from "./limits_file_cmd.ts";
 import { addLocalCommands, ExitStatus } from "./local.ts";
+import { addNamespaceCommands } from "./namespace_cmd.ts";
 import { addOpsCommands } from "./ops_cmd.ts";
 import {
   checkLocalEndpoint,
@@ -77,7 +79,7 @@ interface RunState {
 
 /**
  * The command tree. The commands live by group: `infra_cmd.ts` (deploy, delete, status, template,
- * Lambda zip), `ops_cmd.ts` (check, list), `entity_cmd.ts`, `limits_cmd.ts` (stored limits, available), `usage_cmd.ts` (usage,
+ * Lambda zip), `ops_cmd.ts` (check, list), `entity_cmd.ts`, `namespace_cmd.ts`, `limits_cmd.ts` (stored limits, available), `usage_cmd.ts` (usage,
  * aggregate), `audit_cmd.ts` (the audit trail) and `local.ts` (DynamoDB Local); `context.ts` holds what they share.
  */
 export function buildProgram(io: Io, state: RunState = { json: false, failure: {} }): Command {
@@ -89,6 +91,10 @@ export function buildProgram(io: Io, state: RunState = { json: false, failure: {
     .description("Distributed rate limiting on DynamoDB: deploy, inspect and manage limits.")
     .option("--json", "machine-readable output (JSON)")
     .option("--debug", "show stack traces on errors")
+    .option(
+      "--namespace <name>",
+      "the namespace to work in (default: $ZAE_LIMITER_NAMESPACE, else the default namespace)",
+    )
     .version(VERSION, "-V, --version", "print the version")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err, outputError })
@@ -118,6 +124,7 @@ Examples:
     else io.out(escapeLines(text.endsWith("\n") ? text : `${text}\n`));
   };
   program.hook("preAction", async (_root, action: Command) => {
+    passNamespace(action, io.env);
     const opts = action.opts() as Connection;
     const names: string[] = [];
     for (let c: Command | null = action; c && c !== program; c = c.parent) names.unshift(c.name());
@@ -148,6 +155,7 @@ Examples:
   addLimitsCommands(program, ctx);
   addLimitsFileCommands(program, ctx);
   addDefaultsCommands(program, ctx);
+  addNamespaceCommands(program, ctx);
   addUsageCommands(program, ctx);
   addAuditCommands(program, ctx);
   addLocalCommands(program, ctx);

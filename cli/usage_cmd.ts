@@ -9,6 +9,7 @@ import { type Command, Option } from "commander";
 import { aggregateLocal } from "../src/aggregator/local.ts";
 import type { UsageWindowName } from "../src/infra/mod.ts";
 import { makeClient } from "../src/limiter.ts";
+import { KeySpace } from "../mod.ts";
 import { formatUsageChart, getUsageSnapshots, getUsageSummary } from "../src/usage.ts";
 import {
   type CommandContext,
@@ -57,7 +58,12 @@ export function addUsageCommands(program: Command, ctx: CommandContext): void {
       const tableName = requireTable(opts, io);
       const client = ddbClient(opts);
       try {
-        const snaps = await getUsageSnapshots(client, tableName, usageQuery(opts));
+        const snaps = await getUsageSnapshots(
+          client,
+          tableName,
+          usageQuery(opts),
+          KeySpace.of(opts.namespace),
+        );
         if (opts.plot !== undefined && !globals(c).json) {
           const metric = opts.plot === true ? "requests" : opts.plot;
           io.out(
@@ -90,7 +96,12 @@ export function addUsageCommands(program: Command, ctx: CommandContext): void {
     const tableName = requireTable(opts, io);
     const client = ddbClient(opts);
     try {
-      const s = await getUsageSummary(client, tableName, usageQuery(opts));
+      const s = await getUsageSummary(
+        client,
+        tableName,
+        usageQuery(opts),
+        KeySpace.of(opts.namespace),
+      );
       const kv = (r: Record<string, number>) =>
         Object.entries(r).map(([k, v]) => `${k}=${v}`).join(" ") || "-";
       print(

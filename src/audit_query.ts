@@ -12,13 +12,8 @@ import {
   QueryCommand,
   type QueryCommandInput,
 } from "@aws-sdk/client-dynamodb";
-import {
-  AUDIT_PK,
-  type AuditRecord,
-  auditScopeKey,
-  auditSk,
-  parseAuditItem,
-} from "./audit_record.ts";
+import { KeySpace } from "./keyspace.ts";
+import { type AuditRecord, auditScopeKey, auditSk, parseAuditItem } from "./audit_record.ts";
 import { type Item, send } from "./calls.ts";
 
 /** A validated query of audit events, as a backend runs it. */
@@ -109,12 +104,17 @@ export async function queryAuditEvents(
   tableName: string,
   q: AuditQuery,
   signal?: AbortSignal,
+  space: KeySpace = KeySpace.DEFAULT,
 ): Promise<AuditPage> {
   const byEntity = q.entityId !== undefined;
   const pk = byEntity ? "GSI1PK" : "PK";
   const sk = byEntity ? "GSI1SK" : "SK";
   const values: Item = {
-    ":p": { S: byEntity ? auditScopeKey({ kind: "entity", entityId: q.entityId! }) : AUDIT_PK },
+    ":p": {
+      S: byEntity
+        ? auditScopeKey({ kind: "entity", entityId: q.entityId! }, space)
+        : space.auditPk(),
+    },
   };
   let condition = `${pk} = :p`;
   if (q.sinceMs !== undefined) {
@@ -134,12 +134,12 @@ export async function queryAuditEvents(
     input.ExpressionAttributeNames = { "#r": "resource" };
     input.FilterExpression = "#r = :r";
     if (!byEntity) {
-      values[":rs"] = { S: auditScopeKey({ kind: "resource", resource: q.resource }) };
+      values[":rs"] = { S: auditScopeKey({ kind: "resource", resource: q.resource }, space) };
       input.FilterExpression += " OR GSI1PK = :rs";
     }
   }
   let start: Item | undefined = q.afterSk === undefined ? undefined : {
-    PK: { S: AUDIT_PK },
+    PK: { S: space.auditPk() },
     SK: { S: q.afterSk },
     ...(byEntity ? { GSI1PK: values[":p"], GSI1SK: { S: q.afterSk } } : {}),
   };

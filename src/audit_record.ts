@@ -2,13 +2,14 @@
  * The audit event of one admin change, and the table item it is stored as. A store writes the
  * event in the same transaction as the change it records, so there is no change without its event.
  *
- * Item: `PK = AUDIT`, `SK = {atMs, 13 digits}#{eventId}` (newest last, so a query read backwards is
+ * Item: `PK = AUDIT` (`NS#{namespace}#AUDIT` in a namespace, see src/keyspace.ts), `SK = {atMs, 13 digits}#{eventId}` (newest last, so a query read backwards is
  * newest first), `GSI1PK = AUDIT#{scope}`, `GSI1SK = SK` (one scope's events), `ttl` (epoch s).
  *
  * @module
  */
 
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import { KeySpace } from "./keyspace.ts";
 
 /** Partition key of every audit event. */
 export const AUDIT_PK = "AUDIT";
@@ -64,15 +65,15 @@ export interface AuditRecord {
   replaces?: string | null;
 }
 
-/** The GSI1 partition key of a scope's events. */
-export function auditScopeKey(scope: AuditScope): string {
+/** The GSI1 partition key of a scope's events, in the namespace of `space`. */
+export function auditScopeKey(scope: AuditScope, space: KeySpace = KeySpace.DEFAULT): string {
   switch (scope.kind) {
     case "entity":
-      return `AUDIT#ENTITY#${scope.entityId}`;
+      return space.auditScopePk(`ENTITY#${scope.entityId}`);
     case "resource":
-      return `AUDIT#RESOURCE#${scope.resource}`;
+      return space.auditScopePk(`RESOURCE#${scope.resource}`);
     case "system":
-      return "AUDIT#SYSTEM";
+      return space.auditScopePk("SYSTEM");
   }
 }
 
@@ -81,13 +82,16 @@ export function auditSk(atMs: number, eventId: string): string {
   return `${String(atMs).padStart(13, "0")}#${eventId}`;
 }
 
-/** The table item of an audit event. */
-export function auditItem(r: AuditRecord): Record<string, AttributeValue> {
+/** The table item of an audit event, in the namespace of `space`. */
+export function auditItem(
+  r: AuditRecord,
+  space: KeySpace = KeySpace.DEFAULT,
+): Record<string, AttributeValue> {
   const sk = auditSk(r.atMs, r.eventId);
   const item: Record<string, AttributeValue> = {
-    PK: { S: AUDIT_PK },
+    PK: { S: space.auditPk() },
     SK: { S: sk },
-    GSI1PK: { S: auditScopeKey(r.scope) },
+    GSI1PK: { S: auditScopeKey(r.scope, space) },
     GSI1SK: { S: sk },
     eventId: { S: r.eventId },
     atMs: { N: String(r.atMs) },

@@ -20,6 +20,7 @@ import type {
 } from "./entities.ts";
 import { EntityStore } from "./entities.ts";
 import { type CatalogBackend, DynamoCatalog } from "./entity_list.ts";
+import { KeySpace } from "./keyspace.ts";
 import type { Limit } from "./limit.ts";
 import type { PingResult } from "./ping.ts";
 import { leanTransportOf } from "./transport/lean.ts";
@@ -254,6 +255,13 @@ export interface Backend {
    * schema is taken as current and `listEntities` is refused.
    */
   catalog?: CatalogBackend;
+
+  /**
+   * The same storage seen from a namespace (see `RateLimiterOptions.namespace`): what one
+   * namespace stores, another never sees. @default none: such a backend serves the default
+   * namespace only, and a limiter given a namespace refuses it
+   */
+  forNamespace?(space: KeySpace): Backend;
 }
 
 /**
@@ -265,15 +273,25 @@ export interface Backend {
  * ```ts
  * import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
  * import { dynamoBackend } from "./backend.ts";
- * const backend = dynamoBackend(new DynamoDBClient({ region: "us-east-1" }), "rate_limits");
+ * import { KeySpace } from "./keyspace.ts";
+ * const client = new DynamoDBClient({ region: "us-east-1" });
+ * const backend = dynamoBackend(client, "rate_limits");
  * console.assert(typeof backend.buckets.writeBucket === "function");
+ * const billing = dynamoBackend(client, "rate_limits", KeySpace.of("billing"));
+ * console.assert(typeof billing.forNamespace === "function");
+ * client.destroy();
  * ```
  */
-export function dynamoBackend(client: DynamoDBClient, tableName: string): Backend {
+export function dynamoBackend(
+  client: DynamoDBClient,
+  tableName: string,
+  keys: KeySpace = KeySpace.DEFAULT,
+): Backend {
   return {
     // A client the limiter made itself sends the hot path through its lean transport.
-    buckets: new Repository({ client, tableName, transport: leanTransportOf(client) }),
-    entities: new EntityStore(client, tableName),
-    catalog: new DynamoCatalog(client, tableName),
+    buckets: new Repository({ client, tableName, transport: leanTransportOf(client), keys }),
+    entities: new EntityStore(client, tableName, keys),
+    catalog: new DynamoCatalog(client, tableName, keys),
+    forNamespace: (space) => dynamoBackend(client, tableName, space),
   };
 }

@@ -17,16 +17,18 @@ import { auditItem, type AuditRecord } from "./audit_record.ts";
 import type { AdminBucketChange, AdminOutcome } from "./bucket_items.ts";
 import { send } from "./calls.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 
 /** The transaction items of `change` (its audit event last). */
 export function adminTransactItems(
   tableName: string,
   change: AdminBucketChange,
   audit?: AuditRecord,
+  space: KeySpace = KeySpace.DEFAULT,
 ): TransactWriteItem[] {
   const out: TransactWriteItem[] = [];
   for (const item of change.items) {
-    const Key = keys.itemKey(change.entityId, keys.bucketSk(item.resource));
+    const Key = space.itemKey(change.entityId, keys.bucketSk(item.resource));
     if (!item.exists) {
       out.push({
         ConditionCheck: {
@@ -89,14 +91,14 @@ export function adminTransactItems(
       Put: {
         TableName: tableName,
         Item: {
-          ...keys.itemKey(change.entityId, keys.topUpSk(resource, key)),
+          ...space.itemKey(change.entityId, keys.topUpSk(resource, key)),
           [keys.TTL]: { N: String(expiresAtSec) },
         },
         ConditionExpression: "attribute_not_exists(PK)",
       },
     });
   }
-  if (audit) out.push({ Put: { TableName: tableName, Item: auditItem(audit) } });
+  if (audit) out.push({ Put: { TableName: tableName, Item: auditItem(audit, space) } });
   return out;
 }
 
@@ -107,8 +109,9 @@ export async function writeAdminChange(
   change: AdminBucketChange,
   audit?: AuditRecord,
   signal?: AbortSignal,
+  space: KeySpace = KeySpace.DEFAULT,
 ): Promise<AdminOutcome> {
-  const items = adminTransactItems(tableName, change, audit);
+  const items = adminTransactItems(tableName, change, audit, space);
   if (items.length === 0) return { ok: true };
   try {
     await send(

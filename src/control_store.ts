@@ -20,6 +20,8 @@ import { auditItem, type AuditRecord } from "./audit_record.ts";
 import { send } from "./calls.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
+import { NamespaceRegistration } from "./namespaces.ts";
 
 /**
  * A change to an existing entity: each field given is set (`parentId: undefined` given detaches
@@ -54,11 +56,23 @@ const BYPASS_RETENTION_DAYS = 90;
 export class ControlStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
+  readonly #keys: KeySpace;
+  readonly #registration: NamespaceRegistration;
 
-  /** @param client DynamoDB client. @param tableName Table. */
-  constructor(client: DynamoDBClient, tableName: string) {
+  /**
+   * @param client DynamoDB client. @param tableName Table. @param space The namespace's keys.
+   * @param registration Registers the namespace before the first change.
+   */
+  constructor(
+    client: DynamoDBClient,
+    tableName: string,
+    space: KeySpace = KeySpace.DEFAULT,
+    registration = new NamespaceRegistration(client, tableName, space),
+  ) {
     this.#client = client;
     this.#table = tableName;
+    this.#keys = space;
+    this.#registration = registration;
   }
 
   /** Writes `ops` and the event of `audit` (when given) in one transaction. */
@@ -73,7 +87,8 @@ export class ControlStore {
         ? { Delete: { ...op.Delete, TableName } }
         : { ConditionCheck: { ...op.ConditionCheck!, TableName } }
     );
-    if (audit) items.push({ Put: { TableName, Item: auditItem(audit) } });
+    if (audit) items.push({ Put: { TableName, Item: auditItem(audit, this.#keys) } });
+    await this.#registration.ensure(signal);
     await send(
       this.#client,
       TransactWriteItemsCommand,
@@ -116,12 +131,12 @@ export class ControlStore {
       else {
         sets.push("parentId = :parent", "GSI1PK = :g1pk", "GSI1SK = :g1sk");
         values[":parent"] = { S: parentId };
-        values[":g1pk"] = { S: keys.parentKey(parentId) };
+        values[":g1pk"] = { S: this.#keys.parentKey(parentId) };
         values[":g1sk"] = { S: keys.childKey(entityId) };
         ops.push({
           ConditionCheck: {
             TableName: this.#table,
-            Key: keys.itemKey(parentId, keys.META_SK),
+            Key: this.#keys.itemKey(parentId, keys.META_SK),
             ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           },
@@ -132,7 +147,7 @@ export class ControlStore {
     ops.push({
       Update: {
         TableName: this.#table,
-        Key: keys.itemKey(entityId, keys.META_SK),
+        Key: this.#keys.itemKey(entityId, keys.META_SK),
         UpdateExpression: [
           sets.length ? `SET ${sets.join(", ")}` : "",
           removes.length ? `REMOVE ${removes.join(", ")}` : "",
@@ -169,7 +184,7 @@ export class ControlStore {
   ): Promise<ResourceControls | undefined> {
     const out = await send(this.#client, GetItemCommand, {
       TableName: this.#table,
-      Key: systemKey(resource),
+      Key: this.#keys.systemKey(keys.controlSk(resource)),
       ConsistentRead: true,
     }, signal);
     return out.Item ? parseResourceControls(out.Item) : undefined;
@@ -186,10 +201,14 @@ export class ControlStore {
       ? {
         Put: {
           TableName: this.#table,
-          Item: { ...systemKey(resource), resource: { S: resource }, disabled: { BOOL: true } },
+          Item: {
+            ...this.#keys.systemKey(keys.controlSk(resource)),
+            resource: { S: resource },
+            disabled: { BOOL: true },
+          },
         },
       }
-      : { Delete: { TableName: this.#table, Key: systemKey(resource) } };
+      : { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.controlSk(resource)) } };
     await this.#transact([op], audit, signal);
   }
 
@@ -208,7 +227,7 @@ export class ControlStore {
     await send(this.#client, UpdateItemCommand, {
       TableName: this.#table,
       Key: {
-        PK: { S: keys.entityPk(entityId) },
+        PK: { S: this.#keys.entityPk(entityId) },
         SK: { S: usageSk(resource, "hourly", windowStart) },
       },
       UpdateExpression: "SET entityId = :e, #r = :r, #w = :w, windowStart = :ws, " +
@@ -225,11 +244,6 @@ export class ControlStore {
       },
     }, signal);
   }
-}
-
-/** The key of a resource's controls item. */
-export function systemKey(resource: string): { PK: { S: string }; SK: { S: string } } {
-  return { PK: { S: keys.SYSTEM_PK }, SK: { S: keys.controlSk(resource) } };
 }
 
 /** The controls of a `#CONTROL#{resource}` item. */

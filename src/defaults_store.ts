@@ -15,6 +15,7 @@ import {
 import type { AuditRecord } from "./audit_record.ts";
 import { type Item, queryPages, send } from "./calls.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 import type { Limit } from "./limit.ts";
 import { limitsAttr, parseLimits } from "./limit_items.ts";
 
@@ -52,15 +53,22 @@ export class DefaultsStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #write: AuditedWrite;
+  readonly #keys: KeySpace;
 
   /**
    * @param client DynamoDB client. @param tableName Table.
-   * @param write Writes an item with its audit event.
+   * @param write Writes an item with its audit event. @param space The namespace's keys.
    */
-  constructor(client: DynamoDBClient, tableName: string, write: AuditedWrite) {
+  constructor(
+    client: DynamoDBClient,
+    tableName: string,
+    write: AuditedWrite,
+    space: KeySpace = KeySpace.DEFAULT,
+  ) {
     this.#client = client;
     this.#table = tableName;
     this.#write = write;
+    this.#keys = space;
   }
 
   /** Stores the default limits of a resource (or the system's), replacing earlier ones. */
@@ -70,7 +78,7 @@ export class DefaultsStore {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    const Item = { ...keys.systemKey(keys.limitSk(resource)), limits: limitsAttr(limits) };
+    const Item = { ...this.#keys.systemKey(keys.limitSk(resource)), limits: limitsAttr(limits) };
     await this.#write({ Put: { TableName: this.#table, Item } }, audit, signal);
   }
 
@@ -81,7 +89,7 @@ export class DefaultsStore {
   ): Promise<Limit[] | undefined> {
     const out = await send(this.#client, GetItemCommand, {
       TableName: this.#table,
-      Key: keys.systemKey(keys.limitSk(resource)),
+      Key: this.#keys.systemKey(keys.limitSk(resource)),
       ConsistentRead: true,
     }, signal);
     return out.Item ? parseLimits(out.Item) : undefined;
@@ -94,7 +102,7 @@ export class DefaultsStore {
     audit?: AuditRecord,
   ): Promise<void> {
     await this.#write(
-      { Delete: { TableName: this.#table, Key: keys.systemKey(keys.limitSk(resource)) } },
+      { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.limitSk(resource)) } },
       audit,
       signal,
     );
@@ -103,7 +111,7 @@ export class DefaultsStore {
   /** The resources with default limits, sorted. */
   async listDefaultResources(signal?: AbortSignal): Promise<string[]> {
     const out: string[] = [];
-    for await (const items of this.#limitItems(keys.SYSTEM_PK, signal)) {
+    for await (const items of this.#limitItems(this.#keys.systemPk(), signal)) {
       for (const item of items) {
         const resource = resourceOfLimitSk(item.SK.S ?? "");
         if (resource !== undefined) out.push(resource);
@@ -115,7 +123,7 @@ export class DefaultsStore {
   /** Every stored-limits item of an entity: entity-wide first, then by resource. */
   async listStoredLimits(entityId: string, signal?: AbortSignal): Promise<StoredLimitsEntry[]> {
     const out: StoredLimitsEntry[] = [];
-    for await (const items of this.#limitItems(keys.entityPk(entityId), signal)) {
+    for await (const items of this.#limitItems(this.#keys.entityPk(entityId), signal)) {
       for (const item of items) {
         const resource = resourceOfLimitSk(item.SK.S ?? "");
         out.push(
@@ -166,11 +174,14 @@ export interface SystemConfig {
 }
 
 /** The keys of the system items the config of a call on `resource` reads. */
-export function systemConfigKeys(resource: string): Record<string, AttributeValue>[] {
+export function systemConfigKeys(
+  resource: string,
+  space: KeySpace = KeySpace.DEFAULT,
+): Record<string, AttributeValue>[] {
   return [
-    keys.systemKey(keys.limitSk(resource)),
-    keys.systemKey(keys.limitSk()),
-    keys.systemKey(keys.controlSk(resource)),
+    space.systemKey(keys.limitSk(resource)),
+    space.systemKey(keys.limitSk()),
+    space.systemKey(keys.controlSk(resource)),
   ];
 }
 
@@ -178,8 +189,13 @@ export function systemConfigKeys(resource: string): Record<string, AttributeValu
  * Puts a system item read by {@link systemConfigKeys} into `into`; false when `item` is not one
  * (an entity's item).
  */
-export function readSystemItem(item: Item, resource: string, into: SystemConfig): boolean {
-  if (item.PK?.S !== keys.SYSTEM_PK) return false;
+export function readSystemItem(
+  item: Item,
+  resource: string,
+  into: SystemConfig,
+  space: KeySpace = KeySpace.DEFAULT,
+): boolean {
+  if (item.PK?.S !== space.systemPk()) return false;
   const sk = item.SK?.S;
   if (sk === keys.limitSk(resource)) into.resourceDefaults = parseLimits(item);
   else if (sk === keys.limitSk()) into.systemDefaults = parseLimits(item);

@@ -40,6 +40,8 @@ import {
   type StoredLimitsEntry,
   systemConfigKeys,
 } from "./defaults_store.ts";
+import { KeySpace } from "./keyspace.ts";
+import { NamespaceRegistration } from "./namespaces.ts";
 
 /** A shard count as stored with limits. */
 export interface StoredShards {
@@ -117,19 +119,32 @@ export interface ResourceControls {
   disabled?: boolean;
 }
 
-/** Entity and stored-limit storage for one table. */
+/** Entity and stored-limit storage for one table, in one namespace. */
 export class EntityStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #defaults: DefaultsStore;
   readonly #controls: ControlStore;
+  /** The namespace's keys: every partition key is built through it. */
+  readonly #keys: KeySpace;
+  readonly #registration: NamespaceRegistration;
 
-  /** @param client DynamoDB client. @param tableName Table. */
-  constructor(client: DynamoDBClient, tableName: string) {
+  /**
+   * @param client DynamoDB client. @param tableName Table.
+   * @param space The namespace's keys. @default the default namespace
+   */
+  constructor(client: DynamoDBClient, tableName: string, space: KeySpace = KeySpace.DEFAULT) {
     this.#client = client;
     this.#table = tableName;
-    this.#defaults = new DefaultsStore(client, tableName, (op, a, s) => this.#write(op, a, s));
-    this.#controls = new ControlStore(client, tableName);
+    this.#keys = space;
+    this.#registration = new NamespaceRegistration(client, tableName, space);
+    this.#defaults = new DefaultsStore(
+      client,
+      tableName,
+      (op, a, s) => this.#write(op, a, s),
+      space,
+    );
+    this.#controls = new ControlStore(client, tableName, space, this.#registration);
   }
 
   /** Stores the default limits of a resource (`undefined`: the system's). */
@@ -192,6 +207,7 @@ export class EntityStore {
    * of `op` throws an error named `ConditionalCheckFailedException` either way.
    */
   async #write(op: TransactWriteItem, audit?: AuditRecord, signal?: AbortSignal): Promise<void> {
+    await this.#registration.ensure(signal);
     const TableName = this.#table;
     if (!audit) {
       if (op.Put) await send(this.#client, PutItemCommand, { ...op.Put, TableName }, signal);
@@ -211,6 +227,7 @@ export class EntityStore {
     audit: AuditRecord,
     signal?: AbortSignal,
   ): Promise<void> {
+    await this.#registration.ensure(signal);
     const TableName = this.#table;
     const withTable = ops.map((op): TransactWriteItem =>
       op.Put
@@ -226,7 +243,7 @@ export class EntityStore {
         this.#client,
         TransactWriteItemsCommand,
         {
-          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit) } }],
+          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit, this.#keys) } }],
           ClientRequestToken: audit.eventId,
         },
         signal,
@@ -247,7 +264,7 @@ export class EntityStore {
   /** Creates an entity; the parent must exist and have no parent itself. */
   async create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void> {
     const item: Record<string, AttributeValue> = {
-      PK: { S: keys.entityPk(entity.entityId) },
+      PK: { S: this.#keys.entityPk(entity.entityId) },
       SK: { S: keys.META_SK },
       entityId: { S: entity.entityId },
       cascade: { BOOL: entity.cascade },
@@ -255,13 +272,13 @@ export class EntityStore {
         M: Object.fromEntries(Object.entries(entity.metadata).map(([k, v]) => [k, { S: v }])),
       },
       createdAt: { S: entity.createdAt },
-      ...keys.entityIndexKeys(entity.entityId),
+      ...keys.entityIndexKeys(entity.entityId, undefined, this.#keys.entitiesKey()),
     };
     if (entity.name !== undefined) item.name = { S: entity.name };
     if (entity.parentId !== undefined) {
       item.parentId = { S: entity.parentId };
-      item.GSI1PK = { S: keys.parentKey(entity.parentId) };
-      item.GSI1SK = { S: keys.childKey(entity.entityId) };
+      item.GSI1PK = { S: this.#keys.parentKey(entity.parentId) };
+      item.GSI1SK = { S: this.#keys.childKey(entity.entityId) };
     }
     const put = { Item: item, ConditionExpression: "attribute_not_exists(PK)" };
     if (entity.parentId === undefined) {
@@ -280,13 +297,14 @@ export class EntityStore {
         {
           ConditionCheck: {
             TableName: this.#table,
-            Key: keys.itemKey(entity.parentId, keys.META_SK),
+            Key: this.#keys.itemKey(entity.parentId, keys.META_SK),
             ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(parentId)",
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           },
         },
         { Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" } },
       ];
+      await this.#registration.ensure(signal);
       if (audit) await this.#transact(items, audit, signal);
       else await send(this.#client, TransactWriteItemsCommand, { TransactItems: items }, signal);
     } catch (err) {
@@ -310,7 +328,7 @@ export class EntityStore {
   async get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined> {
     const out = await this.#send(
       GetItemCommand,
-      { Key: keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
+      { Key: this.#keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
       signal,
     );
     return out.Item ? parseEntity(out.Item) : undefined;
@@ -324,7 +342,7 @@ export class EntityStore {
         TableName: this.#table,
         IndexName: keys.GSI1,
         KeyConditionExpression: "GSI1PK = :p",
-        ExpressionAttributeValues: { ":p": { S: keys.parentKey(parentId) } },
+        ExpressionAttributeValues: { ":p": { S: this.#keys.parentKey(parentId) } },
       }, signal)
     ) {
       for (const item of items) out.push(parseEntity(item));
@@ -342,9 +360,10 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<number> {
     let deleted = 0;
+    await this.#registration.ensure(signal);
     if (audit) {
       await this.#transact(
-        [{ Delete: { TableName: this.#table, Key: keys.itemKey(entityId, keys.META_SK) } }],
+        [{ Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.META_SK) } }],
         audit,
         signal,
       );
@@ -353,7 +372,7 @@ export class EntityStore {
       const items of queryPages(this.#client, {
         TableName: this.#table,
         KeyConditionExpression: "PK = :pk",
-        ExpressionAttributeValues: { ":pk": { S: keys.entityPk(entityId) } },
+        ExpressionAttributeValues: { ":pk": { S: this.#keys.entityPk(entityId) } },
         ProjectionExpression: "PK, SK",
         ConsistentRead: true,
         Limit: DELETE_PAGE,
@@ -395,9 +414,9 @@ export class EntityStore {
     audit?: AuditRecord,
   ): Promise<void> {
     const item: Record<string, AttributeValue> = {
-      PK: { S: keys.entityPk(entityId) },
+      PK: { S: this.#keys.entityPk(entityId) },
       SK: { S: keys.limitSk(resource) },
-      ...keys.entityIndexKeys(entityId, { resource }),
+      ...keys.entityIndexKeys(entityId, { resource }, this.#keys.entitiesKey()),
       limits: limitsAttr(limits),
     };
     if (shards) {
@@ -442,7 +461,7 @@ export class EntityStore {
   ): Promise<StoredLimits | undefined> {
     const out = await this.#send(
       GetItemCommand,
-      { Key: keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
+      { Key: this.#keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
       signal,
     );
     if (!out.Item) return undefined;
@@ -471,7 +490,7 @@ export class EntityStore {
         {
           Update: {
             TableName: this.#table,
-            Key: keys.itemKey(entityId, keys.limitSk(resource)),
+            Key: this.#keys.itemKey(entityId, keys.limitSk(resource)),
             UpdateExpression: "SET shards = :to, shardsSince = :since, shardsPrev = :prev" +
               (prevSince === undefined ? " REMOVE shardsPrevSince" : ", shardsPrevSince = :ps"),
             ConditionExpression: `attribute_exists(PK) AND (${cond.ConditionExpression}) AND ` +
@@ -503,7 +522,7 @@ export class EntityStore {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    const Key = keys.itemKey(entityId, keys.limitSk(resource));
+    const Key = this.#keys.itemKey(entityId, keys.limitSk(resource));
     try {
       await this.#write(
         { Delete: { TableName: this.#table, Key, ...both(undefined, replacesCondition(audit)) } },
@@ -520,7 +539,7 @@ export class EntityStore {
 
   /** Audit events, newest first (src/audit_query.ts). */
   auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage> {
-    return queryAuditEvents(this.#client, this.#table, query, signal);
+    return queryAuditEvents(this.#client, this.#table, query, signal, this.#keys);
   }
 
   /** The table's audit settings (`SYSTEM / #CONFIG`). */
@@ -540,10 +559,10 @@ export class EntityStore {
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>> {
     const wanted: Record<string, AttributeValue>[] = want.defaults
-      ? systemConfigKeys(resource)
+      ? systemConfigKeys(resource, this.#keys)
       : [];
     for (const id of entityIds) {
-      const pk = { S: keys.entityPk(id) };
+      const pk = { S: this.#keys.entityPk(id) };
       if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
       if (want.limits) {
         wanted.push({ PK: pk, SK: { S: keys.limitSk(resource) } });
@@ -570,8 +589,8 @@ export class EntityStore {
     for (const id of entityIds) result.set(id, {});
     const system: EntityConfig = {};
     for (const item of found) {
-      if (readSystemItem(item, resource, system)) continue;
-      const id = keys.entityIdOf(item.PK.S ?? "");
+      if (readSystemItem(item, resource, system, this.#keys)) continue;
+      const id = this.#keys.entityIdOf(item.PK.S ?? "");
       const cfg = id === undefined ? undefined : result.get(id);
       if (!cfg) continue;
       const sk = item.SK.S;
@@ -692,7 +711,8 @@ export function parseEntity(item: Record<string, AttributeValue>): Entity {
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(item.metadata?.M ?? {})) metadata[k] = v.S ?? "";
   const entity: Entity = {
-    entityId: item.entityId?.S ?? keys.entityIdOf(item.PK.S ?? "") ?? "",
+    entityId: item.entityId?.S ?? keys.entityIdOf(KeySpace.parse(item.PK.S ?? "")?.local ?? "") ??
+      "",
     cascade: item.cascade?.BOOL ?? false,
     metadata,
     createdAt: item.createdAt?.S ?? "",

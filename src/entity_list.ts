@@ -12,6 +12,7 @@ import { queryPages } from "./calls.ts";
 import { type Entity, parseEntity } from "./entities.ts";
 import { ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 import { readSchemaVersion } from "./schema.ts";
 import { checkBoolean, checkObject } from "./validate.ts";
 
@@ -128,11 +129,16 @@ const QUERY_PAGE = 500;
 export class DynamoCatalog implements CatalogBackend {
   readonly #client: DynamoDBClient;
   readonly #table: string;
+  readonly #keys: KeySpace;
 
-  /** @param client DynamoDB client. @param tableName Table. */
-  constructor(client: DynamoDBClient, tableName: string) {
+  /**
+   * @param client DynamoDB client. @param tableName Table.
+   * @param space The namespace listed (the schema version is the table's, in every namespace).
+   */
+  constructor(client: DynamoDBClient, tableName: string, space: KeySpace = KeySpace.DEFAULT) {
     this.#client = client;
     this.#table = tableName;
+    this.#keys = space;
   }
 
   /** The table's schema version (a strongly consistent GetItem). */
@@ -142,7 +148,7 @@ export class DynamoCatalog implements CatalogBackend {
 
   /** Queries GSI3 from `after` until `limit` entities are found or the index ends. */
   async listEntities(query: CatalogQuery, signal?: AbortSignal): Promise<CatalogPage> {
-    const values: Record<string, { S: string }> = { ":p": { S: keys.ENTITIES_KEY } };
+    const values: Record<string, { S: string }> = { ":p": { S: this.#keys.entitiesKey() } };
     let condition = "GSI3PK = :p";
     if (query.after !== undefined) {
       // Every id allowed sorts after `$`, and every stored-limits key of `after` before it.
@@ -171,7 +177,7 @@ export class DynamoCatalog implements CatalogBackend {
           current = { entity: parseEntity(item), limits: false };
         } else if (
           sk?.startsWith(keys.LIMIT_PREFIX) && current &&
-          keys.entityIdOf(item.PK?.S ?? "") === current.entity.entityId
+          this.#keys.entityIdOf(item.PK?.S ?? "") === current.entity.entityId
         ) {
           current.limits = true;
         }

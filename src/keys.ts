@@ -72,9 +72,10 @@ export function limitListSk(entityId: string, resource?: string): string {
 export function entityIndexKeys(
   entityId: string,
   limits?: { resource?: string },
+  entitiesKey: string = ENTITIES_KEY,
 ): { GSI3PK: { S: string }; GSI3SK: { S: string } } {
   return {
-    GSI3PK: { S: ENTITIES_KEY },
+    GSI3PK: { S: entitiesKey },
     GSI3SK: { S: limits ? limitListSk(entityId, limits.resource) : entityListSk(entityId) },
   };
 }

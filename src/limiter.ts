@@ -33,6 +33,7 @@ import type {
   ResourceBucket,
   TimeUntilAvailableOptions,
 } from "./options.ts";
+import type { KeySpace } from "./keyspace.ts";
 import type { PingResult } from "./ping.ts";
 import type { BucketReader } from "./reads.ts";
 import { assemble } from "./wiring.ts";
@@ -82,6 +83,9 @@ export class RateLimiter implements AsyncDisposable {
   readonly tableName: string;
   /** The DynamoDB client in use. */
   readonly client: aws.DynamoDBClient;
+  /** The namespace (`"default"` for the default one; see `RateLimiterOptions.namespace`). */
+  readonly namespace: string;
+  readonly #keys: KeySpace;
   readonly #ownsClient: boolean;
   readonly #outbox: Outbox;
   readonly #leases: LeaseEngine;
@@ -116,6 +120,8 @@ export class RateLimiter implements AsyncDisposable {
     const parts = assemble(options);
     this.tableName = parts.tableName;
     this.client = parts.client;
+    this.#keys = parts.keys;
+    this.namespace = parts.keys.name;
     this.#ownsClient = parts.ownsClient;
     this.#outbox = parts.outbox;
     this.#leases = parts.leases;
@@ -760,7 +766,7 @@ export class RateLimiter implements AsyncDisposable {
    */
   async getUsageSnapshots(query: UsageQuery): Promise<UsageSnapshot[]> {
     this.#checkOpen();
-    return await getUsageSnapshots(this.client, this.tableName, query);
+    return await getUsageSnapshots(this.client, this.tableName, query, this.#keys);
   }
 
   /**
@@ -773,7 +779,7 @@ export class RateLimiter implements AsyncDisposable {
    */
   async getUsageSummary(query: UsageQuery): Promise<UsageSummary> {
     this.#checkOpen();
-    return await getUsageSummary(this.client, this.tableName, query);
+    return await getUsageSummary(this.client, this.tableName, query, this.#keys);
   }
 
   /**

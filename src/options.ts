@@ -101,6 +101,14 @@ export interface RateLimiterOptions {
    */
   stsEndpoint?: string;
   /**
+   * The namespace this limiter lives in: several applications share one table without seeing
+   * each other's entities, limits, buckets, usage or audit events. A lower-case letter, then
+   * lower-case letters, digits, `-` or `_`, at most 64 characters; `"default"` is the default
+   * namespace (the table's un-prefixed keys). See docs/design.md, "Namespaces".
+   * @default the default namespace
+   */
+  namespace?: string;
+  /**
    * How long stored limits and entity metadata are cached, ms; 0 disables. An entry past it is
    * still used while one read refreshes it in the background; past twice it, it is read inline.
    * @default 60000

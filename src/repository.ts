@@ -18,9 +18,11 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { type Item, queryPages, send, untilProcessed } from "./calls.ts";
 import * as keys from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 import { createTable, tableDefinition, tableStatus } from "./table.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import { writeAdminChange } from "./bucket_admin_store.ts";
+import { NamespaceRegistration } from "./namespaces.ts";
 import type {
   AdminBucketChange,
   AdminOutcome,
@@ -48,6 +50,8 @@ export interface RepositoryOptions {
   tableName: string;
   /** Sends the hot-path calls (bucket writes and reads) instead of the client's SDK stack. */
   transport?: LeanTransport;
+  /** The namespace's keys. @default the default namespace ({@link KeySpace.DEFAULT}) */
+  keys?: KeySpace;
 }
 
 /** DynamoDB access for one table. */
@@ -57,11 +61,15 @@ export class Repository {
   /** The table. */
   readonly tableName: string;
   readonly #lean?: LeanTransport;
+  /** The namespace's keys: every partition key is built through it. */
+  readonly #keys: KeySpace;
+  #registration?: NamespaceRegistration;
 
   /** @param options Client and table. */
   constructor(options: RepositoryOptions) {
     this.client = options.client;
     this.tableName = options.tableName;
+    this.#keys = options.keys ?? KeySpace.DEFAULT;
     this.#lean = options.transport;
   }
 
@@ -167,7 +175,7 @@ export class Repository {
     }
     return {
       TableName: this.tableName,
-      Key: keys.itemKey(w.entityId, keys.bucketSk(w.resource)),
+      Key: this.#keys.itemKey(w.entityId, keys.bucketSk(w.resource)),
       UpdateExpression: `SET ${sets.join(", ")}` + (adds.length ? ` ADD ${adds.join(", ")}` : "") +
         (removes.length ? ` REMOVE ${removes.join(", ")}` : ""),
       ConditionExpression: conds.length ? conds.join(" AND ") : undefined,
@@ -243,7 +251,7 @@ export class Repository {
   ): Promise<StoredBucket | undefined> {
     const input = {
       TableName: this.tableName,
-      Key: keys.itemKey(entityId, keys.bucketSk(resource)),
+      Key: this.#keys.itemKey(entityId, keys.bucketSk(resource)),
       ConsistentRead: true,
     };
     const out: { Item?: Record<string, AttributeValue> } = this.#lean
@@ -253,12 +261,15 @@ export class Repository {
   }
 
   /** An admin change to bucket items (reset, top-up) with its audit event, in one transaction. */
-  adminWrite(
+  async adminWrite(
     change: AdminBucketChange,
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<AdminOutcome> {
-    return writeAdminChange(this.client, this.tableName, change, audit, signal);
+    // An admin change registers the namespace (src/namespaces.ts), as entity changes do.
+    this.#registration ??= new NamespaceRegistration(this.client, this.tableName, this.#keys);
+    await this.#registration.ensure(signal);
+    return await writeAdminChange(this.client, this.tableName, change, audit, signal, this.#keys);
   }
 
   /** Raises a bucket's TTL to `ttlSec` (never lowers it; a missing item is left alone). */
@@ -271,7 +282,7 @@ export class Repository {
     try {
       await send(this.client, UpdateItemCommand, {
         TableName: this.tableName,
-        Key: keys.itemKey(entityId, keys.bucketSk(resource)),
+        Key: this.#keys.itemKey(entityId, keys.bucketSk(resource)),
         UpdateExpression: "SET #ttl = :ttl",
         ConditionExpression: "attribute_exists(PK) AND (attribute_not_exists(#ttl) OR #ttl < :ttl)",
         ExpressionAttributeNames: { "#ttl": keys.TTL },
@@ -293,7 +304,7 @@ export class Repository {
         TableName: this.tableName,
         IndexName: keys.GSI2,
         KeyConditionExpression: "GSI2PK = :r",
-        ExpressionAttributeValues: { ":r": { S: keys.resourceKey(resource) } },
+        ExpressionAttributeValues: { ":r": { S: this.#keys.resourceKey(resource) } },
       }, signal)
     ) {
       for (const item of items) keysFound.push({ PK: item.PK, SK: item.SK });
@@ -310,7 +321,7 @@ export class Repository {
             signal,
           );
           for (const item of res.Responses?.[this.tableName] ?? []) {
-            const entityId = keys.entityIdOf(item.PK.S ?? "");
+            const entityId = this.#keys.entityIdOf(item.PK.S ?? "");
             if (entityId !== undefined) out.push({ entityId, bucket: parseBucket(item) });
           }
           return res.UnprocessedKeys?.[this.tableName]?.Keys;

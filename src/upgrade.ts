@@ -19,6 +19,7 @@ import { RateLimiterUnavailable } from "./errors.ts";
 import { limiterError } from "./failure.ts";
 import * as keys from "./keys.ts";
 import { SCHEMA_VERSION } from "./keys.ts";
+import { KeySpace, NAMESPACE_PREFIX } from "./keyspace.ts";
 import { readSchemaVersion, schemaNewerError, writeSchemaVersion } from "./schema.ts";
 import { gsi3Definition } from "./table.ts";
 
@@ -167,10 +168,12 @@ async function backfill(client: DynamoDBClient, tableName: string): Promise<numb
     const page = await send(client, ScanCommand, {
       TableName: tableName,
       ProjectionExpression: "PK, SK",
-      FilterExpression: "begins_with(PK, :e) AND (SK = :meta OR begins_with(SK, :lim)) AND " +
-        "attribute_not_exists(GSI3PK)",
+      // Entity items of every namespace (a namespace's keys start `NS#{name}#ENTITY#`).
+      FilterExpression: "(begins_with(PK, :e) OR begins_with(PK, :ns)) AND " +
+        "(SK = :meta OR begins_with(SK, :lim)) AND attribute_not_exists(GSI3PK)",
       ExpressionAttributeValues: {
         ":e": { S: keys.entityPk("") },
+        ":ns": { S: NAMESPACE_PREFIX },
         ":meta": { S: keys.META_SK },
         ":lim": { S: keys.LIMIT_PREFIX },
       },
@@ -186,11 +189,15 @@ async function backfill(client: DynamoDBClient, tableName: string): Promise<numb
   return done;
 
   async function index(item: Item): Promise<boolean> {
-    const entityId = keys.entityIdOf(item.PK.S ?? "") ?? "";
+    const parsed = KeySpace.parse(item.PK.S ?? "");
+    const space = parsed?.space ?? KeySpace.DEFAULT;
+    const entityId = space.entityIdOf(item.PK.S ?? "");
+    if (entityId === undefined) return false; // another namespaced item (not an entity's)
     const sk = item.SK.S ?? "";
     const ks = keys.entityIndexKeys(
       entityId,
       sk === keys.META_SK ? undefined : { resource: sk.slice(keys.LIMIT_PREFIX.length) },
+      space.entitiesKey(),
     );
     try {
       await send(client, UpdateItemCommand, {

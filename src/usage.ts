@@ -17,7 +17,7 @@ import {
 } from "./aggregator/snapshot.ts";
 import { queryPages } from "./calls.ts";
 import { ValidationError } from "./errors.ts";
-import { entityPk } from "./keys.ts";
+import { KeySpace } from "./keyspace.ts";
 import { checkObject, validateEntityId, validateLimitName, validateResource } from "./validate.ts";
 
 export type { UsageWindow } from "./aggregator/snapshot.ts";
@@ -155,9 +155,12 @@ export async function getUsageSnapshots(
   client: aws.DynamoDBClient,
   tableName: string,
   query: UsageQuery,
+  space: KeySpace = KeySpace.DEFAULT,
 ): Promise<UsageSnapshot[]> {
   const out: UsageSnapshot[] = [];
-  for await (const snapshot of iterUsageSnapshots(client, tableName, query)) out.push(snapshot);
+  for await (const snapshot of iterUsageSnapshots(client, tableName, query, space)) {
+    out.push(snapshot);
+  }
   return out;
 }
 
@@ -179,8 +182,9 @@ export function iterUsageSnapshots(
   client: aws.DynamoDBClient,
   tableName: string,
   query: UsageQuery,
+  space: KeySpace = KeySpace.DEFAULT,
 ): AsyncGenerator<UsageSnapshot> {
-  const q = validateQuery(tableName, query);
+  const q = validateQuery(tableName, query, space);
   return readSnapshots(client, tableName, q);
 }
 
@@ -203,8 +207,9 @@ export async function getUsageSummary(
     /** Pick the peak window by this limit's consumption. @default by requests */
     peakBy?: string;
   },
+  space: KeySpace = KeySpace.DEFAULT,
 ): Promise<UsageSummary> {
-  const q = validateQuery(tableName, query);
+  const q = validateQuery(tableName, query, space);
   const peakBy = query.peakBy === undefined ? undefined : validateLimitName(query.peakBy, "peakBy");
   // Sums in thousandths (exact), per window start.
   const byWindow = new Map<string, { consumed: Map<string, bigint>; requests: bigint }>();
@@ -251,6 +256,8 @@ export async function getUsageSummary(
 
 interface ValidQuery {
   entityId: string;
+  /** The entity's partition key, in the namespace read. */
+  pk: string;
   resource?: string;
   window: UsageWindow;
   /** Lowest window start wanted (ISO), inclusive. */
@@ -260,7 +267,7 @@ interface ValidQuery {
   pageSize?: number;
 }
 
-function validateQuery(tableName: string, query: UsageQuery): ValidQuery {
+function validateQuery(tableName: string, query: UsageQuery, space: KeySpace): ValidQuery {
   if (typeof tableName !== "string" || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
     throw new ValidationError(
       "tableName",
@@ -291,7 +298,7 @@ function validateQuery(tableName: string, query: UsageQuery): ValidQuery {
   if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize >= 1)) {
     throw new ValidationError("pageSize", pageSize, "must be a whole number >= 1");
   }
-  return { entityId, resource, window, from, to, pageSize };
+  return { entityId, pk: space.entityPk(entityId), resource, window, from, to, pageSize };
 }
 
 function timeOf(field: string, value: unknown): number {
@@ -348,7 +355,7 @@ async function* readRaw(
   q: ValidQuery,
 ): AsyncGenerator<RawSnapshot> {
   const names: Record<string, string> = { "#pk": "PK", "#sk": "SK" };
-  const values: Record<string, AttributeValue> = { ":pk": { S: entityPk(q.entityId) } };
+  const values: Record<string, AttributeValue> = { ":pk": { S: q.pk } };
   let keyCondition: string;
   let filter: string | undefined;
   if (q.resource !== undefined) {

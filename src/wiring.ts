@@ -33,10 +33,13 @@ import { type PingResult, pingTable } from "./ping.ts";
 import { checkBoolean, checkObject } from "./validate.ts";
 import { SchemaGate } from "./schema.ts";
 import { type EntityListPage, listEntities, type ListEntitiesOptions } from "./entity_list.ts";
+import { KeySpace } from "./keyspace.ts";
 
 /** What a {@link RateLimiter} is made of. */
 export interface LimiterParts {
   tableName: string;
+  /** The namespace's keys. */
+  keys: KeySpace;
   client: aws.DynamoDBClient;
   /** The limiter made the client (and closes it). */
   ownsClient: boolean;
@@ -83,7 +86,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     principal: auditPrincipal,
     auditRetentionDays,
     stsEndpoint,
+    namespace,
   } = options;
+  const space = KeySpace.of(namespace);
   if (
     auditPrincipal !== undefined &&
     (typeof auditPrincipal !== "string" || auditPrincipal.length === 0 ||
@@ -134,7 +139,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
   }
   const dynamo = client ?? makeClient({ region, endpoint });
-  const store: Backend = backend ?? dynamoBackend(dynamo, tableName);
+  const store: Backend = backend === undefined
+    ? dynamoBackend(dynamo, tableName, space)
+    : namespaced(backend, space, namespace);
   const setup = new TableSetup({
     backend: store,
     tableName,
@@ -255,6 +262,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   };
   return {
     tableName,
+    keys: space,
     client: dynamo,
     ownsClient: client === undefined,
     outbox,
@@ -280,4 +288,17 @@ function isHttpUrl(value: unknown): boolean {
   } catch {
     return false;
   }
+}
+
+/** The given backend seen from the namespace; refused when it has no namespaces. */
+function namespaced(backend: Backend, space: KeySpace, namespace: unknown): Backend {
+  if (space === KeySpace.DEFAULT) return backend;
+  if (typeof backend.forNamespace !== "function") {
+    throw new ValidationError(
+      "namespace",
+      namespace,
+      "needs a backend that serves namespaces (Backend.forNamespace); the one given has none",
+    );
+  }
+  return backend.forNamespace(space);
 }

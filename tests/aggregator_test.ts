@@ -35,6 +35,7 @@ import {
   windowAt,
 } from "../src/aggregator/snapshot.ts";
 import { getUsageSnapshots } from "../src/usage.ts";
+import { KeySpace } from "../src/keyspace.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const at = (iso: string) => Date.parse(iso);
@@ -90,6 +91,7 @@ Deno.test("snapshot math", async (t) => {
       },
     });
     assert.deepEqual(c, {
+      space: KeySpace.DEFAULT,
       entityId: "key-a",
       resource: "gpt-4",
       seqAttr: "seq",

@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { CreateTableCommand, type DynamoDBClient, PutItemCommand } from "@aws-sdk/client-dynamodb";
-import { EntityDisabledError, Limit, RateLimiter, upgradeTable } from "../mod.ts";
+import {
+  createNamespace,
+  deleteNamespace,
+  EntityDisabledError,
+  Limit,
+  listNamespaces,
+  RateLimiter,
+  upgradeTable,
+} from "../mod.ts";
 import { parseTemplate, TEMPLATE_YAML } from "../src/infra/template.ts";
 import { tableDefinition } from "../src/repository.ts";
 import { generatedModule } from "../scripts/gen_template.ts";
@@ -211,6 +219,19 @@ Deno.test({
         await admin.getAuditEvents({ limit: 5 });
         await admin.getAuditEvents({ entityId: "key", since: 0 });
       });
+      await t.step("namespaces: a namespaced admin, and list, create, delete", async () => {
+        const billing = new RateLimiter({ tableName, client: adminClient, namespace: "billing" });
+        await billing.createEntity({ entityId: "proj" });
+        await billing.setLimits({ entityId: "proj", resource: "gpt-4", limits: [rpm] });
+        await billing.close();
+        assert.equal(await createNamespace(adminClient, tableName, "extra"), true);
+        assert.deepEqual((await listNamespaces(adminClient, tableName)).map((n) => n.name), [
+          "billing",
+          "extra",
+        ]);
+        assert.equal(await deleteNamespace(adminClient, tableName, "extra"), 0);
+        assert.ok(adminSeen.has("dynamodb:Scan"));
+      });
 
       const hotSeen = recordActions(hotClient);
       const hot = new RateLimiter({ tableName, client: hotClient });
@@ -257,6 +278,20 @@ Deno.test({
             }),
           );
           await hot.available({ entityId: "solo", resource: "gpt-4", limits: [rpm] });
+          // A namespaced hot path calls the same actions.
+          const billingHot = new RateLimiter({
+            tableName,
+            client: hotClient,
+            namespace: "billing",
+          });
+          await billingHot.acquire({
+            entityId: "proj",
+            resource: "gpt-4",
+            limits: [rpm],
+            consume: { rpm: 1 },
+            useStoredLimits: true,
+          }, async () => {});
+          await billingHot.close();
           // The health check (`limiter.ping()`, `zae-limiter check`) runs with the same role.
           assert.equal((await hot.ping()).ok, true);
           // the resource's defaults, without limits in the call

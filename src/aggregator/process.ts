@@ -15,6 +15,10 @@
  * `seq`, and only the records after it are written. A run summing to zero is still written, so
  * that its `seq` advances.
  *
+ * **Namespaces.** The stream carries every namespace's records: a bucket's namespace is read from
+ * its partition key (`NS#{namespace}#…`, src/keyspace.ts), and its snapshots and resource-index
+ * keys are written in that namespace.
+ *
  * **Never swallowed.** When a snapshot's write fails, that window type takes no more records of
  * the item (a later record would raise `seq` past the failed one and turn its retry into a
  * no-op, losing it). The batch's first record not yet in every snapshot is returned in
@@ -37,7 +41,7 @@ import {
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import type * as aws from "../aws_types.ts";
-import { entityPk, resourceKey, TTL } from "../keys.ts";
+import { TTL } from "../keys.ts";
 import {
   bucketOf,
   type BucketStreamRecord,
@@ -184,7 +188,8 @@ export async function processRecords(
     const bucket = bucketOf(record.dynamodb?.Keys);
     if (bucket === undefined) return;
     // Per item: a sharded bucket's items are ordered each on its own.
-    const key = `${bucket.entityId}\u0000${bucket.resource}\u0000${bucket.seqAttr}`;
+    const key = `${bucket.space.name}\u0000${bucket.entityId}\u0000${bucket.resource}\u0000` +
+      bucket.seqAttr;
     const list = groups.get(key) ?? [];
     list.push({ index, record });
     groups.set(key, list);
@@ -298,7 +303,7 @@ export async function applyRun(
   run: Run,
   retentionDays: number,
 ): Promise<{ writes: number; skipped: number }> {
-  const { entityId, resource, seqAttr } = run.entries[0].consumption;
+  const { space, entityId, resource, seqAttr } = run.entries[0].consumption;
   const endMs = windowAt(run.window, run.startMs).endMs;
   const windowStart = isoSeconds(run.startMs);
   let entries = run.entries;
@@ -346,7 +351,7 @@ export async function applyRun(
         new UpdateItemCommand({
           TableName: tableName,
           Key: {
-            PK: { S: entityPk(entityId) },
+            PK: { S: space.entityPk(entityId) },
             SK: { S: usageSk(resource, run.window, windowStart) },
           },
           UpdateExpression:
@@ -392,12 +397,12 @@ export async function indexBucket(
     await client.send(
       new UpdateItemCommand({
         TableName: tableName,
-        Key: { PK: { S: entityPk(bucket.entityId) }, SK: keys.SK },
+        Key: { PK: { S: bucket.space.entityPk(bucket.entityId) }, SK: keys.SK },
         UpdateExpression: "SET GSI2PK = :p, GSI2SK = :s",
         ConditionExpression: "attribute_exists(PK) AND attribute_not_exists(GSI2PK)",
         ExpressionAttributeValues: {
-          ":p": { S: resourceKey(bucket.resource) },
-          ":s": { S: entityPk(bucket.entityId) },
+          ":p": { S: bucket.space.resourceKey(bucket.resource) },
+          ":s": { S: bucket.space.entityPk(bucket.entityId) },
         },
       }),
     );

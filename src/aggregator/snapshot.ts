@@ -6,6 +6,9 @@
  * |----------------|---------------|-------------------------------------------------|
  * | usage snapshot | `ENTITY#{id}` | `#USAGE#{resource}#{window}#{windowStartIso}`   |
  *
+ * In a namespace, the PK is prefixed `NS#{namespace}#` (src/keyspace.ts): a snapshot is written in
+ * the namespace of the bucket it counts.
+ *
  * `windowStartIso` has whole seconds and no fraction, e.g. `2026-11-28T13:00:00Z`, so keys sort
  * by time. The window type is part of the key: the hourly snapshot of 00:00 and the daily one are
  * different items.
@@ -15,6 +18,7 @@
 
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
 import type * as aws from "../aws_types.ts";
+import { KeySpace } from "../keyspace.ts";
 import {
   BUCKET_PREFIX,
   entityIdOf,
@@ -99,6 +103,8 @@ export function padSequence(sequenceNumber: string): string {
 
 /** The consumption one stream record of a bucket item carries. */
 export interface Consumption {
+  /** The namespace's keys of the bucket (its snapshots go to the same namespace). */
+  space: KeySpace;
   /** Entity of the bucket. */
   entityId: string;
   /** Resource of the bucket (a shard's: its bucket's). */
@@ -151,23 +157,26 @@ export interface BucketStreamRecord {
 }
 
 /**
- * The (entity, resource) of a bucket item's key, or `undefined` when the item is no bucket. A
+ * The (namespace, entity, resource) of a bucket item's key, or `undefined` when the item is no
+ * bucket. A
  * shard's item (`#BUCKET#{resource}#{i}/{N}`) is its bucket's resource; `seqAttr` names the
  * attribute of the snapshot that holds the item's sequence (`seq`, or `seq_{i}_{N}` for a shard:
  * sequence numbers of different items are not comparable).
  */
 export function bucketOf(
   keys: Record<string, AttributeValue> | undefined,
-): { entityId: string; resource: string; seqAttr: string } | undefined {
+): { space: KeySpace; entityId: string; resource: string; seqAttr: string } | undefined {
   const pk = keys?.PK?.S, sk = keys?.SK?.S;
   if (pk === undefined || sk === undefined || !sk.startsWith(BUCKET_PREFIX)) return undefined;
-  const entityId = entityIdOf(pk);
+  const parsed = KeySpace.parse(pk);
+  if (parsed === undefined) return undefined;
+  const entityId = entityIdOf(parsed.local);
   const stored = sk.slice(BUCKET_PREFIX.length);
   const shard = parseShardResource(stored);
   const resource = shard?.resource ?? stored;
   if (entityId === undefined || resource === "") return undefined;
   const seqAttr = shard ? `${SEQUENCE}_${shard.index}_${shard.count}` : SEQUENCE;
-  return { entityId, resource, seqAttr };
+  return { space: parsed.space, entityId, resource, seqAttr };
 }
 
 /**

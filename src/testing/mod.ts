@@ -53,6 +53,7 @@ import {
 import { patchEntity } from "./controls.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
+import { KeySpace } from "../keyspace.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import { memoryPing, type PingResult } from "../ping.ts";
 import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
@@ -75,14 +76,21 @@ interface MemBucket {
 }
 
 /**
- * State kept in memory: buckets, entities and stored limits.
+ * State kept in memory: buckets, entities and stored limits. Limiters with different namespaces
+ * on one backend each see their own state only ({@link InMemoryBackend.forNamespace}).
  *
  * @example
  * ```ts
  * import { InMemoryBackend } from "./mod.ts";
  * import { RateLimiter } from "../limiter.ts";
- * const limiter = new RateLimiter({ tableName: "unit-test", backend: new InMemoryBackend() });
+ * const backend = new InMemoryBackend();
+ * const limiter = new RateLimiter({ tableName: "unit-test", backend });
+ * const billing = new RateLimiter({ tableName: "unit-test", backend, namespace: "billing" });
+ * await billing.createEntity({ entityId: "key-1" });
+ * console.assert((await limiter.getEntity("key-1")) === undefined);
+ * console.assert(backend.namespaces().join() === "billing");
  * await limiter.close();
+ * await billing.close();
  * ```
  */
 export class InMemoryBackend implements Backend {
@@ -101,6 +109,35 @@ export class InMemoryBackend implements Backend {
   readonly #limits = new Map<string, StoredLimits>();
   /** Default limits by resource (`*`: the system defaults). */
   readonly #defaults = new Map<string, Limit[]>();
+  /** The namespace this view serves. */
+  readonly #space: KeySpace = KeySpace.DEFAULT;
+  /** Every namespace's view of the same backend, by name (shared by all views). */
+  #views = new Map<string, InMemoryBackend>();
+  /** Whether an admin change registered this view's namespace (as the table's registry). */
+  #registered = false;
+
+  /**
+   * The same backend seen from a namespace: its own buckets, entities, limits and audit log
+   * (`writes` and `auditLog` count that namespace's only).
+   */
+  forNamespace(space: KeySpace): InMemoryBackend {
+    if (space.namespace === this.#space.namespace) return this;
+    if (this.#views.size === 0) this.#views.set(this.#space.name, this);
+    let view = this.#views.get(space.name);
+    if (view === undefined) {
+      view = new InMemoryBackend(space);
+      view.#views = this.#views;
+      this.#views.set(space.name, view);
+    }
+    return view;
+  }
+
+  /** The namespaces registered by an admin change, sorted (as `listNamespaces` on a table). */
+  namespaces(): string[] {
+    const views = this.#views.size === 0 ? [this as InMemoryBackend] : [...this.#views.values()];
+    return views.filter((v) => v.#space.namespace !== undefined && v.#registered)
+      .map((v) => v.#space.name).sort();
+  }
 
   /** `RateLimiter.ping()` on this backend: healthy, latency 0 (nothing to reach). */
   ping(tableName: string): Promise<PingResult> {
@@ -113,7 +150,12 @@ export class InMemoryBackend implements Backend {
   /** Bypassed requests counted, by `{entityId}#{resource}`. */
   readonly #bypassed = new Map<string, number>();
 
-  constructor() {
+  /**
+   * A fresh, empty backend.
+   * @param space The namespace this view serves. @default the default namespace
+   */
+  constructor(space: KeySpace = KeySpace.DEFAULT) {
+    this.#space = space;
     this.catalog = {
       readVersion: () => Promise.resolve(SCHEMA_VERSION),
       listEntities: (query) => {
@@ -338,6 +380,7 @@ export class InMemoryBackend implements Backend {
 
   /** Stores an audit event (with the change it records: same synchronous step). */
   #audit(audit: AuditRecord | undefined): void {
+    this.#registered = true; // every entity write comes here: it registers the namespace
     if (!audit) return;
     const { replaces: _replaces, ...event } = audit;
     this.auditLog.push(structuredClone(event));
