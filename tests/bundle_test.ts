@@ -35,10 +35,13 @@ const INFRA_ONLY = [
  * which the AWS SDK's DynamoDB client is about 528 KB) is judged by `deno task bench` and reported
  * in docs/benchmarks.md; it is missed by about 5 KB since token batches, shards, the lean transport
  * and the clock check were added. This budget keeps the library's part from growing unnoticed.
- * The audit trail (issue 15: its records, its read path with cursors, the STS caller identity by
- * signed fetch, the ordering of concurrent changes) took it from 76 KB to 88 KB.
+ * Issue 15's admin surface on `RateLimiter` took it from 76 KB to 119 KB: the audit trail (records,
+ * reads with cursors, the STS caller identity by signed fetch), defaults at four levels, controls,
+ * reset and top-up, entity listing, the schema version and upgrade, namespaces and `ping`; no one
+ * module is over 9 KB. Bundlers keep every method of a class, so only a separate entry point for
+ * the admin calls would take them out of a function's bundle (docs/design.md, "Bundle size").
  */
-const OWN_CODE_BUDGET = 90_000;
+const OWN_CODE_BUDGET = 125_000;
 
 Deno.test("the bundle of `import { RateLimiter }` holds no infra, and the library's part stays in its budget", async () => {
   const bundle = await measureBundle();
