@@ -31,6 +31,7 @@ import { RateLimiterUnavailable } from "../src/errors.ts";
 import { bucketSk, entityPk } from "../src/keys.ts";
 import type { LocalDynamo } from "../src/local/mod.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
+import { OutageTrace } from "./_outage_trace.ts";
 
 const TIMEOUT_MS = 2_000;
 /** Scheduling slack on a loaded 2-core CI machine, on top of the deadline. */
@@ -371,6 +372,9 @@ Deno.test({
     const tableName = uniqueTableName("kill");
     const clients = [0, 1, 2].map(() => localClient(ddb.endpoint));
     const [adminClient, closedClient, openClient] = clients;
+    const trace = new OutageTrace();
+    trace.watch(closedClient, "closed");
+    trace.watch(openClient, "open");
     const admin = new RateLimiter({ tableName, client: adminClient });
     const closed = new RateLimiter({ tableName, client: closedClient, timeoutMs: TIMEOUT_MS });
     const open = new RateLimiter({
@@ -421,9 +425,12 @@ Deno.test({
           const start = Date.now();
           let lease: Lease;
           figures.calls++;
+          const who = `${entityId}/${seed}`;
+          trace.event("acquire", { who, tpm });
           try {
             lease = await limiter.acquire({ entityId, resource: "api", limits: LIMITS, consume });
           } catch (err) {
+            trace.event("refused", { who, tpm, error: String(err).slice(0, 160) });
             if (err instanceof RateLimiterUnavailable) {
               figures.unavailable++;
               if (down) {
@@ -445,6 +452,7 @@ Deno.test({
           ];
           books.forEach((b) => b.admit(consume));
           const action = n % 5;
+          trace.event("admitted", { who, tpm, failedOpen: lease.failedOpen, action });
           try {
             if (action <= 1) {
               const delta = { tpm: (n % 40) - 10 };
@@ -458,7 +466,9 @@ Deno.test({
             } else {
               await lease.commit();
             }
+            trace.event("lease-done", { who, tpm, action });
           } catch (err) {
+            trace.event("lease-error", { who, error: String(err).slice(0, 160) });
             const name = `lease ${err instanceof Error ? err.name : String(err)}`;
             figures.unexpected[name] = (figures.unexpected[name] ?? 0) + 1;
           }
@@ -476,11 +486,14 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 1_500));
         down = true;
         const killedAt = Date.now();
+        trace.event("kill");
         signal(ddb, "SIGKILL");
         await ddb.stop(); // reaps the process
+        trace.event("reaped");
         await new Promise((r) => setTimeout(r, 1_500));
         figures.pendingWritesAtRestart = closed.pendingWrites + open.pendingWrites;
         ddb = await startTestDynamo({ dataDir, port });
+        trace.event("restarted");
         figures.downMs = Date.now() - killedAt;
         down = false;
         await new Promise((r) => setTimeout(r, 1_500));
@@ -521,6 +534,11 @@ Deno.test({
       });
     } finally {
       console.log(`RELIABILITY outage-kill ${JSON.stringify(figures)}`);
+      if (trace.on) {
+        await trace.snapshot(adminClient, ddb.endpoint, tableName, Object.keys(ledgers))
+          .catch((err) => trace.event("snapshot-error", { message: String(err) }));
+        await trace.save({ figures, tableName });
+      }
       await Promise.allSettled([admin, closed, open].map((l) => l.close()));
       clients.forEach((c) => c.destroy());
       await ddb.stop();
