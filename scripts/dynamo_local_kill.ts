@@ -50,7 +50,13 @@ await c.send(
 
 /** A write answered with success: what it wrote, when it was sent and answered (epoch ms). */
 type Acked = { ids: string[]; kind: string; sentAt: number; answeredAt: number };
-const totals = { acked: 0, lost: 0, lostAnsweredAfterKill: 0, worstBeforeKillMs: 0 };
+const totals = {
+  acked: { UpdateItem: 0, TransactWriteItems: 0 },
+  lost: { UpdateItem: 0, TransactWriteItems: 0 },
+  killsWithLoss: 0,
+  lostAnsweredAfterKill: 0,
+  worstBeforeKillMs: 0,
+};
 let seq = 0;
 try {
   for (let k = 1; k <= kills; k++) {
@@ -148,8 +154,9 @@ try {
       else totals.worstBeforeKillMs = Math.min(totals.worstBeforeKillMs, answeredMs);
     }
     const last = Math.max(...acked.map((a) => a.answeredAt)) - killedAt;
-    totals.acked += acked.length;
-    totals.lost += lost.length;
+    for (const a of acked) totals.acked[a.kind as "UpdateItem"]++;
+    for (const l of lost) totals.lost[l.kind as "UpdateItem"]++;
+    if (lost.length > 0) totals.killsWithLoss++;
     console.log(JSON.stringify({ kill: k, acked: acked.length, lastAnswerMs: last, lost }));
   }
 } finally {
