@@ -55,6 +55,7 @@ const totals = {
   lost: { UpdateItem: 0, TransactWriteItems: 0 },
   killsWithLoss: 0,
   lostAnsweredAfterKill: 0,
+  lostWithWitnesses: 0,
   worstBeforeKillMs: 0,
 };
 let seq = 0;
@@ -125,6 +126,7 @@ try {
       sentMs: number;
       answeredMs: number;
       laterAnswers: { UpdateItem: number; TransactWriteItems: number };
+      witnesses: number;
     }[] = [];
     for (const a of acked) {
       let found = 0;
@@ -142,6 +144,9 @@ try {
         sentMs: a.sentAt - killedAt,
         answeredMs,
         // Writes answered after this one (each of them kept, or listed here too).
+        // Writes sent after its answer and answered: DynamoDB Local's one SQLite queue would have
+        // run its COMMIT before them.
+        witnesses: acked.filter((b) => b.sentAt > a.answeredAt).length,
         laterAnswers: {
           UpdateItem: acked.filter((b) => b.kind === "UpdateItem" && b.answeredAt > a.answeredAt)
             .length,
@@ -151,6 +156,7 @@ try {
         },
       });
       if (answeredMs >= 0) totals.lostAnsweredAfterKill++;
+      if (acked.some((b) => b.sentAt > a.answeredAt)) totals.lostWithWitnesses++;
       else totals.worstBeforeKillMs = Math.min(totals.worstBeforeKillMs, answeredMs);
     }
     const last = Math.max(...acked.map((a) => a.answeredAt)) - killedAt;

@@ -47,7 +47,8 @@ export interface WrittenItem {
 export interface AckedWrite {
   client: string;
   command: string;
-  /** When the answer came, epoch ms. */
+  /** When it was sent and when the answer came, epoch ms. */
+  sentAt: number;
   answeredAt: number;
   items: WrittenItem[];
 }
@@ -101,7 +102,7 @@ export class OutageTrace {
         const sent = Date.now();
         try {
           const out = await next(args);
-          this.acked.push({ client: name, command, answeredAt: Date.now(), items });
+          this.acked.push({ client: name, command, sentAt: sent, answeredAt: Date.now(), items });
           this.event("call", { client: name, command, sent: sent - this.started, items, ok: true });
           return out;
         } catch (err) {
@@ -267,4 +268,15 @@ export function lostWrites(
     if (missing.length > 0) out.push({ ...w, partly: missing.length < watched.length });
   }
   return out;
+}
+
+/**
+ * The writes (of any bucket) sent after `w` was answered and answered with success before
+ * `before` (epoch ms: while the same DynamoDB Local process ran). DynamoDB Local runs every write
+ * on one SQLite queue, in order, and answers a write once its job has run, but a
+ * `TransactWriteItems` once its `COMMIT` is only queued: such a later write means the
+ * transaction's `COMMIT` had run.
+ */
+export function witnesses(acked: AckedWrite[], w: AckedWrite, before: number): AckedWrite[] {
+  return acked.filter((x) => x.sentAt > w.answeredAt && x.answeredAt < before);
 }
