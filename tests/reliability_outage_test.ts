@@ -551,61 +551,64 @@ Deno.test({
         assert.equal(open.pendingWrites, 0);
       });
 
-      await t.step("DynamoDB Local kept what it acknowledged, but as it was killed", async () => {
-        // DynamoDB Local answers a TransactWriteItems once its COMMIT is queued, before it has run:
-        // killed in between, it loses the transaction (scripts/dynamo_local_kill.ts shows it
-        // without the limiter; docs/reliability.md). The table's stream tells which writes were
-        // applied (each leaves its own receipt). An acknowledged transaction with no record, and
-        // no write sent after its answer and answered by the same process (its queue would have
-        // run the COMMIT first), was lost by DynamoDB Local: the ledger must not count it.
-        // Any other acknowledged write missing fails the test.
-        await new Promise((r) => setTimeout(r, 1_000)); // late deliveries land
-        const ids = Object.keys(ledgers);
-        const history = await bucketHistory(adminClient, ddb.endpoint, tableName, ids, [
-          "rpm",
-          "tpm",
-        ]);
-        // The stream is complete: its changes add up to each item.
-        for (const id of ids) {
-          const h = history[id];
-          const item = await readBucket(adminClient, tableName, id);
-          assert.deepEqual({ requests: h.requests, used: h.used }, item, `stream of ${id}`);
-          assert.deepEqual(h.last, item, `last stream record of ${id}`);
-        }
-        figures.ackedWrites = trace.acked.length;
-        trace.event("applied", {
-          ops: Object.fromEntries(ids.map((id) => [id, [...history[id].ops]])),
-        });
-        const lost = lostWrites(trace.acked, history);
-        const describe = (w: AckedWrite & { partly: boolean }) => ({
-          client: w.client,
-          command: w.command,
-          answeredMsAfterKill: w.answeredAt - killedAt,
-          partly: w.partly,
-          witnesses: witnesses(trace.acked, w, restartedAt).length,
-          items: w.items.map((i) => `${i.pk} ${i.op} rq ${i.requests} tpm ${i.used.tpm ?? 0}`),
-        });
-        figures.lostByDynamoDBLocal = lost.map(describe);
-        for (const w of lost) {
-          const why = JSON.stringify(describe(w));
-          assert.equal(
-            w.command,
-            "TransactWriteItemsCommand",
-            `an acknowledged write lost: ${why}`,
-          );
-          assert.ok(!w.partly, `a transaction applied to some of its items only: ${why}`);
-          assert.ok(w.answeredAt < restartedAt, `lost after the restart: ${why}`);
-          assert.equal(
-            witnesses(trace.acked, w, restartedAt).length,
-            0,
-            `an acknowledged transaction lost although a later write was answered: ${why}`,
-          );
-          for (const item of w.items) {
-            const id = Object.keys(ledgers).find((e) => entityPk(e) === item.pk);
-            if (id !== undefined) ledgers[id].lost(item);
+      await t.step(
+        "every acknowledged write is in the stream, but a transaction the kill left uncommitted",
+        async () => {
+          // DynamoDB Local answers a TransactWriteItems once its COMMIT is queued, before it has run:
+          // killed in between, it loses the transaction (scripts/dynamo_local_kill.ts shows it
+          // without the limiter; docs/reliability.md). The table's stream tells which writes were
+          // applied (each leaves its own receipt). An acknowledged transaction with no record, and
+          // no write sent after its answer and answered by the same process (its queue would have
+          // run the COMMIT first), was lost by DynamoDB Local: the ledger must not count it.
+          // Any other acknowledged write missing fails the test.
+          await new Promise((r) => setTimeout(r, 1_000)); // late deliveries land
+          const ids = Object.keys(ledgers);
+          const history = await bucketHistory(adminClient, ddb.endpoint, tableName, ids, [
+            "rpm",
+            "tpm",
+          ]);
+          // The stream is complete: its changes add up to each item.
+          for (const id of ids) {
+            const h = history[id];
+            const item = await readBucket(adminClient, tableName, id);
+            assert.deepEqual({ requests: h.requests, used: h.used }, item, `stream of ${id}`);
+            assert.deepEqual(h.last, item, `last stream record of ${id}`);
           }
-        }
-      });
+          figures.ackedWrites = trace.acked.length;
+          trace.event("applied", {
+            ops: Object.fromEntries(ids.map((id) => [id, [...history[id].ops]])),
+          });
+          const lost = lostWrites(trace.acked, history);
+          const describe = (w: AckedWrite & { partly: boolean }) => ({
+            client: w.client,
+            command: w.command,
+            answeredMsAfterKill: w.answeredAt - killedAt,
+            partly: w.partly,
+            witnesses: witnesses(trace.acked, w, restartedAt).length,
+            items: w.items.map((i) => `${i.pk} ${i.op} rq ${i.requests} tpm ${i.used.tpm ?? 0}`),
+          });
+          figures.lostByDynamoDBLocal = lost.map(describe);
+          for (const w of lost) {
+            const why = JSON.stringify(describe(w));
+            assert.equal(
+              w.command,
+              "TransactWriteItemsCommand",
+              `an acknowledged write lost: ${why}`,
+            );
+            assert.ok(!w.partly, `a transaction applied to some of its items only: ${why}`);
+            assert.ok(w.answeredAt < restartedAt, `lost after the restart: ${why}`);
+            assert.equal(
+              witnesses(trace.acked, w, restartedAt).length,
+              0,
+              `an acknowledged transaction lost although a later write was answered: ${why}`,
+            );
+            for (const item of w.items) {
+              const id = Object.keys(ledgers).find((e) => entityPk(e) === item.pk);
+              if (id !== undefined) ledgers[id].lost(item);
+            }
+          }
+        },
+      );
 
       await t.step("every balance equals what was admitted, adjusted and rolled back", async () => {
         const { buckets, mismatches } = await compareBalances(adminClient, tableName, ledgers, 0);
