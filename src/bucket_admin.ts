@@ -214,6 +214,12 @@ export class BucketAdmin {
             },
           };
         }),
+        marker: {
+          resource,
+          key,
+          expiresAtSec: Math.floor(Date.now() / 1000) + this.#o.keyRetentionDays * 86_400,
+        },
+      };
       const before = availableOf(items, nowMs, [limit]);
       const after = availableOf(items, nowMs, [limit], change);
       const audit = await this.#o.auditor.record({

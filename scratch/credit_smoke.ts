@@ -1,0 +1,14 @@
+import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+import { InMemoryBackend } from "../src/testing/mod.ts";
+const backend = new InMemoryBackend();
+let now = 1_000_000_000;
+const a = new RateLimiter({ tableName: "mem", backend, clock: () => now });
+const b = new RateLimiter({ tableName: "mem", backend, clock: () => now, denyCache: false });
+const lim = Limit.perMinute("rpm", 5);
+const acq = async () => { try { await (await b.acquire({ entityId: "e", resource: "api", limits: [lim], consume: { rpm: 1 } })).commit(); return true; } catch (e) { if (e instanceof RateLimitExceeded) return false; throw e; } };
+console.log(await acq());
+const r = await a.topUp({ entityId: "e", resource: "api", limit: "rpm", amount: 3, idempotencyKey: "k" });
+console.log(r, await backend.buckets.getBucket("e", "api"));
+let n = 0; while (await acq()) n++;
+console.log("admitted", n, await backend.buckets.getBucket("e", "api"));
+await a.close(); await b.close();
