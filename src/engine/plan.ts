@@ -167,7 +167,10 @@ export function planAcquire(
     // The bucket first; the credit pays the whole amount when the bucket cannot (a guess from
     // what is known: a wrong one fails `c_n >= :c` and returns the truth).
     const byCredit = !ok && payable(credit, m);
-    if (byCredit) {
+    // More than the capacity: only the credit can ever pay it (and a range on the tat would be
+    // empty), so a request sent anyway is the credit's.
+    const viaCredit = byCredit || m > spec.capacityMilli;
+    if (viaCredit) {
       ops[ops.length - 1] = { kind: "credit", name: limit.name, take: m, min: m > 0n ? m : 1n };
     }
     const wait = byCredit ? 0n : math.waitMs(spec, tat, nowMs, m);
@@ -181,7 +184,7 @@ export function planAcquire(
       exceeded: !ok && !byCredit,
       retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
     });
-    if (byCredit) {
+    if (viaCredit) {
       after.set(limit.name, { tat: st?.tat, key: st?.key, credit: credit - m });
       // The tat stays as it is: the TTL covers it as known (the item's own TTL, kept by
       // `keepTtl`, covers what others wrote since).
