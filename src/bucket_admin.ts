@@ -61,7 +61,7 @@ export interface TopUpOptions {
   resource: string;
   /** The limit to add tokens to. */
   limit: string;
-  /** Tokens to add (more than 0, whole thousandths). */
+  /** Tokens to add (more than 0, whole thousandths): the bucket is filled first, the rest is credit. */
   amount: number;
   /**
    * Makes the top-up happen once: a later top-up with the same key on the same bucket changes

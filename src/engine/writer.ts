@@ -22,6 +22,7 @@ import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { creditTtl, planAcquire, planAdjust, planConversion, statusesAfter } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
+import { throttledItems } from "./throttle.ts";
 import {
   BUCKET_GRACE_SECONDS,
   bucketId,
@@ -489,19 +490,4 @@ export class BucketWriter {
     if (!Number.isFinite(t)) throw new ValidationError("clock()", t, "must return finite epoch ms");
     return BigInt(Math.floor(t));
   }
-}
-
-/** Which of `n` written items a DynamoDB error says were throttled. */
-export function throttledItems(err: unknown, n: number): number[] {
-  if (!(err instanceof Error)) return [];
-  const e = err as Error & { CancellationReasons?: { Code?: string }[] };
-  if (e.name === "TransactionCanceledException") {
-    return (e.CancellationReasons ?? []).flatMap((r, i) =>
-      r.Code === "ThrottlingError" || r.Code === "ProvisionedThroughputExceeded" ? [i] : []
-    );
-  }
-  if (e.name === "ProvisionedThroughputExceededException" || e.name === "ThrottlingException") {
-    return Array.from({ length: n }, (_, i) => i);
-  }
-  return [];
 }
