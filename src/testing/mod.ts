@@ -295,7 +295,9 @@ export class InMemoryBackend implements Backend {
   #write(
     ws: BucketWrite[],
   ): { ok: true; items: StoredBucket[] } | { ok: false; olds: WriteOutcome[] } {
-    const results = ws.map((w) => writeHolds(this.#buckets.get(bucketKey(w.entityId, w.resource)), w));
+    const results = ws.map((w) =>
+      writeHolds(this.#buckets.get(bucketKey(w.entityId, w.resource)), w)
+    );
     if (results.some((ok) => !ok)) {
       return {
         ok: false,
