@@ -13,6 +13,7 @@ import type { AdminBucketChange, AdminLimitOp, StoredBucket } from "./bucket_ite
 import { layoutAt, shardResource } from "./engine/shards.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import { RateLimiterUnavailable, ValidationError } from "./errors.ts";
+import { BOUND_REACH } from "./keys.ts";
 import {
   checkObject,
   MAX_AMOUNT,
@@ -60,7 +61,7 @@ export interface TopUpOptions {
   resource: string;
   /** The limit to add tokens to. */
   limit: string;
-  /** Tokens to add (more than 0, whole thousandths). */
+  /** Tokens to add (more than 0, whole thousandths): the bucket is filled first, the rest is credit. */
   amount: number;
   /**
    * Makes the top-up happen once: a later top-up with the same key on the same bucket changes
@@ -154,7 +155,10 @@ export class BucketAdmin {
     });
   }
 
-  /** Adds `amount` tokens to one limit, once per idempotency key (up to the limit's capacity). */
+  /**
+   * Adds `amount` tokens to one limit, once per idempotency key: the bucket is filled first, the
+   * rest becomes credit past capacity.
+   */
   async topUp(options: TopUpOptions): Promise<BucketChangeResult> {
     checkObject("options", options);
     const entityId = validateEntityId(options.entityId);
@@ -189,16 +193,27 @@ export class BucketAdmin {
     return await this.#change("topUp", entityId, resource, async (items, known, nowMs) => {
       checkKnown("limit", limit, known);
       // Split over the shard items as capacity is: ⌊X/N⌋ each, the remainder to the first ones.
+      // On each item the bucket is filled first, the rest becomes credit (see giveOps).
       const n = BigInt(items.length);
+      const keepSec = math.ceilDiv(nowMs, 1000n) + BigInt(this.#o.keyRetentionDays) * 86_400n;
       const change: AdminBucketChange = {
         entityId,
-        items: items.map(({ resource: r, bucket }, i) => ({
-          resource: r,
-          exists: bucket !== undefined,
-          ops: bucket === undefined
-            ? []
-            : [giveOp(limit, bucket, milli / n + (BigInt(i) < milli % n ? 1n : 0n), nowMs)],
-        })),
+        items: items.map(({ resource: r, bucket }, i) => {
+          const ops = giveOps(limit, bucket, milli / n + (BigInt(i) < milli % n ? 1n : 0n), nowMs);
+          if (!ops.some((o) => o.kind === "credit")) {
+            return { resource: r, exists: bucket !== undefined, ops };
+          }
+          const ttl = bucket?.ttl;
+          return {
+            resource: r,
+            exists: bucket !== undefined,
+            ops,
+            credit: {
+              ttlSec: ttl !== undefined && ttl > keepSec ? ttl : keepSec,
+              writes: BigInt(BOUND_REACH),
+            },
+          };
+        }),
         marker: {
           resource,
           key,
@@ -291,21 +306,38 @@ function checkKnown(field: string, name: string, known: Set<string>): void {
 }
 
 /**
- * The op adding `milli` to `name` on one item, at most up to full: relative when the item
- * stays below full (`tat ≥ N + X·P`, then `tat −= X·P`), else it fills it (`tat ≤ N + X·P`).
- * Both hold whatever other writers do meanwhile, or fail and the change is planned again.
+ * The ops adding `milli` to `name` on one item: the bucket first, with the whole thousandths of
+ * room the item shows (`tat ≥ N + g·P`, then `tat −= g·P`: holds whatever acquires do meanwhile,
+ * as they only raise the tat), and the rest as credit (`ADD c_n`). Exactly `milli` in all.
  */
-function giveOp(name: string, bucket: StoredBucket, milli: bigint, nowMs: bigint): AdminLimitOp {
-  const st = bucket.limits.get(name);
+function giveOps(
+  name: string,
+  bucket: StoredBucket | undefined,
+  milli: bigint,
+  nowMs: bigint,
+): AdminLimitOp[] {
+  if (milli === 0n) return [];
+  const st = bucket?.limits.get(name);
   const spec = st?.key === undefined ? undefined : math.parseSpecKey(st.key);
-  if (st?.tat === undefined || spec === undefined || milli === 0n) return { kind: "full", name };
-  const edge = math.scaledNow(spec, nowMs) + math.cost(spec, milli);
-  return st.tat >= edge
-    ? { kind: "give", name, key: st.key!, min: edge, sub: math.cost(spec, milli) }
-    : { kind: "fill", name, key: st.key!, max: edge };
+  let room = 0n;
+  if (st?.tat !== undefined && spec !== undefined) {
+    const n = math.scaledNow(spec, nowMs);
+    if (st.tat > n) room = (st.tat - n) / spec.periodMs;
+  }
+  const g = room < milli ? room : milli;
+  const ops: AdminLimitOp[] = [];
+  if (g > 0n) {
+    const sub = math.cost(spec!, g);
+    ops.push({ kind: "give", name, key: st!.key!, min: math.scaledNow(spec!, nowMs) + sub, sub });
+  }
+  if (g < milli) ops.push({ kind: "credit", name, add: milli - g });
+  return ops;
 }
 
-/** Available tokens per limit over the items (after `change`, when given), rounded down. */
+/**
+ * Available tokens per limit over the items (after `change`, when given): the bucket's and the
+ * credit, rounded down.
+ */
 function availableOf(
   items: ItemState[],
   nowMs: bigint,
@@ -314,15 +346,22 @@ function availableOf(
 ): Record<string, number> {
   const sums = new Map<string, bigint>();
   items.forEach(({ bucket }, i) => {
-    for (const [name, st] of bucket?.limits ?? []) {
+    const ops = change?.items[i].ops ?? [];
+    const seen = new Set([...bucket?.limits.keys() ?? [], ...ops.map((o) => o.name)]);
+    for (const name of seen) {
       if (names && !names.includes(name)) continue;
-      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
-      if (!spec) continue;
-      let tat = st.tat;
-      const op = change?.items[i].ops.find((o) => o.name === name);
-      if (op?.kind === "give") tat = tat! - op.sub;
-      else if (op?.kind === "fill" || op?.kind === "refill") tat = undefined;
-      sums.set(name, (sums.get(name) ?? 0n) + math.availableMilli(spec, tat, nowMs));
+      const st = bucket?.limits.get(name);
+      const spec = st?.key === undefined ? undefined : math.parseSpecKey(st.key);
+      let tat = st?.tat;
+      let credit = st?.credit ?? 0n;
+      for (const op of ops.filter((o) => o.name === name)) {
+        if (op.kind === "give") tat = tat! - op.sub;
+        else if (op.kind === "refill") tat = undefined;
+        else credit += op.add;
+      }
+      const bucketMilli = spec ? math.availableMilli(spec, tat, nowMs) : 0n;
+      if (!spec && credit === 0n) continue;
+      sums.set(name, (sums.get(name) ?? 0n) + bucketMilli + credit);
     }
   });
   return Object.fromEntries(

@@ -29,7 +29,7 @@ export function adminTransactItems(
   const out: TransactWriteItem[] = [];
   for (const item of change.items) {
     const Key = space.itemKey(change.entityId, keys.bucketSk(item.resource));
-    if (!item.exists) {
+    if (!item.exists && !item.credit) {
       out.push({
         ConditionCheck: {
           TableName: tableName,
@@ -40,19 +40,33 @@ export function adminTransactItems(
       continue;
     }
     const names: Record<string, string> = {};
-    const values: Record<string, AttributeValue> = { ":one": { N: "1" } };
-    const conds = ["attribute_exists(PK)"];
+    const values: Record<string, AttributeValue> = { ":w": { N: "1" } };
+    // With credit the item may be missing (it is created) and its TTL rises to keep the credit,
+    // never lowered: a TTL raised meanwhile past it (a debt) refuses the change, read again.
+    const conds = item.credit
+      ? ["(attribute_not_exists(#ttl) OR #ttl <= :ttl)"]
+      : ["attribute_exists(PK)"];
     const sets: string[] = [];
+    const adds: string[] = [];
     const removes: string[] = [];
+    if (item.credit) {
+      names["#ttl"] = keys.TTL;
+      values[":ttl"] = { N: item.credit.ttlSec.toString() };
+      values[":w"] = { N: item.credit.writes.toString() };
+      sets.push("#ttl = :ttl");
+    }
     item.ops.forEach((op, i) => {
+      if (op.kind === "credit") {
+        names[`#c${i}`] = keys.attr.credit(op.name);
+        values[`:c${i}`] = { N: op.add.toString() };
+        adds.push(`#c${i} :c${i}`);
+        return;
+      }
       const t = `#t${i}`;
       names[t] = keys.attr.tat(op.name);
       switch (op.kind) {
         case "refill":
           removes.push(t);
-          break;
-        case "full":
-          conds.push(`attribute_not_exists(${t})`);
           break;
         case "give":
           names[`#k${i}`] = keys.attr.spec(op.name);
@@ -62,17 +76,13 @@ export function adminTransactItems(
           conds.push(`(#k${i} = :k${i} AND ${t} >= :n${i})`);
           sets.push(`${t} = ${t} - :v${i}`);
           break;
-        case "fill":
-          names[`#k${i}`] = keys.attr.spec(op.name);
-          values[`:k${i}`] = { S: op.key };
-          values[`:n${i}`] = { N: op.max.toString() };
-          conds.push(`(#k${i} = :k${i} AND ${t} <= :n${i})`);
-          removes.push(t);
-          break;
       }
     });
-    // Every write to a bucket item counts in its write count (see "Exactly once").
-    const update = (sets.length ? `SET ${sets.join(", ")} ` : "") + `ADD ${keys.WRITES} :one` +
+    // Every write to a bucket item counts in its write count (see "Exactly once"); one adding
+    // credit adds `credit.writes`, so that every write planned before it
+    // is refused and replanned from an item that shows the credit (see "Credit").
+    adds.push(`${keys.WRITES} :w`);
+    const update = (sets.length ? `SET ${sets.join(", ")} ` : "") + `ADD ${adds.join(", ")}` +
       (removes.length ? ` REMOVE ${removes.join(", ")}` : "");
     out.push({
       Update: {

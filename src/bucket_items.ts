@@ -27,6 +27,11 @@ export interface StoredLimit {
   tat?: bigint;
   /** Spec the tat is written under. */
   key?: string;
+  /**
+   * Credit: thousandths of a token granted past capacity by top-ups (`c_n`), spent by a request
+   * the bucket cannot cover. `undefined` (or 0) when none. See docs/design.md, "Credit".
+   */
+  credit?: bigint;
 }
 
 /**
@@ -106,7 +111,12 @@ export type LimitOp =
     expectKey?: string;
     expectTat?: bigint;
     newTat: bigint;
-  };
+  }
+  /**
+   * Paid by the credit: only if `c_n ≥ min` (`min` = max(take, 1 thousandth)), `c_n −= take`;
+   * the tat is left alone.
+   */
+  | { kind: "credit"; name: string; take: bigint; min: bigint };
 
 /**
  * A conditional write to one bucket item.
@@ -223,12 +233,10 @@ export type WriteOutcome =
 export type AdminLimitOp =
   /** Remove the tat: the limit is full (reset). */
   | { kind: "refill"; name: string }
-  /** Only if the limit has no tat (it is full): nothing changes. */
-  | { kind: "full"; name: string }
   /** Only if `k = key` and `tat ≥ min`: `tat ← tat − sub` (a top-up that leaves it not over full). */
   | { kind: "give"; name: string; key: string; min: bigint; sub: bigint }
-  /** Only if `k = key` and `tat ≤ max`: remove the tat (a top-up that fills it). */
-  | { kind: "fill"; name: string; key: string; max: bigint };
+  /** Add `add` thousandths to the limit's credit (`ADD c_n`): the part of a top-up past full. */
+  | { kind: "credit"; name: string; add: bigint };
 
 /**
  * An admin change to bucket items of one entity, written in one transaction with its audit
@@ -249,9 +257,17 @@ export interface AdminBucketChange {
   entityId: string;
   /**
    * Per bucket item (a shard's resource names its item): with `exists`, the item must exist and
-   * takes `ops`; without, the item must still be missing (it was when read).
+   * takes `ops`; without, the item must still be missing (it was when read). With `credit`, the
+   * item takes `ops` whether it exists or not (it is created if missing), its TTL becomes
+   * `credit.ttlSec` (only if that does not lower it: else the change is refused as `changed`)
+   * and its write count goes up by `credit.writes` instead of 1 (see docs/design.md, "Credit").
    */
-  items: { resource: string; exists: boolean; ops: AdminLimitOp[] }[];
+  items: {
+    resource: string;
+    exists: boolean;
+    ops: AdminLimitOp[];
+    credit?: { ttlSec: bigint; writes: bigint };
+  }[];
   /**
    * A marker item that must not exist yet, written by the change: an idempotency key's record
    * (`#TOPUP#{resource}#{key}`), kept until `expiresAtSec`.

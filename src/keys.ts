@@ -147,6 +147,8 @@ export const attr = {
   spec: (limit: string) => `k_${limit}`,
   /** Running total consumed, thousandths of a token (for usage; adjustments and rollbacks included). */
   used: (limit: string) => `u_${limit}`,
+  /** Credit past capacity, thousandths of a token, written by top-ups (see docs/design.md). */
+  credit: (limit: string) => `c_${limit}`,
 } as const;
 
 /** Running count of admitted requests on a bucket item (rollbacks subtract). */

@@ -9,7 +9,7 @@
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import { effectiveTat, makeTarget } from "./engine/plan.ts";
+import { effectiveTat, makeTarget, payable } from "./engine/plan.ts";
 import { gate } from "./engine/gate.ts";
 import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
@@ -51,11 +51,12 @@ export class BucketReader {
     for (const limit of shards[0].target.limits) {
       let milli = 0n;
       for (const { target, state } of shards) {
+        // The bucket's tokens and the credit past capacity (see docs/design.md, "Credit").
         milli += math.availableMilli(
           target.specs.get(limit.name)!,
           tatOf(target, state, limit.name, nowMs),
           nowMs,
-        );
+        ) + (state?.limits.get(limit.name)?.credit ?? 0n);
       }
       out[limit.name] = Number(math.floorDiv(milli, 1000n));
     }
@@ -71,7 +72,12 @@ export class BucketReader {
       for (const limit of target.limits) {
         const spec = target.specs.get(limit.name)!;
         const tat = tatOf(target, state, limit.name, nowMs);
-        const w = math.waitMs(spec, tat, nowMs, needed.get(limit.name) ?? 0n);
+        const m = needed.get(limit.name) ?? 0n;
+        // The credit pays the whole amount now, or the bucket when it has refilled enough.
+        const credit = state?.limits.get(limit.name)?.credit ?? 0n;
+        const w = math.fits(spec, tat, nowMs, m) || !payable(credit, m)
+          ? math.waitMs(spec, tat, nowMs, m)
+          : 0n;
         if (w === undefined) {
           wait = -1n;
           break;
@@ -128,7 +134,7 @@ export class BucketReader {
           deadline,
           "read",
         );
-        if (state) this.#writer.remember(target, state.limits, state.writes);
+        if (state) this.#writer.remember(target, state.limits, state.writes, state.ttl);
         return { target, state };
       }));
       return { shards, nowMs, needed };

@@ -112,6 +112,17 @@ export class Repository {
     adds.push(`${WC} :one`);
     for (const id of w.sweep ?? []) removes.push(ref(keys.receiptAttr(id)));
     w.ops.forEach((op, i) => {
+      if (op.kind === "credit") {
+        // Paid by the credit: the tat is left alone (see docs/design.md, "Credit").
+        const c = ref(keys.attr.credit(op.name));
+        values[`:c${i}`] = num(op.min);
+        conds.push(`${c} >= :c${i}`);
+        if (op.take > 0n) {
+          values[`:v${i}`] = num(op.take);
+          sets.push(`${c} = ${c} - :v${i}`);
+        }
+        return;
+      }
       const t = ref(keys.attr.tat(op.name));
       const k = ref(keys.attr.spec(op.name));
       values[`:k${i}`] = { S: op.key };
@@ -362,6 +373,8 @@ export function parseBucket(item: Record<string, AttributeValue>): StoredBucket 
       entry(name.slice(2)).tat = BigInt(value.N);
     } else if (name.startsWith("k_") && value.S !== undefined) {
       entry(name.slice(2)).key = value.S;
+    } else if (name.startsWith("c_") && value.N !== undefined) {
+      entry(name.slice(2)).credit = BigInt(value.N);
     } else if (name.startsWith(keys.RECEIPT_PREFIX) && value.N !== undefined) {
       receipts.set(name.slice(keys.RECEIPT_PREFIX.length), BigInt(value.N));
     }

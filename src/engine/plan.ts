@@ -99,6 +99,7 @@ export function planAcquire(
   maxWrites: bigint,
   inFlight?: Map<string, bigint>,
   requests = 1,
+  keepTtl?: bigint,
 ): Plan {
   nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
@@ -162,19 +163,44 @@ export function planAcquire(
       ops.push(st.tat <= s ? idle : busy);
     }
     const ok = math.fits(spec, tat, nowMs, m);
-    const wait = math.waitMs(spec, tat, nowMs, m);
+    const credit = st?.credit ?? 0n;
+    // The bucket first; the credit pays the whole amount when the bucket cannot (a guess from
+    // what is known: a wrong one fails `c_n >= :c` and returns the truth).
+    const byCredit = !ok && payable(credit, m);
+    // More than the capacity: only the credit can ever pay it (and a range on the tat would be
+    // empty), so a request sent anyway is the credit's.
+    const viaCredit = byCredit || m > spec.capacityMilli;
+    if (viaCredit) {
+      ops[ops.length - 1] = { kind: "credit", name: limit.name, take: m, min: m > 0n ? m : 1n };
+    }
+    const wait = byCredit ? 0n : math.waitMs(spec, tat, nowMs, m);
     statuses.push({
       entityId: t.entityId,
       resource: t.shard?.resource ?? t.resource,
       limitName: limit.name,
       limit,
-      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      available: tokens(math.availableMilli(spec, tat, nowMs) + credit),
       requested: Number(m) / 1000,
-      exceeded: !ok,
+      exceeded: !ok && !byCredit,
       retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
     });
+    if (viaCredit) {
+      after.set(limit.name, { tat: st?.tat, key: st?.key, credit: credit - m });
+      // The tat stays as it is: the TTL covers it as known (the item's own TTL, kept by
+      // `keepTtl`, covers what others wrote since).
+      const fullMs = tat === undefined ? nowMs : math.tatToMs(spec, tat);
+      if (fullMs > maxFullMs) maxFullMs = fullMs;
+      continue;
+    }
     const newTat = math.consumeTat(spec, tat, nowMs, m);
-    after.set(limit.name, { tat: newTat, key });
+    after.set(
+      limit.name,
+      st?.credit === undefined ? { tat: newTat, key } : {
+        tat: newTat,
+        key,
+        credit: st.credit,
+      },
+    );
     // Every tat this write can leave is at most now + τ: the TTL covers it.
     const fullMs = math.tatToMs(spec, n + math.tolerance(spec));
     if (fullMs > maxFullMs) maxFullMs = fullMs;
@@ -188,9 +214,40 @@ export function planAcquire(
     nowMs,
     opId,
     maxWrites,
-    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+    ttlSec: keep(math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS, keepTtl),
   };
   return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+}
+
+/** Whether a credit of `credit` pays `m` thousandths (a zero amount needs some credit). */
+export function payable(credit: bigint, m: bigint): boolean {
+  return credit >= (m > 0n ? m : 1n);
+}
+
+/** Thousandths as whole tokens, rounded down. */
+function tokens(milli: bigint): number {
+  return Number(math.floorDiv(milli, 1000n));
+}
+
+/**
+ * A write's TTL on an item that holds credit: never below the TTL the item is known to have (a
+ * top-up with credit raised it to keep the credit; see docs/design.md, "Credit").
+ */
+function keep(ttlSec: bigint, keepTtl: bigint | undefined): bigint {
+  return keepTtl !== undefined && keepTtl > ttlSec ? keepTtl : ttlSec;
+}
+
+/**
+ * The TTL a write to an item must keep: its known TTL when it is known to hold credit, else none
+ * (the write sends today's TTL).
+ */
+export function creditTtl(
+  limits: Map<string, StoredLimit> | undefined,
+  ttl: bigint | undefined,
+): bigint | undefined {
+  if (ttl === undefined || !limits) return undefined;
+  for (const st of limits.values()) if ((st.credit ?? 0n) > 0n) return ttl;
+  return undefined;
 }
 
 /** The status of every limit of a target just after an admitted acquire. */
@@ -215,7 +272,9 @@ export function statusesAfter(
       resource: t.shard?.resource ?? t.resource,
       limitName: limit.name,
       limit,
-      available: Number(math.floorDiv(math.availableMilli(spec, tat, nowMs), 1000n)),
+      available: tokens(
+        math.availableMilli(spec, tat, nowMs) + (state.get(limit.name)?.credit ?? 0n),
+      ),
       requested: Number(milli.get(limit.name) ?? 0n) / 1000,
       exceeded: false,
       retryAfterSeconds: 0,
@@ -230,6 +289,7 @@ export function planConversion(
   nowMs: bigint,
   opId: string,
   maxWrites: bigint,
+  keepTtl?: bigint,
 ): BucketWrite | undefined {
   nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
@@ -255,7 +315,7 @@ export function planConversion(
     nowMs,
     opId,
     maxWrites,
-    ttlSec: math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+    ttlSec: keep(math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS, keepTtl),
   };
 }
 
@@ -268,6 +328,7 @@ export function planAdjust(
   nowMs: bigint,
   opId: string,
   maxWrites: bigint,
+  keepTtl?: bigint,
 ): { write: BucketWrite } {
   nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
@@ -334,7 +395,7 @@ export function planAdjust(
       maxWrites,
       ttlSec: maxFullMs === undefined
         ? undefined
-        : math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS,
+        : keep(math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS, keepTtl),
     },
   };
 }

@@ -37,6 +37,8 @@ export interface CachedBucket {
   limits: Map<string, StoredLimit>;
   /** Lower bound of the item's write count. */
   writes?: bigint;
+  /** The item's TTL as last seen or written (kept by writes to an item that holds credit). */
+  ttl?: bigint;
 }
 
 /** A planned write with what it tells the caller. */

@@ -20,8 +20,9 @@ import { limiterError, misconfiguration, type Whereabouts } from "../failure.ts"
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
-import { planAcquire, planAdjust, planConversion, statusesAfter } from "./plan.ts";
+import { creditTtl, planAcquire, planAdjust, planConversion, statusesAfter } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
+import { throttledItems } from "./throttle.ts";
 import {
   BUCKET_GRACE_SECONDS,
   bucketId,
@@ -241,6 +242,7 @@ export class BucketWriter {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
     const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
+    const ttls = targets.map((t) => this.#buckets.get(bucketId(t))?.ttl);
     const fresh = targets.map(() => false);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plans = targets.map((t, i) =>
@@ -254,12 +256,13 @@ export class BucketWriter {
           op.bound(bucketId(t), counts[i]),
           this.#slots.tatsInFlight(bucketId(t)),
           requests,
+          creditTtl(states[i], ttls[i]),
         )
       );
       if (plans.some((p) => p.exceeded)) {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
         if (known) {
-          await this.#persistConversions(targets, states, counts, fresh, nowMs, deadline);
+          await this.#persistConversions(targets, states, counts, ttls, fresh, nowMs, deadline);
           throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
         }
       }
@@ -283,8 +286,17 @@ export class BucketWriter {
             t,
             known[i]?.limits ?? plans[i].after,
             known[i]?.writes ?? (counts[i] ?? 0n) + 1n,
+            known[i] ? known[i]!.ttl : plans[i].write.ttlSec,
           )
         );
+        // A tat left as it was by a credit-paid limit may be a debt someone else wrote since:
+        // the answer shows it, and the TTL is raised if it does not cover it.
+        await Promise.all(targets.map((t, i) => {
+          const item = known[i];
+          return item && plans[i].write.ops.some((o) => o.kind === "credit")
+            ? this.#raiseTtl(t, item, deadline)
+            : undefined;
+        }));
         return targets.map((t, i) => ({
           entityId: t.entityId,
           resource: t.resource,
@@ -298,6 +310,7 @@ export class BucketWriter {
         if (!o.ok) {
           states[i] = o.old?.limits ?? new Map();
           counts[i] = o.old?.writes ?? 0n;
+          ttls[i] = o.old?.ttl;
           fresh[i] = true;
         }
       });
@@ -313,6 +326,7 @@ export class BucketWriter {
     targets: Target[],
     states: (Map<string, StoredLimit> | undefined)[],
     counts: (bigint | undefined)[],
+    ttls: (bigint | undefined)[],
     fresh: boolean[],
     nowMs: bigint,
     deadline: number,
@@ -326,11 +340,12 @@ export class BucketWriter {
         nowMs,
         op.id,
         op.bound(bucketId(t), counts[i]),
+        creditTtl(states[i], ttls[i]),
       );
       if (!write) return;
       const out = await this.writeItems([write], deadline, op);
       const item = out.ok && !out.applied ? out.items[0] : undefined;
-      if (item) this.remember(t, item.limits, item.writes);
+      if (item) this.remember(t, item.limits, item.writes, item.ttl);
     }));
   }
 
@@ -338,6 +353,7 @@ export class BucketWriter {
     t: { entityId: string; resource: string },
     limits: Map<string, StoredLimit>,
     writes: bigint | undefined,
+    ttl?: bigint,
   ): void {
     const id = bucketId(t);
     const known = this.#buckets.get(id);
@@ -346,7 +362,7 @@ export class BucketWriter {
     const count = known?.writes === undefined || (writes !== undefined && writes > known.writes)
       ? writes
       : known.writes;
-    this.#buckets.set(id, { limits: merged, writes: count });
+    this.#buckets.set(id, { limits: merged, writes: count, ttl: ttl ?? known?.ttl });
   }
 
   /**
@@ -380,6 +396,7 @@ export class BucketWriter {
     const id = bucketId(target);
     let state = this.#buckets.get(id)?.limits;
     let count = this.#buckets.get(id)?.writes;
+    let ttl = this.#buckets.get(id)?.ttl;
     let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plan = planAdjust(
@@ -391,13 +408,14 @@ export class BucketWriter {
         atMs ?? this.now(),
         op.id,
         op.bound(id, count),
+        creditTtl(state, ttl),
       );
       if (plan.write.ops.length === 0 && requests === 0) return;
       const out = await this.writeItems([plan.write], deadline, op);
       if (out.ok) {
         const item = out.items[0];
         if (item && !out.applied) {
-          this.remember(target, item.limits, item.writes);
+          this.remember(target, item.limits, item.writes, item.ttl);
           await this.#raiseTtl(target, item, deadline);
         }
         return;
@@ -405,13 +423,18 @@ export class BucketWriter {
       const old = out.olds[0].ok ? undefined : out.olds[0].old;
       state = old?.limits ?? new Map();
       count = old?.writes ?? 0n;
+      ttl = old?.ttl;
       fresh = true;
     }
     throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
   }
 
   /** Debt beyond the written TTL (a large adjustment): raise the TTL so expiry forgives nothing. */
-  async #raiseTtl(target: LeaseTarget, item: StoredBucket, deadline: number): Promise<void> {
+  async #raiseTtl(
+    target: { entityId: string; resource: string },
+    item: StoredBucket,
+    deadline: number,
+  ): Promise<void> {
     let fullAtMs = 0n;
     for (const st of item.limits.values()) {
       const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
@@ -467,19 +490,4 @@ export class BucketWriter {
     if (!Number.isFinite(t)) throw new ValidationError("clock()", t, "must return finite epoch ms");
     return BigInt(Math.floor(t));
   }
-}
-
-/** Which of `n` written items a DynamoDB error says were throttled. */
-export function throttledItems(err: unknown, n: number): number[] {
-  if (!(err instanceof Error)) return [];
-  const e = err as Error & { CancellationReasons?: { Code?: string }[] };
-  if (e.name === "TransactionCanceledException") {
-    return (e.CancellationReasons ?? []).flatMap((r, i) =>
-      r.Code === "ThrottlingError" || r.Code === "ProvisionedThroughputExceeded" ? [i] : []
-    );
-  }
-  if (e.name === "ProvisionedThroughputExceededException" || e.name === "ThrottlingException") {
-    return Array.from({ length: n }, (_, i) => i);
-  }
-  return [];
 }

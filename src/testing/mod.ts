@@ -56,24 +56,16 @@ import type { Limit } from "../limit.ts";
 import { KeySpace } from "../keyspace.ts";
 import { RateLimiter, type RateLimiterOptions } from "../limiter.ts";
 import { memoryPing, type PingResult } from "../ping.ts";
-import type { BucketWrite, LimitOp, StoredBucket, WriteOutcome } from "../repository.ts";
-import type { AdminBucketChange, AdminLimitOp, AdminOutcome } from "../bucket_items.ts";
-
-interface MemLimit {
-  tat?: bigint;
-  key?: string;
-  used: bigint;
-}
-
-interface MemBucket {
-  limits: Map<string, MemLimit>;
-  /** Receipts: operation id → the bound it carried (negative for a cancel mark). */
-  receipts: Map<string, bigint>;
-  writes: bigint;
-  requests: bigint;
-  writtenAt: bigint;
-  ttl?: bigint;
-}
+import type { BucketWrite, StoredBucket, WriteOutcome } from "../repository.ts";
+import type { AdminBucketChange, AdminOutcome } from "../bucket_items.ts";
+import {
+  adminItemHolds,
+  applyAdminItem,
+  applyWrite,
+  type MemBucket,
+  viewBucket,
+  writeHolds,
+} from "./memory_bucket.ts";
 
 /**
  * State kept in memory: buckets, entities and stored limits. Limiters with different namespaces
@@ -181,7 +173,7 @@ export class InMemoryBackend implements Backend {
         Promise.resolve(this.#write(ws)).then((r) => r.ok ? { ok: true as const } : r),
       getBucket: (entityId, resource) => {
         const b = this.#buckets.get(bucketKey(entityId, resource));
-        return Promise.resolve(b ? view(b) : undefined);
+        return Promise.resolve(b ? viewBucket(b) : undefined);
       },
       adminWrite: (change, _signal, audit) => Promise.resolve(this.#admin(change, audit)),
       raiseTtl: (entityId, resource, ttlSec) => {
@@ -193,7 +185,7 @@ export class InMemoryBackend implements Backend {
         const out: { entityId: string; bucket: StoredBucket }[] = [];
         for (const [key, b] of this.#buckets) {
           const [entityId, r] = splitKey(key);
-          if (r === resource) out.push({ entityId, bucket: view(b) });
+          if (r === resource) out.push({ entityId, bucket: viewBucket(b) });
         }
         return Promise.resolve(out.sort((a, b) => (a.entityId < b.entityId ? -1 : 1)));
       },
@@ -391,25 +383,13 @@ export class InMemoryBackend implements Backend {
     const marker = change.marker &&
       bucketKey(change.entityId, `${change.marker.resource}#${change.marker.key}`);
     if (marker !== undefined && this.#markers.has(marker)) return { ok: false, reason: "repeated" };
-    const found = change.items.map((i) =>
-      this.#buckets.get(bucketKey(change.entityId, i.resource))
-    );
-    const holds = change.items.every((item, i) => {
-      const b = found[i];
-      if (!item.exists) return b === undefined;
-      return b !== undefined && item.ops.every((op) => adminHolds(b.limits.get(op.name), op));
-    });
-    if (!holds) return { ok: false, reason: "changed" };
+    const keys = change.items.map((i) => bucketKey(change.entityId, i.resource));
+    if (!change.items.every((item, i) => adminItemHolds(this.#buckets.get(keys[i]), item))) {
+      return { ok: false, reason: "changed" };
+    }
     change.items.forEach((item, i) => {
-      const b = found[i];
-      if (!b) return;
-      for (const op of item.ops) {
-        const l = b.limits.get(op.name);
-        if (!l) continue;
-        if (op.kind === "refill" || op.kind === "fill") l.tat = undefined;
-        else if (op.kind === "give") l.tat = l.tat! - op.sub;
-      }
-      b.writes += 1n;
+      const b = applyAdminItem(this.#buckets.get(keys[i]), item);
+      if (b) this.#buckets.set(keys[i], b);
     });
     if (marker !== undefined) this.#markers.set(marker, change.marker!.expiresAtSec);
     this.#audit(audit);
@@ -420,104 +400,29 @@ export class InMemoryBackend implements Backend {
   #write(
     ws: BucketWrite[],
   ): { ok: true; items: StoredBucket[] } | { ok: false; olds: WriteOutcome[] } {
-    const results = ws.map((w) => holds(this.#buckets.get(bucketKey(w.entityId, w.resource)), w));
+    const results = ws.map((w) =>
+      writeHolds(this.#buckets.get(bucketKey(w.entityId, w.resource)), w)
+    );
     if (results.some((ok) => !ok)) {
       return {
         ok: false,
         olds: ws.map((w, i): WriteOutcome => {
           if (results[i]) return { ok: true };
           const b = this.#buckets.get(bucketKey(w.entityId, w.resource));
-          return { ok: false, old: b ? view(b) : undefined, known: true };
+          return { ok: false, old: b ? viewBucket(b) : undefined, known: true };
         }),
       };
     }
     this.writes += ws.length;
-    return { ok: true, items: ws.map((w) => view(this.#apply(w))) };
+    return { ok: true, items: ws.map((w) => viewBucket(this.#apply(w))) };
   }
 
   #apply(w: BucketWrite): MemBucket {
     const key = bucketKey(w.entityId, w.resource);
-    const b: MemBucket = this.#buckets.get(key) ??
-      { limits: new Map(), receipts: new Map(), writes: 0n, requests: 0n, writtenAt: 0n };
-    for (const op of w.ops) {
-      const l = b.limits.get(op.name) ?? { used: 0n };
-      switch (op.kind) {
-        case "fromNow":
-        case "cas":
-          l.tat = op.newTat;
-          l.key = op.key;
-          break;
-        case "addBounded":
-        case "add":
-          l.tat = l.tat! + op.add;
-          break;
-        case "sub":
-          l.tat = l.tat! - op.sub;
-          break;
-      }
-      b.limits.set(op.name, l);
-    }
-    for (const [name, d] of w.used) {
-      const l = b.limits.get(name) ?? { used: 0n };
-      l.used += d;
-      b.limits.set(name, l);
-    }
-    b.receipts.set(w.opId, w.cancel ? -w.maxWrites : w.maxWrites);
-    for (const id of w.sweep ?? []) b.receipts.delete(id);
-    b.writes += 1n;
-    b.requests += BigInt(w.requests);
-    b.writtenAt = w.nowMs;
-    if (w.ttlSec !== undefined && !(w.ttlIfMissing && b.ttl !== undefined)) b.ttl = w.ttlSec;
+    const b = applyWrite(this.#buckets.get(key), w);
     this.#buckets.set(key, b);
     return b;
   }
-}
-
-/** The condition of a write, as DynamoDB evaluates the expression built by the repository. */
-function holds(b: MemBucket | undefined, w: BucketWrite): boolean {
-  if (b?.receipts.has(w.opId)) return false;
-  if (b !== undefined && b.writes >= w.maxWrites) return false;
-  return w.ops.every((op: LimitOp) => {
-    const l = b?.limits.get(op.name);
-    const tat = l?.tat;
-    const key = l?.key;
-    switch (op.kind) {
-      case "fromNow":
-        return tat === undefined || (key === op.key && tat <= op.n);
-      case "addBounded":
-        return key === op.key && tat !== undefined && tat >= op.n && tat <= op.max;
-      case "add":
-        return key === op.key && tat !== undefined && tat >= op.n;
-      case "sub":
-        return key === op.key && tat !== undefined;
-      case "cas":
-        return op.expectTat === undefined
-          ? tat === undefined
-          : key === op.expectKey && tat === op.expectTat;
-    }
-  });
-}
-
-/** The condition of an admin op, as DynamoDB evaluates the expression of bucket_admin_store.ts. */
-function adminHolds(l: MemLimit | undefined, op: AdminLimitOp): boolean {
-  switch (op.kind) {
-    case "refill":
-      return true;
-    case "full":
-      return l?.tat === undefined;
-    case "give":
-      return l?.key === op.key && l.tat !== undefined && l.tat >= op.min;
-    case "fill":
-      return l?.key === op.key && l.tat !== undefined && l.tat <= op.max;
-  }
-}
-
-function view(b: MemBucket): StoredBucket {
-  const limits = new Map<string, { tat?: bigint; key?: string }>();
-  for (const [name, l] of b.limits) {
-    if (l.tat !== undefined || l.key !== undefined) limits.set(name, { tat: l.tat, key: l.key });
-  }
-  return { limits, ttl: b.ttl, receipts: new Map(b.receipts), writes: b.writes };
 }
 
 function bucketKey(entityId: string, resource: string): string {
