@@ -54,8 +54,8 @@ const states = new WeakMap<LimiterAdmin, LimiterState>();
  * ```ts
  * import { limiterState } from "./limiter_admin.ts";
  * import { createTestLimiter } from "./testing/mod.ts";
- * const limiter = createTestLimiter({ tableName: "t" });
- * console.assert(limiterState(limiter).parts.tableName === "t");
+ * const limiter = createTestLimiter();
+ * console.assert(limiterState(limiter).parts.tableName === limiter.tableName);
  * ```
  */
 export function limiterState(limiter: LimiterAdmin): LimiterState {
