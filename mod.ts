@@ -34,6 +34,9 @@ export {
   type TimeUntilAvailableOptions,
   UncertainOutcome,
 } from "./src/limiter.ts";
+// The classes RateLimiter inherits its admin calls from (documentation only: use RateLimiter).
+export type { LimiterAdmin } from "./src/limiter_admin.ts";
+export type { LimiterLimits } from "./src/limiter_limits.ts";
 export { Lease } from "./src/lease.ts";
 export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity, ResourceControls } from "./src/entities.ts";

@@ -12,13 +12,14 @@ import {
   GetItemCommand,
   TransactionCanceledException,
   type TransactWriteItem,
-  TransactWriteItemsCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { isoSeconds, usageSk, windowAt } from "./aggregator/snapshot.ts";
-import { auditItem, type AuditRecord } from "./audit_record.ts";
+import type { AuditRecord } from "./audit_record.ts";
+import { AuditedWriter } from "./audited_write.ts";
 import { send } from "./calls.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
+import type { ResourceControls } from "./entity_items.ts";
 import * as keys from "./keys.ts";
 import { KeySpace } from "./keyspace.ts";
 import { NamespaceRegistration } from "./namespaces.ts";
@@ -46,9 +47,6 @@ export interface EntityPatch {
   parentId?: string;
 }
 
-/** A resource's controls (the shape of `ResourceControls` in entities.ts, which imports this). */
-type ResourceControls = { disabled?: boolean };
-
 /** How long a bypass count is kept after its hour ends, days (as the aggregator's snapshots). */
 const BYPASS_RETENTION_DAYS = 90;
 
@@ -57,7 +55,7 @@ export class ControlStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #keys: KeySpace;
-  readonly #registration: NamespaceRegistration;
+  readonly #writer: AuditedWriter;
 
   /**
    * @param client DynamoDB client. @param tableName Table. @param space The namespace's keys.
@@ -72,29 +70,7 @@ export class ControlStore {
     this.#client = client;
     this.#table = tableName;
     this.#keys = space;
-    this.#registration = registration;
-  }
-
-  /** Writes `ops` and the event of `audit` (when given) in one transaction. */
-  async #transact(ops: TransactWriteItem[], audit?: AuditRecord, signal?: AbortSignal) {
-    const TableName = this.#table;
-    const items = ops.map((op): TransactWriteItem =>
-      op.Put
-        ? { Put: { ...op.Put, TableName } }
-        : op.Update
-        ? { Update: { ...op.Update, TableName } }
-        : op.Delete
-        ? { Delete: { ...op.Delete, TableName } }
-        : { ConditionCheck: { ...op.ConditionCheck!, TableName } }
-    );
-    if (audit) items.push({ Put: { TableName, Item: auditItem(audit, this.#keys) } });
-    await this.#registration.ensure(signal);
-    await send(
-      this.#client,
-      TransactWriteItemsCommand,
-      { TransactItems: items, ...(audit ? { ClientRequestToken: audit.eventId } : {}) },
-      signal,
-    );
+    this.#writer = new AuditedWriter(client, tableName, space, registration);
   }
 
   /**
@@ -158,7 +134,7 @@ export class ControlStore {
       },
     });
     try {
-      await this.#transact(ops, audit, signal);
+      await this.#writer.transact(ops, audit, signal);
     } catch (err) {
       if (!(err instanceof TransactionCanceledException)) throw err;
       const reasons = err.CancellationReasons ?? [];
@@ -209,7 +185,7 @@ export class ControlStore {
         },
       }
       : { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.controlSk(resource)) } };
-    await this.#transact([op], audit, signal);
+    await this.#writer.transact([op], audit, signal);
   }
 
   /**

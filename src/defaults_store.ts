@@ -6,13 +6,9 @@
  * @module
  */
 
-import {
-  type AttributeValue,
-  type DynamoDBClient,
-  GetItemCommand,
-  type TransactWriteItem,
-} from "@aws-sdk/client-dynamodb";
+import { type AttributeValue, type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import type { AuditRecord } from "./audit_record.ts";
+import type { AuditedWrite } from "./audited_write.ts";
 import { type Item, queryPages, send } from "./calls.ts";
 import * as keys from "./keys.ts";
 import { KeySpace } from "./keyspace.ts";
@@ -40,13 +36,6 @@ export interface StoredLimitsEntry {
   /** The limits. */
   limits: Limit[];
 }
-
-/** Writes one item alone, or with its audit event in one transaction (the entity store's). */
-export type AuditedWrite = (
-  op: TransactWriteItem,
-  audit: AuditRecord | undefined,
-  signal?: AbortSignal,
-) => Promise<void>;
 
 /** Default limits of a table, and the listing of an entity's stored limits. */
 export class DefaultsStore {

@@ -1,23 +1,19 @@
 /**
- * Entities (projects, API keys) and their stored limits, in DynamoDB.
+ * Entities (projects, API keys) and their stored limits, in DynamoDB: {@link EntityStore}, one
+ * object per table and namespace that the backend hands out. The items' shapes are in
+ * `entity_items.ts`, audited writes in `audited_write.ts`, the hot path's config read in
+ * `entity_config.ts`; default limits and controls in `defaults_store.ts` and `control_store.ts`.
  *
  * @module
  */
 
 import {
-  type AttributeValue,
-  BatchGetItemCommand,
   BatchWriteItemCommand,
-  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
-  PutItemCommand,
-  type ServiceInputTypes,
-  type ServiceOutputTypes,
   TransactionCanceledException,
   type TransactWriteItem,
   TransactWriteItemsCommand,
-  UpdateItemCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
 import {
@@ -27,44 +23,40 @@ import {
   queryAuditEvents,
   readAuditSettings,
 } from "./audit_query.ts";
-import { auditItem, type AuditRecord, auditSk } from "./audit_record.ts";
-import { type CommandClass, type Item, queryPages, send, untilProcessed } from "./calls.ts";
+import type { AuditRecord } from "./audit_record.ts";
+import { AuditedWriter } from "./audited_write.ts";
+import { queryPages, send, untilProcessed } from "./calls.ts";
 import { ControlStore, type EntityPatch } from "./control_store.ts";
+import { type EntityConfig, loadEntityConfig } from "./entity_config.ts";
+import {
+  both,
+  type Entity,
+  entityItem,
+  parseEntity,
+  parseShards,
+  replacesCondition,
+  type ResourceControls,
+  shardCondition,
+  type StoredLimits,
+  storedLimitsItem,
+  type StoredShards,
+} from "./entity_items.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import type { Limit } from "./limit.ts";
-import { limitsAttr, parseLimits } from "./limit_items.ts";
-import {
-  DefaultsStore,
-  readSystemItem,
-  type StoredLimitsEntry,
-  systemConfigKeys,
-} from "./defaults_store.ts";
+import { parseLimits } from "./limit_items.ts";
+import { DefaultsStore, type StoredLimitsEntry } from "./defaults_store.ts";
 import { KeySpace } from "./keyspace.ts";
 import { NamespaceRegistration } from "./namespaces.ts";
 
-/** A shard count as stored with limits. */
-export interface StoredShards {
-  /** How many items the bucket is split into (1: one item, the key of an unsharded bucket). */
-  count: number;
-  /**
-   * Epoch ms (the clock of the limiter that changed it) when this count takes over from `prev`:
-   * its items count as empty then.
-   */
-  sinceMs?: number;
-  /** The layout in force until `sinceMs` (absent: none stored, or set before schedules). */
-  prev?: { count: number; sinceMs?: number };
-}
-
-/** Stored limits with the shard count that splits their buckets. */
-export interface StoredLimits {
-  /** The limits. */
-  limits: Limit[];
-  /** Absent: one item (never sharded). */
-  shards?: StoredShards;
-  /** The sort key of the audit event of the change that stored them (absent: none recorded). */
-  auditSk?: string;
-}
+export type { EntityConfig } from "./entity_config.ts";
+export {
+  type Entity,
+  parseEntity,
+  type ResourceControls,
+  type StoredLimits,
+  type StoredShards,
+} from "./entity_items.ts";
 
 /**
  * The stored limits changed since they were read: their shard count (`putLimits` with
@@ -80,45 +72,6 @@ export class ShardsChanged extends Error {
 /** Items read per page when deleting an entity: bounds memory on entities with many items. */
 const DELETE_PAGE = 500;
 
-/**
- * An entity: a project, or an API key that may belong to a project.
- *
- * @example
- * ```ts
- * import type { Entity } from "./entities.ts";
- * import { createTestLimiter } from "./testing/mod.ts";
- * const limiter = createTestLimiter();
- * await limiter.createEntity({ entityId: "proj-1", name: "Project 1" });
- * const key: Entity = await limiter.createEntity({ entityId: "key-1", parentId: "proj-1" });
- * console.assert(key.parentId === "proj-1" && key.cascade === false);
- * console.assert(!Number.isNaN(Date.parse(key.createdAt)));
- * ```
- */
-export interface Entity {
-  /** The entity's id. */
-  entityId: string;
-  /** A display name. */
-  name?: string;
-  /** The parent (project) id, for a child. */
-  parentId?: string;
-  /** Whether acquires cascade to the parent when the call does not say. */
-  cascade: boolean;
-  /** Free-form string metadata. */
-  metadata: Record<string, string>;
-  /** ISO 8601 creation time. */
-  createdAt: string;
-  /** Switched off: its acquires are refused (`EntityDisabledError`). Absent: enabled. */
-  disabled?: boolean;
-  /** Admitted without consuming (and counted as bypassed). Absent: off. */
-  bypass?: boolean;
-}
-
-/** Controls of a resource, for every entity (item `SYSTEM` / `#CONTROL#{resource}`). */
-export interface ResourceControls {
-  /** Switched off: every acquire on the resource is refused (`EntityDisabledError`). */
-  disabled?: boolean;
-}
-
 /** Entity and stored-limit storage for one table, in one namespace. */
 export class EntityStore {
   readonly #client: DynamoDBClient;
@@ -128,6 +81,7 @@ export class EntityStore {
   /** The namespace's keys: every partition key is built through it. */
   readonly #keys: KeySpace;
   readonly #registration: NamespaceRegistration;
+  readonly #writer: AuditedWriter;
 
   /**
    * @param client DynamoDB client. @param tableName Table.
@@ -138,10 +92,11 @@ export class EntityStore {
     this.#table = tableName;
     this.#keys = space;
     this.#registration = new NamespaceRegistration(client, tableName, space);
+    this.#writer = new AuditedWriter(client, tableName, space, this.#registration);
     this.#defaults = new DefaultsStore(
       client,
       tableName,
-      (op, a, s) => this.#write(op, a, s),
+      (op, a, s) => this.#writer.write(op, a, s),
       space,
     );
     this.#controls = new ControlStore(client, tableName, space, this.#registration);
@@ -192,98 +147,13 @@ export class EntityStore {
     return this.#controls.countBypassed(entityId, resource, atMs, signal);
   }
 
-  /** Sends `new C(input)` with this store's table, aborted on `signal`. */
-  #send<I extends ServiceInputTypes & { TableName?: string }, O extends ServiceOutputTypes>(
-    C: CommandClass<I, O>,
-    input: Omit<I, "TableName">,
-    signal?: AbortSignal,
-  ): Promise<O> {
-    return send(this.#client, C, { TableName: this.#table, ...input } as I, signal);
-  }
-
-  /**
-   * Writes `op` (one Put, Update or Delete, without its table) alone, or with `audit` in one
-   * transaction (idempotent under retries: the event id is the request token). A failed condition
-   * of `op` throws an error named `ConditionalCheckFailedException` either way.
-   */
-  async #write(op: TransactWriteItem, audit?: AuditRecord, signal?: AbortSignal): Promise<void> {
-    await this.#registration.ensure(signal);
-    const TableName = this.#table;
-    if (!audit) {
-      if (op.Put) await send(this.#client, PutItemCommand, { ...op.Put, TableName }, signal);
-      else if (op.Update) {
-        await send(this.#client, UpdateItemCommand, { ...op.Update, TableName }, signal);
-      } else if (op.Delete) {
-        await send(this.#client, DeleteItemCommand, { ...op.Delete, TableName }, signal);
-      } else throw new TypeError("a write is a Put, an Update or a Delete");
-      return;
-    }
-    await this.#transact([op], audit, signal);
-  }
-
-  /** Writes `ops` and the audit event of `audit` in one transaction. */
-  async #transact(
-    ops: TransactWriteItem[],
-    audit: AuditRecord,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    await this.#registration.ensure(signal);
-    const TableName = this.#table;
-    const withTable = ops.map((op): TransactWriteItem =>
-      op.Put
-        ? { Put: { ...op.Put, TableName } }
-        : op.Update
-        ? { Update: { ...op.Update, TableName } }
-        : op.Delete
-        ? { Delete: { ...op.Delete, TableName } }
-        : { ConditionCheck: { ...op.ConditionCheck!, TableName } }
-    );
-    try {
-      await send(
-        this.#client,
-        TransactWriteItemsCommand,
-        {
-          TransactItems: [...withTable, { Put: { TableName, Item: auditItem(audit, this.#keys) } }],
-          ClientRequestToken: audit.eventId,
-        },
-        signal,
-      );
-    } catch (err) {
-      if (
-        ops.length === 1 && err instanceof TransactionCanceledException &&
-        err.CancellationReasons?.[0]?.Code === "ConditionalCheckFailed"
-      ) {
-        const failed = new Error("the condition of the write failed");
-        failed.name = "ConditionalCheckFailedException";
-        throw failed;
-      }
-      throw err;
-    }
-  }
-
   /** Creates an entity; the parent must exist and have no parent itself. */
   async create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void> {
-    const item: Record<string, AttributeValue> = {
-      PK: { S: this.#keys.entityPk(entity.entityId) },
-      SK: { S: keys.META_SK },
-      entityId: { S: entity.entityId },
-      cascade: { BOOL: entity.cascade },
-      metadata: {
-        M: Object.fromEntries(Object.entries(entity.metadata).map(([k, v]) => [k, { S: v }])),
-      },
-      createdAt: { S: entity.createdAt },
-      ...keys.entityIndexKeys(entity.entityId, undefined, this.#keys.entitiesKey()),
-    };
-    if (entity.name !== undefined) item.name = { S: entity.name };
-    if (entity.parentId !== undefined) {
-      item.parentId = { S: entity.parentId };
-      item.GSI1PK = { S: this.#keys.parentKey(entity.parentId) };
-      item.GSI1SK = { S: this.#keys.childKey(entity.entityId) };
-    }
+    const item = entityItem(entity, this.#keys);
     const put = { Item: item, ConditionExpression: "attribute_not_exists(PK)" };
     if (entity.parentId === undefined) {
       try {
-        await this.#write({ Put: { TableName: this.#table, ...put } }, audit, signal);
+        await this.#writer.write({ Put: { TableName: this.#table, ...put } }, audit, signal);
       } catch (err) {
         if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
           throw new EntityExistsError(entity.entityId);
@@ -305,7 +175,7 @@ export class EntityStore {
         { Put: { ...put, TableName: this.#table, ReturnValuesOnConditionCheckFailure: "NONE" } },
       ];
       await this.#registration.ensure(signal);
-      if (audit) await this.#transact(items, audit, signal);
+      if (audit) await this.#writer.transact(items, audit, signal);
       else await send(this.#client, TransactWriteItemsCommand, { TransactItems: items }, signal);
     } catch (err) {
       if (err instanceof TransactionCanceledException) {
@@ -326,11 +196,11 @@ export class EntityStore {
 
   /** Reads an entity. */
   async get(entityId: string, signal?: AbortSignal): Promise<Entity | undefined> {
-    const out = await this.#send(
-      GetItemCommand,
-      { Key: this.#keys.itemKey(entityId, keys.META_SK), ConsistentRead: true },
-      signal,
-    );
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.itemKey(entityId, keys.META_SK),
+      ConsistentRead: true,
+    }, signal);
     return out.Item ? parseEntity(out.Item) : undefined;
   }
 
@@ -362,8 +232,8 @@ export class EntityStore {
     let deleted = 0;
     await this.#registration.ensure(signal);
     if (audit) {
-      await this.#transact(
-        [{ Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.META_SK) } }],
+      await this.#writer.write(
+        { Delete: { TableName: this.#table, Key: this.#keys.itemKey(entityId, keys.META_SK) } },
         audit,
         signal,
       );
@@ -413,25 +283,9 @@ export class EntityStore {
     expectShards?: number,
     audit?: AuditRecord,
   ): Promise<void> {
-    const item: Record<string, AttributeValue> = {
-      PK: { S: this.#keys.entityPk(entityId) },
-      SK: { S: keys.limitSk(resource) },
-      ...keys.entityIndexKeys(entityId, { resource }, this.#keys.entitiesKey()),
-      limits: limitsAttr(limits),
-    };
-    if (shards) {
-      item.shards = { N: String(shards.count) };
-      if (shards.sinceMs !== undefined) item.shardsSince = { N: String(shards.sinceMs) };
-      if (shards.prev) {
-        item.shardsPrev = { N: String(shards.prev.count) };
-        if (shards.prev.sinceMs !== undefined) {
-          item.shardsPrevSince = { N: String(shards.prev.sinceMs) };
-        }
-      }
-    }
-    if (audit) item.auditSk = { S: auditSk(audit.atMs, audit.eventId) };
+    const item = storedLimitsItem(entityId, resource, limits, shards, audit, this.#keys);
     try {
-      await this.#write(
+      await this.#writer.write(
         {
           Put: {
             TableName: this.#table,
@@ -459,11 +313,11 @@ export class EntityStore {
     resource: string | undefined,
     signal?: AbortSignal,
   ): Promise<StoredLimits | undefined> {
-    const out = await this.#send(
-      GetItemCommand,
-      { Key: this.#keys.itemKey(entityId, keys.limitSk(resource)), ConsistentRead: true },
-      signal,
-    );
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.itemKey(entityId, keys.limitSk(resource)),
+      ConsistentRead: true,
+    }, signal);
     if (!out.Item) return undefined;
     const stored: StoredLimits = { limits: parseLimits(out.Item), shards: parseShards(out.Item) };
     if (out.Item.auditSk?.S !== undefined) stored.auditSk = out.Item.auditSk.S;
@@ -486,7 +340,7 @@ export class EntityStore {
     const cond = shardCondition(from);
     const prevSince = to.prev?.sinceMs;
     try {
-      await this.#write(
+      await this.#writer.write(
         {
           Update: {
             TableName: this.#table,
@@ -524,7 +378,7 @@ export class EntityStore {
   ): Promise<void> {
     const Key = this.#keys.itemKey(entityId, keys.limitSk(resource));
     try {
-      await this.#write(
+      await this.#writer.write(
         { Delete: { TableName: this.#table, Key, ...both(undefined, replacesCondition(audit)) } },
         audit,
         signal,
@@ -550,176 +404,23 @@ export class EntityStore {
   /**
    * Everything the hot path needs of some entities, in one BatchGetItem: metadata and the
    * resource's and entity-wide stored limits of each; with `want.defaults`, the resource's and the
-   * system's default limits and the resource's controls too (set on every entity's config).
+   * system's default limits and the resource's controls too (set on every entity's config). See
+   * `entity_config.ts`.
    */
-  async loadConfig(
+  loadConfig(
     entityIds: string[],
     resource: string,
     want: { meta: boolean; limits: boolean; defaults?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>> {
-    const wanted: Record<string, AttributeValue>[] = want.defaults
-      ? systemConfigKeys(resource, this.#keys)
-      : [];
-    for (const id of entityIds) {
-      const pk = { S: this.#keys.entityPk(id) };
-      if (want.meta) wanted.push({ PK: pk, SK: { S: keys.META_SK } });
-      if (want.limits) {
-        wanted.push({ PK: pk, SK: { S: keys.limitSk(resource) } });
-        wanted.push({ PK: pk, SK: { S: keys.limitSk() } });
-      }
-    }
-    const found: Item[] = [];
-    await untilProcessed(
-      wanted,
-      async (left) => {
-        const out = await send(
-          this.#client,
-          BatchGetItemCommand,
-          { RequestItems: { [this.#table]: { Keys: left, ConsistentRead: true } } },
-          signal,
-        );
-        found.push(...(out.Responses?.[this.#table] ?? []));
-        return out.UnprocessedKeys?.[this.#table]?.Keys;
-      },
-      10,
-      200,
+    return loadEntityConfig(
+      this.#client,
+      this.#table,
+      this.#keys,
+      entityIds,
+      resource,
+      want,
+      signal,
     );
-    const result = new Map<string, EntityConfig>();
-    for (const id of entityIds) result.set(id, {});
-    const system: EntityConfig = {};
-    for (const item of found) {
-      if (readSystemItem(item, resource, system, this.#keys)) continue;
-      const id = this.#keys.entityIdOf(item.PK.S ?? "");
-      const cfg = id === undefined ? undefined : result.get(id);
-      if (!cfg) continue;
-      const sk = item.SK.S;
-      if (sk === keys.META_SK) cfg.entity = parseEntity(item);
-      else if (sk === keys.limitSk()) {
-        cfg.defaultLimits = parseLimits(item);
-        cfg.defaultShards = parseShards(item);
-      } else if (sk === keys.limitSk(resource)) {
-        cfg.resourceLimits = parseLimits(item);
-        cfg.resourceShards = parseShards(item);
-      }
-    }
-    if (want.defaults) { for (const cfg of result.values()) Object.assign(cfg, system); }
-    return result;
   }
-}
-
-/**
- * What {@link EntityStore.loadConfig} found of one entity.
- *
- * @example
- * ```ts
- * import { Limit } from "./limit.ts";
- * import { RateLimiter } from "./limiter.ts";
- * import { InMemoryBackend } from "./testing/mod.ts";
- * const backend = new InMemoryBackend();
- * const limiter = new RateLimiter({ tableName: "unit-test", backend });
- * await limiter.createEntity({ entityId: "key-1" });
- * await limiter.setLimits({ entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 5)] });
- * const configs = await backend.entities.loadConfig(["key-1"], "api", { meta: true, limits: true });
- * const config = configs.get("key-1");
- * console.assert(config?.entity?.entityId === "key-1" && config.resourceLimits?.[0].name === "rpm");
- * ```
- */
-export interface EntityConfig {
-  /** Metadata, when the entity exists. */
-  entity?: Entity;
-  /** Stored limits for the resource. */
-  resourceLimits?: Limit[];
-  /** Stored entity-wide limits. */
-  defaultLimits?: Limit[];
-  /** The shard count stored with the resource's limits. */
-  resourceShards?: StoredShards;
-  /** The shard count stored with the entity-wide limits. */
-  defaultShards?: StoredShards;
-  /** The resource's default limits (for every entity), when loaded and stored. */
-  resourceDefaults?: Limit[];
-  /** The system default limits (every entity, every resource), when loaded and stored. */
-  systemDefaults?: Limit[];
-  /** The resource's controls, when loaded and any are set. */
-  resourceControls?: ResourceControls;
-}
-
-/** The condition that the stored shard count is `count` (1: none stored, or 1). */
-/** The condition of `audit.replaces` (see `AuditRecord.replaces`), when given. */
-function replacesCondition(audit: AuditRecord | undefined): Condition | undefined {
-  if (audit?.replaces === undefined) return undefined;
-  if (audit.replaces === null) {
-    return { ConditionExpression: "attribute_not_exists(auditSk)", ExpressionAttributeValues: {} };
-  }
-  return {
-    ConditionExpression: "auditSk = :replaces",
-    ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
-  };
-}
-
-type Condition = {
-  ConditionExpression: string;
-  ExpressionAttributeValues: Record<string, AttributeValue>;
-};
-
-/** Both conditions (either may be absent), as request fields. */
-function both(a: Condition | undefined, b: Condition | undefined): Partial<Condition> {
-  if (!a || !b) {
-    const one = a ?? b;
-    if (!one) return {};
-    return Object.keys(one.ExpressionAttributeValues).length
-      ? one
-      : { ConditionExpression: one.ConditionExpression };
-  }
-  return {
-    ConditionExpression: `(${a.ConditionExpression}) AND (${b.ConditionExpression})`,
-    ExpressionAttributeValues: { ...a.ExpressionAttributeValues, ...b.ExpressionAttributeValues },
-  };
-}
-
-function shardCondition(count: number): {
-  ConditionExpression: string;
-  ExpressionAttributeValues: Record<string, AttributeValue>;
-} {
-  return {
-    ConditionExpression: count === 1
-      ? "attribute_not_exists(shards) OR shards = :from"
-      : "shards = :from",
-    ExpressionAttributeValues: { ":from": { N: String(count) } },
-  };
-}
-
-function parseShards(item: Record<string, AttributeValue>): StoredShards | undefined {
-  if (item.shards?.N === undefined) return undefined;
-  const since = item.shardsSince?.N;
-  const prev = item.shardsPrev?.N;
-  const prevSince = item.shardsPrevSince?.N;
-  return {
-    count: Number(item.shards.N),
-    ...(since === undefined ? {} : { sinceMs: Number(since) }),
-    ...(prev === undefined ? {} : {
-      prev: {
-        count: Number(prev),
-        ...(prevSince === undefined ? {} : { sinceMs: Number(prevSince) }),
-      },
-    }),
-  };
-}
-
-/** An entity of its metadata item. */
-export function parseEntity(item: Record<string, AttributeValue>): Entity {
-  const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(item.metadata?.M ?? {})) metadata[k] = v.S ?? "";
-  const entity: Entity = {
-    entityId: item.entityId?.S ?? keys.entityIdOf(KeySpace.parse(item.PK.S ?? "")?.local ?? "") ??
-      "",
-    cascade: item.cascade?.BOOL ?? false,
-    metadata,
-    createdAt: item.createdAt?.S ?? "",
-  };
-  if (item.name?.S !== undefined) entity.name = item.name.S;
-  if (item.parentId?.S !== undefined) entity.parentId = item.parentId.S;
-  if (item.disabled?.BOOL) entity.disabled = true;
-  if (item.bypass?.BOOL) entity.bypass = true;
-  return entity;
 }

@@ -9,7 +9,7 @@
 
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { queryPages } from "./calls.ts";
-import { type Entity, parseEntity } from "./entities.ts";
+import { type Entity, parseEntity } from "./entity_items.ts";
 import { ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import { KeySpace } from "./keyspace.ts";

@@ -1,42 +1,30 @@
 /**
  * {@link RateLimiter}: acquire tokens from DynamoDB-backed buckets. The class is a facade: the
  * write engine (`engine/`), the config resolver (`config.ts`), entities and limits (`admin.ts`),
- * reads (`reads.ts`), usage (`usage.ts`) and table set-up (`setup.ts`) each own one job.
+ * reads (`reads.ts`), usage (`usage.ts`) and table set-up (`setup.ts`) each own one job. This
+ * file holds the hot path (acquire, reads, `held`, the outbox, usage, `close`); the admin calls
+ * are inherited: entities, controls, buckets, audit events and listings from `LimiterAdmin`
+ * (limiter_admin.ts, which also assembles the parts), stored and default limits from
+ * `LimiterLimits` (limiter_limits.ts).
  *
  * @module
  */
 
 import type * as aws from "./aws_types.ts";
-import type { Entity, ResourceControls } from "./entities.ts";
 import type { LeaseEngine } from "./engine/leases.ts";
-import type { EntityAdmin } from "./admin.ts";
-import type { EntityListPage, ListEntitiesOptions } from "./entity_list.ts";
-import type { DefaultsAdmin } from "./defaults.ts";
-import type { StoredLimitsEntry } from "./defaults_store.ts";
-import type {
-  BucketAdmin,
-  BucketChangeResult,
-  ResetBucketOptions,
-  TopUpOptions,
-} from "./bucket_admin.ts";
-import type { ControlAdmin } from "./controls.ts";
-import type { AuditEventsPage, GetAuditEventsOptions } from "./audit_read.ts";
 import type { Outbox } from "./engine/outbox.ts";
 import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
-import type { Limit } from "./limit.ts";
+import { checkOpen, type LimiterState, limiterState } from "./limiter_admin.ts";
+import { LimiterLimits } from "./limiter_limits.ts";
 import type {
   AcquireOptions,
   AvailableOptions,
-  CreateEntityOptions,
   RateLimiterOptions,
-  ResourceBucket,
   TimeUntilAvailableOptions,
 } from "./options.ts";
 import type { KeySpace } from "./keyspace.ts";
-import type { PingResult } from "./ping.ts";
 import type { BucketReader } from "./reads.ts";
-import { assemble } from "./wiring.ts";
 import { validateAcquire } from "./request.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
 import {
@@ -78,27 +66,21 @@ export { makeClient } from "./setup.ts";
  * });
  * ```
  */
-export class RateLimiter implements AsyncDisposable {
+export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   /** The table. */
   readonly tableName: string;
   /** The DynamoDB client in use. */
   readonly client: aws.DynamoDBClient;
   /** The namespace (`"default"` for the default one; see `RateLimiterOptions.namespace`). */
   readonly namespace: string;
+  readonly #state: LimiterState;
   readonly #keys: KeySpace;
   readonly #ownsClient: boolean;
   readonly #outbox: Outbox;
   readonly #leases: LeaseEngine;
   readonly #reader: BucketReader;
-  readonly #admin: EntityAdmin;
-  readonly #listEntities: (options?: ListEntitiesOptions) => Promise<EntityListPage>;
-  readonly #defaults: DefaultsAdmin;
-  readonly #buckets: BucketAdmin;
-  readonly #controls: ControlAdmin;
   readonly #createTableNow: () => Promise<void>;
-  readonly #ping: () => Promise<PingResult>;
   readonly #closeTimeoutMs: number;
-  #closed = false;
   #reported = 0;
 
   /**
@@ -117,7 +99,9 @@ export class RateLimiter implements AsyncDisposable {
    * ```
    */
   constructor(options: RateLimiterOptions) {
-    const parts = assemble(options);
+    super(options);
+    this.#state = limiterState(this);
+    const parts = this.#state.parts;
     this.tableName = parts.tableName;
     this.client = parts.client;
     this.#keys = parts.keys;
@@ -126,13 +110,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#outbox = parts.outbox;
     this.#leases = parts.leases;
     this.#reader = parts.reader;
-    this.#admin = parts.admin;
-    this.#listEntities = parts.listEntities;
-    this.#defaults = parts.defaults;
-    this.#buckets = parts.buckets;
-    this.#controls = parts.controls;
     this.#createTableNow = parts.createTable;
-    this.#ping = parts.ping;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
   }
 
@@ -305,458 +283,6 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
-   * Creates an entity. A parent must exist and be top-level.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.createEntity({ entityId: "proj-1", name: "Production" });
-   * await limiter.createEntity({ entityId: "key-abc", parentId: "proj-1", cascade: true });
-   * ```
-   */
-  createEntity(options: CreateEntityOptions): Promise<Entity> {
-    this.#checkOpen();
-    return this.#admin.createEntity(options);
-  }
-
-  /**
-   * Reads an entity, or `undefined`.
-   *
-   * @example
-   * ```ts ignore
-   * const entity = await limiter.getEntity("key-abc");
-   * ```
-   */
-  getEntity(entityId: string): Promise<Entity | undefined> {
-    this.#checkOpen();
-    return this.#admin.getEntity(entityId);
-  }
-
-  /**
-   * Every child of a parent (all pages), sorted by id.
-   *
-   * @example
-   * ```ts ignore
-   * const keys = await limiter.listChildren("proj-1");
-   * ```
-   */
-  listChildren(parentId: string): Promise<Entity[]> {
-    this.#checkOpen();
-    return this.#admin.listChildren(parentId);
-  }
-
-  /**
-   * One page of entities, sorted by id, from the entity index (GSI3): pass the page's `cursor` to
-   * get the next. Needs a schema version 2 table (`ConfigurationError` `schema-outdated`
-   * otherwise: run `zae-limiter upgrade`).
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * await limiter.createEntity({ entityId: "a" });
-   * await limiter.createEntity({ entityId: "b" });
-   * await limiter.setLimits({ entityId: "b", limits: [Limit.perMinute("rpm", 10)] });
-   * const first = await limiter.listEntities({ limit: 1 });
-   * const next = await limiter.listEntities({ limit: 1, cursor: first.cursor });
-   * console.assert(first.entities[0].entityId === "a" && next.entities[0].entityId === "b");
-   * const custom = await limiter.listEntities({ withCustomLimits: true });
-   * console.assert(custom.entities.map((e) => e.entityId).join() === "b");
-   * ```
-   */
-  listEntities(options: ListEntitiesOptions = {}): Promise<EntityListPage> {
-    this.#checkOpen();
-    return this.#listEntities(options);
-  }
-
-  /**
-   * Deletes an entity with its stored limits, buckets and usage. A parent with children is refused.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.deleteEntity("key-abc");
-   * ```
-   */
-  deleteEntity(entityId: string): Promise<void> {
-    this.#checkOpen();
-    return this.#admin.deleteEntity(entityId);
-  }
-
-  /**
-   * Switches an entity off: its acquires, its children's, and `available` / `timeUntilAvailable`
-   * on it throw {@link EntityDisabledError} (an HTTP 403), before any bucket write. Audited
-   * (`entity.disable`); other processes see it within `limitsCacheTtlMs`. Returns the entity.
-   *
-   * @example
-   * ```ts
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * await limiter.createEntity({ entityId: "key-1" });
-   * console.assert((await limiter.disableEntity("key-1")).disabled === true);
-   * ```
-   */
-  disableEntity(entityId: string): Promise<Entity> {
-    this.#checkOpen();
-    return this.#controls.setDisabled(entityId, true);
-  }
-
-  /**
-   * Switches a disabled entity on again (audited: `entity.enable`). Returns the entity.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.enableEntity("key-1");
-   * ```
-   */
-  enableEntity(entityId: string): Promise<Entity> {
-    this.#checkOpen();
-    return this.#controls.setDisabled(entityId, false);
-  }
-
-  /**
-   * Turns bypass on or off: a bypassed entity's (and its children's) acquires are admitted
-   * without consuming (`lease.bypassed`; the lease writes nothing) and counted as `bypassed` in
-   * usage. Audited (`entity.bypass`). Returns the entity.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.setBypass({ entityId: "internal-batch", bypass: true });
-   * ```
-   */
-  setBypass(options: { entityId: string; bypass: boolean }): Promise<Entity> {
-    this.#checkOpen();
-    return this.#controls.setBypass(options);
-  }
-
-  /**
-   * Moves an existing entity under a parent (existing and top-level; the entity must have no
-   * children), or detaches it (`parentId` left out). Audited (`entity.set-parent`).
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.setParent({ entityId: "key-1", parentId: "proj-2" });
-   * ```
-   */
-  setParent(options: { entityId: string; parentId?: string }): Promise<Entity> {
-    this.#checkOpen();
-    return this.#controls.setParent(options);
-  }
-
-  /**
-   * Sets whether an existing entity's acquires cascade to its parent by default. Audited
-   * (`entity.set-cascade`).
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.setCascade({ entityId: "key-1", cascade: true });
-   * ```
-   */
-  setCascade(options: { entityId: string; cascade: boolean }): Promise<Entity> {
-    this.#checkOpen();
-    return this.#controls.setCascade(options);
-  }
-
-  /**
-   * Switches a resource off for every entity: its acquires throw {@link EntityDisabledError}.
-   * Audited (`resource.disable`).
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.disableResource("gpt-4");
-   * ```
-   */
-  disableResource(resource: string): Promise<ResourceControls> {
-    this.#checkOpen();
-    return this.#controls.setResourceDisabled(resource, true);
-  }
-
-  /**
-   * Switches a disabled resource on again (audited: `resource.enable`).
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.enableResource("gpt-4");
-   * ```
-   */
-  enableResource(resource: string): Promise<ResourceControls> {
-    this.#checkOpen();
-    return this.#controls.setResourceDisabled(resource, false);
-  }
-
-  /**
-   * A resource's controls (`{}` when none are set).
-   *
-   * @example
-   * ```ts ignore
-   * const { disabled } = await limiter.getResourceControls("gpt-4");
-   * ```
-   */
-  getResourceControls(resource: string): Promise<ResourceControls> {
-    this.#checkOpen();
-    return this.#controls.getResourceControls(resource);
-  }
-
-  /**
-   * Stores limits for an entity: for one resource, or for every resource when none is given.
-   * `shards` splits each of its buckets into that many items (1–64; kept as stored when not
-   * given), each with `1/shards` of every limit: see docs/hot-keys.md, "Shards".
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.setLimits({ entityId: "user-premium", limits: [Limit.perMinute("rpm", 500)] });
-   * await limiter.setLimits({ entityId: "hot-key", limits: [Limit.perSecond("rps", 4000)], shards: 8 });
-   * ```
-   */
-  setLimits(
-    options: { entityId: string; resource?: string; limits: Limit[]; shards?: number },
-  ): Promise<void> {
-    this.#checkOpen();
-    return this.#admin.setLimits(options);
-  }
-
-  /**
-   * Stored limits of an entity for a resource (or the entity-wide ones); `[]` when none.
-   *
-   * @example
-   * ```ts ignore
-   * const limits = await limiter.getLimits({ entityId: "user-premium" });
-   * ```
-   */
-  getLimits(options: { entityId: string; resource?: string }): Promise<Limit[]> {
-    this.#checkOpen();
-    return this.#admin.getLimits(options);
-  }
-
-  /**
-   * The shard count stored with an entity's limits for a resource (or the entity-wide ones): 1
-   * when none; when it takes (or took) over (ISO 8601), and the count it replaces, which serves
-   * until then.
-   *
-   * @example
-   * ```ts ignore
-   * const { shards } = await limiter.getShards({ entityId: "hot-key" });
-   * ```
-   */
-  async getShards(
-    options: { entityId: string; resource?: string },
-  ): Promise<{ shards: number; shardsSince?: string; previousShards?: number }> {
-    this.#checkOpen();
-    const stored = (await this.#admin.getStoredLimits(options))?.shards;
-    return {
-      shards: stored?.count ?? 1,
-      ...(stored?.sinceMs === undefined
-        ? {}
-        : { shardsSince: new Date(stored.sinceMs).toISOString() }),
-      ...(stored?.prev ? { previousShards: stored.prev.count } : {}),
-    };
-  }
-
-  /**
-   * Makes a bucket full again (every limit, or the named ones; every shard item), in one
-   * transaction with its audit event. Consumption counters are kept. See docs/usage.md.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.resetBucket({ entityId: "key-1", resource: "gpt-4" });
-   * ```
-   */
-  resetBucket(options: ResetBucketOptions): Promise<BucketChangeResult> {
-    this.#checkOpen();
-    return this.#buckets.reset(options);
-  }
-
-  /**
-   * Adds `amount` tokens to one limit of a bucket, up to its capacity, once per
-   * `idempotencyKey` (a repeat returns `applied: false`), with its audit event.
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.topUp({ entityId: "key-1", resource: "gpt-4", limit: "tpm", amount: 5000,
-   *   idempotencyKey: "incident-42" });
-   * ```
-   */
-  topUp(options: TopUpOptions): Promise<BucketChangeResult> {
-    this.#checkOpen();
-    return this.#buckets.topUp(options);
-  }
-
-  /**
-   * Deletes stored limits of an entity for a resource (or the entity-wide ones).
-   *
-   * @example
-   * ```ts ignore
-   * await limiter.deleteLimits({ entityId: "user-premium", resource: "gpt-4" });
-   * ```
-   */
-  deleteLimits(options: { entityId: string; resource?: string }): Promise<void> {
-    this.#checkOpen();
-    return this.#admin.deleteLimits(options);
-  }
-
-  /**
-   * Stores a resource's default limits: they apply to every entity on the resource that has no
-   * stored limits of its own for it (nor entity-wide ones). Other processes see the change within
-   * their `limitsCacheTtlMs` (docs/design.md, "Entities and stored limits").
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter({ clock: () => 0 });
-   * await limiter.setResourceDefaults({ resource: "gpt-4", limits: [Limit.perMinute("rpm", 2)] });
-   * const lease = await limiter.acquire({ entityId: "anyone", resource: "gpt-4", consume: { rpm: 1 } });
-   * console.assert(lease.statuses[0].limitName === "rpm" && lease.statuses[0].available === 1);
-   * ```
-   */
-  setResourceDefaults(options: { resource: string; limits: Limit[] }): Promise<void> {
-    this.#checkOpen();
-    return this.#defaults.setResourceDefaults(options);
-  }
-
-  /**
-   * A resource's default limits; `[]` when none.
-   *
-   * @example
-   * ```ts
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * console.assert((await limiter.getResourceDefaults({ resource: "gpt-4" })).length === 0);
-   * ```
-   */
-  getResourceDefaults(options: { resource: string }): Promise<Limit[]> {
-    this.#checkOpen();
-    return this.#defaults.getResourceDefaults(options);
-  }
-
-  /**
-   * Deletes a resource's default limits (the system defaults apply then, if any).
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * await limiter.setResourceDefaults({ resource: "gpt-4", limits: [Limit.perMinute("rpm", 60)] });
-   * await limiter.deleteResourceDefaults({ resource: "gpt-4" });
-   * console.assert((await limiter.listResources()).length === 0);
-   * ```
-   */
-  deleteResourceDefaults(options: { resource: string }): Promise<void> {
-    this.#checkOpen();
-    return this.#defaults.deleteResourceDefaults(options);
-  }
-
-  /**
-   * The resources that have default limits, sorted.
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * const limits = [Limit.perMinute("rpm", 60)];
-   * await limiter.setResourceDefaults({ resource: "gpt-4", limits });
-   * await limiter.setResourceDefaults({ resource: "claude", limits });
-   * console.assert((await limiter.listResources()).join() === "claude,gpt-4");
-   * ```
-   */
-  listResources(): Promise<string[]> {
-    this.#checkOpen();
-    return this.#defaults.listResources();
-  }
-
-  /**
-   * Stores the system default limits: the last stored level, for every entity and resource with
-   * nothing more specific stored.
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter({ clock: () => 0 });
-   * await limiter.setSystemDefaults({ limits: [Limit.perMinute("rpm", 100)] });
-   * const { rpm } = await limiter.available({ entityId: "key-1", resource: "any" });
-   * console.assert(rpm === 100);
-   * ```
-   */
-  setSystemDefaults(options: { limits: Limit[] }): Promise<void> {
-    this.#checkOpen();
-    return this.#defaults.setSystemDefaults(options);
-  }
-
-  /**
-   * The system default limits; `[]` when none.
-   *
-   * @example
-   * ```ts
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * console.assert((await createTestLimiter().getSystemDefaults()).length === 0);
-   * ```
-   */
-  getSystemDefaults(): Promise<Limit[]> {
-    this.#checkOpen();
-    return this.#defaults.getSystemDefaults();
-  }
-
-  /**
-   * Deletes the system default limits.
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * await limiter.setSystemDefaults({ limits: [Limit.perMinute("rpm", 100)] });
-   * await limiter.deleteSystemDefaults();
-   * console.assert((await limiter.getSystemDefaults()).length === 0);
-   * ```
-   */
-  deleteSystemDefaults(): Promise<void> {
-    this.#checkOpen();
-    return this.#defaults.deleteSystemDefaults();
-  }
-
-  /**
-   * Every stored-limits item of an entity: the entity-wide ones (`resource` undefined) first,
-   * then one per resource, sorted.
-   *
-   * @example
-   * ```ts
-   * import { Limit } from "./limit.ts";
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const limiter = createTestLimiter();
-   * await limiter.createEntity({ entityId: "key-1" });
-   * await limiter.setLimits({ entityId: "key-1", resource: "gpt-4", limits: [Limit.perMinute("rpm", 5)] });
-   * const [entry] = await limiter.listStoredLimits({ entityId: "key-1" });
-   * console.assert(entry.resource === "gpt-4" && entry.limits[0].capacity === 5);
-   * ```
-   */
-  listStoredLimits(options: { entityId: string }): Promise<StoredLimitsEntry[]> {
-    this.#checkOpen();
-    return this.#defaults.listStoredLimits(options);
-  }
-
-  /**
-   * Audit events (every admin change: who, when, what, before and after), newest first, one page
-   * at a time: pass the page's `cursor` to read the next. See "Audit trail" in docs/design.md.
-   *
-   * @example
-   * ```ts
-   * import { RateLimiter } from "./limiter.ts";
-   * import { InMemoryBackend } from "./testing/mod.ts";
-   * const limiter = new RateLimiter({ tableName: "audit", backend: new InMemoryBackend() });
-   * await limiter.createEntity({ entityId: "key-1" });
-   * const { events } = await limiter.getAuditEvents({ entityId: "key-1", limit: 10 });
-   * console.assert(events[0].action === "entity.create" && events[0].principal === "local");
-   * await limiter.close();
-   * ```
-   */
-  getAuditEvents(options: GetAuditEventsOptions = {}): Promise<AuditEventsPage> {
-    this.#checkOpen();
-    return this.#admin.auditEvents(options);
-  }
-
-  /**
    * Usage snapshots (hourly or daily) of an entity, made by the aggregator; all pages.
    *
    * @example
@@ -783,21 +309,6 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
-   * For one resource, each entity with a bucket and its available tokens per limit (all pages).
-   * The resource index is filled by the usage aggregator (deployed, or `aggregate` locally),
-   * never by the hot path: a bucket appears once the aggregator has seen its first write.
-   *
-   * @example
-   * ```ts ignore
-   * for (const b of await limiter.listResourceBuckets({ resource: "gpt-4" })) console.log(b.entityId, b.available);
-   * ```
-   */
-  listResourceBuckets(options: { resource: string }): Promise<ResourceBucket[]> {
-    this.#checkOpen();
-    return this.#admin.listResourceBuckets(options);
-  }
-
-  /**
    * Creates the table (indexes, TTL, stream) if missing and waits until it is active. Calling it
    * again is harmless. For development and tests: production deploys the stack with the CLI.
    *
@@ -812,26 +323,8 @@ export class RateLimiter implements AsyncDisposable {
     await this.#createTableNow();
   }
 
-  /**
-   * A health check: whether the table answers, is active, and has the keys and indexes the
-   * library needs, with the latency of the one `DescribeTable` it sends. It never throws for an
-   * outage or a misconfiguration: `ok` is false and `problem` says which (see {@link PingResult}).
-   * A missing GSI3 (schema version 1) and a missing stream are warnings, not failures.
-   *
-   * @example
-   * ```ts
-   * import { createTestLimiter } from "./testing/mod.ts";
-   * const { ok, latencyMs } = await createTestLimiter().ping(); // in memory: ok, 0 ms
-   * console.assert(ok && latencyMs === 0);
-   * ```
-   */
-  ping(): Promise<PingResult> {
-    this.#checkOpen();
-    return this.#ping();
-  }
-
   #checkOpen(): void {
-    if (this.#closed) throw new ZaeLimiterError("The rate limiter is closed");
+    checkOpen(this.#state);
   }
 
   /**
@@ -856,8 +349,8 @@ export class RateLimiter implements AsyncDisposable {
    * ```
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#state.closed) return;
+    this.#state.closed = true;
     // Batches go back to their buckets first; the whole of close() stays within closeTimeoutMs.
     const until = Date.now() + this.#closeTimeoutMs;
     let timer: ReturnType<typeof setTimeout> | undefined;

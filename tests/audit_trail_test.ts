@@ -131,13 +131,23 @@ const RECIPES: Record<string, Recipe> = {
   },
 };
 
-/** The public methods of `RateLimiter` (own, non-getter, string-named). */
+/**
+ * The public methods of `RateLimiter` (non-getter, string-named), its own and those it inherits
+ * from the classes of its facade (`LimiterLimits`, `LimiterAdmin`), up to `Object.prototype`.
+ */
 function limiterMethods(): string[] {
-  const proto = RateLimiter.prototype;
-  return Object.getOwnPropertyNames(proto).filter((name) => {
-    const d = Object.getOwnPropertyDescriptor(proto, name);
-    return d !== undefined && typeof d.value === "function";
-  });
+  const names = new Set<string>();
+  for (
+    let proto = RateLimiter.prototype;
+    proto !== null && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const d = Object.getOwnPropertyDescriptor(proto, name);
+      if (d !== undefined && typeof d.value === "function") names.add(name);
+    }
+  }
+  return [...names];
 }
 
 async function auditEvents(client: DynamoDBClient, tableName: string): Promise<AuditRecord[]> {
