@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type AuditEvent, Limit, RateLimiter } from "../mod.ts";
+import { type AuditEvent, type Limit, RateLimiter } from "../mod.ts";
 import { cli, runCli } from "./_cli.ts";
 import { startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
