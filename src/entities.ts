@@ -37,6 +37,7 @@ import { limitsAttr, parseLimits } from "./limit_items.ts";
 import {
   DefaultsStore,
   readSystemItem,
+  type StoredDefaults,
   type StoredLimitsEntry,
   systemConfigKeys,
 } from "./defaults_store.ts";
@@ -147,19 +148,32 @@ export class EntityStore {
     this.#controls = new ControlStore(client, tableName, space, this.#registration);
   }
 
-  /** Stores the default limits of a resource (`undefined`: the system's). */
-  putDefaults(r: string | undefined, l: Limit[], s?: AbortSignal, a?: AuditRecord): Promise<void> {
-    return this.#defaults.putDefaults(r, l, s, a);
+  /**
+   * Stores the default limits of a resource (`undefined`: the system's); `ShardsChanged` when
+   * they no longer carry the event `audit.replaces` names.
+   */
+  async putDefaults(
+    r: string | undefined,
+    l: Limit[],
+    s?: AbortSignal,
+    a?: AuditRecord,
+  ): Promise<void> {
+    await this.#defaults.putDefaults(r, l, s, a, both(undefined, replacesCondition(a)))
+      .catch(changed);
   }
 
   /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
-  getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined> {
+  getDefaults(
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<StoredDefaults | undefined> {
     return this.#defaults.getDefaults(resource, signal);
   }
 
-  /** Deletes the default limits of a resource (`undefined`: the system's). */
-  deleteDefaults(r: string | undefined, s?: AbortSignal, a?: AuditRecord): Promise<void> {
-    return this.#defaults.deleteDefaults(r, s, a);
+  /** Deletes the default limits of a resource (`undefined`: the system's), as `putDefaults`. */
+  async deleteDefaults(r: string | undefined, s?: AbortSignal, a?: AuditRecord): Promise<void> {
+    await this.#defaults.deleteDefaults(r, s, a, both(undefined, replacesCondition(a)))
+      .catch(changed);
   }
 
   /** The resources with default limits, sorted. */
@@ -645,6 +659,14 @@ export interface EntityConfig {
 }
 
 /** The condition that the stored shard count is `count` (1: none stored, or 1). */
+/** A failed condition as `ShardsChanged` (the stored state changed meanwhile). */
+function changed(err: unknown): never {
+  if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+    throw new ShardsChanged();
+  }
+  throw err;
+}
+
 /** The condition of `audit.replaces` (see `AuditRecord.replaces`), when given. */
 function replacesCondition(audit: AuditRecord | undefined): Condition | undefined {
   if (audit?.replaces === undefined) return undefined;

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type AuditEvent, type Limit, RateLimiter } from "../mod.ts";
+import { type AuditEvent, Limit, RateLimiter } from "../mod.ts";
 import { cli, runCli } from "./_cli.ts";
 import { startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
@@ -306,6 +306,54 @@ Deno.test({
                 assert.deepEqual({ limits: json(stored) }, event?.after, `${id} ${resource}`);
               }
             }
+          }
+        },
+      );
+
+      await t.step(
+        "defaults written at once by two limiters: the stored ones are the newest event's",
+        async () => {
+          // The race apply meets: each write reads, records its event, then writes. Without the
+          // event chain on defaults items, the later event could lose to the earlier write.
+          await using other = new RateLimiter({
+            tableName,
+            endpoint: ddb.endpoint,
+            region: "us-east-1",
+          });
+          const newest = async (scope: "system" | "resource") =>
+            (await limiter.getAuditEvents({
+              limit: 50,
+              ...(scope === "resource" ? { resource: "race" } : {}),
+            }))
+              .events.find((e) => e.action.startsWith(`defaults.${scope}.`));
+          for (let i = 0; i < 25; i++) {
+            await Promise.all([
+              limiter.setSystemDefaults({ limits: [Limit.perMinute("rpm", 100 + i)] }),
+              other.setSystemDefaults({ limits: [Limit.perMinute("rpm", 500 + i)] }),
+              limiter.setResourceDefaults({
+                resource: "race",
+                limits: [Limit.perMinute("rpm", 100 + i)],
+              }),
+              i % 5 === 4
+                ? other.deleteResourceDefaults({ resource: "race" })
+                : other.setResourceDefaults({
+                  resource: "race",
+                  limits: [Limit.perMinute("rpm", 500 + i)],
+                }),
+            ]);
+            const json = (ls: Limit[]) => ls.map((l) => l.toJSON());
+            assert.deepEqual(
+              json(await limiter.getSystemDefaults()),
+              (await newest("system"))?.after,
+              `round ${i}`,
+            );
+            const r = await newest("resource");
+            const stored = json(await limiter.getResourceDefaults({ resource: "race" }));
+            assert.deepEqual(
+              r?.action === "defaults.resource.delete" ? [] : r?.after,
+              stored,
+              `round ${i}`,
+            );
           }
         },
       );
