@@ -42,7 +42,7 @@ export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity, ResourceControls } from "./src/entities.ts";
 export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";
 export { type UpgradeOptions, type UpgradeResult, upgradeTable } from "./src/upgrade.ts";
-export type { StoredLimitsEntry } from "./src/defaults_store.ts";
+export type { StoredDefaults, StoredLimitsEntry } from "./src/defaults_store.ts";
 export type { BucketChangeResult, ResetBucketOptions, TopUpOptions } from "./src/bucket_admin.ts";
 export type {
   AuditEvent,

@@ -13,7 +13,6 @@ import {
   exportLimits,
   formatApply,
   formatPlan,
-  type LimiterAdmin,
   limiterStore,
   type LimitsFile,
   LimitsFileError,
@@ -33,9 +32,7 @@ export function addLimitsFileCommands(program: Command, ctx: CommandContext): vo
   const { command, print, io } = ctx;
   const limits = program.commands.find((c) => c.name() === "limits") ??
     command(program, "limits", "Manage stored limits", []);
-  const store = (l: RateLimiter): LimitsStore =>
-    // The cast goes once RateLimiter has every method of LimiterAdmin; limiterStore checks.
-    limiterStore(l as unknown as LimiterAdmin);
+  const store = (l: RateLimiter): LimitsStore => limiterStore(l);
 
   /** Reads and checks the file before any connection: a bad file writes nothing. */
   const load = async (path: string, c: Command): Promise<LimitsFile> => {

@@ -10,7 +10,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditPage, AuditQuery, AuditSettings } from "./audit_query.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import type { EntityPatch } from "./control_store.ts";
-import type { StoredLimitsEntry } from "./defaults_store.ts";
+import type { StoredDefaults, StoredLimitsEntry } from "./defaults_store.ts";
 import type {
   Entity,
   EntityConfig,
@@ -155,16 +155,22 @@ export interface EntityBackend {
     want: { meta: boolean; limits: boolean; defaults?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>>;
-  /** Stores the default limits of a resource (`undefined`: the system defaults). */
+  /**
+   * Stores the default limits of a resource (`undefined`: the system defaults). With an audit
+   * record whose `replaces` is set, only if they still carry that event (`ShardsChanged` if not).
+   */
   putDefaults(
     resource: string | undefined,
     limits: Limit[],
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void>;
-  /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
-  getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined>;
-  /** Deletes the default limits of a resource (`undefined`: the system's). */
+  /** The default limits of a resource (`undefined`: the system's) and their event, or `undefined`. */
+  getDefaults(
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<StoredDefaults | undefined>;
+  /** Deletes the default limits of a resource (`undefined`: the system's), as `putDefaults`. */
   deleteDefaults(
     resource: string | undefined,
     signal?: AbortSignal,

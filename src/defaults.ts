@@ -8,15 +8,19 @@
  * @module
  */
 
-import type { Auditor } from "./audit.ts";
-import type { AuditScope } from "./audit_record.ts";
+import type { AuditChange, Auditor } from "./audit.ts";
+import type { AuditRecord, AuditScope } from "./audit_record.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import type { StoredLimitsEntry } from "./defaults_store.ts";
+import type { StoredDefaults, StoredLimitsEntry } from "./defaults_store.ts";
+import { ShardsChanged } from "./entities.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
 import { validateLimits } from "./request.ts";
 import { checkObject, validateEntityId, validateResource } from "./validate.ts";
+
+/** How many times a write is tried again when another one came between its read and its write. */
+const MAX_ATTEMPTS = 50;
 
 /** Options of {@link DefaultsAdmin}. */
 export interface DefaultsAdminOptions {
@@ -54,7 +58,7 @@ export class DefaultsAdmin {
 
   /** The default limits of a resource; `[]` when none. */
   async getResourceDefaults(options: { resource: string }): Promise<Limit[]> {
-    return (await this.#get(resourceOption(options))) ?? [];
+    return (await this.#get(resourceOption(options)))?.limits ?? [];
   }
 
   /** Deletes the default limits of a resource. */
@@ -70,7 +74,7 @@ export class DefaultsAdmin {
 
   /** The system default limits; `[]` when none. */
   async getSystemDefaults(): Promise<Limit[]> {
-    return (await this.#get(undefined)) ?? [];
+    return (await this.#get(undefined))?.limits ?? [];
   }
 
   /** Deletes the system default limits. */
@@ -78,43 +82,60 @@ export class DefaultsAdmin {
     await this.#delete(undefined);
   }
 
-  /** Stores the default limits of `resource` (`undefined`: the system defaults). */
+  /**
+   * Stores the default limits of `resource` (`undefined`: the system defaults). The write holds
+   * only if the stored defaults still carry the event read before it (its audit record's
+   * `replaces`), else it reads and tries again: of two writers at once, the one written last has
+   * the newest event.
+   */
   async #set(resource: string | undefined, limits: unknown): Promise<void> {
     const valid = validateLimits(limits, false);
-    const before = await this.#get(resource);
-    const audit = await this.#auditor.record({
+    await this.#chained("setDefaults", resource, (before) => ({
       action: `defaults.${resource === undefined ? "system" : "resource"}.set`,
       scope: scopeOf(resource),
-      before: before && before.map((l) => l.toJSON()),
+      before: before && before.limits.map((l) => l.toJSON()),
       after: valid.map((l) => l.toJSON()),
-    });
-    await this.#run(
-      "setDefaults",
-      (signal) => this.#backend.entities.putDefaults(resource, valid, signal, audit),
-    );
-    this.#config.forgetResource(resource);
+      replaces: before?.auditSk ?? null,
+    }), (signal, audit) => this.#backend.entities.putDefaults(resource, valid, signal, audit));
   }
 
-  /** The default limits of `resource` (`undefined`: the system's), or `undefined`. */
-  async #get(resource: string | undefined): Promise<Limit[] | undefined> {
+  /** The default limits of `resource` (`undefined`: the system's) and their event, or `undefined`. */
+  async #get(resource: string | undefined): Promise<StoredDefaults | undefined> {
     return await this.#run(
       "getDefaults",
       (signal) => this.#backend.entities.getDefaults(resource, signal),
     );
   }
 
-  /** Deletes the default limits of `resource` (`undefined`: the system's). */
+  /** Deletes the default limits of `resource` (`undefined`: the system's), as `#set` writes. */
   async #delete(resource: string | undefined): Promise<void> {
-    const before = await this.#get(resource);
-    const audit = await this.#auditor.record({
+    await this.#chained("deleteDefaults", resource, (before) => ({
       action: `defaults.${resource === undefined ? "system" : "resource"}.delete`,
       scope: scopeOf(resource),
-      before: before && before.map((l) => l.toJSON()),
-    });
-    await this.#run(
-      "deleteDefaults",
-      (signal) => this.#backend.entities.deleteDefaults(resource, signal, audit),
-    );
+      before: before && before.limits.map((l) => l.toJSON()),
+      replaces: before?.auditSk ?? null,
+    }), (signal, audit) => this.#backend.entities.deleteDefaults(resource, signal, audit));
+  }
+
+  /** Reads, records the change, writes it on condition; again while another write came between. */
+  async #chained(
+    operation: string,
+    resource: string | undefined,
+    change: (before: StoredDefaults | undefined) => AuditChange,
+    write: (signal: AbortSignal, audit: AuditRecord | undefined) => Promise<void>,
+  ): Promise<void> {
+    for (let attempt = 0;; attempt++) {
+      const audit = await this.#auditor.record(change(await this.#get(resource)));
+      const done = await this.#run(
+        operation,
+        (signal) =>
+          write(signal, audit).then(() => true, (err) => {
+            if (err instanceof ShardsChanged && attempt < MAX_ATTEMPTS) return false;
+            throw err;
+          }),
+      );
+      if (done) break;
+    }
     this.#config.forgetResource(resource);
   }
 

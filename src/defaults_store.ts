@@ -7,7 +7,7 @@
  */
 
 import { type AttributeValue, type DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import type { AuditRecord } from "./audit_record.ts";
+import { type AuditRecord, auditSk } from "./audit_record.ts";
 import type { AuditedWrite } from "./audited_write.ts";
 import { type Item, queryPages, send } from "./calls.ts";
 import * as keys from "./keys.ts";
@@ -37,6 +37,31 @@ export interface StoredLimitsEntry {
   limits: Limit[];
 }
 
+/**
+ * Default limits as stored: the limits, and the sort key of the audit event of the change that
+ * stored them (absent: none recorded).
+ *
+ * @example
+ * ```ts
+ * import type { StoredDefaults } from "./defaults_store.ts";
+ * import { Limit } from "./limit.ts";
+ * const d: StoredDefaults = { limits: [Limit.perMinute("rpm", 60)] };
+ * console.assert(d.auditSk === undefined);
+ * ```
+ */
+export interface StoredDefaults {
+  /** The limits. */
+  limits: Limit[];
+  /** The sort key of the audit event that stored them. */
+  auditSk?: string;
+}
+
+/** A condition of a write, as request fields (empty: none). */
+export type WriteCondition = {
+  ConditionExpression?: string;
+  ExpressionAttributeValues?: Record<string, AttributeValue>;
+};
+
 /** Default limits of a table, and the listing of an entity's stored limits. */
 export class DefaultsStore {
   readonly #client: DynamoDBClient;
@@ -60,41 +85,52 @@ export class DefaultsStore {
     this.#keys = space;
   }
 
-  /** Stores the default limits of a resource (or the system's), replacing earlier ones. */
+  /**
+   * Stores the default limits of a resource (or the system's), replacing earlier ones, with the
+   * audit event's sort key; `condition` (the audit record's `replaces`) must hold.
+   */
   async putDefaults(
     resource: string | undefined,
     limits: Limit[],
     signal?: AbortSignal,
     audit?: AuditRecord,
+    condition?: WriteCondition,
   ): Promise<void> {
-    const Item = { ...this.#keys.systemKey(keys.limitSk(resource)), limits: limitsAttr(limits) };
-    await this.#write({ Put: { TableName: this.#table, Item } }, audit, signal);
+    const Item: Record<string, AttributeValue> = {
+      ...this.#keys.systemKey(keys.limitSk(resource)),
+      limits: limitsAttr(limits),
+    };
+    if (audit) Item.auditSk = { S: auditSk(audit.atMs, audit.eventId) };
+    await this.#write({ Put: { TableName: this.#table, Item, ...condition } }, audit, signal);
   }
 
-  /** The default limits of a resource (or the system's); `undefined` when none are stored. */
+  /**
+   * The default limits of a resource (or the system's), with the sort key of the audit event
+   * that stored them; `undefined` when none are stored.
+   */
   async getDefaults(
     resource: string | undefined,
     signal?: AbortSignal,
-  ): Promise<Limit[] | undefined> {
+  ): Promise<StoredDefaults | undefined> {
     const out = await send(this.#client, GetItemCommand, {
       TableName: this.#table,
       Key: this.#keys.systemKey(keys.limitSk(resource)),
       ConsistentRead: true,
     }, signal);
-    return out.Item ? parseLimits(out.Item) : undefined;
+    if (!out.Item) return undefined;
+    const sk = out.Item.auditSk?.S;
+    return { limits: parseLimits(out.Item), ...(sk === undefined ? {} : { auditSk: sk }) };
   }
 
-  /** Deletes the default limits of a resource (or the system's). */
+  /** Deletes the default limits of a resource (or the system's); `condition` must hold. */
   async deleteDefaults(
     resource: string | undefined,
     signal?: AbortSignal,
     audit?: AuditRecord,
+    condition?: WriteCondition,
   ): Promise<void> {
-    await this.#write(
-      { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.limitSk(resource)) } },
-      audit,
-      signal,
-    );
+    const Key = this.#keys.systemKey(keys.limitSk(resource));
+    await this.#write({ Delete: { TableName: this.#table, Key, ...condition } }, audit, signal);
   }
 
   /** The resources with default limits, sorted. */

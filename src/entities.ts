@@ -45,7 +45,7 @@ import { EntityExistsError, EntityNotFoundError, ValidationError } from "./error
 import * as keys from "./keys.ts";
 import type { Limit } from "./limit.ts";
 import { parseLimits } from "./limit_items.ts";
-import { DefaultsStore, type StoredLimitsEntry } from "./defaults_store.ts";
+import { DefaultsStore, type StoredDefaults, type StoredLimitsEntry } from "./defaults_store.ts";
 import { KeySpace } from "./keyspace.ts";
 import { NamespaceRegistration } from "./namespaces.ts";
 
@@ -102,19 +102,32 @@ export class EntityStore {
     this.#controls = new ControlStore(client, tableName, space, this.#registration);
   }
 
-  /** Stores the default limits of a resource (`undefined`: the system's). */
-  putDefaults(r: string | undefined, l: Limit[], s?: AbortSignal, a?: AuditRecord): Promise<void> {
-    return this.#defaults.putDefaults(r, l, s, a);
+  /**
+   * Stores the default limits of a resource (`undefined`: the system's); `ShardsChanged` when
+   * they no longer carry the event `audit.replaces` names.
+   */
+  async putDefaults(
+    r: string | undefined,
+    l: Limit[],
+    s?: AbortSignal,
+    a?: AuditRecord,
+  ): Promise<void> {
+    await this.#defaults.putDefaults(r, l, s, a, both(undefined, replacesCondition(a)))
+      .catch(changed);
   }
 
   /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
-  getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined> {
+  getDefaults(
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<StoredDefaults | undefined> {
     return this.#defaults.getDefaults(resource, signal);
   }
 
-  /** Deletes the default limits of a resource (`undefined`: the system's). */
-  deleteDefaults(r: string | undefined, s?: AbortSignal, a?: AuditRecord): Promise<void> {
-    return this.#defaults.deleteDefaults(r, s, a);
+  /** Deletes the default limits of a resource (`undefined`: the system's), as `putDefaults`. */
+  async deleteDefaults(r: string | undefined, s?: AbortSignal, a?: AuditRecord): Promise<void> {
+    await this.#defaults.deleteDefaults(r, s, a, both(undefined, replacesCondition(a)))
+      .catch(changed);
   }
 
   /** The resources with default limits, sorted. */
@@ -423,4 +436,12 @@ export class EntityStore {
       signal,
     );
   }
+}
+
+/** A failed condition as `ShardsChanged` (the stored state changed meanwhile). */
+function changed(err: unknown): never {
+  if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+    throw new ShardsChanged();
+  }
+  throw err;
 }

@@ -9,6 +9,7 @@ import { Ajv } from "ajv";
 import { parse } from "yaml";
 import { Limit } from "../mod.ts";
 import { cli } from "./_cli.ts";
+import { createTestLimiter } from "../src/testing/mod.ts";
 import {
   applyLimits,
   exportLimits,
@@ -453,73 +454,51 @@ Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
   }
 });
 
-Deno.test("limiterStore: calls the limiter's methods by their names and shapes, pages entities", async () => {
-  const calls: unknown[][] = [];
-  // deno-lint-ignore no-explicit-any
-  const rec = (name: string, answer?: unknown) => (...args: unknown[]): Promise<any> => {
-    calls.push([name, ...args]);
-    return Promise.resolve(answer);
-  };
-  const rpm = [Limit.perMinute("rpm", 1)];
-  const pages: Record<
-    string,
-    {
-      entities: { entityId: string; cascade: boolean; metadata: Record<string, string> }[];
-      cursor?: string;
-    }
-  > = {
-    first: { entities: [{ entityId: "a", cascade: false, metadata: {} }], cursor: "c1" },
-    c1: { entities: [{ entityId: "b", cascade: true, metadata: {} }] },
-  };
-  const limiter = {
-    setSystemDefaults: rec("setSystemDefaults"),
-    getSystemDefaults: rec("getSystemDefaults", rpm),
-    deleteSystemDefaults: rec("deleteSystemDefaults"),
-    setResourceDefaults: rec("setResourceDefaults"),
-    getResourceDefaults: rec("getResourceDefaults", rpm),
-    deleteResourceDefaults: rec("deleteResourceDefaults"),
-    listResources: rec("listResources", ["r"]),
-    createEntity: rec("createEntity"),
-    deleteEntity: rec("deleteEntity"),
-    setLimits: rec("setLimits"),
-    deleteLimits: rec("deleteLimits"),
-    listEntities: (o: { cursor?: string }) => {
-      calls.push(["listEntities", o]);
-      return Promise.resolve(pages[o.cursor ?? "first"]);
-    },
-    listStoredLimits: rec("listStoredLimits", [{ limits: rpm }]),
-    setParent: rec("setParent"),
-    setCascade: rec("setCascade"),
-  };
+Deno.test("limiterStore over a RateLimiter: every entity page, parents, stored limits, deleteEntity", async () => {
+  const limiter = createTestLimiter();
   const store = limiterStore(limiter);
-  assert.deepEqual((await store.listEntities()).map((e) => e.entityId), ["a", "b"]);
+  const rpm = [Limit.perMinute("rpm", 7)];
+  // More entities than one listEntities page (100): the store reads every page.
+  for (let i = 0; i < 130; i++) {
+    await store.createEntity({ entityId: `k-${String(i).padStart(3, "0")}` });
+  }
+  await store.createEntity({ entityId: "proj" });
+  const all = await store.listEntities();
+  assert.equal(all.length, 131);
+  assert.equal(new Set(all.map((e) => e.entityId)).size, 131);
+  await store.setParent("k-001", "proj");
+  await store.setCascade("k-001", true);
+  const moved = await limiter.getEntity("k-001");
+  assert.deepEqual([moved?.parentId, moved?.cascade], ["proj", true]);
+  await store.setParent("k-001", undefined);
+  assert.equal((await limiter.getEntity("k-001"))?.parentId, undefined);
   await store.setSystemDefaults(rpm);
-  await store.setResourceDefaults("r", rpm);
-  await store.deleteResourceDefaults("r");
-  await store.setParent("a", undefined);
-  await store.setParent("b", "a");
-  await store.setCascade("b", true);
-  await store.setLimits("a", undefined, rpm);
-  await store.setLimits("a", "r", rpm);
-  await store.deleteLimits("a", "r");
-  await store.deleteEntity("a");
-  assert.deepEqual(calls, [
-    ["listEntities", {}],
-    ["listEntities", { cursor: "c1" }],
-    ["setSystemDefaults", { limits: rpm }],
-    ["setResourceDefaults", { resource: "r", limits: rpm }],
-    ["deleteResourceDefaults", { resource: "r" }],
-    ["setParent", { entityId: "a" }],
-    ["setParent", { entityId: "b", parentId: "a" }],
-    ["setCascade", { entityId: "b", cascade: true }],
-    ["setLimits", { entityId: "a", limits: rpm }],
-    ["setLimits", { entityId: "a", resource: "r", limits: rpm }],
-    ["deleteLimits", { entityId: "a", resource: "r" }],
-    ["deleteEntity", "a"],
+  await store.setResourceDefaults("gpt", rpm);
+  assert.deepEqual(await store.listResources(), ["gpt"]);
+  assert.equal((await store.getResourceDefaults("gpt"))[0].capacity, 7);
+  await store.setLimits("k-002", undefined, rpm);
+  await store.setLimits("k-002", "gpt", rpm);
+  assert.deepEqual((await store.listStoredLimits("k-002")).map((s) => s.resource), [
+    undefined,
+    "gpt",
   ]);
-  const { setParent: _, ...without } = limiter;
+  await store.deleteLimits("k-002", "gpt");
+  assert.deepEqual((await store.listStoredLimits("k-002")).map((s) => s.resource), [undefined]);
+  // Deleting the entity deletes its stored limits with it.
+  await store.deleteEntity("k-002");
+  assert.deepEqual(await store.listStoredLimits("k-002"), []);
+  await store.deleteResourceDefaults("gpt");
+  await store.deleteSystemDefaults();
+  assert.deepEqual(await store.getSystemDefaults(), []);
+  assert.deepEqual(await store.listResources(), []);
+  await limiter.close();
+  // A JavaScript caller's object without every method is refused by name.
+  const other = createTestLimiter();
+  const without = Object.fromEntries(
+    (["setSystemDefaults", "getSystemDefaults", "listEntities"] as const).map((m) => [m, other[m]]),
+  );
   assert.throws(
     () => limiterStore(without as unknown as LimiterAdmin),
-    /limiterStore: the limiter has no setParent/,
+    /limiterStore: the limiter has no .*setParent/,
   );
 });

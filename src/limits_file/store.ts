@@ -7,6 +7,7 @@
 
 import type { Entity } from "../entities.ts";
 import type { Limit } from "../limit.ts";
+import type { RateLimiter } from "../limiter.ts";
 import type { CreateEntityOptions } from "../options.ts";
 
 /**
@@ -84,8 +85,8 @@ export interface LimitsStore {
 }
 
 /**
- * The `RateLimiter` methods {@link limiterStore} calls (typed by shape, so any object that has
- * them will do).
+ * The `RateLimiter` methods {@link limiterStore} calls, with their real signatures (so the
+ * compiler checks the store against the limiter).
  *
  * @example
  * ```ts
@@ -94,40 +95,24 @@ export interface LimitsStore {
  * console.assert(names.includes("setParent"));
  * ```
  */
-export interface LimiterAdmin {
-  /** Stores the system defaults. */
-  setSystemDefaults(options: { limits: Limit[] }): Promise<unknown>;
-  /** The system defaults ([] when none). */
-  getSystemDefaults(): Promise<Limit[]>;
-  /** Deletes the system defaults. */
-  deleteSystemDefaults(): Promise<unknown>;
-  /** Stores a resource's defaults. */
-  setResourceDefaults(options: { resource: string; limits: Limit[] }): Promise<unknown>;
-  /** A resource's defaults ([] when none). */
-  getResourceDefaults(options: { resource: string }): Promise<Limit[]>;
-  /** Deletes a resource's defaults. */
-  deleteResourceDefaults(options: { resource: string }): Promise<unknown>;
-  /** The resources that have defaults. */
-  listResources(): Promise<string[]>;
-  /** Creates an entity. */
-  createEntity(options: CreateEntityOptions): Promise<unknown>;
-  /** Deletes an entity. */
-  deleteEntity(entityId: string): Promise<unknown>;
-  /** Stores an entity's limits. */
-  setLimits(options: { entityId: string; resource?: string; limits: Limit[] }): Promise<unknown>;
-  /** Deletes an entity's limits. */
-  deleteLimits(options: { entityId: string; resource?: string }): Promise<unknown>;
-  /** One page of entities. */
-  listEntities(
-    options: { cursor?: string; limit?: number },
-  ): Promise<{ entities: FileEntity[]; cursor?: string }>;
-  /** An entity's stored limit sets. */
-  listStoredLimits(options: { entityId: string }): Promise<StoredLimitSet[]>;
-  /** Moves an entity. */
-  setParent(options: { entityId: string; parentId?: string }): Promise<unknown>;
-  /** Sets an entity's cascade flag. */
-  setCascade(options: { entityId: string; cascade: boolean }): Promise<unknown>;
-}
+export type LimiterAdmin = Pick<
+  RateLimiter,
+  | "setSystemDefaults"
+  | "getSystemDefaults"
+  | "deleteSystemDefaults"
+  | "setResourceDefaults"
+  | "getResourceDefaults"
+  | "deleteResourceDefaults"
+  | "listResources"
+  | "createEntity"
+  | "deleteEntity"
+  | "setLimits"
+  | "deleteLimits"
+  | "listEntities"
+  | "listStoredLimits"
+  | "setParent"
+  | "setCascade"
+>;
 
 const ADMIN_METHODS: (keyof LimiterAdmin)[] = [
   "setSystemDefaults",
@@ -148,8 +133,9 @@ const ADMIN_METHODS: (keyof LimiterAdmin)[] = [
 ];
 
 /**
- * The {@link LimitsStore} of a `RateLimiter` (or anything with its admin methods). Throws a
- * `TypeError` naming the methods the object lacks.
+ * The {@link LimitsStore} of a `RateLimiter`. Entities are read a page at a time from the
+ * entity index, every page. Throws a `TypeError` naming the methods a (JavaScript) caller's
+ * object lacks.
  *
  * @example
  * ```ts ignore

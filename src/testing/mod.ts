@@ -101,6 +101,8 @@ export class InMemoryBackend implements Backend {
   readonly #limits = new Map<string, StoredLimits>();
   /** Default limits by resource (`*`: the system defaults). */
   readonly #defaults = new Map<string, Limit[]>();
+  /** The audit event sort key of each defaults item (by resource, `*` the system's). */
+  readonly #defaultsAudit = new Map<string, string>();
   /** The namespace this view serves. */
   readonly #space: KeySpace = KeySpace.DEFAULT;
   /** Every namespace's view of the same backend, by name (shared by all views). */
@@ -320,13 +322,31 @@ export class InMemoryBackend implements Backend {
         return Promise.resolve(out);
       },
       putDefaults: (resource, limits, _signal, audit) => {
-        this.#defaults.set(resource ?? "*", [...limits]);
+        const key = resource ?? "*";
+        if (!replacesHeld(this.#defaultsAudit.get(key), audit)) {
+          return Promise.reject(new ShardsChanged());
+        }
+        this.#defaults.set(key, [...limits]);
+        if (audit) this.#defaultsAudit.set(key, auditSk(audit.atMs, audit.eventId));
+        else this.#defaultsAudit.delete(key);
         this.#audit(audit);
         return Promise.resolve();
       },
-      getDefaults: (resource) => Promise.resolve(copy(this.#defaults.get(resource ?? "*"))),
+      getDefaults: (resource) => {
+        const key = resource ?? "*";
+        const limits = copy(this.#defaults.get(key));
+        const sk = this.#defaultsAudit.get(key);
+        return Promise.resolve(
+          limits && { limits, ...(sk === undefined ? {} : { auditSk: sk }) },
+        );
+      },
       deleteDefaults: (resource, _signal, audit) => {
-        this.#defaults.delete(resource ?? "*");
+        const key = resource ?? "*";
+        if (!replacesHeld(this.#defaultsAudit.get(key), audit)) {
+          return Promise.reject(new ShardsChanged());
+        }
+        this.#defaults.delete(key);
+        this.#defaultsAudit.delete(key);
         this.#audit(audit);
         return Promise.resolve();
       },
@@ -485,7 +505,11 @@ export {
 } from "./ceiling.ts";
 
 /** Whether the stored limits still carry the event an audit record replaces (when it says). */
-function replacesHeld(stored: StoredLimits | undefined, audit: AuditRecord | undefined): boolean {
+function replacesHeld(
+  stored: StoredLimits | string | undefined,
+  audit: AuditRecord | undefined,
+): boolean {
   if (audit?.replaces === undefined) return true;
-  return (stored?.auditSk ?? null) === audit.replaces;
+  const sk = typeof stored === "string" ? stored : stored?.auditSk;
+  return (sk ?? null) === audit.replaces;
 }
