@@ -10,7 +10,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditPage, AuditQuery, AuditSettings } from "./audit_query.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import type { EntityPatch } from "./control_store.ts";
-import type { StoredLimitsEntry } from "./defaults_store.ts";
+import type { StoredDefaults, StoredLimitsEntry } from "./defaults_store.ts";
 import type {
   Entity,
   EntityConfig,
@@ -164,6 +164,14 @@ export interface EntityBackend {
   ): Promise<void>;
   /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
   getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined>;
+  /**
+   * The default limits with the `auditSk` of their last audited change, for a change that names
+   * the state it replaces (`AuditRecord.replaces`); a backend without it does not guard that.
+   */
+  getDefaultsState?(
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<StoredDefaults | undefined>;
   /** Deletes the default limits of a resource (`undefined`: the system's). */
   deleteDefaults(
     resource: string | undefined,

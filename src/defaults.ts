@@ -12,11 +12,14 @@ import type { Auditor } from "./audit.ts";
 import type { AuditScope } from "./audit_record.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import type { StoredLimitsEntry } from "./defaults_store.ts";
+import { DefaultsChanged, type StoredDefaults, type StoredLimitsEntry } from "./defaults_store.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { Limit } from "./limit.ts";
 import { validateLimits } from "./request.ts";
 import { checkObject, validateEntityId, validateResource } from "./validate.ts";
+
+/** Tries of a change overtaken by others before giving up (as `setLimits`). */
+const MAX_ATTEMPTS = 50;
 
 /** Options of {@link DefaultsAdmin}. */
 export interface DefaultsAdminOptions {
@@ -81,18 +84,54 @@ export class DefaultsAdmin {
   /** Stores the default limits of `resource` (`undefined`: the system defaults). */
   async #set(resource: string | undefined, limits: unknown): Promise<void> {
     const valid = validateLimits(limits, false);
-    const before = await this.#get(resource);
-    const audit = await this.#auditor.record({
-      action: `defaults.${resource === undefined ? "system" : "resource"}.set`,
-      scope: scopeOf(resource),
-      before: before && before.map((l) => l.toJSON()),
-      after: valid.map((l) => l.toJSON()),
-    });
-    await this.#run(
-      "setDefaults",
-      (signal) => this.#backend.entities.putDefaults(resource, valid, signal, audit),
-    );
+    await this.#change(resource, "set", valid);
+  }
+
+  /**
+   * Sets (`after` given) or deletes the defaults of `resource` with their audit event. The write
+   * names the event of the state it replaces, so a change overtaken by another one is decided
+   * again on what is stored now: the stored value is always the newest event's `after`.
+   */
+  async #change(resource: string | undefined, verb: "set" | "delete", after?: Limit[]) {
+    for (let attempt = 0;; attempt++) {
+      const stored = await this.#state(resource);
+      const audit = await this.#auditor.record({
+        action: `defaults.${resource === undefined ? "system" : "resource"}.${verb}`,
+        scope: scopeOf(resource),
+        before: stored && stored.limits.map((l) => l.toJSON()),
+        ...(after ? { after: after.map((l) => l.toJSON()) } : {}),
+        // A backend that cannot tell the stored event does not guard (undefined).
+        ...(this.#backend.entities.getDefaultsState ? { replaces: stored?.auditSk ?? null } : {}),
+      });
+      const done = await this.#run(
+        verb === "set" ? "setDefaults" : "deleteDefaults",
+        (signal) =>
+          (after
+            ? this.#backend.entities.putDefaults(resource, after, signal, audit)
+            : this.#backend.entities.deleteDefaults(resource, signal, audit)).then(
+              () => true,
+              (err) => {
+                if (err instanceof DefaultsChanged && attempt < MAX_ATTEMPTS) return false;
+                throw err;
+              },
+            ),
+      );
+      if (done) break;
+    }
     this.#config.forgetResource(resource);
+  }
+
+  /** The stored defaults of `resource` with the event that made them, when the backend tells. */
+  async #state(resource: string | undefined): Promise<StoredDefaults | undefined> {
+    const entities = this.#backend.entities;
+    if (!entities.getDefaultsState) {
+      const limits = await this.#get(resource);
+      return limits && { limits };
+    }
+    return await this.#run(
+      "getDefaults",
+      (signal) => entities.getDefaultsState!(resource, signal),
+    );
   }
 
   /** The default limits of `resource` (`undefined`: the system's), or `undefined`. */
@@ -105,17 +144,7 @@ export class DefaultsAdmin {
 
   /** Deletes the default limits of `resource` (`undefined`: the system's). */
   async #delete(resource: string | undefined): Promise<void> {
-    const before = await this.#get(resource);
-    const audit = await this.#auditor.record({
-      action: `defaults.${resource === undefined ? "system" : "resource"}.delete`,
-      scope: scopeOf(resource),
-      before: before && before.map((l) => l.toJSON()),
-    });
-    await this.#run(
-      "deleteDefaults",
-      (signal) => this.#backend.entities.deleteDefaults(resource, signal, audit),
-    );
-    this.#config.forgetResource(resource);
+    await this.#change(resource, "delete");
   }
 
   /** The resources with default limits, sorted. */

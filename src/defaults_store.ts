@@ -12,7 +12,7 @@ import {
   GetItemCommand,
   type TransactWriteItem,
 } from "@aws-sdk/client-dynamodb";
-import type { AuditRecord } from "./audit_record.ts";
+import { type AuditRecord, auditSk } from "./audit_record.ts";
 import { type Item, queryPages, send } from "./calls.ts";
 import * as keys from "./keys.ts";
 import { KeySpace } from "./keyspace.ts";
@@ -48,6 +48,34 @@ export type AuditedWrite = (
   signal?: AbortSignal,
 ) => Promise<void>;
 
+/**
+ * Stored default limits with the sort key of the audit event that made them (`auditSk`; absent
+ * for items written without one).
+ */
+export interface StoredDefaults {
+  /** The limits. */
+  limits: Limit[];
+  /** The sort key of the audit event of the change that stored them. */
+  auditSk?: string;
+}
+
+/**
+ * Thrown when default limits changed between their read and a write that names the state it
+ * replaces (`AuditRecord.replaces`): the change is decided again on what is stored now.
+ *
+ * @example
+ * ```ts
+ * import { DefaultsChanged } from "./defaults_store.ts";
+ * console.assert(new DefaultsChanged().name === "DefaultsChanged");
+ * ```
+ */
+export class DefaultsChanged extends Error {
+  constructor() {
+    super("the default limits changed meanwhile");
+    this.name = "DefaultsChanged";
+  }
+}
+
 /** Default limits of a table, and the listing of an entity's stored limits. */
 export class DefaultsStore {
   readonly #client: DynamoDBClient;
@@ -78,8 +106,16 @@ export class DefaultsStore {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    const Item = { ...this.#keys.systemKey(keys.limitSk(resource)), limits: limitsAttr(limits) };
-    await this.#write({ Put: { TableName: this.#table, Item } }, audit, signal);
+    const Item: Record<string, AttributeValue> = {
+      ...this.#keys.systemKey(keys.limitSk(resource)),
+      limits: limitsAttr(limits),
+    };
+    if (audit) Item.auditSk = { S: auditSk(audit.atMs, audit.eventId) };
+    await this.#guarded(
+      { Put: { TableName: this.#table, Item, ...replaces(audit) } },
+      audit,
+      signal,
+    );
   }
 
   /** The default limits of a resource (or the system's); `undefined` when none are stored. */
@@ -87,12 +123,25 @@ export class DefaultsStore {
     resource: string | undefined,
     signal?: AbortSignal,
   ): Promise<Limit[] | undefined> {
+    return (await this.getDefaultsState(resource, signal))?.limits;
+  }
+
+  /** The default limits of a resource (or the system's) with their `auditSk`, when stored. */
+  async getDefaultsState(
+    resource: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<StoredDefaults | undefined> {
     const out = await send(this.#client, GetItemCommand, {
       TableName: this.#table,
       Key: this.#keys.systemKey(keys.limitSk(resource)),
       ConsistentRead: true,
     }, signal);
-    return out.Item ? parseLimits(out.Item) : undefined;
+    if (!out.Item) return undefined;
+    const sk = out.Item.auditSk?.S;
+    return sk === undefined ? { limits: parseLimits(out.Item) } : {
+      limits: parseLimits(out.Item),
+      auditSk: sk,
+    };
   }
 
   /** Deletes the default limits of a resource (or the system's). */
@@ -101,11 +150,24 @@ export class DefaultsStore {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    await this.#write(
-      { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.limitSk(resource)) } },
+    const Key = this.#keys.systemKey(keys.limitSk(resource));
+    await this.#guarded(
+      { Delete: { TableName: this.#table, Key, ...replaces(audit) } },
       audit,
       signal,
     );
+  }
+
+  /** Writes `op` with its audit event; a failed `replaces` condition throws `DefaultsChanged`. */
+  async #guarded(op: TransactWriteItem, audit?: AuditRecord, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.#write(op, audit, signal);
+    } catch (err) {
+      if (err instanceof Error && err.name === "ConditionalCheckFailedException") {
+        throw new DefaultsChanged();
+      }
+      throw err;
+    }
   }
 
   /** The resources with default limits, sorted. */
@@ -155,6 +217,19 @@ export class DefaultsStore {
       ConsistentRead: true,
     }, signal);
   }
+}
+
+/** The condition that the item still carries the event `audit.replaces` names, when it names one. */
+function replaces(audit: AuditRecord | undefined): {
+  ConditionExpression?: string;
+  ExpressionAttributeValues?: Record<string, AttributeValue>;
+} {
+  if (audit?.replaces === undefined) return {};
+  if (audit.replaces === null) return { ConditionExpression: "attribute_not_exists(auditSk)" };
+  return {
+    ConditionExpression: "auditSk = :replaces",
+    ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
+  };
 }
 
 /** The resource of a `#LIMIT#` sort key; `undefined` for `#LIMIT#*` (every resource). */

@@ -37,6 +37,7 @@ import { limitsAttr, parseLimits } from "./limit_items.ts";
 import {
   DefaultsStore,
   readSystemItem,
+  type StoredDefaults,
   type StoredLimitsEntry,
   systemConfigKeys,
 } from "./defaults_store.ts";
@@ -155,6 +156,11 @@ export class EntityStore {
   /** The default limits of a resource (`undefined`: the system's), or `undefined`. */
   getDefaults(resource: string | undefined, signal?: AbortSignal): Promise<Limit[] | undefined> {
     return this.#defaults.getDefaults(resource, signal);
+  }
+
+  /** The default limits with the `auditSk` of their last change, or `undefined`. */
+  getDefaultsState(r: string | undefined, s?: AbortSignal): Promise<StoredDefaults | undefined> {
+    return this.#defaults.getDefaultsState(r, s);
   }
 
   /** Deletes the default limits of a resource (`undefined`: the system's). */

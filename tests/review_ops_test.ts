@@ -123,7 +123,8 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       const [what, set, get, events] of [
         [
           "setResourceDefaults",
-          (l: RateLimiter, n: number) => l.setResourceDefaults({ resource: "race", limits: rpm(n) }),
+          (l: RateLimiter, n: number) =>
+            l.setResourceDefaults({ resource: "race", limits: rpm(n) }),
           (l: RateLimiter) => l.getResourceDefaults({ resource: "race" }),
           (l: RateLimiter) => l.getAuditEvents({ resource: "race", limit: 10 }),
         ],
@@ -166,13 +167,12 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
     await t.step("a limiter's own change is seen by its next acquire", async () => {
       const call = { entityId: "seen", resource: "fresh", consume: { rpm: 1 } };
       await limiter.createEntity({ entityId: "seen" });
-      await limiter.setResourceDefaults({ resource: "fresh", limits: rpm(1) });
-      await (await limiter.acquire(call)).commit();
-      await assert.rejects(() => limiter.acquire(call), { name: "RateLimitExceeded" });
-      // Raised defaults: at once, even with the refusal known to this process.
       await limiter.setResourceDefaults({ resource: "fresh", limits: rpm(100) });
       await (await limiter.acquire(call)).commit();
+      // Lowered defaults: at once (a raised capacity keeps the balance, docs/design.md).
       await limiter.setResourceDefaults({ resource: "fresh", limits: rpm(2) });
+      await (await limiter.acquire(call)).commit();
+      await (await limiter.acquire(call)).commit();
       await assert.rejects(() => limiter.acquire(call), { name: "RateLimitExceeded" });
       // Reset makes it full at once.
       await limiter.resetBucket({ entityId: "seen", resource: "fresh" });
@@ -190,7 +190,7 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       // Controls.
       await limiter.resetBucket({ entityId: "seen", resource: "fresh" });
       await limiter.disableResource("fresh");
-      await assert.rejects(() => limiter.acquire(call), { name: "ResourceDisabledError" });
+      await assert.rejects(() => limiter.acquire(call), { name: "EntityDisabledError", disabled: "resource" });
       await limiter.enableResource("fresh");
       await limiter.disableEntity("seen");
       await assert.rejects(() => limiter.acquire(call), { name: "EntityDisabledError" });
@@ -198,11 +198,16 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       await (await limiter.acquire(call)).commit();
       // System defaults, for a resource with none of its own.
       const sys = { entityId: "seen", resource: "sys-only", consume: { rpm: 1 } };
-      await limiter.setSystemDefaults({ limits: rpm(1) });
-      await (await limiter.acquire(sys)).commit();
-      await assert.rejects(() => limiter.acquire(sys), { name: "RateLimitExceeded" });
       await limiter.setSystemDefaults({ limits: rpm(50) });
       await (await limiter.acquire(sys)).commit();
+      await limiter.setSystemDefaults({ limits: rpm(1) });
+      await (await limiter.acquire(sys)).commit(); // clamped to 1
+      await assert.rejects(() => limiter.acquire(sys), { name: "RateLimitExceeded" });
+      // Deleted resource defaults: the system's apply at once.
+      await limiter.deleteResourceDefaults({ resource: "fresh" });
+      await limiter.resetBucket({ entityId: "seen", resource: "fresh" });
+      await (await limiter.acquire(call)).commit();
+      await assert.rejects(() => limiter.acquire(call), { name: "RateLimitExceeded" });
     });
 
     await t.step("setParent and setCascade: the next acquire charges the new parent", async () => {
