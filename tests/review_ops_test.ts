@@ -164,6 +164,70 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       );
     }
 
+    await t.step(
+      "disableResource / enableResource: a change that lands after a newer one is decided again",
+      async () => {
+        const a = mk(), b = mk();
+        limiters.push(a.limiter, b.limiter);
+        const hold = holdFirstTransaction(a.c);
+        const first = a.limiter.disableResource("ctl-race");
+        await hold.held;
+        await new Promise((r) => setTimeout(r, 5));
+        await b.limiter.enableResource("ctl-race");
+        hold.release();
+        await first;
+        const { events: [newest] } = await limiter.getAuditEvents({
+          resource: "ctl-race",
+          limit: 1,
+        });
+        const stored = await limiter.getResourceControls("ctl-race");
+        assert.deepEqual(
+          { disabled: stored.disabled === true },
+          newest.after,
+          "stored = newest event's after",
+        );
+      },
+    );
+
+    await t.step("a refused or empty change writes no audit event", async () => {
+      await limiter.createEntity({ entityId: "top" });
+      await limiter.createEntity({ entityId: "child", parentId: "top" });
+      await limiter.createEntity({ entityId: "loner" });
+      const count = async () => (await limiter.getAuditEvents({ limit: 1000 })).events.length;
+      const before = await count();
+      const refused: [string, () => Promise<unknown>][] = [
+        ["disableEntity of a missing entity", () => limiter.disableEntity("nobody")],
+        [
+          "setCascade of a missing entity",
+          () => limiter.setCascade({ entityId: "nobody", cascade: true }),
+        ],
+        [
+          "setParent to a missing parent",
+          () => limiter.setParent({ entityId: "loner", parentId: "nobody" }),
+        ],
+        ["setParent to a child", () => limiter.setParent({ entityId: "loner", parentId: "child" })],
+        ["setParent of a parent", () => limiter.setParent({ entityId: "top", parentId: "loner" })],
+        [
+          "bad defaults",
+          () => limiter.setResourceDefaults({ resource: "x", limits: [] as Limit[] }),
+        ],
+        ["bad resource", () => limiter.disableResource("a#b")],
+      ];
+      for (const [what, call] of refused) {
+        await assert.rejects(call, (err: Error) => /Error$/.test(err.name), what);
+        assert.equal(await count(), before, what);
+      }
+      // A top-up repeated with the same key changes nothing and writes no second event.
+      await limiter.createEntity({ entityId: "tu" });
+      const tu = { entityId: "tu", resource: "api", limits: rpm(5), consume: { rpm: 5 } };
+      await (await limiter.acquire(tu)).commit();
+      const top = { entityId: "tu", resource: "api", limit: "rpm", amount: 2, idempotencyKey: "x" };
+      assert.equal((await limiter.topUp(top)).applied, true);
+      const once = await count();
+      assert.equal((await limiter.topUp(top)).applied, false);
+      assert.equal(await count(), once, "repeated top-up");
+    });
+
     await t.step("a limiter's own change is seen by its next acquire", async () => {
       const call = { entityId: "seen", resource: "fresh", consume: { rpm: 1 } };
       await limiter.createEntity({ entityId: "seen" });
@@ -190,7 +254,10 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       // Controls.
       await limiter.resetBucket({ entityId: "seen", resource: "fresh" });
       await limiter.disableResource("fresh");
-      await assert.rejects(() => limiter.acquire(call), { name: "EntityDisabledError", disabled: "resource" });
+      await assert.rejects(() => limiter.acquire(call), {
+        name: "EntityDisabledError",
+        disabled: "resource",
+      });
       await limiter.enableResource("fresh");
       await limiter.disableEntity("seen");
       await assert.rejects(() => limiter.acquire(call), { name: "EntityDisabledError" });
