@@ -197,6 +197,14 @@ export interface EntityBackend {
     resource: string,
     signal?: AbortSignal,
   ): Promise<ResourceControls | undefined>;
+  /**
+   * A resource's controls with the `auditSk` of their last audited change, for a change that
+   * names the state it replaces; a backend without it does not guard that.
+   */
+  getResourceControlsState?(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ controls: ResourceControls; auditSk?: string } | undefined>;
   /** Stores a resource's controls; with none set, removes them. */
   putResourceControls(
     resource: string,

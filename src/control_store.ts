@@ -16,7 +16,7 @@ import {
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { isoSeconds, usageSk, windowAt } from "./aggregator/snapshot.ts";
-import { auditItem, type AuditRecord } from "./audit_record.ts";
+import { auditItem, type AuditRecord, auditSk } from "./audit_record.ts";
 import { send } from "./calls.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
@@ -190,26 +190,71 @@ export class ControlStore {
     return out.Item ? parseResourceControls(out.Item) : undefined;
   }
 
-  /** Stores a resource's controls; with none set, deletes the item. */
+  /** A resource's controls with the `auditSk` of their last audited change, when stored. */
+  async getResourceControlsState(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ controls: ResourceControls; auditSk?: string } | undefined> {
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.systemKey(keys.controlSk(resource)),
+      ConsistentRead: true,
+    }, signal);
+    if (!out.Item) return undefined;
+    const sk = out.Item.auditSk?.S;
+    const controls = parseResourceControls(out.Item);
+    return sk === undefined ? { controls } : { controls, auditSk: sk };
+  }
+
+  /**
+   * Stores a resource's controls. With `audit`, the item keeps the event's sort key (also when
+   * no control is set, so that the next change can name it), and `audit.replaces`, when given,
+   * must still be the stored one (else `ControlsChanged`).
+   */
   async putResourceControls(
     resource: string,
     controls: ResourceControls,
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    const op: TransactWriteItem = controls.disabled
+    const Key = this.#keys.systemKey(keys.controlSk(resource));
+    const op: TransactWriteItem = audit
       ? {
         Put: {
           TableName: this.#table,
           Item: {
-            ...this.#keys.systemKey(keys.controlSk(resource)),
+            ...Key,
             resource: { S: resource },
-            disabled: { BOOL: true },
+            ...(controls.disabled ? { disabled: { BOOL: true } } : {}),
+            auditSk: { S: auditSk(audit.atMs, audit.eventId) },
           },
+          ...(audit.replaces === undefined
+            ? {}
+            : audit.replaces === null
+            ? { ConditionExpression: "attribute_not_exists(auditSk)" }
+            : {
+              ConditionExpression: "auditSk = :replaces",
+              ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
+            }),
         },
       }
-      : { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.controlSk(resource)) } };
-    await this.#transact([op], audit, signal);
+      : controls.disabled
+      ? {
+        Put: {
+          TableName: this.#table,
+          Item: { ...Key, resource: { S: resource }, disabled: { BOOL: true } },
+        },
+      }
+      : { Delete: { TableName: this.#table, Key } };
+    try {
+      await this.#transact([op], audit, signal);
+    } catch (err) {
+      if (
+        err instanceof TransactionCanceledException &&
+        err.CancellationReasons?.[0]?.Code === "ConditionalCheckFailed"
+      ) throw new ControlsChanged();
+      throw err;
+    }
   }
 
   /**
@@ -243,6 +288,23 @@ export class ControlStore {
         ":one": { N: "1" },
       },
     }, signal);
+  }
+}
+
+/**
+ * Thrown when a resource's controls changed between their read and a write that names the state
+ * it replaces (`AuditRecord.replaces`): the change is decided again on what is stored now.
+ *
+ * @example
+ * ```ts
+ * import { ControlsChanged } from "./control_store.ts";
+ * console.assert(new ControlsChanged().name === "ControlsChanged");
+ * ```
+ */
+export class ControlsChanged extends Error {
+  constructor() {
+    super("the resource's controls changed meanwhile");
+    this.name = "ControlsChanged";
   }
 }
 

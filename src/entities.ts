@@ -188,6 +188,11 @@ export class EntityStore {
     return this.#controls.getResourceControls(resource, signal);
   }
 
+  /** A resource's controls with the `auditSk` of their last change, or `undefined`. */
+  getResourceControlsState(resource: string, signal?: AbortSignal) {
+    return this.#controls.getResourceControlsState(resource, signal);
+  }
+
   /** Stores a resource's controls; with none set, deletes the item. */
   putResourceControls(r: string, c: ResourceControls, signal?: AbortSignal, audit?: AuditRecord) {
     return this.#controls.putResourceControls(r, c, signal, audit);
