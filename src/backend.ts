@@ -10,7 +10,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditPage, AuditQuery, AuditSettings } from "./audit_query.ts";
 import type { AuditRecord } from "./audit_record.ts";
 import type { EntityPatch } from "./control_store.ts";
-import type { StoredDefaults, StoredLimitsEntry } from "./defaults_store.ts";
+import type { StoredLimitsEntry } from "./defaults_store.ts";
 import type {
   Entity,
   EntityConfig,
@@ -171,7 +171,7 @@ export interface EntityBackend {
   getDefaultsState?(
     resource: string | undefined,
     signal?: AbortSignal,
-  ): Promise<StoredDefaults | undefined>;
+  ): Promise<{ limits: Limit[]; auditSk?: string } | undefined>;
   /** Deletes the default limits of a resource (`undefined`: the system's). */
   deleteDefaults(
     resource: string | undefined,
