@@ -189,6 +189,35 @@ dynamoTest("review of issue 15: where the features meet", async (t, { ddb, clien
       },
     );
 
+    await t.step(
+      "disableEntity / enableEntity: a change that lands after a newer one is decided again",
+      async () => {
+        await limiter.createEntity({ entityId: "ent-race" });
+        const a = mk(), b = mk();
+        limiters.push(a.limiter, b.limiter);
+        const hold = holdFirstTransaction(a.c);
+        const first = a.limiter.disableEntity("ent-race");
+        await hold.held;
+        await new Promise((r) => setTimeout(r, 5));
+        await b.limiter.setCascade({ entityId: "ent-race", cascade: true });
+        await b.limiter.enableEntity("ent-race");
+        hold.release();
+        await first;
+        const { events } = await limiter.getAuditEvents({ entityId: "ent-race", limit: 10 });
+        const newest = events.find((e) =>
+          e.action.startsWith("entity.") && "disabled" in
+            (e.after as Record<string, unknown>)
+        )!;
+        const stored = await limiter.getEntity("ent-race");
+        assert.deepEqual(
+          { disabled: stored?.disabled === true },
+          newest.after,
+          "stored = newest event's after",
+        );
+        assert.equal(stored?.cascade, true, "the other change is kept");
+      },
+    );
+
     await t.step("a refused or empty change writes no audit event", async () => {
       await limiter.createEntity({ entityId: "top" });
       await limiter.createEntity({ entityId: "child", parentId: "top" });
