@@ -192,6 +192,11 @@ export interface EntityBackend {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void>;
+  /**
+   * The `auditSk` of an entity's last audited metadata change (`null`: none), for a change that
+   * names the state it replaces; a backend without it does not guard that.
+   */
+  entityAuditSk?(entityId: string, signal?: AbortSignal): Promise<string | null>;
   /** A resource's controls, `undefined` when none are set. */
   getResourceControls(
     resource: string,

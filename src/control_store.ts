@@ -144,6 +144,16 @@ export class ControlStore {
       }
     }
     if (sets.length === 0 && removes.length === 0) return;
+    let condition = "attribute_exists(PK)";
+    if (audit) {
+      sets.push("auditSk = :auditSk");
+      values[":auditSk"] = { S: auditSk(audit.atMs, audit.eventId) };
+      if (audit.replaces === null) condition += " AND attribute_not_exists(auditSk)";
+      else if (audit.replaces !== undefined) {
+        condition += " AND auditSk = :replaces";
+        values[":replaces"] = { S: audit.replaces };
+      }
+    }
     ops.push({
       Update: {
         TableName: this.#table,
@@ -152,7 +162,8 @@ export class ControlStore {
           sets.length ? `SET ${sets.join(", ")}` : "",
           removes.length ? `REMOVE ${removes.join(", ")}` : "",
         ].join(" ").trim(),
-        ConditionExpression: "attribute_exists(PK)",
+        ConditionExpression: condition,
+        ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
         ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
       },
@@ -163,7 +174,12 @@ export class ControlStore {
       if (!(err instanceof TransactionCanceledException)) throw err;
       const reasons = err.CancellationReasons ?? [];
       const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
-      if (failed(ops.length - 1)) throw new EntityNotFoundError(entityId);
+      if (failed(ops.length - 1)) {
+        // Missing, or changed since `audit.replaces` was read (then decided again).
+        const item = reasons[ops.length - 1].Item;
+        if (audit?.replaces !== undefined && item) throw new ControlsChanged();
+        throw new EntityNotFoundError(entityId);
+      }
       if (parentId !== undefined && failed(0)) {
         const parent = reasons[0].Item;
         if (!parent) throw new EntityNotFoundError(parentId);
@@ -175,6 +191,20 @@ export class ControlStore {
       }
       throw err;
     }
+  }
+
+  /**
+   * The sort key of the audit event of an entity's last audited change of its metadata
+   * (`null`: none, or no such entity).
+   */
+  async entityAuditSk(entityId: string, signal?: AbortSignal): Promise<string | null> {
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.itemKey(entityId, keys.META_SK),
+      ProjectionExpression: "auditSk",
+      ConsistentRead: true,
+    }, signal);
+    return out.Item?.auditSk?.S ?? null;
   }
 
   /** A resource's controls, `undefined` when none are set. */

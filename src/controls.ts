@@ -145,27 +145,41 @@ export class ControlAdmin {
     ) ?? {};
   }
 
-  /** Applies `patch` to an existing entity with its audit event; returns the entity after. */
+  /**
+   * Applies `patch` to an existing entity with its audit event; returns the entity after. The
+   * write names the event of the state it replaces: a change overtaken by another one is decided
+   * again, so the stored entity is always what the newest event says.
+   */
   async #change(entityId: string, patch: EntityPatch, action: string): Promise<Entity> {
-    const before = await this.#run(
-      action,
-      (signal) => this.#backend.entities.get(entityId, signal),
-    );
-    if (!before) throw new EntityNotFoundError(entityId);
-    const change: AuditChange = {
-      action,
-      scope: { kind: "entity", entityId },
-      before: pick(before, patch),
-      after: pick({ ...before, ...patch }, patch),
-    };
-    const audit = await this.#auditor.record(change);
-    await this.#run(
-      action,
-      (signal) => this.#backend.entities.updateEntity(entityId, patch, signal, audit),
-    );
+    const entities = this.#backend.entities;
+    for (let attempt = 0;; attempt++) {
+      // The event's sort key first: a change landing between the two reads fails the write.
+      const replaces = entities.entityAuditSk
+        ? await this.#run(action, (signal) => entities.entityAuditSk!(entityId, signal))
+        : undefined;
+      const before = await this.#run(action, (signal) => entities.get(entityId, signal));
+      if (!before) throw new EntityNotFoundError(entityId);
+      const change: AuditChange = {
+        action,
+        scope: { kind: "entity", entityId },
+        before: pick(before, patch),
+        after: pick({ ...before, ...patch }, patch),
+        ...(replaces === undefined ? {} : { replaces }),
+      };
+      const audit = await this.#auditor.record(change);
+      const done = await this.#run(
+        action,
+        (signal) =>
+          entities.updateEntity(entityId, patch, signal, audit).then(() => true, (err) => {
+            if (err instanceof ControlsChanged && attempt < MAX_ATTEMPTS) return false;
+            throw err;
+          }),
+      );
+      if (done) break;
+    }
     this.#config.forget(entityId);
     this.#writer.forget(entityId);
-    const after = await this.#run(action, (signal) => this.#backend.entities.get(entityId, signal));
+    const after = await this.#run(action, (signal) => entities.get(entityId, signal));
     if (!after) throw new EntityNotFoundError(entityId); // deleted meanwhile
     return after;
   }
