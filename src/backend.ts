@@ -190,11 +190,24 @@ export interface EntityBackend {
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void>;
+  /**
+   * The `auditSk` of an entity's last audited metadata change (`null`: none), for a change that
+   * names the state it replaces; a backend without it does not guard that.
+   */
+  entityAuditSk?(entityId: string, signal?: AbortSignal): Promise<string | null>;
   /** A resource's controls, `undefined` when none are set. */
   getResourceControls(
     resource: string,
     signal?: AbortSignal,
   ): Promise<ResourceControls | undefined>;
+  /**
+   * A resource's controls with the `auditSk` of their last audited change, for a change that
+   * names the state it replaces; a backend without it does not guard that.
+   */
+  getResourceControlsState?(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ controls: ResourceControls; auditSk?: string } | undefined>;
   /** Stores a resource's controls; with none set, removes them. */
   putResourceControls(
     resource: string,

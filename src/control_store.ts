@@ -15,7 +15,7 @@ import {
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { isoSeconds, usageSk, windowAt } from "./aggregator/snapshot.ts";
-import type { AuditRecord } from "./audit_record.ts";
+import { type AuditRecord, auditSk } from "./audit_record.ts";
 import { AuditedWriter } from "./audited_write.ts";
 import { send } from "./calls.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
@@ -120,6 +120,16 @@ export class ControlStore {
       }
     }
     if (sets.length === 0 && removes.length === 0) return;
+    let condition = "attribute_exists(PK)";
+    if (audit) {
+      sets.push("auditSk = :auditSk");
+      values[":auditSk"] = { S: auditSk(audit.atMs, audit.eventId) };
+      if (audit.replaces === null) condition += " AND attribute_not_exists(auditSk)";
+      else if (audit.replaces !== undefined) {
+        condition += " AND auditSk = :replaces";
+        values[":replaces"] = { S: audit.replaces };
+      }
+    }
     ops.push({
       Update: {
         TableName: this.#table,
@@ -128,7 +138,8 @@ export class ControlStore {
           sets.length ? `SET ${sets.join(", ")}` : "",
           removes.length ? `REMOVE ${removes.join(", ")}` : "",
         ].join(" ").trim(),
-        ConditionExpression: "attribute_exists(PK)",
+        ConditionExpression: condition,
+        ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
         ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
       },
@@ -139,7 +150,12 @@ export class ControlStore {
       if (!(err instanceof TransactionCanceledException)) throw err;
       const reasons = err.CancellationReasons ?? [];
       const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
-      if (failed(ops.length - 1)) throw new EntityNotFoundError(entityId);
+      if (failed(ops.length - 1)) {
+        // Missing, or changed since `audit.replaces` was read (then decided again).
+        const item = reasons[ops.length - 1].Item;
+        if (audit?.replaces !== undefined && item) throw new ControlsChanged();
+        throw new EntityNotFoundError(entityId);
+      }
       if (parentId !== undefined && failed(0)) {
         const parent = reasons[0].Item;
         if (!parent) throw new EntityNotFoundError(parentId);
@@ -151,6 +167,20 @@ export class ControlStore {
       }
       throw err;
     }
+  }
+
+  /**
+   * The sort key of the audit event of an entity's last audited change of its metadata
+   * (`null`: none, or no such entity).
+   */
+  async entityAuditSk(entityId: string, signal?: AbortSignal): Promise<string | null> {
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.itemKey(entityId, keys.META_SK),
+      ProjectionExpression: "auditSk",
+      ConsistentRead: true,
+    }, signal);
+    return out.Item?.auditSk?.S ?? null;
   }
 
   /** A resource's controls, `undefined` when none are set. */
@@ -166,26 +196,71 @@ export class ControlStore {
     return out.Item ? parseResourceControls(out.Item) : undefined;
   }
 
-  /** Stores a resource's controls; with none set, deletes the item. */
+  /** A resource's controls with the `auditSk` of their last audited change, when stored. */
+  async getResourceControlsState(
+    resource: string,
+    signal?: AbortSignal,
+  ): Promise<{ controls: ResourceControls; auditSk?: string } | undefined> {
+    const out = await send(this.#client, GetItemCommand, {
+      TableName: this.#table,
+      Key: this.#keys.systemKey(keys.controlSk(resource)),
+      ConsistentRead: true,
+    }, signal);
+    if (!out.Item) return undefined;
+    const sk = out.Item.auditSk?.S;
+    const controls = parseResourceControls(out.Item);
+    return sk === undefined ? { controls } : { controls, auditSk: sk };
+  }
+
+  /**
+   * Stores a resource's controls. With `audit`, the item keeps the event's sort key (also when
+   * no control is set, so that the next change can name it), and `audit.replaces`, when given,
+   * must still be the stored one (else `ControlsChanged`).
+   */
   async putResourceControls(
     resource: string,
     controls: ResourceControls,
     signal?: AbortSignal,
     audit?: AuditRecord,
   ): Promise<void> {
-    const op: TransactWriteItem = controls.disabled
+    const Key = this.#keys.systemKey(keys.controlSk(resource));
+    const op: TransactWriteItem = audit
       ? {
         Put: {
           TableName: this.#table,
           Item: {
-            ...this.#keys.systemKey(keys.controlSk(resource)),
+            ...Key,
             resource: { S: resource },
-            disabled: { BOOL: true },
+            ...(controls.disabled ? { disabled: { BOOL: true } } : {}),
+            auditSk: { S: auditSk(audit.atMs, audit.eventId) },
           },
+          ...(audit.replaces === undefined
+            ? {}
+            : audit.replaces === null
+            ? { ConditionExpression: "attribute_not_exists(auditSk)" }
+            : {
+              ConditionExpression: "auditSk = :replaces",
+              ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
+            }),
         },
       }
-      : { Delete: { TableName: this.#table, Key: this.#keys.systemKey(keys.controlSk(resource)) } };
-    await this.#writer.transact([op], audit, signal);
+      : controls.disabled
+      ? {
+        Put: {
+          TableName: this.#table,
+          Item: { ...Key, resource: { S: resource }, disabled: { BOOL: true } },
+        },
+      }
+      : { Delete: { TableName: this.#table, Key } };
+    try {
+      await this.#writer.transact([op], audit, signal);
+    } catch (err) {
+      if (
+        err instanceof TransactionCanceledException &&
+        err.CancellationReasons?.[0]?.Code === "ConditionalCheckFailed"
+      ) throw new ControlsChanged();
+      throw err;
+    }
   }
 
   /**
@@ -219,6 +294,23 @@ export class ControlStore {
         ":one": { N: "1" },
       },
     }, signal);
+  }
+}
+
+/**
+ * Thrown when a resource's controls changed between their read and a write that names the state
+ * it replaces (`AuditRecord.replaces`): the change is decided again on what is stored now.
+ *
+ * @example
+ * ```ts
+ * import { ControlsChanged } from "./control_store.ts";
+ * console.assert(new ControlsChanged().name === "ControlsChanged");
+ * ```
+ */
+export class ControlsChanged extends Error {
+  constructor() {
+    super("the resource's controls changed meanwhile");
+    this.name = "ControlsChanged";
   }
 }
 

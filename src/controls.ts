@@ -10,11 +10,14 @@
 import type { AuditChange, Auditor } from "./audit.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
-import type { EntityPatch } from "./control_store.ts";
+import { ControlsChanged, type EntityPatch } from "./control_store.ts";
 import type { Entity, ResourceControls } from "./entities.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
 import { checkBoolean, checkObject, validateEntityId, validateResource } from "./validate.ts";
+
+/** Tries of a change overtaken by others before giving up (as `setLimits`). */
+const MAX_ATTEMPTS = 50;
 
 /** Options of {@link ControlAdmin}. */
 export interface ControlAdminOptions {
@@ -97,22 +100,38 @@ export class ControlAdmin {
     return await this.#change(id, { parentId }, "entity.set-parent");
   }
 
-  /** Switches a resource off (`disabled`: every acquire on it is refused) or on again. */
+  /**
+   * Switches a resource off (`disabled`: every acquire on it is refused) or on again. The write
+   * names the event of the state it replaces, so a change overtaken by another one is decided
+   * again on what is stored now: the stored value is always the newest event's `after`.
+   */
   async setResourceDisabled(resource: string, disabled: boolean): Promise<ResourceControls> {
     const r = validateResource(resource);
-    const before = await this.getResourceControls(r);
     const after: ResourceControls = disabled ? { disabled: true } : {};
-    const audit = await this.#auditor.record({
-      action: disabled ? "resource.disable" : "resource.enable",
-      scope: { kind: "resource", resource: r },
-      resource: r,
-      before: { disabled: before?.disabled === true },
-      after: { disabled },
-    });
-    await this.#run(
-      "setResourceControls",
-      (signal) => this.#backend.entities.putResourceControls(r, after, signal, audit),
-    );
+    const entities = this.#backend.entities;
+    for (let attempt = 0;; attempt++) {
+      const stored = entities.getResourceControlsState
+        ? await this.#run("getResourceControls", (s) => entities.getResourceControlsState!(r, s))
+        : { controls: await this.getResourceControls(r) };
+      const audit = await this.#auditor.record({
+        action: disabled ? "resource.disable" : "resource.enable",
+        scope: { kind: "resource", resource: r },
+        resource: r,
+        before: { disabled: stored?.controls.disabled === true },
+        after: { disabled },
+        // A backend that cannot tell the stored event does not guard (undefined).
+        ...(entities.getResourceControlsState ? { replaces: stored?.auditSk ?? null } : {}),
+      });
+      const done = await this.#run(
+        "setResourceControls",
+        (signal) =>
+          entities.putResourceControls(r, after, signal, audit).then(() => true, (err) => {
+            if (err instanceof ControlsChanged && attempt < MAX_ATTEMPTS) return false;
+            throw err;
+          }),
+      );
+      if (done) break;
+    }
     this.#config.forgetResource(r);
     return after;
   }
@@ -126,27 +145,41 @@ export class ControlAdmin {
     ) ?? {};
   }
 
-  /** Applies `patch` to an existing entity with its audit event; returns the entity after. */
+  /**
+   * Applies `patch` to an existing entity with its audit event; returns the entity after. The
+   * write names the event of the state it replaces: a change overtaken by another one is decided
+   * again, so the stored entity is always what the newest event says.
+   */
   async #change(entityId: string, patch: EntityPatch, action: string): Promise<Entity> {
-    const before = await this.#run(
-      action,
-      (signal) => this.#backend.entities.get(entityId, signal),
-    );
-    if (!before) throw new EntityNotFoundError(entityId);
-    const change: AuditChange = {
-      action,
-      scope: { kind: "entity", entityId },
-      before: pick(before, patch),
-      after: pick({ ...before, ...patch }, patch),
-    };
-    const audit = await this.#auditor.record(change);
-    await this.#run(
-      action,
-      (signal) => this.#backend.entities.updateEntity(entityId, patch, signal, audit),
-    );
+    const entities = this.#backend.entities;
+    for (let attempt = 0;; attempt++) {
+      // The event's sort key first: a change landing between the two reads fails the write.
+      const replaces = entities.entityAuditSk
+        ? await this.#run(action, (signal) => entities.entityAuditSk!(entityId, signal))
+        : undefined;
+      const before = await this.#run(action, (signal) => entities.get(entityId, signal));
+      if (!before) throw new EntityNotFoundError(entityId);
+      const change: AuditChange = {
+        action,
+        scope: { kind: "entity", entityId },
+        before: pick(before, patch),
+        after: pick({ ...before, ...patch }, patch),
+        ...(replaces === undefined ? {} : { replaces }),
+      };
+      const audit = await this.#auditor.record(change);
+      const done = await this.#run(
+        action,
+        (signal) =>
+          entities.updateEntity(entityId, patch, signal, audit).then(() => true, (err) => {
+            if (err instanceof ControlsChanged && attempt < MAX_ATTEMPTS) return false;
+            throw err;
+          }),
+      );
+      if (done) break;
+    }
     this.#config.forget(entityId);
     this.#writer.forget(entityId);
-    const after = await this.#run(action, (signal) => this.#backend.entities.get(entityId, signal));
+    const after = await this.#run(action, (signal) => entities.get(entityId, signal));
     if (!after) throw new EntityNotFoundError(entityId); // deleted meanwhile
     return after;
   }

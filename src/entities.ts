@@ -145,9 +145,19 @@ export class EntityStore {
     return this.#controls.updateEntity(id, patch, signal, audit);
   }
 
+  /** The `auditSk` of an entity's last audited metadata change, `null` when none. */
+  entityAuditSk(entityId: string, signal?: AbortSignal): Promise<string | null> {
+    return this.#controls.entityAuditSk(entityId, signal);
+  }
+
   /** A resource's controls, `undefined` when none are set. */
   getResourceControls(resource: string, signal?: AbortSignal) {
     return this.#controls.getResourceControls(resource, signal);
+  }
+
+  /** A resource's controls with the `auditSk` of their last change, or `undefined`. */
+  getResourceControlsState(resource: string, signal?: AbortSignal) {
+    return this.#controls.getResourceControlsState(resource, signal);
   }
 
   /** Stores a resource's controls; with none set, deletes the item. */
