@@ -126,9 +126,22 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       async (i) => await (await acquire(`key-${i}`, "gpt-4")).commit(),
       {
         note: "per entity and process, again each time the 60 s cache runs out " +
-          "(`limitsCacheTtlMs`); `cascade: false` skips the read",
+          "(`limitsCacheTtlMs`, refreshed in the background while in use): the entity's " +
+          "controls (disabled, bypass) and parent; every call reads it, `cascade: false` too",
       },
     );
+    await measure(
+      "first call on an unseen resource (defaults and controls read, then cached 60 s)",
+      async (i) => await (await acquire("key-0", `new-model-${i}`)).commit(),
+      {
+        note: "per resource and process, shared by every entity on it: the resource's " +
+          "default limits, the system defaults and the resource's controls, one read",
+      },
+    );
+    // Each model's resource part is warmed by another key: the bucket alone is new.
+    for (let i = 0; i < repeats; i++) {
+      await (await acquire("key-warm", `model-${i}`, { cascade: false })).commit();
+    }
     await measure(
       "first use of a bucket",
       async (i) => await (await acquire("key-0", `model-${i}`)).commit(),

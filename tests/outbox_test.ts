@@ -25,7 +25,10 @@ Deno.test({
             code: "ECONNREFUSED",
           });
         }
-        // "lose-answer": DynamoDB handles the request, but no answer (success or error) comes back
+        // "lose-answer": DynamoDB handles a bucket write, but no answer (success or error) comes
+        // back (a config read before it, since controls are read on every call, is answered)
+        const input = args.input as Record<string, unknown>;
+        if (!("UpdateExpression" in input) && !("TransactItems" in input)) return next(args);
         const lose = fault === "lose-answer" || fault === "lose-one-answer";
         if (fault === "lose-one-answer") fault = "none";
         try {
@@ -160,6 +163,8 @@ Deno.test({
         let mode: "land-then-refuse" | "refuse" | "none" = "land-then-refuse";
         retrying.middlewareStack.add(
           (next) => async (args) => {
+            // Only the bucket write is faulted (the config read before it is answered).
+            if (!("UpdateExpression" in (args.input as Record<string, unknown>))) return next(args);
             if (mode === "land-then-refuse") {
               mode = "refuse";
               await next(args);

@@ -250,6 +250,7 @@ Deno.test({
           requests: 5,
           average: undefined,
           averageRequests: undefined,
+          bypassed: 0,
           // 08:00 and 09:00 both have 2 requests: the earliest wins.
           peak: {
             windowStart: "2026-11-28T08:00:00Z",
@@ -288,6 +289,7 @@ Deno.test({
             requests: 3,
             average: { rpm: 3, tpm: 500 },
             averageRequests: 3,
+            bypassed: 0,
             peak: {
               windowStart: "2026-11-28T00:00:00Z",
               consumed: { rpm: 3, tpm: 500 },
@@ -305,6 +307,7 @@ Deno.test({
             requests: 0,
             average: {},
             averageRequests: 0,
+            bypassed: 0,
             peak: undefined,
           },
         );
