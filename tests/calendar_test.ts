@@ -461,3 +461,186 @@ Deno.test("instantOf: gaps map to their end, repeats to the first pass", () => {
   assert.equal(instantOf("Pacific/Apia", utc(2011, 12, 30, 12)), utc(2011, 12, 30, 10));
   assert.equal(instantOf("Asia/Kolkata", utc(2026, 1, 1, 5, 30)), utc(2026, 1, 1));
 });
+
+type W = { days: (typeof WEEKDAYS[number])[]; from: string; to: string; name: string };
+const state = (s: Schedule<W>, t: number) => {
+  const x = scheduleAt(s, t);
+  return [x.window?.name ?? null, iso(x.startMs), iso(x.endMs)];
+};
+const zoneOf = (timeZone: string, ...windows: W[]): Schedule<W> =>
+  validateSchedule({ timeZone, windows });
+
+Deno.test("schedules: which window applies, and when that changes", async (t) => {
+  const offPeak = zoneOf(
+    "Europe/Berlin",
+    { name: "nights", days: ["mon", "tue", "wed", "thu"], from: "18:00", to: "08:00" },
+    { name: "friday", days: ["fri"], from: "18:00", to: "24:00" },
+    { name: "weekend", days: ["sat", "sun"], from: "00:00", to: "24:00" },
+  );
+  await t.step("a weekday: business hours apply no window", () => {
+    assert.deepEqual(state(offPeak, utc(2026, 1, 7, 12)), [
+      null,
+      "2026-01-07T07:00:00.000Z", // Wednesday 08:00 CET
+      "2026-01-07T17:00:00.000Z", // Wednesday 18:00 CET
+    ]);
+    assert.equal(nextSwitchMs(offPeak, utc(2026, 1, 7, 12)), utc(2026, 1, 7, 17));
+    assert.deepEqual(state(offPeak, utc(2026, 1, 7, 17)), [
+      "nights",
+      "2026-01-07T17:00:00.000Z",
+      "2026-01-08T07:00:00.000Z", // Thursday 08:00 CET
+    ]);
+    assert.equal(scheduleAt(offPeak, utc(2026, 1, 7, 17) - 1).window, null);
+  });
+  await t.step("Friday evening, then one weekend stretch from Saturday to Monday 00:00", () => {
+    assert.deepEqual(state(offPeak, utc(2026, 1, 9, 20)), [
+      "friday",
+      "2026-01-09T17:00:00.000Z",
+      "2026-01-09T23:00:00.000Z",
+    ]);
+    for (const at of [utc(2026, 1, 9, 23), utc(2026, 1, 10, 23), utc(2026, 1, 11, 22, 59)]) {
+      assert.deepEqual(state(offPeak, at), [
+        "weekend",
+        "2026-01-09T23:00:00.000Z",
+        "2026-01-11T23:00:00.000Z",
+      ]);
+    }
+    // Monday 00:00 to 08:00: nothing (Sunday night is not a night of the "nights" window).
+    assert.deepEqual(state(offPeak, utc(2026, 1, 11, 23)), [
+      null,
+      "2026-01-11T23:00:00.000Z",
+      "2026-01-12T17:00:00.000Z",
+    ]);
+  });
+  await t.step("the window object comes back as given, with its own fields", () => {
+    const s = scheduleAt(offPeak, utc(2026, 1, 10, 12));
+    assert.equal(s.window, offPeak.windows[2]);
+    assert.equal(s.index, 2);
+  });
+});
+
+Deno.test("schedules across DST changes in Berlin and New York", async (t) => {
+  await t.step("Berlin: a Saturday night is 7 hours in spring, 9 in autumn", () => {
+    const s = zoneOf("Europe/Berlin", {
+      name: "sat-night",
+      days: ["sat"],
+      from: "22:00",
+      to: "06:00",
+    });
+    assert.deepEqual(state(s, utc(2026, 3, 29, 0)), [
+      "sat-night",
+      "2026-03-28T21:00:00.000Z", // 22:00 CET
+      "2026-03-29T04:00:00.000Z", // 06:00 CEST
+    ]);
+    assert.deepEqual(state(s, utc(2026, 10, 25, 0)), [
+      "sat-night",
+      "2026-10-24T20:00:00.000Z", // 22:00 CEST
+      "2026-10-25T05:00:00.000Z", // 06:00 CET
+    ]);
+  });
+  await t.step("Berlin: a window from 02:30 opens after the gap, or at the first 02:30", () => {
+    const s = zoneOf("Europe/Berlin", { name: "w", days: ["sun"], from: "02:30", to: "05:00" });
+    assert.deepEqual(state(s, utc(2026, 3, 29, 0, 59)), [
+      null,
+      "2026-03-22T04:00:00.000Z",
+      "2026-03-29T01:00:00.000Z", // 03:00 CEST, the end of the gap
+    ]);
+    assert.deepEqual(state(s, utc(2026, 3, 29, 1)), [
+      "w",
+      "2026-03-29T01:00:00.000Z",
+      "2026-03-29T03:00:00.000Z",
+    ]);
+    // Autumn: opens at the first 02:30 (CEST) and holds the second pass of 02:00-03:00 too.
+    assert.deepEqual(state(s, utc(2026, 10, 25, 1, 45)), [
+      "w",
+      "2026-10-25T00:30:00.000Z",
+      "2026-10-25T04:00:00.000Z", // 05:00 CET
+    ]);
+  });
+  await t.step("Berlin: a window wholly inside the skipped hour does not open that day", () => {
+    const s = zoneOf("Europe/Berlin", { name: "gap", days: ["sun"], from: "02:10", to: "02:50" });
+    assert.deepEqual(state(s, utc(2026, 3, 29, 1)), [
+      null,
+      "2026-03-22T01:50:00.000Z", // 22 March 02:50 CET
+      "2026-04-05T00:10:00.000Z", // 5 April 02:10 CEST
+    ]);
+  });
+  await t.step("New York: 01:30-03:00 on a Sunday holds the repeated hour in autumn", () => {
+    const s = zoneOf("America/New_York", { name: "w", days: ["sun"], from: "01:30", to: "03:00" });
+    assert.deepEqual(state(s, utc(2026, 11, 1, 6, 15)), [
+      "w",
+      "2026-11-01T05:30:00.000Z", // 01:30 EDT
+      "2026-11-01T08:00:00.000Z", // 03:00 EST
+    ]);
+    assert.deepEqual(state(s, utc(2026, 3, 8, 6, 45)), [
+      "w",
+      "2026-03-08T06:30:00.000Z", // 01:30 EST
+      "2026-03-08T07:00:00.000Z", // 03:00 EDT, straight after 02:00 EST
+    ]);
+  });
+  await t.step("New York: a window ending at 01:30 closes at the first 01:30", () => {
+    const s = zoneOf("America/New_York", { name: "w", days: ["sun"], from: "00:00", to: "01:30" });
+    assert.equal(nextSwitchMs(s, utc(2026, 11, 1, 4)), utc(2026, 11, 1, 5, 30));
+    // The second 01:10 (EST) is after the window closed.
+    assert.deepEqual(state(s, utc(2026, 11, 1, 6, 10)), [
+      null,
+      "2026-11-01T05:30:00.000Z",
+      "2026-11-08T05:00:00.000Z", // next Sunday 00:00 EST
+    ]);
+  });
+});
+
+const windowArb = fc.record({
+  days: fc.subarray([...WEEKDAYS], { minLength: 1 }),
+  from: at,
+  to: fc.oneof(at, fc.constant("24:00")),
+  name: fc.string({ maxLength: 3 }),
+});
+const scheduleArb = fc.record({
+  timeZone: fc.constantFrom(...ZONES),
+  windows: fc.array(windowArb, { minLength: 1, maxLength: 3 }),
+}).filter((s) => {
+  try {
+    validateSchedule(s);
+    return true;
+  } catch (e) {
+    if (e instanceof ValidationError) return false;
+    throw e;
+  }
+});
+
+/** Which window holds a local wall time, by minutes of the week: the reference away from DST. */
+function byWall(s: Schedule<W>, wall: number): number {
+  const minute = Math.floor(wall / 60_000);
+  const day = Math.floor(minute / 1440);
+  const ofWeek = (((day + 3) % 7 + 7) % 7) * 1440 + (minute - day * 1440);
+  const toMin = (c: string) => Number(c.slice(0, 2)) * 60 + Number(c.slice(3));
+  return s.windows.findIndex((w) =>
+    w.days.some((d) => {
+      const start = WEEKDAYS.indexOf(d) * 1440 + toMin(w.from);
+      const len = (toMin(w.to) - toMin(w.from) + 1440) % 1440 || 1440;
+      return ((ofWeek - start) % (7 * 1440) + 7 * 1440) % (7 * 1440) < len;
+    })
+  );
+}
+
+Deno.test("property: schedule states hold the instant, switch at their end, match the clock", () => {
+  fc.assert(
+    fc.property(scheduleArb, instantArb, (s, t) => {
+      const x = scheduleAt(s, t);
+      assert.ok(x.startMs <= t && t < x.endMs, `${iso(x.startMs)} <= ${iso(t)} < ${iso(x.endMs)}`);
+      assert.ok(x.endMs - t <= 8 * DAY);
+      assert.equal(scheduleAt(s, x.endMs - 1).index, x.index);
+      assert.equal(scheduleAt(s, x.startMs).index, x.index);
+      assert.notEqual(scheduleAt(s, x.endMs).index, x.index); // a switch really switches
+      assert.equal(scheduleAt(s, x.endMs).startMs, x.endMs);
+      assert.notEqual(scheduleAt(s, x.startMs - 1).index, x.index);
+      // Away from a DST change, the answer is the plain wall-clock one.
+      const zone = s.timeZone;
+      if (offsetMs(zone, t - 2 * DAY) === offsetMs(zone, t + 2 * DAY)) {
+        assert.equal(x.index, byWall(s, wallMs(zone, t)));
+      }
+      assert.equal(x.window, x.index < 0 ? null : s.windows[x.index]);
+    }),
+    { numRuns: 300 },
+  );
+});
