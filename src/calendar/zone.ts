@@ -173,30 +173,73 @@ export function instantOf(timeZone: string, wall: number): number {
   return hi;
 }
 
-/** The local date of a wall time as an epoch day (days since 1970-01-01). */
+/**
+ * The local date of a wall time as an epoch day (days since 1970-01-01).
+ *
+ * @example
+ * ```ts
+ * import { epochDay } from "./zone.ts";
+ * console.assert(epochDay(Date.UTC(1970, 0, 2, 23, 59)) === 1);
+ * console.assert(epochDay(-1) === -1);
+ * ```
+ */
 export function epochDay(wall: number): number {
   return Math.floor(wall / DAY_MS);
 }
 
-/** The day of the week of an epoch day, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday). */
+/**
+ * The day of the week of an epoch day, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday).
+ *
+ * @example
+ * ```ts
+ * import { weekdayOf } from "./zone.ts";
+ * console.assert(weekdayOf(0) === 3 && weekdayOf(-3) === 0);
+ * ```
+ */
 export function weekdayOf(day: number): number {
   return ((day + 3) % 7 + 7) % 7;
 }
 
-/** The year and month (1–12) of an epoch day. */
+/**
+ * The year and month (1–12) of an epoch day.
+ *
+ * @example
+ * ```ts
+ * import { yearMonthOf } from "./zone.ts";
+ * const { year, month } = yearMonthOf(31); // 1 February 1970
+ * console.assert(year === 1970 && month === 2);
+ * ```
+ */
 export function yearMonthOf(day: number): { year: number; month: number } {
   const d = new Date(day * DAY_MS);
   return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1 };
 }
 
-/** The epoch day of a date; `day` past the month's end rolls into the next month. */
+/**
+ * The epoch day of a date; `day` past the month's end rolls into the next month.
+ *
+ * @example
+ * ```ts
+ * import { dayOf } from "./zone.ts";
+ * console.assert(dayOf(1970, 2, 1) === 31 && dayOf(1970, 1, 32) === 31);
+ * ```
+ */
 export function dayOf(year: number, month: number, day: number): number {
   const d = new Date(0);
   d.setUTCFullYear(year, month - 1, day);
   return Math.floor(d.getTime() / DAY_MS);
 }
 
-/** The number of days in a month (1–12) of a year (Gregorian). */
+/**
+ * The number of days in a month (1–12) of a year (Gregorian).
+ *
+ * @example
+ * ```ts
+ * import { daysInMonth } from "./zone.ts";
+ * console.assert(daysInMonth(2024, 2) === 29 && daysInMonth(2026, 2) === 28);
+ * console.assert(daysInMonth(1900, 2) === 28 && daysInMonth(2000, 2) === 29);
+ * ```
+ */
 export function daysInMonth(year: number, month: number): number {
   return dayOf(year, month + 1, 1) - dayOf(year, month, 1);
 }
@@ -229,7 +272,15 @@ export function parseClock(value: unknown, field: string, allowEnd = false): num
   );
 }
 
-/** Minutes after midnight as `"HH:MM"`. */
+/**
+ * Minutes after midnight as `"HH:MM"`.
+ *
+ * @example
+ * ```ts
+ * import { formatClock } from "./zone.ts";
+ * console.assert(formatClock(570) === "09:30" && formatClock(1440) === "24:00");
+ * ```
+ */
 export function formatClock(minutes: number): string {
   const h = Math.floor(minutes / 60);
   const m = minutes % 60;
