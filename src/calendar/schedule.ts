@@ -231,15 +231,16 @@ export function scheduleAt<W extends ScheduleWindow>(
     }
     return { window: schedule.windows[hit.i], index: hit.i, startMs: start, endMs: end };
   }
-  // No window applies: from the last end before t to the next start after it. Every window
-  // occurs each week, so both lie within eight days.
+  // No window applies: from the last end before t to the next start after it. Occurrences that
+  // start on later days end later (they do not overlap), so the nearest day with one wins; every
+  // window occurs each week, so both lie within nine days.
   let startMs = -Infinity;
+  for (let day = today + 1; startMs === -Infinity && day >= today - 9; day--) {
+    for (const o of on(day)) if (o.end <= t && o.end > startMs) startMs = o.end;
+  }
   let endMs = Infinity;
-  for (let day = today - 9; day <= today + 8; day++) {
-    for (const o of on(day)) {
-      if (o.end <= t && o.end > startMs) startMs = o.end;
-      if (o.start > t && o.start < endMs) endMs = o.start;
-    }
+  for (let day = today - 2; endMs === Infinity && day <= today + 9; day++) {
+    for (const o of on(day)) if (o.start > t && o.start < endMs) endMs = o.start;
   }
   return { window: null, index: -1, startMs, endMs };
 }
