@@ -218,7 +218,7 @@ export function addLocalCommands(
       );
     }
     const dataDir = opts.dataDir !== undefined ? resolve(opts.dataDir) : undefined;
-    let state: LocalState;
+    let state!: LocalState; // set by the docker branch, or in `beforeHandOver`
     if (engine === "docker") {
       if (dataDir) mkdirSync(dataDir, { recursive: true });
       const args = [
@@ -259,24 +259,30 @@ export function addLocalCommands(
     } else {
       engine = "java";
       const logFile = join(dir, "local.log");
-      const d = await startDetached({
+      const startedAt = new Date().toISOString();
+      // The state is written while the watchdog still guards Java: killed before this, `local up`
+      // leaves no orphan; after it, `local down` finds the instance.
+      await startDetached({
         port: opts.port,
         sharedDb: true,
         ...(dataDir ? { dataDir } : {}),
         logFile,
+        beforeHandOver: (d) => {
+          state = {
+            engine,
+            endpoint: d.endpoint,
+            port: d.port,
+            pid: d.pid,
+            ...(d.startTime !== undefined ? { startTime: d.startTime } : {}),
+            ...(dataDir ? { dataDir } : {}),
+            logFile,
+            startedAt,
+          };
+          writeFileSync(join(dir, "local.json"), JSON.stringify(state, null, 2));
+        },
       });
-      state = {
-        engine,
-        endpoint: d.endpoint,
-        port: d.port,
-        pid: d.pid,
-        ...(d.startTime !== undefined ? { startTime: d.startTime } : {}),
-        ...(dataDir ? { dataDir } : {}),
-        logFile,
-        startedAt: new Date().toISOString(),
-      };
     }
-    writeFileSync(join(dir, "local.json"), JSON.stringify(state, null, 2));
+    if (engine === "docker") writeFileSync(join(dir, "local.json"), JSON.stringify(state, null, 2));
     print(
       c,
       { ...state, running: true },

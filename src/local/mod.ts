@@ -39,6 +39,7 @@ export {
 export {
   type DetachedDynamo,
   type DetachedOptions,
+  type DetachedStarted,
   freePort,
   isDynamoDBReady,
   isPortFree,

@@ -23,6 +23,7 @@ export { freePort, isPortFree } from "./ports.ts";
 export type {
   DetachedDynamo,
   DetachedOptions,
+  DetachedStarted,
   LocalDynamo,
   StartOptions,
 } from "./start_options.ts";
@@ -103,7 +104,23 @@ export async function startDynamoDBLocal(opts: StartOptions = {}): Promise<Local
 export async function startDetached(opts: DetachedOptions = {}): Promise<DetachedDynamo> {
   const { base, dataDir } = await plan(opts, true);
   const l = await launch(base);
-  l.watchdog?.cancel(); // from here on it outlives this process, by design
+  if (opts.beforeHandOver) {
+    const started = {
+      endpoint: l.endpoint,
+      port: l.port,
+      pid: l.child.pid!,
+      startTime: processStartTime(l.child.pid!),
+    };
+    try {
+      await opts.beforeHandOver(started);
+    } catch (err) {
+      await killChild(l.child, l.exited).finally(() => l.watchdog?.cancel());
+      throw err;
+    }
+  }
+  // From here on it outlives this process, by design (the watchdog stopped it until now: killed
+  // before `beforeHandOver` recorded it, this process leaves no orphan).
+  l.watchdog?.cancel();
   l.child.unref();
   l.child.stdout?.destroy();
   l.child.stderr?.destroy();

@@ -124,4 +124,22 @@ export interface DetachedDynamo {
 export interface DetachedOptions extends StartOptions {
   /** A file to append DynamoDB Local's output to. @default none: output is discarded */
   logFile?: string;
+  /**
+   * Called once DynamoDB Local answers, while it still dies with this process: record where it
+   * runs here (a state file), so that no moment leaves it both detached and unrecorded. If it
+   * throws, DynamoDB Local is stopped and the error rethrown. @default none
+   */
+  beforeHandOver?: (started: DetachedStarted) => void | Promise<void>;
+}
+
+/** Where a detached DynamoDB Local runs (see {@link DetachedOptions.beforeHandOver}). */
+export interface DetachedStarted {
+  /** Endpoint URL. */
+  endpoint: string;
+  /** Port. */
+  port: number;
+  /** Java process id. */
+  pid: number;
+  /** The process's start time (`/proc/<pid>/stat` field 22), when known. */
+  startTime?: string;
 }
