@@ -237,6 +237,20 @@ async function suite(
       await (await acquireC({ rpm: 1 })).commit();
     });
 
+    await t.step("a bypassed entity consumes from none of the resources", async () => {
+      await limiter.setBypass({ entityId: "key-n", bypass: true });
+      const before = await snapshot();
+      const lease = await limiter.acquire({
+        entityId: "key-n",
+        resource: "gpt-4",
+        also: ["all-models"],
+        consume: { rpm: 1 },
+      });
+      assert.equal(lease.bypassed, true);
+      assert.deepEqual(changed(before, await snapshot()), {});
+      await limiter.setBypass({ entityId: "key-n", bypass: false });
+    });
+
     await t.step("token batches take from every resource's bucket", async () => {
       const batched = make({ batches: true });
       const limits = [rpm(1_000)];
