@@ -12,6 +12,7 @@ import {
   RateLimitExceeded,
   ValidationError,
 } from "../mod.ts";
+import { withRateLimit } from "../src/http/mod.ts";
 import { InMemoryBackend } from "../src/testing/mod.ts";
 import { Meter } from "../scripts/meter.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
@@ -236,6 +237,37 @@ async function suite(
       await limiter.enableResource("all-models");
       await (await acquireC({ rpm: 1 })).commit();
     });
+
+    await t.step(
+      "withRateLimit forwards also; each resource's limits have their own name",
+      async () => {
+        clock.now += 60_000;
+        const handler = withRateLimit(() => new Response("ok"), {
+          limiter,
+          key: () => ({ ...key, consume: { rpm: 1, tpm: 10 } }),
+        });
+        const res = await handler(new Request("http://x/"));
+        assert.equal(res.status, 200);
+        assert.equal(
+          res.headers.get("RateLimit-Policy"),
+          [
+            '"rpm";q=10;w=60',
+            '"tpm";q=1000;w=60',
+            '"proj/rpm";q=10;w=60',
+            '"proj/tpm";q=1000;w=60',
+            '"all-models:tpm";q=1500;w=60',
+            '"proj/all-models:tpm";q=150;w=60',
+          ].join(", "),
+        );
+        const refused = withRateLimit(() => new Response("ok"), {
+          limiter,
+          key: () => ({ ...key, consume: { tpm: 150 } }),
+        });
+        const no = await refused(new Request("http://x/"));
+        assert.equal(no.status, 429);
+        assert.equal(no.headers.get("Retry-After"), "4"); // 10 short at 150 a minute
+      },
+    );
 
     await t.step("a bypassed entity consumes from none of the resources", async () => {
       await limiter.setBypass({ entityId: "key-n", bypass: true });
