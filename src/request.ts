@@ -48,7 +48,7 @@ export function validateAcquire(
 }
 
 /** Items one DynamoDB transaction may hold. */
-export const MAX_TRANSACTION_ITEMS = 100;
+const MAX_TRANSACTION_ITEMS = 100;
 
 /**
  * Checks `also`: an array of resource names, none of them the call's `resource`, none twice.
@@ -80,7 +80,7 @@ export function validateAlso(also: unknown, resource: string): string[] {
 }
 
 /**
- * Refuses a call whose one transaction could hold more than {@link MAX_TRANSACTION_ITEMS} items:
+ * Refuses a call whose one transaction could hold more than `MAX_TRANSACTION_ITEMS` items:
  * one bucket item per resource (one shard of it), and the parent's too unless `cascade` is
  * `false` (the entity's stored flag is not known before the config read, so it is counted).
  */
