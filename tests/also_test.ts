@@ -9,6 +9,7 @@ import {
   Limit,
   RateLimiter,
   type RateLimiterOptions,
+  RateLimiterUnavailable,
   RateLimitExceeded,
   ValidationError,
 } from "../mod.ts";
@@ -322,6 +323,25 @@ Deno.test({
     const ddb = await startTestDynamo();
     const client = localClient(ddb.endpoint);
     const meter = new Meter(client);
+    // Faults on bucket writes: refused before leaving, or applied with the answer lost.
+    let fault: "none" | "refuse" | "lose-answer" | "lose-one-answer" = "none";
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as Record<string, unknown>;
+        if (!("UpdateExpression" in input) && !("TransactItems" in input)) return next(args);
+        if (fault === "refuse") {
+          throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+        }
+        const lose = fault === "lose-answer" || fault === "lose-one-answer";
+        if (fault === "lose-one-answer") fault = "none";
+        const out = await next(args).catch((err) => {
+          if (!lose) throw err;
+        });
+        if (!lose) return out!;
+        throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+      },
+      { step: "initialize", name: "faults" },
+    );
     const tableName = uniqueTableName("also");
     const clock = { now: T0 };
     const make: Make = (options = {}) =>
@@ -369,6 +389,69 @@ Deno.test({
           await lease.commit();
           assert.equal(meter.count, 1, "a commit with nothing to add sends nothing");
         } finally {
+          await limiter.close();
+        }
+      });
+
+      await t.step("exactly once through outages, on every bucket", async () => {
+        const limiter = make({ timeoutMs: 1_000 });
+        await limiter.createEntity({ entityId: "proj-o" });
+        await limiter.createEntity({ entityId: "key-o", parentId: "proj-o", cascade: true });
+        const req = { entityId: "key-o", resource: "gpt-4", also: ["all-models"] };
+        const left = async () => [
+          await limiter.available({ entityId: "key-o", resource: "gpt-4" }),
+          await limiter.available({ entityId: "proj-o", resource: "gpt-4" }),
+          await limiter.available({ entityId: "key-o", resource: "all-models" }),
+          await limiter.available({ entityId: "proj-o", resource: "all-models" }),
+        ];
+        const full = [
+          { rpm: 10, tpm: 1_000 },
+          { rpm: 10, tpm: 1_000 },
+          { tpm: 1_500 },
+          { tpm: 1_500 },
+        ];
+        try {
+          assert.deepEqual(await left(), full);
+          // A lost answer: resent under the same id, found by its receipts, counted once.
+          fault = "lose-one-answer";
+          const before = await snapshot();
+          await (await limiter.acquire({ ...req, consume: { rpm: 1, tpm: 100 } })).commit();
+          assert.deepEqual(changed(before, await snapshot()), {
+            "key-o/gpt-4": 1,
+            "proj-o/gpt-4": 1,
+            "key-o/all-models": 1,
+            "proj-o/all-models": 1,
+          });
+          assert.deepEqual(await left(), [
+            { rpm: 9, tpm: 900 },
+            { rpm: 9, tpm: 900 },
+            { tpm: 1_400 },
+            { tpm: 1_400 },
+          ]);
+          // A rollback in an outage waits in the outbox, then gives back on every bucket.
+          const lease = await limiter.acquire({ ...req, consume: { rpm: 1, tpm: 100 } });
+          fault = "refuse";
+          await lease.rollback();
+          assert.equal(limiter.pendingWrites, 4);
+          fault = "none";
+          await limiter.flush();
+          // FAIL_CLOSED, every answer lost: the caller is told "unavailable", so the acquire that
+          // landed unseen is given back on every bucket.
+          fault = "lose-answer";
+          await assert.rejects(
+            limiter.acquire({ ...req, consume: { rpm: 1, tpm: 100 } }),
+            RateLimiterUnavailable,
+          );
+          fault = "none";
+          await limiter.flush();
+          assert.deepEqual(await left(), [
+            { rpm: 9, tpm: 900 },
+            { rpm: 9, tpm: 900 },
+            { tpm: 1_400 },
+            { tpm: 1_400 },
+          ]);
+        } finally {
+          fault = "none";
           await limiter.close();
         }
       });
