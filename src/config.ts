@@ -61,6 +61,8 @@ export interface CallControls {
   parent?: Entity;
   /** The resource's controls. */
   resource?: ResourceControls;
+  /** The controls of each further resource of the call (`also`), in order. */
+  also?: { resource: string; controls?: ResourceControls }[];
 }
 
 /** Resolves the targets of a call from cached entity metadata and stored limits. */
@@ -126,19 +128,45 @@ export class ConfigResolver {
   /**
    * The buckets to write for a call, and the controls that bear on it: the entity's metadata and
    * the resource's controls (one read, cached), and the parent's metadata when it has one (with
-   * the parent's stored limits when the call cascades and uses them).
+   * the parent's stored limits when the call cascades and uses them). With `also`, the same for
+   * each further resource (read in parallel; the metadata is shared): the targets come resource
+   * by resource, the primary's first, each the entity's then the parent's.
    */
   async resolve(
     req: ValidRequest,
     deadline: number,
     operation = "acquire",
   ): Promise<{ targets: Target[]; controls: CallControls; noLimits?: ValidationError }> {
+    const resources = [req.resource, ...(req.also ?? [])];
+    const parts = await Promise.all(
+      resources.map((r) => this.#resolveResource(req, r, deadline, operation)),
+    );
+    const [first, ...rest] = parts;
+    const controls: CallControls = rest.length === 0 ? first.controls : {
+      ...first.controls,
+      also: rest.map((p, i) => ({ resource: resources[i + 1], controls: p.controls.resource })),
+    };
+    const missing = parts.find((p) => p.noLimits)?.noLimits;
+    return {
+      targets: parts.flatMap((p) => p.targets),
+      controls,
+      ...(missing ? { noLimits: missing } : {}),
+    };
+  }
+
+  /** {@link resolve} for one resource of the call. */
+  async #resolveResource(
+    req: ValidRequest,
+    resource: string,
+    deadline: number,
+    operation: string,
+  ): Promise<{ targets: Target[]; controls: CallControls; noLimits?: ValidationError }> {
     const useStored = req.useStoredLimits;
     // The entity's metadata and the resource's part (defaults and controls) on every call: the
     // controls bear on it (cached, so a warm call reads nothing).
     const own = await this.#loadConfig(
       req.entityId,
-      req.resource,
+      resource,
       { meta: true, limits: useStored, defaults: true },
       deadline,
       operation,
@@ -149,7 +177,7 @@ export class ConfigResolver {
     // when the call cascades and uses them (the resource's part is the one read for the entity).
     const parent = parentId === undefined ? undefined : await this.#loadConfig(
       parentId,
-      req.resource,
+      resource,
       { meta: true, limits: useStored && cascade, defaults: false },
       deadline,
       operation,
@@ -159,14 +187,15 @@ export class ConfigResolver {
       resourceDefaults: own.resourceDefaults,
       systemDefaults: own.systemDefaults,
     };
-    const targets = [storedTarget(req.entityId, req, useStored ? own : {}, nowMs)];
+    const targets = [storedTarget(req.entityId, resource, req, useStored ? own : {}, nowMs)];
     // Reported, not thrown: a disabled or bypassed entity says so first (src/engine/gate.ts).
     let missing = targets[0].limits.length === 0
-      ? noLimits(req, undefined, req.entityId)
+      ? noLimits(resource, undefined, req.entityId)
       : undefined;
     if (cascade && parentId !== undefined) {
-      const target = storedTarget(parentId, req, useStored ? { ...parent, ...shared } : {}, nowMs);
-      if (target.limits.length === 0) missing ??= noLimits(req, req.entityId, parentId);
+      const cfg = useStored ? { ...parent, ...shared } : {};
+      const target = storedTarget(parentId, resource, req, cfg, nowMs);
+      if (target.limits.length === 0) missing ??= noLimits(resource, req.entityId, parentId);
       targets.push(target);
     }
     return {
@@ -275,13 +304,14 @@ export class ConfigResolver {
 }
 
 /**
- * The target of one entity's bucket: its stored limits (the resource's, else the entity-wide ones,
+ * The target of one entity's bucket for `resource`: its stored limits (the resource's, else the entity-wide ones,
  * else the resource's defaults, else the system's, else the call's), and a shard picked at random
  * of the layout in force at `nowMs` when the entity's own stored limits are split into shards
  * (defaults carry no shard count: their buckets are one item).
  */
 function storedTarget(
   entityId: string,
+  resource: string,
   req: ValidRequest,
   cfg: EntityConfig,
   nowMs: number,
@@ -289,18 +319,18 @@ function storedTarget(
   const own = cfg.resourceLimits !== undefined;
   if (!own && cfg.defaultLimits === undefined) {
     const limits = cfg.resourceDefaults ?? cfg.systemDefaults ?? req.limits;
-    return makeTarget(entityId, req.resource, limits);
+    return makeTarget(entityId, resource, limits);
   }
   const limits = (cfg.resourceLimits ?? cfg.defaultLimits)!;
   // Stored limits carry their shard count (one item when none is stored), which may double.
   const shards = layoutAt(own ? cfg.resourceShards : cfg.defaultShards, nowMs);
-  return makeTarget(entityId, req.resource, limits, {
-    resource: req.resource,
+  return makeTarget(entityId, resource, limits, {
+    resource: resource,
     index: pickShard(shards.count)!,
     count: shards.count,
     sinceMs: shards.sinceMs === undefined ? undefined : BigInt(shards.sinceMs),
     untilMs: shards.untilMs === undefined ? undefined : BigInt(shards.untilMs),
-    source: own ? req.resource : undefined,
+    source: own ? resource : undefined,
     whole: limits,
   });
 }
@@ -309,14 +339,14 @@ function storedTarget(
  * The error of a call for which no limits resolve: none passed, none stored for `entityId` (the
  * call's entity, or the parent of `childOf`) at any level.
  */
-function noLimits(req: ValidRequest, childOf: string | undefined, entityId: string) {
+function noLimits(resource: string, childOf: string | undefined, entityId: string) {
   const whose = childOf === undefined
     ? `entity "${entityId}"`
     : `entity "${entityId}" (parent of "${childOf}", which cascades)`;
   return new ValidationError(
     "limits",
     undefined,
-    `no stored limits exist for ${whose} and resource "${req.resource}" (neither its own, nor ` +
+    `no stored limits exist for ${whose} and resource "${resource}" (neither its own, nor ` +
       "the resource's or the system's defaults), and none were passed",
   );
 }

@@ -407,7 +407,7 @@ export class EntityDisabledError extends ZaeLimiterError {
   override readonly name: string = "EntityDisabledError";
   /** The entity of the call. */
   readonly entityId: string;
-  /** The resource of the call. */
+  /** The resource of the call (its primary one, when it names `also`). */
   readonly resource: string;
   /** What is switched off. */
   readonly disabled: "entity" | "parent" | "resource";
@@ -420,7 +420,8 @@ export class EntityDisabledError extends ZaeLimiterError {
    * @param entityId The entity of the call.
    * @param resource The resource of the call.
    * @param disabled What is switched off.
-   * @param disabledId Its id (the entity's, the parent's, or the resource).
+   * @param disabledId Its id (the entity's, the parent's, or the resource: the call's, or one
+   *   of its `also` resources).
    */
   constructor(
     entityId: string,
@@ -429,7 +430,7 @@ export class EntityDisabledError extends ZaeLimiterError {
     disabledId: string,
   ) {
     const what = disabled === "resource"
-      ? `resource ${showValue(resource)} is disabled`
+      ? `resource ${showValue(disabledId)} is disabled`
       : disabled === "parent"
       ? `parent ${showValue(disabledId)} of entity ${showValue(entityId)} is disabled`
       : `entity ${showValue(entityId)} is disabled`;

@@ -225,6 +225,15 @@ export interface AcquireOptions {
   /** What is consumed, e.g. a model name. */
   resource: string;
   /**
+   * Further resources to consume from in the same write, e.g. `["all-models"]`: each resource's
+   * bucket (and its parent's with cascade) is debited, all or nothing, in one transaction. Each
+   * resource resolves its own limits as `resource` does (stored ones, else the call's `limits`,
+   * which apply to every resource alike), and each `consume` amount is taken from every bucket
+   * that has a limit of that name. At most 49 resources (99 with `cascade: false`): a DynamoDB
+   * transaction holds 100 items. @default none
+   */
+  also?: string[];
+  /**
    * The limits to apply: the last fallback when `useStoredLimits` finds none stored. Absent:
    * stored limits are used (entity+resource, entity-wide, resource default, system default), and
    * a call for which none is stored throws `ValidationError`. @default stored limits

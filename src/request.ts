@@ -24,6 +24,7 @@ export function validateAcquire(
   checkObject("options", options);
   const entityId = validateEntityId(options.entityId);
   const resource = validateResource(options.resource);
+  const also = validateAlso(options.also, resource);
   const { limits, useStoredLimits } = callLimits(options);
   const names = new Set(limits.map((l) => l.name));
   const consume = amountsToMilli("consume", options.consume, useStoredLimits ? "any" : names, {
@@ -32,9 +33,11 @@ export function validateAcquire(
   checkBoolean("cascade", options.cascade, true);
   if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
   checkBoolean("batch", options.batch, true);
+  checkTransactionItems(also, options.cascade);
   return {
     entityId,
     resource,
+    ...(also.length > 0 ? { also } : {}),
     limits,
     consume,
     cascade: options.cascade,
@@ -42,6 +45,58 @@ export function validateAcquire(
     failureMode: options.failureMode,
     batch: options.batch,
   };
+}
+
+/** Items one DynamoDB transaction may hold. */
+const MAX_TRANSACTION_ITEMS = 100;
+
+/**
+ * Checks `also`: an array of resource names, none of them the call's `resource`, none twice.
+ *
+ * @example
+ * ```ts
+ * import { validateAlso } from "./request.ts";
+ * console.assert(validateAlso(["all-models"], "gpt-4").length === 1);
+ * let refused = false;
+ * try { validateAlso(["gpt-4"], "gpt-4"); } catch { refused = true; }
+ * console.assert(refused);
+ * ```
+ */
+export function validateAlso(also: unknown, resource: string): string[] {
+  if (also === undefined) return [];
+  if (!Array.isArray(also)) {
+    throw new ValidationError("also", also, "must be an array of resource names");
+  }
+  const seen = new Set<string>([resource]);
+  return also.map((r, i) => {
+    const name = validateResource(r, `also[${i}]`);
+    if (name === resource) {
+      throw new ValidationError(`also[${i}]`, name, "must not name the call's own resource");
+    }
+    if (seen.has(name)) throw new ValidationError(`also[${i}]`, name, "must not repeat a resource");
+    seen.add(name);
+    return name;
+  });
+}
+
+/**
+ * Refuses a call whose one transaction could hold more than `MAX_TRANSACTION_ITEMS` items:
+ * one bucket item per resource (one shard of it), and the parent's too unless `cascade` is
+ * `false` (the entity's stored flag is not known before the config read, so it is counted).
+ */
+function checkTransactionItems(also: string[], cascade: unknown): void {
+  const perResource = cascade === false ? 1 : 2;
+  const items = (1 + also.length) * perResource;
+  if (items > MAX_TRANSACTION_ITEMS) {
+    throw new ValidationError(
+      "also",
+      also.length,
+      `must hold at most ${Math.floor(MAX_TRANSACTION_ITEMS / perResource) - 1} resources: ` +
+        `${1 + also.length} resources × ${perResource} bucket items ` +
+        `(${cascade === false ? "cascade: false" : "the entity's and its parent's"}) make ` +
+        `${items} items, past the ${MAX_TRANSACTION_ITEMS} one DynamoDB transaction holds`,
+    );
+  }
 }
 
 /**

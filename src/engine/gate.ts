@@ -12,8 +12,8 @@ import { EntityDisabledError, RateLimiterUnavailable, type ZaeLimiterError } fro
 import { Lease } from "../lease.ts";
 
 /**
- * Throws {@link EntityDisabledError} when the call's entity, its parent or its resource is
- * disabled; returns whether the call bypasses the limits (the entity or its parent has `bypass`).
+ * Throws {@link EntityDisabledError} when the call's entity, its parent or one of its resources
+ * (the primary, or one of `also`) is disabled; returns whether the call bypasses the limits (the entity or its parent has `bypass`).
  *
  * @example
  * ```ts
@@ -34,6 +34,11 @@ export function gate(
   const { entity, parent, resource } = controls;
   if (resource?.disabled) {
     throw new EntityDisabledError(req.entityId, req.resource, "resource", req.resource);
+  }
+  for (const other of controls.also ?? []) {
+    if (other.controls?.disabled) {
+      throw new EntityDisabledError(req.entityId, req.resource, "resource", other.resource);
+    }
   }
   if (entity?.disabled) {
     throw new EntityDisabledError(req.entityId, req.resource, "entity", req.entityId);

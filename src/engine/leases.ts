@@ -57,6 +57,13 @@ function otherShards(
   return changed ? next : undefined;
 }
 
+/** The entity's own buckets of a call: one per resource (its primary and `also`). */
+function ownBuckets(req: ValidRequest): string[] {
+  return [req.resource, ...(req.also ?? [])].map((resource) =>
+    bucketId({ entityId: req.entityId, resource })
+  );
+}
+
 /** A validated acquire. */
 export type AcquireRequest = ValidRequest & { consume: Map<string, bigint> };
 
@@ -158,21 +165,20 @@ export class LeaseEngine {
       nowMs = this.#writer.now();
       const resolved = await this.#config.resolve(req, deadline);
       if (gate(req, resolved.controls)) {
+        // Counted under each resource of the call (in parallel: one round trip).
+        const count = (resource: string) =>
+          this.#writer.call(
+            undefined,
+            (signal) =>
+              this.#backend.entities.countBypassed(req.entityId, resource, Number(nowMs), signal),
+            deadline,
+            "acquire",
+          );
         return await bypassLease(
           req.consume,
-          () =>
-            this.#writer.call(
-              undefined,
-              (signal) =>
-                this.#backend.entities.countBypassed(
-                  req.entityId,
-                  req.resource,
-                  Number(nowMs),
-                  signal,
-                ),
-              deadline,
-              "acquire",
-            ),
+          async () => {
+            await Promise.all([req.resource, ...(req.also ?? [])].map(count));
+          },
           (err) => this.#writer.fail(err, "acquire"),
         );
       }
@@ -225,7 +231,7 @@ export class LeaseEngine {
           const at = nowMs;
           this.#outbox.add({
             label: `failed-open acquire ${req.entityId}/${req.resource}`,
-            buckets: targets?.map(bucketId) ?? [`${req.entityId}#${req.resource}`],
+            buckets: targets?.map(bucketId) ?? ownBuckets(req),
             run: (d) => this.#ensureConsumed(req, req.consume, 1, op, at, d),
           });
         }
@@ -272,7 +278,7 @@ export class LeaseEngine {
         const op = new Op();
         this.#outbox.add({
           label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
-          buckets: [`${req.entityId}#${req.resource}`],
+          buckets: ownBuckets(req),
           run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
         });
         return Promise.resolve();

@@ -85,6 +85,8 @@ export interface LeaseOps {
 export interface ValidRequest {
   entityId: string;
   resource: string;
+  /** Further resources consumed with `resource`, all or nothing (validated: none twice). */
+  also?: string[];
   limits: Limit[];
   consume: Map<string, bigint> | Record<string, never>;
   cascade?: boolean;

@@ -27,7 +27,8 @@
  * ## Policy names
  *
  * The requesting entity's limits are named after the limit (`"tpm"`), another entity's (the
- * parent's, when cascading) `"<entityId>/<limit name>"`. Names are at most
+ * parent's, when cascading) `"<entityId>/<limit name>"`; the limits of a further resource of the
+ * call (`also`) put `"<resource>:"` before the limit name. Names are at most
  * {@link MAX_POLICY_NAME} characters: when `"<entityId>/<limit name>"` would be longer (with `tpm`, a
  * parent id of 253 characters or more), the id is cut and a hash of the whole id is appended, see
  * {@link defaultPolicyName}.
@@ -54,9 +55,10 @@ export interface RateLimitHeaderOptions {
   openai?: boolean | Record<string, string>;
   /**
    * The policy name of a status in the IETF fields. @default the limit name for the requesting
-   * entity's limits, `"<entityId>/<limit name>"` for another entity's (the parent, when cascading)
+   * entity's limits, `"<entityId>/<limit name>"` for another entity's (the parent, when cascading),
+   * with `"<resource>:<limit name>"` for the limit of another resource of the call (`also`)
    */
-  policyName?: (status: LimitStatus, primaryEntityId: string) => string;
+  policyName?: (status: LimitStatus, primaryEntityId: string, primaryResource: string) => string;
 }
 
 /** The numbers reported for one limit, in whole units, each at most {@link MAX_SF_INTEGER}. */
@@ -100,11 +102,11 @@ export function limitQuotas(
   options: Pick<RateLimitHeaderOptions, "policyName"> = {},
 ): LimitQuota[] {
   if (statuses.length === 0) return [];
-  const primary = statuses[0].entityId;
+  const { entityId: primary, resource } = statuses[0];
   const { policyName = defaultPolicyName } = options;
   return statuses.map((s) => {
     const { capacityMilli: c, refillMilli: r, periodMs: p } = s.limit;
-    const policy = policyName(s, primary);
+    const policy = policyName(s, primary, resource);
     checkPolicyName(policy);
     const available = Math.floor(s.available);
     // Whole tokens are reported, so the missing amount is counted from the floor: `t` may be
@@ -223,7 +225,8 @@ export function formatDuration(seconds: number): string {
 
 /**
  * The default policy name of a status: the limit name for the requesting entity's limits,
- * `"<entityId>/<limit name>"` for another entity's. When that is longer than
+ * `"<entityId>/<limit name>"` for another entity's; a limit of another resource than
+ * `primaryResource` (one of the call's `also`) is `"<resource>:<limit name>"` in both forms. When that is longer than
  * {@link MAX_POLICY_NAME} characters, the id is cut so that the name is 256 characters long:
  * `"<first characters of the id>~<FNV-1a 64 of the whole id, 16 hex digits>/<limit name>"`. The
  * same id always gives the same name, and `~` (never part of an entity id) marks a shortened
@@ -239,15 +242,24 @@ export function formatDuration(seconds: number): string {
  * const name = defaultPolicyName(status, "key-1");
  * console.assert(name.length === 256 && name.endsWith("/tpm") && name.includes("~"));
  * console.assert(defaultPolicyName(status, "p".repeat(300)) === "tpm");
+ * console.assert(defaultPolicyName(status, "p".repeat(300), "gpt-4") === "chat:tpm");
  * ```
  */
-export function defaultPolicyName(status: LimitStatus, primaryEntityId: string): string {
-  if (status.entityId === primaryEntityId) return status.limitName;
-  const name = `${status.entityId}/${status.limitName}`;
+export function defaultPolicyName(
+  status: LimitStatus,
+  primaryEntityId: string,
+  primaryResource?: string,
+): string {
+  // Another resource of the call (`also`) is named too: `:` is in no resource name.
+  const limit = primaryResource === undefined || status.resource === primaryResource
+    ? status.limitName
+    : `${status.resource}:${status.limitName}`;
+  if (status.entityId === primaryEntityId) return limit;
+  const name = `${status.entityId}/${limit}`;
   if (name.length <= MAX_POLICY_NAME) return name;
   const hash = `~${fnv1a64(status.entityId)}`;
-  const keep = MAX_POLICY_NAME - status.limitName.length - 1 - hash.length;
-  return `${status.entityId.slice(0, keep)}${hash}/${status.limitName}`;
+  const keep = MAX_POLICY_NAME - limit.length - 1 - hash.length;
+  return `${status.entityId.slice(0, keep)}${hash}/${limit}`;
 }
 
 /** FNV-1a, 64 bits, of the UTF-8 bytes of `s`, as 16 hex digits. */
