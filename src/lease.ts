@@ -1,5 +1,5 @@
 /**
- * {@link Lease}: the tokens an acquire took, with adjust, commit and rollback.
+ * {@link Lease}: the tokens an acquire took, with adjust, consume, release, commit and rollback.
  *
  * @module
  */
@@ -28,7 +28,9 @@ export interface LeaseInit {
 /**
  * The tokens taken by {@link RateLimiter.acquire}. The acquire has already written them;
  * `adjust` records more (or fewer) tokens, `commit` writes those adjustments and `rollback`
- * gives everything back. `await using` commits on scope exit unless rolled back.
+ * gives everything back; `consume` takes more at once (refused when the budget ran out: a stream
+ * cut off mid-answer) and `release` gives some back at once. `await using` commits on scope exit
+ * unless rolled back.
  *
  * A lease returned in FAIL_OPEN mode while DynamoDB was unavailable has `failedOpen === true`
  * and its methods write nothing.
