@@ -1,8 +1,7 @@
 /**
  * Leases and failure modes: an acquire from validated request to {@link Lease}, what FAIL_OPEN
  * and FAIL_CLOSED do when DynamoDB cannot answer, and the lease's writes (commit, rollback,
- * consume, release),
- * which an outage sends to the outbox to be applied exactly once.
+ * consume, release), which an outage sends to the outbox to be applied exactly once.
  *
  * @module
  */
