@@ -283,6 +283,19 @@ Deno.test({
         assert.deepEqual(await api("open"), { rq: 0, tpm: 0 });
       });
 
+      await t.step("FAIL_OPEN with recordFailedOpen off: the lease holds none of it", async () => {
+        const limiter = make({ failureMode: FailureMode.FAIL_OPEN, recordFailedOpen: false });
+        const base = { entityId: "norec", resource: "gpt-4", limits: TPM };
+        const lease = await limiter.acquire({ ...base, consume: { tpm: 100 } });
+        fault = "lose-answer"; // landed unseen: cancelled, since it is not recorded
+        await lease.consume({ tpm: 300 });
+        fault = "none";
+        await limiter.flush(5_000);
+        assert.deepEqual(await api("norec"), { rq: 1, tpm: 100 });
+        await lease.rollback(); // gives back the 100, not the 300 never counted
+        assert.deepEqual(await api("norec"), { rq: 0, tpm: 0 });
+      });
+
       await t.step("a lease that failed open takes without asking, written later", async () => {
         const limiter = make({ failureMode: FailureMode.FAIL_OPEN });
         const base = { entityId: "fo", resource: "gpt-4", limits: TPM };

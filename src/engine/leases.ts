@@ -319,18 +319,22 @@ export class LeaseEngine {
         }
         // Let the stream go on; the tokens are written once DynamoDB is back, under the
         // operation's own id (so an attempt that landed unseen counts once).
-        if (this.#recordFailedOpen && nowMs > 0n) {
-          const at = nowMs;
-          this.#outbox.add({
-            label: `failed-open consume ${label}`,
-            buckets: targets.map(bucketId),
-            run: async (d) => {
-              for (const [i, t] of targets.entries()) {
-                await this.#writer.adjust(asLeaseTarget(t), milli[i], 0, d, op, at);
-              }
-            },
-          });
+        if (!this.#recordFailedOpen || nowMs === 0n) {
+          // Not recorded (`recordFailedOpen: false`): the lease holds none of it, and an attempt
+          // that may have landed must not count either.
+          if (op.ambiguous) this.#cancel(`unrecorded consume ${label}`, targets, milli, op, 0);
+          return targets.map((t) => asLeaseTarget(t));
         }
+        const at = nowMs;
+        this.#outbox.add({
+          label: `failed-open consume ${label}`,
+          buckets: targets.map(bucketId),
+          run: async (d) => {
+            for (const [i, t] of targets.entries()) {
+              await this.#writer.adjust(asLeaseTarget(t), milli[i], 0, d, op, at);
+            }
+          },
+        });
         return targets.map((t, i) => ({ ...asLeaseTarget(t), consumed: milli[i] }));
       }
     };
