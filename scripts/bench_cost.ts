@@ -165,6 +165,12 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       now += 1_000;
       await (await acquire("key-0", "gpt-4")).rollback();
     }, { goal: { roundTrips: 2, wcu: 2 } });
+    await measure("acquire + consume mid-lease + commit", async () => {
+      now += 1_000;
+      const lease = await acquire("key-0", "gpt-4");
+      await lease.consume({ tpm: 242 }); // a streamed chunk: a conditional write of its own
+      await lease.commit(); // writes nothing more
+    }, { goal: { roundTrips: 2, wcu: 2 }, note: "the consume is an acquire's write, no request" });
 
     // Exhaust a small bucket (3 a minute), then knock on it again and again.
     const tiny = [rpm(3)];

@@ -332,9 +332,10 @@ export class LeaseClosedError extends ZaeLimiterError {
    * Builds the error for a lease closed in the given way.
    *
    * @param state How the lease was closed.
+   * @param action What was asked of it (`adjusted`, `consumed from`, `released`).
    */
-  constructor(state: "committed" | "rolled back") {
-    super(`The lease is already ${state}; it cannot be adjusted`);
+  constructor(state: "committed" | "rolled back", action = "adjusted") {
+    super(`The lease is already ${state}; it cannot be ${action}`);
   }
 }
 

@@ -1,10 +1,15 @@
 /**
- * {@link Lease}: the tokens an acquire took, with adjust, commit and rollback.
+ * {@link Lease}: the tokens an acquire took, with adjust, consume, release, commit and rollback.
  *
  * @module
  */
 
-import { LeaseClosedError, type LimitStatus, type RateLimiterUnavailable } from "./errors.ts";
+import {
+  LeaseClosedError,
+  type LimitStatus,
+  type RateLimiterUnavailable,
+  ValidationError,
+} from "./errors.ts";
 import type { LeaseOps, LeaseTarget } from "./engine/types.ts";
 import { amountsToMilli } from "./validate.ts";
 
@@ -23,7 +28,9 @@ export interface LeaseInit {
 /**
  * The tokens taken by {@link RateLimiter.acquire}. The acquire has already written them;
  * `adjust` records more (or fewer) tokens, `commit` writes those adjustments and `rollback`
- * gives everything back. `await using` commits on scope exit unless rolled back.
+ * gives everything back; `consume` takes more at once (refused when the budget ran out: a stream
+ * cut off mid-answer) and `release` gives some back at once. `await using` commits on scope exit
+ * unless rolled back.
  *
  * A lease returned in FAIL_OPEN mode while DynamoDB was unavailable has `failedOpen === true`
  * and its methods write nothing.
@@ -54,12 +61,14 @@ export class Lease implements AsyncDisposable {
   /** Why the lease failed open, when it did. */
   readonly cause?: RateLimiterUnavailable;
   readonly #ops: LeaseOps;
-  readonly #targets: LeaseTarget[];
+  #targets: LeaseTarget[];
   readonly #names: Set<string>;
-  readonly #requested: Map<string, bigint>;
+  #requested: Map<string, bigint>;
   #pending = new Map<string, bigint>();
   #committed = new Map<string, bigint>();
   #state: "open" | "committed" | "rolled back" = "open";
+  /** Consumes and releases under way: commit and rollback wait for them. */
+  readonly #inflight = new Set<Promise<unknown>>();
 
   /** @internal Made by the limiter. */
   constructor(init: LeaseInit) {
@@ -68,7 +77,7 @@ export class Lease implements AsyncDisposable {
     this.failedOpen = init.failedOpen;
     this.bypassed = init.bypassed ?? false;
     this.cause = init.cause;
-    this.#requested = init.requested ?? takenPerLimit(init.targets);
+    this.#requested = new Map(init.requested ?? takenPerLimit(init.targets));
     this.#names = new Set([...this.#requested.keys()]);
     for (const t of init.targets) for (const name of t.specs.keys()) this.#names.add(name);
   }
@@ -188,6 +197,152 @@ export class Lease implements AsyncDisposable {
   }
 
   /**
+   * Takes more tokens while the lease is open, as a write of its own: the conditional write of an
+   * acquire on the lease's buckets (the parent's too, through cascade), counting no request. It
+   * lets a stream be cut off when the budget runs out mid-answer. Refused with
+   * `RateLimitExceeded`, it takes nothing and the lease stays open with what it had. What it took
+   * joins the lease: `rollback` gives it back, `commit` writes nothing more for it.
+   *
+   * A lease served from a token batch draws from the batch; a lease on a sharded bucket takes from
+   * its own shard (refused when that shard is empty: no other shard is tried). When DynamoDB
+   * cannot answer, the acquire's failure mode decides: FAIL_OPEN records the tokens to write once
+   * DynamoDB is back, FAIL_CLOSED throws `RateLimiterUnavailable`. A lease that failed open takes
+   * without asking, written once DynamoDB is back; a bypassed one writes nothing.
+   *
+   * @param amounts Tokens per limit name (zero or more).
+   * @throws {RateLimitExceeded} When a bucket has not enough left (nothing is taken).
+   * @throws {LeaseClosedError} After `commit` or `rollback`.
+   * @throws {ValidationError} For an unknown limit name or an amount that is not a finite number
+   * from 0 up.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { RateLimitExceeded } from "./errors.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("tpm", 1000)];
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+   *   consume: { tpm: 100 } });
+   * let streamed = 0;
+   * try {
+   *   for (;;) { await lease.consume({ tpm: 300 }); streamed += 300; } // one chunk at a time
+   * } catch (err) {
+   *   if (!(err instanceof RateLimitExceeded)) throw err; // the budget ran out: stop the stream
+   * }
+   * await lease.commit();
+   * console.assert(streamed === 900 && lease.consumed.tpm === 1000);
+   * ```
+   */
+  consume(amounts: Record<string, number>): Promise<void> {
+    if (this.#state !== "open") {
+      return Promise.reject(new LeaseClosedError(this.#state, "consumed from"));
+    }
+    let parsed: Map<string, bigint>;
+    try {
+      parsed = nonZero(amountsToMilli("consume", amounts, this.#names, { allowNegative: false }));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (parsed.size === 0) return Promise.resolve();
+    return this.#track((async () => {
+      const took = this.#ops.take ? await this.#ops.take(parsed) : [];
+      for (const [name, m] of parsed) {
+        this.#requested.set(name, (this.#requested.get(name) ?? 0n) + m);
+      }
+      if (took.length === this.#targets.length) {
+        this.#targets = this.#targets.map((t, i) => ({
+          ...t,
+          consumed: plus(t.consumed, took[i].consumed),
+          statuses: took[i].statuses.length > 0 ? took[i].statuses : t.statuses,
+        }));
+      }
+    })());
+  }
+
+  /**
+   * Gives tokens back before commit, written at once (visible to other processes; in an outage
+   * it waits in the outbox and is applied exactly once). A lease served from a token batch gives
+   * them back to its batch, as `rollback` does. The lease holds less from then on: a later
+   * `rollback` gives back only the rest.
+   *
+   * @param amounts Tokens per limit name, each at most what the lease holds of that limit (the
+   * acquire's amount plus what `consume` took, less earlier releases; adjustments not committed
+   * do not count).
+   * @throws {LeaseClosedError} After `commit` or `rollback`.
+   * @throws {ValidationError} For an unknown limit name, an amount that is not a finite number
+   * from 0 up, or more than the lease holds; nothing is written then.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("tpm", 10_000)];
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "gpt-4", limits,
+   *   consume: { tpm: 4_000 } }); // the longest answer the model may give
+   * await lease.release({ tpm: 3_000 }); // the stream ended early
+   * const { tpm } = await limiter.available({ entityId: "key-1", resource: "gpt-4", limits });
+   * console.assert(tpm === 9_000 && lease.consumed.tpm === 1_000);
+   * await lease.commit();
+   * ```
+   */
+  release(amounts: Record<string, number>): Promise<void> {
+    if (this.#state !== "open") {
+      return Promise.reject(new LeaseClosedError(this.#state, "released"));
+    }
+    let parsed: Map<string, bigint>;
+    try {
+      parsed = nonZero(amountsToMilli("release", amounts, this.#names, { allowNegative: false }));
+      for (const [name, m] of parsed) {
+        const held = this.#requested.get(name) ?? 0n;
+        if (m > held) {
+          throw new ValidationError(
+            `release.${name}`,
+            amounts[name],
+            `must not exceed what the lease holds of the limit (${Number(held) / 1000})`,
+          );
+        }
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (parsed.size === 0) return Promise.resolve();
+    // Counted at once, so that a release or rollback started meanwhile cannot give it back twice.
+    const before = { requested: new Map(this.#requested), targets: this.#targets };
+    const backs = this.#targets.map((t) => {
+      const back = new Map<string, bigint>();
+      for (const [name, m] of parsed) {
+        const held = t.consumed.get(name) ?? 0n;
+        if (t.specs.has(name) && held > 0n) back.set(name, -(m < held ? m : held));
+      }
+      return back;
+    });
+    for (const [name, m] of parsed) this.#requested.set(name, this.#requested.get(name)! - m);
+    this.#targets = this.#targets.map((t, i) => ({ ...t, consumed: plus(t.consumed, backs[i]) }));
+    const write = this.failedOpen
+      ? this.#ops.write([], [new Map([...parsed].map(([name, m]) => [name, -m]))], 0, "release")
+      : this.#ops.write(this.#targets, backs, 0, "release");
+    return this.#track(write.catch((err) => {
+      // Not written (a misconfiguration: an outage waits in the outbox): the lease still holds it.
+      this.#requested = before.requested;
+      this.#targets = before.targets;
+      throw err;
+    }));
+  }
+
+  /** Keeps `p` until it settles, for commit and rollback to wait on. */
+  #track(p: Promise<void>): Promise<void> {
+    this.#inflight.add(p);
+    return p.finally(() => this.#inflight.delete(p));
+  }
+
+  /** Waits for consumes and releases under way (whatever their outcome). */
+  async #settle(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  /**
    * Writes pending adjustments (no write when there are none) and closes the lease. A second
    * call does nothing. When DynamoDB is unavailable the write waits in the limiter's outbox and
    * is applied exactly once when it is back (see `RateLimiter.flush`).
@@ -207,6 +362,7 @@ export class Lease implements AsyncDisposable {
    * ```
    */
   async commit(): Promise<void> {
+    await this.#settle();
     if (this.#state !== "open") return;
     // Clamped per bucket, against what the acquire took from that very bucket. A failed-open
     // lease's acquire is recorded later with the same amounts in every bucket that has the limit.
@@ -240,6 +396,7 @@ export class Lease implements AsyncDisposable {
    * ```
    */
   async rollback(): Promise<void> {
+    await this.#settle();
     if (this.#state !== "open") return;
     if (this.failedOpen) {
       const back = new Map([...this.#requested].map(([name, m]) => [name, -m]));
@@ -300,5 +457,17 @@ function atLeastMinusTaken(
     const clamped = d < floor ? floor : d;
     if (clamped !== 0n) out.set(name, clamped);
   }
+  return out;
+}
+
+/** The amounts that are not zero. */
+function nonZero(amounts: Map<string, bigint>): Map<string, bigint> {
+  return new Map([...amounts].filter(([, m]) => m !== 0n));
+}
+
+/** `a` plus `b`, per limit name (a new map). */
+function plus(a: Map<string, bigint>, b: Map<string, bigint>): Map<string, bigint> {
+  const out = new Map(a);
+  for (const [name, m] of b) out.set(name, (out.get(name) ?? 0n) + m);
   return out;
 }

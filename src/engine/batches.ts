@@ -84,18 +84,20 @@ export class BatchPool {
   /**
    * Serves `milli` from each target's batch, taking new batches (one write for all the buckets
    * that lack) when needed. Returns the lease targets, or throws `RateLimitExceeded` when even the
-   * request's own amount cannot be taken.
+   * request's own amount cannot be taken. `requests` is what each serve adds to the batch's
+   * request count: 1 for an acquire, 0 for a lease's `consume`.
    */
   async acquire(
     targets: Target[],
     milli: Map<string, bigint>[],
     nowMs: bigint,
     deadline: number,
+    requests = 1,
   ): Promise<LeaseTarget[]> {
     // Served only from tokens the batches hold at that moment (checked and taken synchronously).
     const serve = () =>
       targets.every((t, i) => this.#covers(t, milli[i]))
-        ? this.#serve(targets, milli, nowMs)
+        ? this.#serve(targets, milli, nowMs, requests)
         : undefined;
     for (let takes = 0; Date.now() < deadline;) {
       const served = serve();
@@ -180,14 +182,19 @@ export class BatchPool {
     return true;
   }
 
-  #serve(targets: Target[], milli: Map<string, bigint>[], nowMs: bigint): LeaseTarget[] {
+  #serve(
+    targets: Target[],
+    milli: Map<string, bigint>[],
+    nowMs: bigint,
+    requests: number,
+  ): LeaseTarget[] {
     const now = Date.now();
     return targets.map((t, i) => {
       const batch = this.#batches.get(bucketId(t))!;
       for (const [name, m] of milli[i]) {
         batch.held.set(name, (batch.held.get(name) ?? 0n) - m);
       }
-      batch.served++;
+      batch.served += requests;
       batch.lastUsed = now;
       // What the request sees: the bucket as last known, plus what this process still holds.
       const known = this.#writer.known(bucketId(t))?.limits ?? new Map<string, StoredLimit>();

@@ -1,7 +1,7 @@
 /**
  * Leases and failure modes: an acquire from validated request to {@link Lease}, what FAIL_OPEN
- * and FAIL_CLOSED do when DynamoDB cannot answer, and the lease's writes (commit, rollback),
- * which an outage sends to the outbox to be applied exactly once.
+ * and FAIL_CLOSED do when DynamoDB cannot answer, and the lease's writes (commit, rollback,
+ * consume, release), which an outage sends to the outbox to be applied exactly once.
  *
  * @module
  */
@@ -24,6 +24,7 @@ import {
   BUCKET_GRACE_SECONDS,
   bucketId,
   type LeaseOps,
+  type LeaseTarget,
   type Target,
   type ValidRequest,
 } from "./types.ts";
@@ -193,10 +194,12 @@ export class LeaseEngine {
           if (batch) {
             const pool = this.#pool();
             const served = await pool.acquire(tries, milli, nowMs, deadline);
-            return new Lease({ limiter: pool.leaseOps(), targets: served, failedOpen: false });
+            const ops = { ...pool.leaseOps(), take: this.#taker(req, tries, mode, true) };
+            return new Lease({ limiter: ops, targets: served, failedOpen: false });
           }
           const leaseTargets = await this.#writer.consume(tries, milli, nowMs, deadline, op);
-          return new Lease({ limiter: this.leaseOps(), targets: leaseTargets, failedOpen: false });
+          const ops = { ...this.leaseOps(), take: this.#taker(req, tries, mode, false) };
+          return new Lease({ limiter: ops, targets: leaseTargets, failedOpen: false });
         } catch (err) {
           // Refused by a shard: try another (up to SHARD_TRIES in all); a shard the deny cache
           // knows to be empty costs no call.
@@ -273,16 +276,73 @@ export class LeaseEngine {
 
   /** Lease operations of a failed-open lease: every write goes through the outbox. */
   #failedOpenOps(req: ValidRequest): LeaseOps {
-    return {
-      write: (_targets, deltas, requests, operation) => {
-        const op = new Op();
+    const write: LeaseOps["write"] = (_targets, deltas, requests, operation) => {
+      const op = new Op();
+      this.#outbox.add({
+        label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
+        buckets: ownBuckets(req),
+        run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
+      });
+      return Promise.resolve();
+    };
+    // A stream on a lease that failed open takes without asking, recorded like its acquire.
+    return { write, take: (consume) => write([], [consume], 0, "consume").then(() => []) };
+  }
+
+  /**
+   * A lease's `consume`: an acquire's conditional write of more tokens on the buckets the lease
+   * took from (its shard, or its batch), counting no request, under the acquire's failure mode.
+   */
+  #taker(
+    req: ValidRequest,
+    targets: Target[],
+    mode: FailureMode,
+    batch: boolean,
+  ): (consume: Map<string, bigint>) => Promise<LeaseTarget[]> {
+    const label = `${req.entityId}/${req.resource}`;
+    return async (consume) => {
+      const deadline = Date.now() + this.#timeoutMs;
+      const op = new Op();
+      const milli = targets.map((t) => amountsFor(t, consume));
+      let nowMs = 0n;
+      try {
+        nowMs = this.#writer.now();
+        if (batch) return await this.#pool().acquire(targets, milli, nowMs, deadline, 0);
+        return await this.#writer.consume(targets, milli, nowMs, deadline, op, 0);
+      } catch (err) {
+        if (err instanceof RateLimitExceeded) {
+          // Refused, yet an attempt whose answer was lost may land later: it must not count.
+          if (op.ambiguous) this.#cancel(`exceeded consume ${label}`, targets, milli, op, 0);
+          throw err;
+        }
+        const unavailable = err instanceof UncertainOutcome
+          ? new RateLimiterUnavailable("consume", err)
+          : this.#writer.fail(err, "consume");
+        if (!(unavailable instanceof RateLimiterUnavailable)) throw unavailable;
+        if (mode !== FailureMode.FAIL_OPEN) {
+          if (op.ambiguous) this.#cancel(`refused consume ${label}`, targets, milli, op, 0);
+          throw unavailable;
+        }
+        // Let the stream go on; the tokens are written once DynamoDB is back, under the
+        // operation's own id (so an attempt that landed unseen counts once).
+        if (!this.#recordFailedOpen || nowMs === 0n) {
+          // Not recorded (`recordFailedOpen: false`): the lease holds none of it, and an attempt
+          // that may have landed must not count either.
+          if (op.ambiguous) this.#cancel(`unrecorded consume ${label}`, targets, milli, op, 0);
+          return targets.map((t) => asLeaseTarget(t));
+        }
+        const at = nowMs;
         this.#outbox.add({
-          label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
-          buckets: ownBuckets(req),
-          run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
+          label: `failed-open consume ${label}`,
+          buckets: targets.map(bucketId),
+          run: async (d) => {
+            for (const [i, t] of targets.entries()) {
+              await this.#writer.adjust(asLeaseTarget(t), milli[i], 0, d, op, at);
+            }
+          },
         });
-        return Promise.resolve();
-      },
+        return targets.map((t, i) => ({ ...asLeaseTarget(t), consumed: milli[i] }));
+      }
     };
   }
 

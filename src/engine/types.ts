@@ -79,6 +79,13 @@ export interface LeaseOps {
     requests: number,
     operation: string,
   ): Promise<void>;
+  /**
+   * Takes more tokens on the lease's buckets (thousandths per limit) as an acquire would, counting
+   * no request: per bucket, in the lease's order, what was taken and the statuses after (none when
+   * the take was recorded for later: failed open). Throws `RateLimitExceeded` when refused.
+   * Absent: the lease writes nothing (a bypassed lease).
+   */
+  take?(consume: Map<string, bigint>): Promise<LeaseTarget[]>;
 }
 
 /** An acquire (or a read) after validation. */
