@@ -32,6 +32,7 @@ export function validateAcquire(
   checkBoolean("cascade", options.cascade, true);
   if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
   checkBoolean("batch", options.batch, true);
+  checkBoolean("shadow", options.shadow, true);
   return {
     entityId,
     resource,
@@ -41,6 +42,7 @@ export function validateAcquire(
     useStoredLimits,
     failureMode: options.failureMode,
     batch: options.batch,
+    shadow: options.shadow,
   };
 }
 
