@@ -12,6 +12,16 @@ import {
 } from "../mod.ts";
 import { rateLimitHeaders, SOFT_LIMIT_HEADER } from "../src/http/mod.ts";
 import { InMemoryBackend } from "../src/testing/mod.ts";
+import {
+  applyLimits,
+  exportLimits,
+  formatPlan,
+  LimitsFileError,
+  MemoryLimitsStore,
+  parseLimitsFile,
+  planLimits,
+} from "../src/limits_file/mod.ts";
+import { formatLimit, parseLimitSpec, UsageError } from "../cli/limits.ts";
 import { Meter } from "../scripts/meter.ts";
 import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
 
@@ -155,6 +165,37 @@ Deno.test("soft limits: Limit and its bad input", () => {
     () => Limit.perMinute("tpm", 10, { soft: "yes" as unknown as boolean }),
     (e) => e instanceof ValidationError && e.message.includes("limit tpm: soft"),
   );
+});
+
+Deno.test("soft limits: the CLI spec suffix", () => {
+  const l = parseLimitSpec("tpm:1000/min:soft");
+  assert.ok(l.soft && l.capacity === 1000);
+  const burst = parseLimitSpec("tpm:1000/min:1500:SOFT");
+  assert.ok(burst.soft && burst.capacity === 1500);
+  assert.equal(parseLimitSpec("tpm:1000/min").soft, false);
+  assert.equal(formatLimit(burst), "tpm:1000/min:1500:soft");
+  assert.equal(formatLimit(l), "tpm:1000/min:soft");
+  // "soft" is a suffix, never a rate or a burst.
+  assert.throws(() => parseLimitSpec("tpm:soft"), UsageError);
+  assert.throws(() => parseLimitSpec("tpm:1000/min:soft:soft"), UsageError);
+});
+
+Deno.test("soft limits: the limits file", async () => {
+  const text = (soft: string) =>
+    `entities:\n  key-1:\n    limits:\n      gpt-4:\n        - { name: tpm, rate: 1000, per: minute${soft} }\n`;
+  const f = parseLimitsFile(text(", soft: true"));
+  assert.equal(f.entities.get("key-1")!.limits.get("gpt-4")![0].soft, true);
+  assert.throws(
+    () => parseLimitsFile(text(", soft: yes please")),
+    (e) => e instanceof LimitsFileError && /gpt-4\[0\]\.soft/.test(e.message),
+  );
+  const store = new MemoryLimitsStore();
+  await applyLimits(parseLimitsFile(text("")), store);
+  const plan = await planLimits(f, store);
+  assert.match(formatPlan(plan), /1000\/minute -> 1000\/minute soft/);
+  await applyLimits(f, store);
+  assert.deepEqual((await planLimits(f, store)).steps, []);
+  assert.match(await exportLimits(store), /soft: true/);
 });
 
 Deno.test("soft limits on the in-memory backend", async (t) => {
