@@ -230,6 +230,30 @@ export function planAcquire(
 }
 
 /**
+ * What a lease keeps of a target after its acquire landed, `state` being the bucket just after it;
+ * in shadow mode with the statuses that would have refused it (see {@link shadowRefusals}).
+ */
+export function leaseTargetAfter(
+  t: Target,
+  state: Map<string, StoredLimit>,
+  plan: Plan,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+  shadow: boolean,
+): LeaseTarget {
+  const refusals = shadow ? shadowRefusals(t, state, plan.write, milli, nowMs) : [];
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    specs: t.specs,
+    keys: t.keys,
+    consumed: milli,
+    statuses: statusesAfter(t, state, milli, nowMs),
+    ...(refusals.length > 0 ? { shadowRefusals: refusals } : {}),
+  };
+}
+
+/**
  * Shadow mode: the statuses of the hard limits that would have refused an acquire written as
  * soft, told from the bucket's state just after the write (`after`, exact when DynamoDB returned
  * it) and the write's ops. A limit paid by its credit refused nothing. Empty when none would have.
@@ -250,7 +274,13 @@ export function shadowRefusals(
     const spec = t.specs.get(limit.name)!;
     const m = milli.get(limit.name) ?? 0n;
     const floor = startTat(spec, t.sinceMs);
-    const tatAfter = effectiveTat(spec, t.keys.get(limit.name)!, after.get(limit.name), nowMs, floor);
+    const tatAfter = effectiveTat(
+      spec,
+      t.keys.get(limit.name)!,
+      after.get(limit.name),
+      nowMs,
+      floor,
+    );
     const n = math.scaledNow(spec, nowMs);
     // The request fits iff max(tat, now) + cost ≤ now + τ, and the write left that sum.
     if (tatAfter === undefined || tatAfter <= n + math.tolerance(spec)) continue;

@@ -20,14 +20,7 @@ import { limiterError, misconfiguration, type Whereabouts } from "../failure.ts"
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
-import {
-  creditTtl,
-  planAcquire,
-  planAdjust,
-  planConversion,
-  shadowRefusals,
-  statusesAfter,
-} from "./plan.ts";
+import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
 import { throttledItems } from "./throttle.ts";
 import {
@@ -310,21 +303,9 @@ export class BucketWriter {
             ? this.#raiseTtl(t, item, deadline)
             : undefined;
         }));
-        return targets.map((t, i) => {
-          const state = known[i]?.limits ?? plans[i].after;
-          const refusals = shadow
-            ? shadowRefusals(t, state, plans[i].write, milli[i], nowMs)
-            : [];
-          return {
-            entityId: t.entityId,
-            resource: t.resource,
-            specs: t.specs,
-            keys: t.keys,
-            consumed: milli[i],
-            statuses: statusesAfter(t, state, milli[i], nowMs),
-            ...(refusals.length > 0 ? { shadowRefusals: refusals } : {}),
-          };
-        });
+        return targets.map((t, i) =>
+          leaseTargetAfter(t, known[i]?.limits ?? plans[i].after, plans[i], milli[i], nowMs, shadow)
+        );
       }
       outcome.olds.forEach((o, i) => {
         if (!o.ok) {
