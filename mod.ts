@@ -31,6 +31,7 @@ export {
   RateLimiter,
   type RateLimiterOptions,
   type ResourceBucket,
+  type ShadowRefusal,
   type TimeUntilAvailableOptions,
   UncertainOutcome,
 } from "./src/limiter.ts";

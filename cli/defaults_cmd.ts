@@ -12,7 +12,7 @@ import { type CommandContext, commandGroup, connectionOptions, withLimiter } fro
 import { formatLimit } from "./limits.ts";
 import { limitList } from "./parsers.ts";
 
-const LIMIT_HELP = "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)";
+const LIMIT_HELP = "name:rate[/sec|/min|/hour|/day][:burst][:soft] (repeatable)";
 
 /** Adds the `resource` and `system` command groups to the program. */
 export function addDefaultsCommands(program: Command, ctx: CommandContext): void {

@@ -1,5 +1,6 @@
 /**
- * The CLI's limit syntax: `name:rate[/sec|/min|/hour|/day][:burst]`, e.g. `tpm:10000/min:15000`.
+ * The CLI's limit syntax: `name:rate[/sec|/min|/hour|/day][:burst][:soft]`, e.g.
+ * `tpm:10000/min:15000`, or `tpm:10000/min:soft` for a soft limit.
  *
  * @module
  */
@@ -29,10 +30,12 @@ const UNITS: Record<string, number> = {
 };
 
 /** The rule of the syntax, as error messages quote it. */
-export const LIMIT_SYNTAX = "name:rate[/sec|/min|/hour|/day][:burst], e.g. tpm:10000/min:15000";
+export const LIMIT_SYNTAX =
+  "name:rate[/sec|/min|/hour|/day][:burst][:soft], e.g. tpm:10000/min:15000";
 
 /**
- * Parses one limit. The period defaults to `/min`; the burst (bucket capacity) to the rate.
+ * Parses one limit. The period defaults to `/min`; the burst (bucket capacity) to the rate. A
+ * final `:soft` makes a soft limit (metered, never refusing).
  *
  * @example
  * ```ts
@@ -40,11 +43,14 @@ export const LIMIT_SYNTAX = "name:rate[/sec|/min|/hour|/day][:burst], e.g. tpm:1
  * const tpm = parseLimitSpec("tpm:10000/min:15000");
  * console.assert(tpm.capacity === 15000 && tpm.refillAmount === 10000);
  * console.assert(tpm.refillPeriodSeconds === 60);
+ * console.assert(parseLimitSpec("tpm:1000/min:soft").soft);
  * ```
  */
 export function parseLimitSpec(text: string): Limit {
   const bad = (rule: string) => new UsageError(`Invalid limit ${JSON.stringify(text)}: ${rule}`);
   const parts = text.split(":");
+  const soft = parts.length > 2 && parts.at(-1)!.toLowerCase() === "soft";
+  if (soft) parts.pop();
   if (parts.length < 2 || parts.length > 3) {
     throw bad(`expected ${LIMIT_SYNTAX}`);
   }
@@ -77,7 +83,13 @@ export function parseLimitSpec(text: string): Limit {
     burst = b;
   }
   try {
-    return Limit.custom({ name, capacity: burst, refillAmount: rate, refillPeriodSeconds: period });
+    return Limit.custom({
+      name,
+      capacity: burst,
+      refillAmount: rate,
+      refillPeriodSeconds: period,
+      soft: soft || undefined,
+    });
   } catch (err) {
     throw bad(err instanceof Error ? err.message : String(err));
   }
@@ -96,6 +108,7 @@ function parseAmount(text: string): number | undefined {
  * ```ts
  * import { formatLimit, parseLimitSpec } from "./limits.ts";
  * console.assert(formatLimit(parseLimitSpec("rpm:100/min")) === "rpm:100/min");
+ * console.assert(formatLimit(parseLimitSpec("tpm:10/min:20:soft")) === "tpm:10/min:20:soft");
  * ```
  */
 export function formatLimit(limit: Limit): string {
@@ -104,7 +117,8 @@ export function formatLimit(limit: Limit): string {
   const rate = unit
     ? `${limit.refillAmount}/${unit}`
     : `${limit.refillAmount}/${limit.refillPeriodSeconds}s`;
-  return limit.capacity === limit.refillAmount
+  const spec = limit.capacity === limit.refillAmount
     ? `${limit.name}:${rate}`
     : `${limit.name}:${rate}:${limit.capacity}`;
+  return limit.soft ? `${spec}:soft` : spec;
 }

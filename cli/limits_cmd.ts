@@ -26,7 +26,7 @@ export function addLimitsCommands(program: Command, ctx: CommandContext): void {
   ])
     .requiredOption(
       "--limit <spec>",
-      "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)",
+      "name:rate[/sec|/min|/hour|/day][:burst][:soft] (repeatable)",
       limitList,
     )
     .option("--shards <n>", "split each bucket into n items (1-64; default: as stored)", int)
@@ -99,7 +99,12 @@ export function addLimitsCommands(program: Command, ctx: CommandContext): void {
   ]))
     .requiredOption("--entity <entityId>", "the entity")
     .requiredOption("--resource <resource>", "the resource")
-    .option("--limit <spec>", "name:rate[/sec|/min|/hour|/day][:burst] (repeatable)", limitList, [])
+    .option(
+      "--limit <spec>",
+      "name:rate[/sec|/min|/hour|/day][:burst][:soft] (repeatable)",
+      limitList,
+      [],
+    )
     .option("--stored", "use the entity's stored limits (--limit is the fallback)", false)
     .action(async (opts, c: Command) => {
       if (!opts.stored && opts.limit.length === 0) {

@@ -51,6 +51,11 @@ export interface LimitStatus {
   exceeded: boolean;
   /** Seconds until `requested` tokens are available; `Infinity` when they never can be. */
   retryAfterSeconds: number;
+  /**
+   * Present (`true`) on a soft limit: metered, never the cause of a refusal (`exceeded` is
+   * always false, `retryAfterSeconds` 0), and `available` goes negative when it is in debt.
+   */
+  soft?: true;
 }
 
 /**

@@ -103,6 +103,44 @@ export class Lease implements AsyncDisposable {
   }
 
   /**
+   * Shadow mode: true when the acquire would have been refused and was admitted instead (its
+   * limits were written into debt). See `AcquireOptions.shadow`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0, shadow: true });
+   * const limits = [Limit.perMinute("rpm", 1)];
+   * await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "api", limits,
+   *   consume: { rpm: 1 } });
+   * console.assert(lease.shadowRefused && lease.shadowRefusals[0].limitName === "rpm");
+   * ```
+   */
+  get shadowRefused(): boolean {
+    return this.#targets.some((t) => (t.shadowRefusals?.length ?? 0) > 0);
+  }
+
+  /**
+   * Shadow mode: the statuses of the limits that would have refused the acquire, as they were
+   * before it (`exceeded: true`, the retry-after it would have had); empty when none would have.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0, shadow: true });
+   * const lease = await limiter.acquire({ entityId: "key-1", resource: "api",
+   *   limits: [Limit.perMinute("rpm", 10)], consume: { rpm: 1 } });
+   * console.assert(lease.shadowRefusals.length === 0 && !lease.shadowRefused);
+   * ```
+   */
+  get shadowRefusals(): readonly LimitStatus[] {
+    return this.#targets.flatMap((t) => t.shadowRefusals ?? []);
+  }
+
+  /**
    * Tokens consumed per limit name: the acquire's amounts plus adjustments (their sum never below
    * zero: see {@link Lease.adjust}), rolled back to 0.
    *

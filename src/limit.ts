@@ -25,6 +25,11 @@ export const MAX_PERIOD_SECONDS = 1e9;
 export interface RateOptions {
   /** Bucket capacity: how many tokens can be spent at once. @default the rate */
   burst?: number;
+  /**
+   * A soft limit: debited on every admitted request, allowed into debt, never the cause of a
+   * refusal (see docs/usage.md, "Soft limits"). @default false
+   */
+  soft?: boolean;
 }
 
 /**
@@ -48,6 +53,8 @@ export interface CustomLimitOptions {
   refillAmount: number;
   /** The refill period in seconds. */
   refillPeriodSeconds: number;
+  /** A soft limit: metered, may go into debt, never refuses. @default false */
+  soft?: boolean;
 }
 
 /**
@@ -74,12 +81,24 @@ export class Limit {
   readonly refillAmount: number;
   /** The refill period in seconds. */
   readonly refillPeriodSeconds: number;
+  /**
+   * A soft limit: debited on every admitted request, allowed into debt, never the cause of a
+   * refusal; hard limits on the same request still gate it.
+   */
+  readonly soft: boolean;
 
-  private constructor(name: string, capacity: number, refillAmount: number, period: number) {
+  private constructor(
+    name: string,
+    capacity: number,
+    refillAmount: number,
+    period: number,
+    soft: boolean,
+  ) {
     this.name = name;
     this.capacity = capacity;
     this.refillAmount = refillAmount;
     this.refillPeriodSeconds = period;
+    this.soft = soft;
     Object.freeze(this);
   }
 
@@ -152,7 +171,8 @@ export class Limit {
     checkAmount(`limit ${name}: capacity`, capacity);
     checkAmount(`limit ${name}: refillAmount`, refillAmount);
     checkPeriod(`limit ${name}: refillPeriodSeconds`, refillPeriodSeconds);
-    return new Limit(name, capacity, refillAmount, refillPeriodSeconds);
+    const soft = checkSoft(`limit ${name}: soft`, options.soft);
+    return new Limit(name, capacity, refillAmount, refillPeriodSeconds, soft);
   }
 
   /** A limit of `rate` tokens per `period` seconds, holding up to `burst` (default `rate`). */
@@ -164,7 +184,7 @@ export class Limit {
     if (burst < rate) {
       throw new ValidationError(`limit ${name}: burst`, burst, `must be >= the rate (${rate})`);
     }
-    return new Limit(name, burst, rate, period);
+    return new Limit(name, burst, rate, period, checkSoft(`limit ${name}: soft`, options?.soft));
   }
 
   /**
@@ -205,7 +225,22 @@ export class Limit {
   }
 
   /**
-   * Whether two limits have the same name, capacity and rate.
+   * The same limit, soft (or hard again with `false`).
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const tpm = Limit.perMinute("tpm", 1000).withSoft(true);
+   * console.assert(tpm.soft && tpm.capacity === 1000);
+   * ```
+   */
+  withSoft(soft: boolean): Limit {
+    if (soft === this.soft) return this;
+    return new Limit(this.name, this.capacity, this.refillAmount, this.refillPeriodSeconds, soft);
+  }
+
+  /**
+   * Whether two limits have the same name, capacity, rate and softness.
    *
    * @example
    * ```ts
@@ -217,7 +252,7 @@ export class Limit {
   equals(other: Limit): boolean {
     return other.name === this.name && other.capacity === this.capacity &&
       other.refillAmount === this.refillAmount &&
-      other.refillPeriodSeconds === this.refillPeriodSeconds;
+      other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft;
   }
 
   /**
@@ -232,12 +267,15 @@ export class Limit {
    * ```
    */
   toJSON(): CustomLimitOptions {
-    return {
+    const json: CustomLimitOptions = {
       name: this.name,
       capacity: this.capacity,
       refillAmount: this.refillAmount,
       refillPeriodSeconds: this.refillPeriodSeconds,
     };
+    // Only when set: a hard limit's plain data is as it always was.
+    if (this.soft) json.soft = true;
+    return json;
   }
 }
 
@@ -255,6 +293,12 @@ function checkAmount(field: string, x: unknown): void {
   if (!isMilliExact(x) || Math.round(x * 1000) === 0) {
     throw new ValidationError(field, x, "must be a multiple of 0.001");
   }
+}
+
+function checkSoft(field: string, x: unknown): boolean {
+  if (x === undefined) return false;
+  if (typeof x !== "boolean") throw new ValidationError(field, x, "must be a boolean");
+  return x;
 }
 
 function checkPeriod(field: string, x: unknown): void {

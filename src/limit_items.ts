@@ -1,6 +1,6 @@
 /**
  * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
- * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`.
+ * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a soft limit.
  *
  * @module
  */
@@ -17,6 +17,8 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
         capacity: { N: String(l.capacity) },
         refillAmount: { N: String(l.refillAmount) },
         refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
+        // Only on a soft limit: hard limits are stored as they always were.
+        ...(l.soft ? { soft: { BOOL: true } } : {}),
       },
     })),
   };
@@ -31,6 +33,7 @@ export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
       capacity: Number(m.capacity?.N),
       refillAmount: Number(m.refillAmount?.N),
       refillPeriodSeconds: Number(m.refillPeriodSeconds?.N),
+      soft: m.soft?.BOOL === true ? true : undefined,
     });
   });
 }

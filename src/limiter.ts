@@ -44,6 +44,7 @@ export {
   FailureMode,
   type RateLimiterOptions,
   type ResourceBucket,
+  type ShadowRefusal,
   type TimeUntilAvailableOptions,
 } from "./options.ts";
 export { newOpId, Op, UncertainOutcome } from "./engine/op.ts";
@@ -165,6 +166,27 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   #acquire(options: AcquireOptions): Promise<Lease> {
     this.#checkOpen();
     return this.#leases.acquire(validateAcquire(options));
+  }
+
+  /**
+   * Shadow-mode acquires that would have been refused (and were admitted), since the limiter was
+   * made; each counts once. See `RateLimiterOptions.shadow`.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter({ clock: () => 0 });
+   * const limits = [Limit.perMinute("rpm", 1)];
+   * for (let i = 0; i < 3; i++) {
+   *   await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 },
+   *     shadow: true });
+   * }
+   * console.assert(limiter.shadowRefusals === 2);
+   * ```
+   */
+  get shadowRefusals(): number {
+    return this.#leases.shadowRefusals;
   }
 
   /**

@@ -6,7 +6,37 @@
 
 import type * as aws from "./aws_types.ts";
 import type { Backend } from "./backend.ts";
+import type { LimitStatus } from "./errors.ts";
 import type { Limit } from "./limit.ts";
+
+/**
+ * What `RateLimiterOptions.onShadowRefusal` is told of a shadow-mode acquire that would have been
+ * refused (and was admitted).
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import type { ShadowRefusal } from "./options.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const seen: ShadowRefusal[] = [];
+ * const limiter = createTestLimiter({ clock: () => 0, shadow: true,
+ *   onShadowRefusal: (info) => seen.push(info) });
+ * const limits = [Limit.perMinute("rpm", 1)];
+ * for (let i = 0; i < 2; i++) {
+ *   await limiter.acquire({ entityId: "key-1", resource: "api", limits, consume: { rpm: 1 } });
+ * }
+ * console.assert(seen.length === 1 && seen[0].statuses[0].limitName === "rpm");
+ * console.assert(limiter.shadowRefusals === 1);
+ * ```
+ */
+export interface ShadowRefusal {
+  /** The entity of the acquire. */
+  entityId: string;
+  /** The resource of the acquire. */
+  resource: string;
+  /** The limits that would have refused it, as they were before it (`exceeded: true`). */
+  statuses: LimitStatus[];
+}
 
 /**
  * What to do when DynamoDB cannot answer in time: refuse (`FAIL_CLOSED`, the default) or let
@@ -121,6 +151,17 @@ export interface RateLimiterOptions {
   denyCache?: boolean;
   /** How many buckets the process remembers. @default 10000 */
   maxCachedBuckets?: number;
+  /**
+   * Shadow mode for every call (a call's own `shadow` wins): nothing is ever refused; each
+   * would-be refusal is admitted, written into debt as a soft limit would be, and reported.
+   * The deny cache refuses nothing then. @default false
+   */
+  shadow?: boolean;
+  /**
+   * Told of each shadow-mode acquire that would have been refused, once, after its write.
+   * Errors it throws are ignored. @default none
+   */
+  onShadowRefusal?: (info: ShadowRefusal) => void;
   /**
    * Where state lives. @default DynamoDB, through `client` (or one made from `region`/`endpoint`).
    * `@zae/limiter/testing` offers an in-memory backend for unit tests.
@@ -257,6 +298,13 @@ export interface AcquireOptions {
    * @default whether the limiter has `batches`
    */
   batch?: boolean;
+  /**
+   * Shadow mode for this call: evaluated and recorded as usual, but never refused; a would-be
+   * refusal is admitted, written into debt and reported (`lease.shadowRefused`, the limiter's
+   * `onShadowRefusal` and `shadowRefusals`). Such a call writes through, never from a batch.
+   * See docs/usage.md, "Trying a new limit on live traffic". @default the limiter's `shadow`
+   */
+  shadow?: boolean;
 }
 
 /**

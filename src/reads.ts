@@ -15,6 +15,7 @@ import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { AvailableOptions, TimeUntilAvailableOptions } from "./options.ts";
+import { ValidationError } from "./errors.ts";
 import type { StoredBucket } from "./repository.ts";
 import { callLimits } from "./request.ts";
 import { amountsToMilli, checkObject, validateEntityId, validateResource } from "./validate.ts";
@@ -66,10 +67,12 @@ export class BucketReader {
   /** Seconds until `needed` can pass; on a sharded bucket, on the first shard it can pass on. */
   async timeUntilAvailable(options: TimeUntilAvailableOptions): Promise<number> {
     const { shards, nowMs, needed } = await this.#read(options, options);
+    checkSoftOnly(shards[0].target, needed, options.needed);
     let best = Infinity;
     for (const { target, state } of shards) {
       let wait = 0n;
       for (const limit of target.limits) {
+        if (limit.soft) continue; // never a reason to wait: it refuses nothing
         const spec = target.specs.get(limit.name)!;
         const tat = tatOf(target, state, limit.name, nowMs);
         const m = needed.get(limit.name) ?? 0n;
@@ -142,6 +145,22 @@ export class BucketReader {
       throw this.#writer.fail(err, "read");
     }
   }
+}
+
+/**
+ * `needed` gated by soft limits alone asks a question with no answer (a soft limit never
+ * refuses): a `ValidationError` naming the field, after the limits are resolved, before anything
+ * is written.
+ */
+function checkSoftOnly(target: Target, needed: Map<string, bigint>, given: unknown): void {
+  const named = target.limits.filter((l) => needed.has(l.name));
+  if (named.length === 0 || named.some((l) => !l.soft)) return;
+  throw new ValidationError(
+    "needed",
+    given,
+    `names only soft limits (${named.map((l) => l.name).join(", ")}), which never refuse: ` +
+      "name a hard limit",
+  );
 }
 
 /** A limit's tat on a shard (or bucket) as read, never below its layout's start. */

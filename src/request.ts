@@ -34,6 +34,7 @@ export function validateAcquire(
   if (options.failureMode !== undefined) checkFailureMode("failureMode", options.failureMode);
   checkBoolean("batch", options.batch, true);
   checkTransactionItems(also, options.cascade);
+  checkBoolean("shadow", options.shadow, true);
   return {
     entityId,
     resource,
@@ -44,6 +45,7 @@ export function validateAcquire(
     useStoredLimits,
     failureMode: options.failureMode,
     batch: options.batch,
+    shadow: options.shadow,
   };
 }
 

@@ -87,7 +87,13 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     auditRetentionDays,
     stsEndpoint,
     namespace,
+    shadow = false,
+    onShadowRefusal,
   } = options;
+  checkBoolean("shadow", shadow);
+  if (onShadowRefusal !== undefined && typeof onShadowRefusal !== "function") {
+    throw new ValidationError("onShadowRefusal", onShadowRefusal, "must be a function");
+  }
   const space = KeySpace.of(namespace);
   if (
     auditPrincipal !== undefined &&
@@ -222,6 +228,8 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     failureMode,
     recordFailedOpen,
     batches: batchOptions,
+    shadow,
+    onShadowRefusal,
   });
   const reader = new BucketReader(shared);
   // Who and how long: asked once, on the first audited change (never on the hot path).

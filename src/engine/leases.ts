@@ -19,6 +19,7 @@ import type { Outbox } from "./outbox.ts";
 import { amountsFor, makeTarget } from "./plan.ts";
 import { bypassLease, gate } from "./gate.ts";
 import { pickShard } from "./shards.ts";
+import type { ShadowRefusal } from "../options.ts";
 import {
   asLeaseTarget,
   BUCKET_GRACE_SECONDS,
@@ -82,6 +83,10 @@ export interface LeaseEngineOptions {
   recordFailedOpen: boolean;
   /** Token batches for every call (`undefined`: only for calls that ask, with the defaults). */
   batches?: BatchSettings;
+  /** Shadow mode for every call that does not say otherwise. */
+  shadow?: boolean;
+  /** Told of each shadow-mode acquire that would have been refused. */
+  onShadowRefusal?: (info: ShadowRefusal) => void;
 }
 
 /** Acquires leases and writes their commits and rollbacks, under the failure mode. */
@@ -95,7 +100,11 @@ export class LeaseEngine {
   readonly #failureMode: FailureMode;
   readonly #recordFailedOpen: boolean;
   readonly #batchSettings?: BatchSettings;
+  readonly #shadow: boolean;
+  readonly #onShadowRefusal?: (info: ShadowRefusal) => void;
   #batches?: BatchPool;
+  /** Shadow-mode acquires that would have been refused, since the limiter was made. */
+  shadowRefusals = 0;
 
   constructor(options: LeaseEngineOptions) {
     this.#backend = options.backend;
@@ -107,6 +116,27 @@ export class LeaseEngine {
     this.#failureMode = options.failureMode;
     this.#recordFailedOpen = options.recordFailedOpen;
     this.#batchSettings = options.batches;
+    this.#shadow = options.shadow ?? false;
+    this.#onShadowRefusal = options.onShadowRefusal;
+  }
+
+  /** A lease of a shadow-mode acquire: a would-be refusal is counted and told, once. */
+  #shadowLease(req: AcquireRequest, targets: LeaseTarget[]): Lease {
+    const lease = new Lease({ limiter: this.leaseOps(), targets, failedOpen: false });
+    if (lease.shadowRefused) {
+      this.shadowRefusals++;
+      const info = {
+        entityId: req.entityId,
+        resource: req.resource,
+        statuses: [...lease.shadowRefusals],
+      };
+      try {
+        this.#onShadowRefusal?.(info);
+      } catch {
+        // A reporting hook never fails the request it reports on.
+      }
+    }
+    return lease;
   }
 
   /** The process's token batches, made on first use. */
@@ -186,7 +216,9 @@ export class LeaseEngine {
       if (resolved.noLimits) throw resolved.noLimits;
       targets = resolved.targets;
       milli = targets.map((t) => amountsFor(t, req.consume));
-      const batch = req.batch ?? this.#batchSettings !== undefined;
+      const shadow = req.shadow ?? this.#shadow;
+      // A shadow call writes through: a batch would admit and refuse on its own.
+      const batch = !shadow && (req.batch ?? this.#batchSettings !== undefined);
       let tries: Target[] = targets;
       const tried = targets.map((t) => new Set(t.shard ? [t.shard.index] : []));
       for (let attempt = 1;; attempt++) {
@@ -196,6 +228,10 @@ export class LeaseEngine {
             const served = await pool.acquire(tries, milli, nowMs, deadline);
             const ops = { ...pool.leaseOps(), take: this.#taker(req, tries, mode, true) };
             return new Lease({ limiter: ops, targets: served, failedOpen: false });
+          }
+          if (shadow) {
+            const served = await this.#writer.consume(tries, milli, nowMs, deadline, op, 1, true);
+            return this.#shadowLease(req, served);
           }
           const leaseTargets = await this.#writer.consume(tries, milli, nowMs, deadline, op);
           const ops = { ...this.leaseOps(), take: this.#taker(req, tries, mode, false) };

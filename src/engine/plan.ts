@@ -100,6 +100,7 @@ export function planAcquire(
   inFlight?: Map<string, bigint>,
   requests = 1,
   keepTtl?: bigint,
+  shadow = false,
 ): Plan {
   nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
@@ -121,8 +122,12 @@ export function planAcquire(
     // concurrent writers of one process don't all make the idle guess and collide. Only a
     // guess: the statuses below use what is known.
     const flying = fresh ? undefined : inFlight?.get(limit.name);
+    // A soft limit (every limit in shadow mode) is debited whatever its balance: its busy write
+    // has no upper bound (tat ≥ now, then tat += cost), so it may go into debt but never fails
+    // for lack of tokens (see docs/design.md, "Soft limits").
+    const soft = limit.soft || shadow;
     // The busy expression: tat ∈ [now, now + τ − cost], then tat += cost.
-    const busy: LimitOp = {
+    const busy: LimitOp = soft ? { kind: "add", name: limit.name, key, n: s, add: c } : {
       kind: "addBounded",
       name: limit.name,
       key,
@@ -166,14 +171,15 @@ export function planAcquire(
     const credit = st?.credit ?? 0n;
     // The bucket first; the credit pays the whole amount when the bucket cannot (a guess from
     // what is known: a wrong one fails `c_n >= :c` and returns the truth).
-    const byCredit = !ok && payable(credit, m);
+    // A soft limit never spends credit: it is metered, not gated.
+    const byCredit = !ok && !limit.soft && payable(credit, m);
     // More than the capacity: only the credit can ever pay it (and a range on the tat would be
-    // empty), so a request sent anyway is the credit's.
-    const viaCredit = byCredit || m > spec.capacityMilli;
+    // empty), so a request sent anyway is the credit's (a soft one's goes into debt).
+    const viaCredit = byCredit || (m > spec.capacityMilli && !soft);
     if (viaCredit) {
       ops[ops.length - 1] = { kind: "credit", name: limit.name, take: m, min: m > 0n ? m : 1n };
     }
-    const wait = byCredit ? 0n : math.waitMs(spec, tat, nowMs, m);
+    const wait = byCredit || limit.soft ? 0n : math.waitMs(spec, tat, nowMs, m);
     statuses.push({
       entityId: t.entityId,
       resource: t.shard?.resource ?? t.resource,
@@ -181,8 +187,9 @@ export function planAcquire(
       limit,
       available: tokens(math.availableMilli(spec, tat, nowMs) + credit),
       requested: Number(m) / 1000,
-      exceeded: !ok && !byCredit,
+      exceeded: !ok && !byCredit && !limit.soft,
       retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
+      ...(limit.soft ? { soft: true as const } : {}),
     });
     if (viaCredit) {
       after.set(limit.name, { tat: st?.tat, key: st?.key, credit: credit - m });
@@ -201,8 +208,10 @@ export function planAcquire(
         credit: st.credit,
       },
     );
-    // Every tat this write can leave is at most now + τ: the TTL covers it.
-    const fullMs = math.tatToMs(spec, n + math.tolerance(spec));
+    // Every tat this write can leave is at most now + τ: the TTL covers it. A soft write may
+    // leave more (debt): as known; the writer raises the TTL if the answer shows more yet.
+    const bound = n + math.tolerance(spec);
+    const fullMs = math.tatToMs(spec, soft && newTat > bound ? newTat : bound);
     if (fullMs > maxFullMs) maxFullMs = fullMs;
   }
   const write: BucketWrite = {
@@ -216,7 +225,81 @@ export function planAcquire(
     maxWrites,
     ttlSec: keep(math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS, keepTtl),
   };
-  return { write, statuses, exceeded: statuses.some((s) => s.exceeded), after };
+  // In shadow mode nothing refuses: the writer tells a would-be refusal from the item it wrote.
+  return { write, statuses, exceeded: !shadow && statuses.some((s) => s.exceeded), after };
+}
+
+/**
+ * What a lease keeps of a target after its acquire landed, `state` being the bucket just after it;
+ * in shadow mode with the statuses that would have refused it (see {@link shadowRefusals}).
+ */
+export function leaseTargetAfter(
+  t: Target,
+  state: Map<string, StoredLimit>,
+  plan: Plan,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+  shadow: boolean,
+): LeaseTarget {
+  const refusals = shadow ? shadowRefusals(t, state, plan.write, milli, nowMs) : [];
+  return {
+    entityId: t.entityId,
+    resource: t.resource,
+    specs: t.specs,
+    keys: t.keys,
+    consumed: milli,
+    statuses: statusesAfter(t, state, milli, nowMs),
+    ...(refusals.length > 0 ? { shadowRefusals: refusals } : {}),
+  };
+}
+
+/**
+ * Shadow mode: the statuses of the hard limits that would have refused an acquire written as
+ * soft, told from the bucket's state just after the write (`after`, exact when DynamoDB returned
+ * it) and the write's ops. A limit paid by its credit refused nothing. Empty when none would have.
+ */
+export function shadowRefusals(
+  t: Target,
+  after: Map<string, StoredLimit>,
+  write: BucketWrite,
+  milli: Map<string, bigint>,
+  nowMs: bigint,
+): LimitStatus[] {
+  nowMs = creditedNow(t, nowMs);
+  const out: LimitStatus[] = [];
+  for (const limit of t.limits) {
+    if (limit.soft) continue;
+    const op = write.ops.find((o) => o.name === limit.name);
+    if (!op || op.kind === "credit") continue;
+    const spec = t.specs.get(limit.name)!;
+    const m = milli.get(limit.name) ?? 0n;
+    const floor = startTat(spec, t.sinceMs);
+    const tatAfter = effectiveTat(
+      spec,
+      t.keys.get(limit.name)!,
+      after.get(limit.name),
+      nowMs,
+      floor,
+    );
+    const n = math.scaledNow(spec, nowMs);
+    // The request fits iff max(tat, now) + cost ≤ now + τ, and the write left that sum.
+    if (tatAfter === undefined || tatAfter <= n + math.tolerance(spec)) continue;
+    const before = tatAfter - math.cost(spec, m);
+    const wait = math.waitMs(spec, before, nowMs, m);
+    out.push({
+      entityId: t.entityId,
+      resource: t.shard?.resource ?? t.resource,
+      limitName: limit.name,
+      limit,
+      available: tokens(
+        math.availableMilli(spec, before, nowMs) + (after.get(limit.name)?.credit ?? 0n),
+      ),
+      requested: Number(m) / 1000,
+      exceeded: true,
+      retryAfterSeconds: wait === undefined ? Infinity : Number(wait) / 1000,
+    });
+  }
+  return out;
 }
 
 /** Whether a credit of `credit` pays `m` thousandths (a zero amount needs some credit). */
@@ -278,6 +361,7 @@ export function statusesAfter(
       requested: Number(milli.get(limit.name) ?? 0n) / 1000,
       exceeded: false,
       retryAfterSeconds: 0,
+      ...(limit.soft ? { soft: true as const } : {}),
     };
   });
 }

@@ -48,6 +48,7 @@ export function shardLimits(limits: Limit[], count: number): Limit[] {
       capacity: Number(l.capacityMilli / n) / 1000,
       refillAmount: Number(l.refillMilli / n) / 1000,
       refillPeriodSeconds: l.refillPeriodSeconds,
+      soft: l.soft,
     })
   );
 }

@@ -64,6 +64,8 @@ export interface LeaseTarget {
   consumed: Map<string, bigint>;
   /** Every limit's status just after the acquire. */
   statuses: LimitStatus[];
+  /** Shadow mode: the statuses of the limits that would have refused the acquire (none: absent). */
+  shadowRefusals?: LimitStatus[];
   /** When the shard layout began (see `Target.sinceMs`). */
   sinceMs?: bigint;
   /** When the shard layout hands over (see `Target.untilMs`). */
@@ -101,6 +103,8 @@ export interface ValidRequest {
   failureMode?: FailureMode;
   /** Serve from a batch of tokens (undefined: the limiter's setting). */
   batch?: boolean;
+  /** Shadow mode for this call: never refuse, report (undefined: the limiter's setting). */
+  shadow?: boolean;
 }
 
 /** The outcome of one write of one or more bucket items. */

@@ -20,7 +20,7 @@ import { limiterError, misconfiguration, type Whereabouts } from "../failure.ts"
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
-import { creditTtl, planAcquire, planAdjust, planConversion, statusesAfter } from "./plan.ts";
+import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
 import { throttledItems } from "./throttle.ts";
 import {
@@ -205,6 +205,8 @@ export class BucketWriter {
   /**
    * Consumes from every target in one write; returns what the lease needs. `requests` is what the
    * write adds to the request count: 1 for an acquire, 0 for a batch taken for later requests.
+   * With `shadow`, every limit is written as a soft one (never refused) and each lease target
+   * carries the statuses that would have refused it.
    */
   async consume(
     targets: Target[],
@@ -213,6 +215,7 @@ export class BucketWriter {
     deadline: number,
     op: Op,
     requests = 1,
+    shadow = false,
   ): Promise<LeaseTarget[]> {
     // Writes of this process kept back by an outage go first: each new write would push their ids
     // further towards their write-count bounds.
@@ -227,7 +230,7 @@ export class BucketWriter {
     return await this.#slots.hold(
       targets.map(bucketId),
       deadline,
-      () => this.#consumeHeld(targets, milli, nowMs, deadline, op, requests),
+      () => this.#consumeHeld(targets, milli, nowMs, deadline, op, requests, shadow),
     );
   }
 
@@ -238,6 +241,7 @@ export class BucketWriter {
     deadline: number,
     op: Op,
     requests: number,
+    shadow: boolean,
   ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
     const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
@@ -257,6 +261,7 @@ export class BucketWriter {
           this.#slots.tatsInFlight(bucketId(t)),
           requests,
           creditTtl(states[i], ttls[i]),
+          shadow,
         )
       );
       if (plans.some((p) => p.exceeded)) {
@@ -289,22 +294,18 @@ export class BucketWriter {
             known[i] ? known[i]!.ttl : plans[i].write.ttlSec,
           )
         );
-        // A tat left as it was by a credit-paid limit may be a debt someone else wrote since:
-        // the answer shows it, and the TTL is raised if it does not cover it.
+        // A tat left as it was by a credit-paid limit may be a debt someone else wrote since, and
+        // a soft write (`add`) may leave more debt than known: the answer shows it, and the TTL
+        // is raised if it does not cover it.
         await Promise.all(targets.map((t, i) => {
           const item = known[i];
-          return item && plans[i].write.ops.some((o) => o.kind === "credit")
+          return item && plans[i].write.ops.some((o) => o.kind === "credit" || o.kind === "add")
             ? this.#raiseTtl(t, item, deadline)
             : undefined;
         }));
-        return targets.map((t, i) => ({
-          entityId: t.entityId,
-          resource: t.resource,
-          specs: t.specs,
-          keys: t.keys,
-          consumed: milli[i],
-          statuses: statusesAfter(t, known[i]?.limits ?? plans[i].after, milli[i], nowMs),
-        }));
+        return targets.map((t, i) =>
+          leaseTargetAfter(t, known[i]?.limits ?? plans[i].after, plans[i], milli[i], nowMs, shadow)
+        );
       }
       outcome.olds.forEach((o, i) => {
         if (!o.ok) {

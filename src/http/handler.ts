@@ -15,7 +15,11 @@ import {
 } from "../errors.ts";
 import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
-import { type RateLimitHeaderOptions, setRateLimitHeaders } from "./headers.ts";
+import {
+  type RateLimitHeaderOptions,
+  setRateLimitHeaders,
+  setShadowRefusedHeader,
+} from "./headers.ts";
 import {
   disabledResponse,
   type ErrorHandler,
@@ -224,6 +228,14 @@ export async function finishResponse(
   try {
     const limited = new Headers();
     setRateLimitHeaders(limited, lease.statuses, headerOptions);
+    const primary = lease.statuses[0]?.entityId ?? lease.shadowRefusals[0]?.entityId;
+    setShadowRefusedHeader(
+      limited,
+      lease.shadowRefusals,
+      primary,
+      headerOptions,
+      lease.statuses[0]?.resource,
+    );
     for (const [name, value] of limited) headers.set(name, value);
   } catch (err) {
     onError(err, "headers");

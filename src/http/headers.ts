@@ -36,6 +36,14 @@
  * The OpenAI-style headers use the same numbers: `x-ratelimit-limit-*` is `q`,
  * `x-ratelimit-remaining-*` is `r`, `x-ratelimit-reset-*` is `t` written as a duration (`"6m0s"`).
  *
+ * ## Soft limits and shadow mode
+ *
+ * Soft limits never refuse, so they stay out of the headers above (a client would wait on them);
+ * they go in {@link SOFT_LIMIT_HEADER} (`X-RateLimit-Soft: "tpm";q=1000;r=-250;t=75;u=125`, `r`
+ * negative in debt, `u` the percent in use). A shadow-mode request that would have been refused
+ * gets {@link SHADOW_REFUSED_HEADER} (`X-RateLimit-Shadow-Refused: "rpm"`), written by
+ * `withRateLimit` and the Hono middleware.
+ *
  * @module
  */
 
@@ -59,6 +67,11 @@ export interface RateLimitHeaderOptions {
    * with `"<resource>:<limit name>"` for the limit of another resource of the call (`also`)
    */
   policyName?: (status: LimitStatus, primaryEntityId: string, primaryResource: string) => string;
+  /**
+   * Write soft limits in {@link SOFT_LIMIT_HEADER} (they never appear in the IETF or OpenAI-style
+   * headers, whose clients would wait on them). @default true
+   */
+  soft?: boolean;
 }
 
 /** The numbers reported for one limit, in whole units, each at most {@link MAX_SF_INTEGER}. */
@@ -82,6 +95,43 @@ export const MAX_SF_INTEGER = 999_999_999_999_999;
 export const MAX_POLICY_NAME = 256;
 
 const OPENAI_SUFFIXES: Record<string, string> = { rpm: "requests", tpm: "tokens" };
+
+/**
+ * The header that reports soft limits, an RFC 8941 list with one item per soft limit:
+ * `"tpm";q=1000;r=-250;t=75;u=125`. `q` and `t` mean what they mean in `RateLimit-Policy` and
+ * `RateLimit`; `r` is the whole tokens left and goes negative in debt; `u` is the whole percent of
+ * the capacity in use (`(q − r) × 100 / q`, rounded down; above 100 in debt), for a gateway that
+ * warns at 80.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { rateLimitHeaders, SOFT_LIMIT_HEADER } from "./headers.ts";
+ * const headers = rateLimitHeaders([{ entityId: "key-1", resource: "gpt-4", limitName: "tpm",
+ *   limit: Limit.perMinute("tpm", 1000, { soft: true }), available: -250, requested: 500,
+ *   exceeded: false, retryAfterSeconds: 0, soft: true }]);
+ * console.assert(headers.get(SOFT_LIMIT_HEADER) === '"tpm";q=1000;r=-250;t=75;u=125');
+ * console.assert(headers.get("RateLimit") === null); // soft limits only here
+ * ```
+ */
+export const SOFT_LIMIT_HEADER = "X-RateLimit-Soft";
+
+/**
+ * The header of a shadow-mode response whose request would have been refused: an RFC 8941 list of
+ * the policy names of the limits that would have refused it, e.g. `"rpm", "org-1/tpm"`.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { SHADOW_REFUSED_HEADER, setShadowRefusedHeader } from "./headers.ts";
+ * const headers = new Headers();
+ * setShadowRefusedHeader(headers, [{ entityId: "key-1", resource: "api", limitName: "rpm",
+ *   limit: Limit.perMinute("rpm", 10), available: 0, requested: 1, exceeded: true,
+ *   retryAfterSeconds: 6 }], "key-1");
+ * console.assert(headers.get(SHADOW_REFUSED_HEADER) === '"rpm"');
+ * ```
+ */
+export const SHADOW_REFUSED_HEADER = "X-RateLimit-Shadow-Refused";
 
 /**
  * The reported numbers of each status, see the module documentation for their meaning.
@@ -168,9 +218,19 @@ export function setRateLimitHeaders(
   statuses: readonly LimitStatus[],
   options: RateLimitHeaderOptions = {},
 ): void {
-  const { ietf = true, openai = false } = options;
+  const { ietf = true, openai = false, soft: writeSoft = true } = options;
   if (statuses.length === 0) return;
-  const quotas = limitQuotas(statuses, options);
+  const all = limitQuotas(statuses, options);
+  if (writeSoft && statuses.some((s) => s.soft)) {
+    headers.set(
+      SOFT_LIMIT_HEADER,
+      statuses.flatMap((s, i) => (s.soft ? [softItem(s, all[i])] : [])).join(", "),
+    );
+  }
+  // Soft limits never refuse: the headers clients wait on leave them out.
+  const quotas = all.filter((_, i) => !statuses[i].soft);
+  statuses = statuses.filter((s) => !s.soft);
+  if (quotas.length === 0) return;
   if (ietf) {
     headers.set(
       "RateLimit-Policy",
@@ -203,6 +263,49 @@ export function setRateLimitHeaders(
       headers.set(`x-ratelimit-reset-${suffix}`, formatDuration(q.resetSeconds));
     }
   }
+}
+
+/**
+ * Sets {@link SHADOW_REFUSED_HEADER} from a shadow-mode lease's `shadowRefusals`: the policy
+ * names of the limits that would have refused the request. Nothing when there are none.
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { SHADOW_REFUSED_HEADER, setShadowRefusedHeader } from "./headers.ts";
+ * const headers = new Headers();
+ * setShadowRefusedHeader(headers, [], "key-1");
+ * console.assert(!headers.has(SHADOW_REFUSED_HEADER));
+ * ```
+ */
+export function setShadowRefusedHeader(
+  headers: Headers,
+  refusals: readonly LimitStatus[],
+  primaryEntityId: string,
+  options: Pick<RateLimitHeaderOptions, "policyName"> = {},
+  primaryResource?: string,
+): void {
+  if (refusals.length === 0) return;
+  const { policyName = defaultPolicyName } = options;
+  const names = refusals.map((s) => {
+    const name = policyName(s, primaryEntityId, primaryResource ?? s.resource);
+    checkPolicyName(name);
+    return sfString(name);
+  });
+  headers.set(SHADOW_REFUSED_HEADER, [...new Set(names)].join(", "));
+}
+
+/** One soft limit's item of {@link SOFT_LIMIT_HEADER}: like the IETF fields, `r` may be negative. */
+function softItem(s: LimitStatus, q: LimitQuota): string {
+  const c = s.limit.capacityMilli;
+  const r = BigInt(Math.floor(s.available));
+  const floorR = -BigInt(MAX_SF_INTEGER);
+  const remaining = r < floorR ? floorR : r;
+  // Whole percent in use, rounded down: (C − r) × 100 / C, C and r in thousandths.
+  const used = ((c - r * 1000n) * 100n) / c;
+  return `${sfString(q.policy)};q=${q.quota};r=${remaining};t=${q.resetSeconds};u=${
+    sfInteger(used < 0n ? 0n : used)
+  }`;
 }
 
 /**

@@ -35,6 +35,9 @@ export {
   type RateLimitHeaderOptions,
   rateLimitHeaders,
   setRateLimitHeaders,
+  setShadowRefusedHeader,
+  SHADOW_REFUSED_HEADER,
+  SOFT_LIMIT_HEADER,
 } from "./headers.ts";
 export {
   type Adjustments,

@@ -75,7 +75,9 @@ function showChange(c: PlanChange): string {
 
 function showSpec(spec: LimitSpec): string {
   const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
-  return `${spec.rate}/${per}${spec.burst === undefined ? "" : ` burst ${spec.burst}`}`;
+  return `${spec.rate}/${per}${spec.burst === undefined ? "" : ` burst ${spec.burst}`}${
+    spec.soft ? " soft" : ""
+  }`;
 }
 
 /**

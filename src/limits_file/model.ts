@@ -28,6 +28,8 @@ export interface LimitSpec {
   per: "second" | "minute" | "hour" | "day" | number;
   /** Bucket capacity. @default the rate */
   burst?: number;
+  /** A soft limit: metered, allowed into debt, never refusing. @default false */
+  soft?: boolean;
 }
 
 /**
@@ -176,6 +178,7 @@ export function specToLimit(spec: LimitSpec): Limit {
     refillAmount: "rate",
     refillPeriodSeconds: "per",
     name: "name",
+    soft: "soft",
   };
   let limit: Limit;
   try {
@@ -184,6 +187,7 @@ export function specToLimit(spec: LimitSpec): Limit {
       capacity: burst,
       refillAmount: spec.rate,
       refillPeriodSeconds: period,
+      soft: spec.soft,
     });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
@@ -193,6 +197,7 @@ export function specToLimit(spec: LimitSpec): Limit {
       refillAmount: spec.rate,
       refillPeriodSeconds: spec.per,
       name: spec.name,
+      soft: spec.soft,
     };
     throw new ValidationError(fields[key] ?? err.field, values[key], err.rule);
   }
@@ -220,6 +225,7 @@ export function limitToSpec(limit: Limit): LimitSpec {
     per: SECONDS_UNIT[limit.refillPeriodSeconds] ?? limit.refillPeriodSeconds,
   };
   if (limit.capacity !== limit.refillAmount) spec.burst = limit.capacity;
+  if (limit.soft) spec.soft = true;
   return spec;
 }
 
@@ -231,6 +237,7 @@ export function limitToSpec(limit: Limit): LimitSpec {
  * import { Limit } from "../limit.ts";
  * import { showLimit } from "./model.ts";
  * console.assert(showLimit(Limit.perMinute("rpm", 100)) === "rpm 100/minute");
+ * console.assert(showLimit(Limit.perMinute("tpm", 9, { soft: true })) === "tpm 9/minute soft");
  * ```
  */
 export function showLimit(limit: Limit): string {
@@ -238,5 +245,5 @@ export function showLimit(limit: Limit): string {
   const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
   return `${spec.name} ${spec.rate}/${per}${
     spec.burst === undefined ? "" : ` burst ${spec.burst}`
-  }`;
+  }${spec.soft ? " soft" : ""}`;
 }
