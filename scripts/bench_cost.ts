@@ -171,6 +171,15 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       await lease.consume({ tpm: 242 }); // a streamed chunk: a conditional write of its own
       await lease.commit(); // writes nothing more
     }, { goal: { roundTrips: 2, wcu: 2 }, note: "the consume is an acquire's write, no request" });
+    // One request charged to a model and to an "all models" pool (issue 16, `also`).
+    await (await acquire("key-0", "gpt-4", { also: ["all-models"], cascade: false })).commit();
+    await measure("warm acquire on two resources (`also`) + commit", async () => {
+      now += 1_000;
+      await (await acquire("key-0", "gpt-4", { also: ["all-models"], cascade: false })).commit();
+    }, {
+      goal: { roundTrips: 1, wcu: 4 },
+      note: "one TransactWriteItems of both buckets: 2 WCU an item, as a cascade",
+    });
 
     // Exhaust a small bucket (3 a minute), then knock on it again and again.
     const tiny = [rpm(3)];
