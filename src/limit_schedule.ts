@@ -7,7 +7,7 @@
  */
 
 import { ValidationError } from "./error_base.ts";
-import { type Schedule, type ScheduleWindow, validateSchedule } from "./calendar/schedule.ts";
+import { validateSchedule } from "./calendar/schedule.ts";
 
 /**
  * One window of a limit's schedule: on each of `days` from `from` to `to` (local times of the
@@ -22,7 +22,13 @@ import { type Schedule, type ScheduleWindow, validateSchedule } from "./calendar
  * console.assert(weekend.rate === 200);
  * ```
  */
-export interface LimitWindow extends ScheduleWindow {
+export interface LimitWindow {
+  /** The days of the week on which the window starts, e.g. `["sat", "sun"]`. */
+  days: readonly ("mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun")[];
+  /** The local start time `"HH:MM"`. */
+  from: string;
+  /** The local end time `"HH:MM"` (or `"24:00"`); at or before `from`, the next day's. */
+  to: string;
   /** Tokens refilled per the limit's period while the window applies. */
   rate: number;
   /** Bucket capacity while the window applies. @default the window's rate */
@@ -42,7 +48,12 @@ export interface LimitWindow extends ScheduleWindow {
  * console.assert(Limit.perMinute("rpm", 100, { schedule }).schedule?.windows.length === 1);
  * ```
  */
-export type LimitSchedule = Schedule<LimitWindow>;
+export interface LimitSchedule {
+  /** The IANA time zone of the windows' days and times, e.g. `"Europe/Berlin"`. */
+  timeZone: string;
+  /** The windows, which may not overlap. */
+  windows: readonly LimitWindow[];
+}
 
 const SCHEDULE_KEYS = new Set(["timeZone", "windows"]);
 const WINDOW_KEYS = new Set(["days", "from", "to", "rate", "burst"]);
