@@ -21,6 +21,7 @@
 
 export { Limit } from "./src/limit.ts";
 export type { CustomLimitOptions, RateOptions } from "./src/limit.ts";
+export type { LimitSchedule, LimitWindow } from "./src/limit_schedule.ts";
 export {
   type AcquireOptions,
   type AvailableOptions,

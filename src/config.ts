@@ -119,8 +119,9 @@ export class ConfigResolver {
     req: ValidRequest,
     deadline: number,
     operation = "acquire",
+    atMs?: bigint,
   ): Promise<Target[]> {
-    const { targets, noLimits } = await this.resolve(req, deadline, operation);
+    const { targets, noLimits } = await this.resolve(req, deadline, operation, atMs);
     if (noLimits) throw noLimits;
     return targets;
   }
@@ -130,16 +131,19 @@ export class ConfigResolver {
    * the resource's controls (one read, cached), and the parent's metadata when it has one (with
    * the parent's stored limits when the call cascades and uses them). With `also`, the same for
    * each further resource (read in parallel; the metadata is shared): the targets come resource
-   * by resource, the primary's first, each the entity's then the parent's.
+   * by resource, the primary's first, each the entity's then the parent's. A scheduled limit
+   * comes with the parameters in force at `atMs` (the call's time; default: the writer's clock
+   * now), and so does its bucket's spec.
    */
   async resolve(
     req: ValidRequest,
     deadline: number,
     operation = "acquire",
+    atMs?: bigint,
   ): Promise<{ targets: Target[]; controls: CallControls; noLimits?: ValidationError }> {
     const resources = [req.resource, ...(req.also ?? [])];
     const parts = await Promise.all(
-      resources.map((r) => this.#resolveResource(req, r, deadline, operation)),
+      resources.map((r) => this.#resolveResource(req, r, deadline, operation, atMs)),
     );
     const [first, ...rest] = parts;
     const controls: CallControls = rest.length === 0 ? first.controls : {
@@ -160,6 +164,7 @@ export class ConfigResolver {
     resource: string,
     deadline: number,
     operation: string,
+    atMs: bigint | undefined,
   ): Promise<{ targets: Target[]; controls: CallControls; noLimits?: ValidationError }> {
     const useStored = req.useStoredLimits;
     // The entity's metadata and the resource's part (defaults and controls) on every call: the
@@ -182,7 +187,7 @@ export class ConfigResolver {
       deadline,
       operation,
     );
-    const nowMs = Number(this.#writer.now());
+    const nowMs = Number(atMs ?? this.#writer.now());
     const shared = {
       resourceDefaults: own.resourceDefaults,
       systemDefaults: own.systemDefaults,
@@ -307,7 +312,8 @@ export class ConfigResolver {
  * The target of one entity's bucket for `resource`: its stored limits (the resource's, else the entity-wide ones,
  * else the resource's defaults, else the system's, else the call's), and a shard picked at random
  * of the layout in force at `nowMs` when the entity's own stored limits are split into shards
- * (defaults carry no shard count: their buckets are one item).
+ * (defaults carry no shard count: their buckets are one item). A scheduled limit has the
+ * parameters in force at `nowMs` (see docs/design.md, "Schedules").
  */
 function storedTarget(
   entityId: string,
@@ -319,9 +325,9 @@ function storedTarget(
   const own = cfg.resourceLimits !== undefined;
   if (!own && cfg.defaultLimits === undefined) {
     const limits = cfg.resourceDefaults ?? cfg.systemDefaults ?? req.limits;
-    return makeTarget(entityId, resource, limits);
+    return makeTarget(entityId, resource, limits.map((l) => l.inForceAt(nowMs)));
   }
-  const limits = (cfg.resourceLimits ?? cfg.defaultLimits)!;
+  const limits = (cfg.resourceLimits ?? cfg.defaultLimits)!.map((l) => l.inForceAt(nowMs));
   // Stored limits carry their shard count (one item when none is stored), which may double.
   const shards = layoutAt(own ? cfg.resourceShards : cfg.defaultShards, nowMs);
   return makeTarget(entityId, resource, limits, {

@@ -6,6 +6,8 @@
 
 import { ValidationError } from "./error_base.ts";
 import { checkObject, validateLimitName } from "./validate.ts";
+import { scheduleAt } from "./calendar/schedule.ts";
+import { checkLimitSchedule, type LimitSchedule } from "./limit_schedule.ts";
 
 /** Largest capacity or refill amount accepted, in tokens. Keeps every product exact. */
 export const MAX_TOKENS = 1e12;
@@ -30,6 +32,11 @@ export interface RateOptions {
    * refusal (see docs/usage.md, "Soft limits"). @default false
    */
   soft?: boolean;
+  /**
+   * Time windows in which other parameters apply (see docs/usage.md, "Schedules"); outside them,
+   * the limit's own. @default none
+   */
+  schedule?: LimitSchedule;
 }
 
 /**
@@ -55,6 +62,8 @@ export interface CustomLimitOptions {
   refillPeriodSeconds: number;
   /** A soft limit: metered, may go into debt, never refuses. @default false */
   soft?: boolean;
+  /** Time windows in which other parameters apply (a window's rate is per this period). */
+  schedule?: LimitSchedule;
 }
 
 /**
@@ -86,6 +95,13 @@ export class Limit {
    * refusal; hard limits on the same request still gate it.
    */
   readonly soft: boolean;
+  /**
+   * The time windows in which other parameters apply, as checked (frozen); `undefined` for a
+   * limit whose parameters never change. See {@link Limit.inForceAt}.
+   */
+  readonly schedule?: LimitSchedule;
+  /** The parameters in force over a span of time, kept until the span ends. */
+  #inForce?: { startMs: number; endMs: number; limit: Limit };
 
   private constructor(
     name: string,
@@ -93,12 +109,14 @@ export class Limit {
     refillAmount: number,
     period: number,
     soft: boolean,
+    schedule?: LimitSchedule,
   ) {
     this.name = name;
     this.capacity = capacity;
     this.refillAmount = refillAmount;
     this.refillPeriodSeconds = period;
     this.soft = soft;
+    if (schedule !== undefined) this.schedule = schedule;
     Object.freeze(this);
   }
 
@@ -172,7 +190,8 @@ export class Limit {
     checkAmount(`limit ${name}: refillAmount`, refillAmount);
     checkPeriod(`limit ${name}: refillPeriodSeconds`, refillPeriodSeconds);
     const soft = checkSoft(`limit ${name}: soft`, options.soft);
-    return new Limit(name, capacity, refillAmount, refillPeriodSeconds, soft);
+    const schedule = checkSchedule(name, options.schedule);
+    return new Limit(name, capacity, refillAmount, refillPeriodSeconds, soft, schedule);
   }
 
   /** A limit of `rate` tokens per `period` seconds, holding up to `burst` (default `rate`). */
@@ -184,7 +203,8 @@ export class Limit {
     if (burst < rate) {
       throw new ValidationError(`limit ${name}: burst`, burst, `must be >= the rate (${rate})`);
     }
-    return new Limit(name, burst, rate, period, checkSoft(`limit ${name}: soft`, options?.soft));
+    const soft = checkSoft(`limit ${name}: soft`, options?.soft);
+    return new Limit(name, burst, rate, period, soft, checkSchedule(name, options?.schedule));
   }
 
   /**
@@ -236,11 +256,80 @@ export class Limit {
    */
   withSoft(soft: boolean): Limit {
     if (soft === this.soft) return this;
-    return new Limit(this.name, this.capacity, this.refillAmount, this.refillPeriodSeconds, soft);
+    return new Limit(
+      this.name,
+      this.capacity,
+      this.refillAmount,
+      this.refillPeriodSeconds,
+      soft,
+      this.schedule,
+    );
   }
 
   /**
-   * Whether two limits have the same name, capacity, rate and softness.
+   * The limit as it stands at an instant (epoch ms): the parameters of the schedule's window in
+   * force then, or its own outside every window, as a limit without a schedule. A limit without
+   * a schedule is itself. The answer is kept until the next switch, so a call within the same
+   * window costs a comparison.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const rpm = Limit.perMinute("rpm", 100, { schedule: { timeZone: "UTC",
+   *   windows: [{ days: ["sat", "sun"], from: "00:00", to: "24:00", rate: 200, burst: 300 }] } });
+   * console.assert(rpm.inForceAt(Date.UTC(2026, 0, 10, 12)).capacity === 300); // a Saturday
+   * console.assert(rpm.inForceAt(Date.UTC(2026, 0, 12, 12)).capacity === 100); // a Monday
+   * ```
+   */
+  inForceAt(nowMs: number | bigint): Limit {
+    if (this.schedule === undefined) return this;
+    const t = Number(nowMs);
+    const kept = this.#inForce;
+    if (kept !== undefined && kept.startMs <= t && t < kept.endMs) return kept.limit;
+    const state = scheduleAt(this.schedule, t);
+    const w = state.window;
+    const limit = w === null
+      ? this.#plain()
+      : new Limit(this.name, w.burst ?? w.rate, w.rate, this.refillPeriodSeconds, this.soft);
+    this.#inForce = { startMs: state.startMs, endMs: state.endMs, limit };
+    return limit;
+  }
+
+  /**
+   * Every set of parameters the limit can have: its own, then each window's, as limits without a
+   * schedule (one element for a limit without a schedule).
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const rpm = Limit.perMinute("rpm", 100, { schedule: { timeZone: "UTC",
+   *   windows: [{ days: ["sat"], from: "00:00", to: "24:00", rate: 50 }] } });
+   * console.assert(rpm.variants().map((l) => l.capacity).join() === "100,50");
+   * ```
+   */
+  variants(): Limit[] {
+    if (this.schedule === undefined) return [this];
+    return [
+      this.#plain(),
+      ...this.schedule.windows.map((w) =>
+        new Limit(this.name, w.burst ?? w.rate, w.rate, this.refillPeriodSeconds, this.soft)
+      ),
+    ];
+  }
+
+  /** The limit's own parameters without its schedule. */
+  #plain(): Limit {
+    return new Limit(
+      this.name,
+      this.capacity,
+      this.refillAmount,
+      this.refillPeriodSeconds,
+      this.soft,
+    );
+  }
+
+  /**
+   * Whether two limits have the same name, capacity, rate, softness and schedule.
    *
    * @example
    * ```ts
@@ -252,7 +341,8 @@ export class Limit {
   equals(other: Limit): boolean {
     return other.name === this.name && other.capacity === this.capacity &&
       other.refillAmount === this.refillAmount &&
-      other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft;
+      other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft &&
+      JSON.stringify(other.schedule) === JSON.stringify(this.schedule);
   }
 
   /**
@@ -275,6 +365,7 @@ export class Limit {
     };
     // Only when set: a hard limit's plain data is as it always was.
     if (this.soft) json.soft = true;
+    if (this.schedule !== undefined) json.schedule = this.schedule;
     return json;
   }
 }
@@ -299,6 +390,11 @@ function checkSoft(field: string, x: unknown): boolean {
   if (x === undefined) return false;
   if (typeof x !== "boolean") throw new ValidationError(field, x, "must be a boolean");
   return x;
+}
+
+function checkSchedule(name: string, x: unknown): LimitSchedule | undefined {
+  if (x === undefined) return undefined;
+  return checkLimitSchedule(x, `limit ${name}: schedule`, checkAmount);
 }
 
 function checkPeriod(field: string, x: unknown): void {

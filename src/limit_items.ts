@@ -1,6 +1,7 @@
 /**
  * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
- * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a soft limit.
+ * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a
+ * soft limit and `schedule` (its windows as JSON text) on a scheduled one.
  *
  * @module
  */
@@ -19,6 +20,8 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
         refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
         // Only on a soft limit: hard limits are stored as they always were.
         ...(l.soft ? { soft: { BOOL: true } } : {}),
+        // Only on a scheduled limit: its windows as JSON, checked again when read.
+        ...(l.schedule ? { schedule: { S: JSON.stringify(l.schedule) } } : {}),
       },
     })),
   };
@@ -34,6 +37,7 @@ export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
       refillAmount: Number(m.refillAmount?.N),
       refillPeriodSeconds: Number(m.refillPeriodSeconds?.N),
       soft: m.soft?.BOOL === true ? true : undefined,
+      schedule: m.schedule?.S === undefined ? undefined : JSON.parse(m.schedule.S),
     });
   });
 }

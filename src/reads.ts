@@ -115,14 +115,16 @@ export class BucketReader {
     let deadline = Date.now() + this.#timeoutMs;
     try {
       deadline += await this.#ready(deadline); // the set-up may take longer than a call
+      // Read first: a scheduled limit answers with the parameters in force at this instant.
+      const nowMs = this.#writer.now();
       const { targets: [first], controls, noLimits } = await this.#config.resolve(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,
         "read",
+        nowMs,
       );
       gate({ entityId, resource }, controls); // a disabled entity or resource says so here too
       if (noLimits) throw noLimits;
-      const nowMs = this.#writer.now();
       const shard = first.shard;
       const targets = shard && shard.count > 1
         ? Array.from(

@@ -194,7 +194,8 @@ export class LeaseEngine {
       // deadline: the time it took is not counted.
       deadline += await this.#ready(deadline);
       nowMs = this.#writer.now();
-      const resolved = await this.#config.resolve(req, deadline);
+      // A scheduled limit applies the window in force at this instant, the write's own time.
+      const resolved = await this.#config.resolve(req, deadline, "acquire", nowMs);
       if (gate(req, resolved.controls)) {
         // Counted under each resource of the call (in parallel: one round trip).
         const count = (resource: string) =>
@@ -302,7 +303,7 @@ export class LeaseEngine {
     atMs: bigint | undefined,
     deadline: number,
   ) {
-    const targets = await this.#config.resolveTargets(req, deadline);
+    const targets = await this.#config.resolveTargets(req, deadline, "acquire", atMs);
     for (const t of targets) {
       const mine = new Map([...deltas].filter(([name]) => t.specs.has(name)));
       // The same id on every item: each item's receipt recognises the original write.

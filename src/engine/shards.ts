@@ -65,7 +65,8 @@ export function checkShards(field: string, count: unknown, limits: Limit[]): num
     throw new ValidationError(field, count, `must be a whole number from 1 to ${MAX_SHARDS}`);
   }
   const n = BigInt(count);
-  for (const l of limits) {
+  // Every window of a schedule too: a shard must stay valid whichever applies.
+  for (const l of limits.flatMap((x) => x.variants())) {
     const cap = l.capacityMilli / n;
     if (cap < 1000n || l.refillMilli / n === 0n) {
       const most = Number(cap) / 1000;

@@ -7,6 +7,7 @@
 
 import { showValue, ValidationError } from "../error_base.ts";
 import { Limit } from "../limit.ts";
+import type { LimitSchedule } from "../limit_schedule.ts";
 
 /**
  * A limit as the file writes it: `rate` tokens `per` period, holding up to `burst` (default the
@@ -30,6 +31,8 @@ export interface LimitSpec {
   burst?: number;
   /** A soft limit: metered, allowed into debt, never refusing. @default false */
   soft?: boolean;
+  /** Time windows with other parameters (a window's `rate` is per `per`). @default none */
+  schedule?: LimitSchedule;
 }
 
 /**
@@ -188,9 +191,13 @@ export function specToLimit(spec: LimitSpec): Limit {
       refillAmount: spec.rate,
       refillPeriodSeconds: period,
       soft: spec.soft,
+      schedule: spec.schedule,
     });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
+    // A schedule's fields keep their path inside it: `schedule.windows[0].rate`.
+    const inSchedule = /: (schedule\b.*)$/.exec(err.field)?.[1];
+    if (inSchedule !== undefined) throw new ValidationError(inSchedule, err.value, err.rule);
     const key = /(\w+)$/.exec(err.field)?.[1] ?? "";
     const values: Record<string, unknown> = {
       capacity: burst,
@@ -226,6 +233,7 @@ export function limitToSpec(limit: Limit): LimitSpec {
   };
   if (limit.capacity !== limit.refillAmount) spec.burst = limit.capacity;
   if (limit.soft) spec.soft = true;
+  if (limit.schedule !== undefined) spec.schedule = limit.schedule;
   return spec;
 }
 
@@ -245,5 +253,15 @@ export function showLimit(limit: Limit): string {
   const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
   return `${spec.name} ${spec.rate}/${per}${
     spec.burst === undefined ? "" : ` burst ${spec.burst}`
-  }${spec.soft ? " soft" : ""}`;
+  }${spec.soft ? " soft" : ""}${spec.schedule ? ` ${showSchedule(spec.schedule)}` : ""}`;
+}
+
+/** A schedule on one line, e.g. `schedule@Europe/Berlin[sat,sun 00:00-24:00 200 burst 300]`. */
+function showSchedule(schedule: LimitSchedule): string {
+  const windows = schedule.windows.map((w) =>
+    `${w.days.join(",")} ${w.from}-${w.to} ${w.rate}${
+      w.burst === undefined ? "" : ` burst ${w.burst}`
+    }`
+  );
+  return `schedule@${schedule.timeZone}[${windows.join("; ")}]`;
 }

@@ -154,7 +154,14 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
     n.items.forEach((item, i) => {
       const at = `${field}[${i}]`;
       const itemLine = lineOf(resolve(item as Raw), line);
-      const fields = entries(item as Raw, at, itemLine, ["name", "rate", "per", "burst", "soft"]);
+      const fields = entries(item as Raw, at, itemLine, [
+        "name",
+        "rate",
+        "per",
+        "burst",
+        "soft",
+        "schedule",
+      ]);
       if (!fields) return void (bad = true);
       const raw: Record<string, unknown> = {};
       const lineOfField: Record<string, number> = {};
@@ -195,9 +202,12 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
       return specToLimit(spec);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      const key = err.field in lineOf ? err.field : "rate";
+      // A schedule's problem names its path inside it (`schedule.windows[0].rate`).
+      const top = err.field.split(/[.[]/)[0];
+      const key = top in lineOf ? top : "rate";
       const raw = spec as unknown as Record<string, unknown>;
-      problem(lineOf[key], `${at}.${err.field}`, raw[key], err.rule);
+      const value = key === top ? valueAt(raw, err.field) : raw[key];
+      problem(lineOf[key], `${at}.${err.field}`, value, err.rule);
       return undefined;
     }
   };
@@ -276,4 +286,14 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
     throw new LimitsFileError(path, problems.slice(0, MAX_PROBLEMS));
   }
   return file;
+}
+
+/** The value at a path such as `schedule.windows[0].rate` inside `root` (undefined: none). */
+function valueAt(root: unknown, path: string): unknown {
+  let at = root;
+  for (const step of path.split(/[.[\]]+/).filter((x) => x !== "")) {
+    if (typeof at !== "object" || at === null) return undefined;
+    at = (at as Record<string, unknown>)[step];
+  }
+  return at;
 }
