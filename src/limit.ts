@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { CalendarReset } from "./calendar/reset.ts";
+import { formatReset, type QuotaReset, validateQuotaReset } from "./calendar/text.ts";
 import { ValidationError } from "./error_base.ts";
 import { checkObject, validateLimitName } from "./validate.ts";
 
@@ -58,6 +60,48 @@ export interface CustomLimitOptions {
 }
 
 /**
+ * The options of {@link Limit.quota}: exactly one of `reset` (a calendar reset, as an object or in
+ * its text form, e.g. `"month@Europe/Berlin"`) and `resetAfter` (a window starting at the first
+ * use: seconds, or a duration text such as `"30d"`).
+ *
+ * @example
+ * ```ts
+ * import { Limit, type QuotaOptions } from "./limit.ts";
+ * const monthly: QuotaOptions = { reset: { every: "month", timeZone: "Europe/Berlin" } };
+ * console.assert(Limit.quota("tokens", 1_000_000, monthly).quota?.kind === "calendar");
+ * ```
+ */
+export interface QuotaOptions {
+  /** A calendar reset: monthly, weekly or daily in a time zone (object or text form). */
+  reset?: CalendarReset | string;
+  /** A window of this length from the first use: seconds, or a duration text (`"30d"`). */
+  resetAfter?: number | string;
+  /** A soft quota: metered, may go into debt, never refuses. @default false */
+  soft?: boolean;
+}
+
+/**
+ * A quota's plain data ({@link Limit.toJSON} of a quota; {@link Limit.custom} takes it back):
+ * `reset` or `resetAfter` in the text form.
+ *
+ * @example
+ * ```ts
+ * import { Limit, type QuotaLimitOptions } from "./limit.ts";
+ * const q: QuotaLimitOptions = { name: "tokens", capacity: 500, resetAfter: "30d" };
+ * console.assert(Limit.custom(q).quota?.kind === "after");
+ * ```
+ */
+export interface QuotaLimitOptions extends QuotaOptions {
+  /** Limit name. */
+  name: string;
+  /** The amount per window, in tokens. */
+  capacity: number;
+}
+
+/** The nominal window of a calendar reset, in seconds (only a stand-in for a refill period). */
+const NOMINAL_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
+
+/**
  * A token-bucket limit: `capacity` tokens at most, refilled continuously at `refillAmount`
  * tokens per `refillPeriodSeconds`. A bucket never used is full.
  *
@@ -86,6 +130,12 @@ export class Limit {
    * refusal; hard limits on the same request still gate it.
    */
   readonly soft: boolean;
+  /**
+   * A quota's reset (see {@link Limit.quota}); `undefined` for a token bucket. A quota's
+   * `refillAmount` is its capacity and its `refillPeriodSeconds` a nominal window (30 days for a
+   * month): the engine never drips a quota, it refills it in one lump at the reset.
+   */
+  readonly quota?: QuotaReset;
 
   private constructor(
     name: string,
@@ -93,13 +143,47 @@ export class Limit {
     refillAmount: number,
     period: number,
     soft: boolean,
+    quota?: QuotaReset,
   ) {
     this.name = name;
     this.capacity = capacity;
     this.refillAmount = refillAmount;
     this.refillPeriodSeconds = period;
     this.soft = soft;
+    if (quota) this.quota = quota;
     Object.freeze(this);
+  }
+
+  /**
+   * A quota: `amount` tokens per window, back to `amount` in one lump when the window resets
+   * (never a drip). The window is a calendar one (`reset`: monthly, weekly or daily in a time
+   * zone, DST-correct) or starts at the first use (`resetAfter`) and restarts at the first use
+   * after it ended. Exactly one of the two; see docs/usage.md, "Quotas".
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const monthly = Limit.quota("tokens", 1_000_000, { reset: "month@Europe/Berlin" });
+   * console.assert(monthly.capacity === 1_000_000 && monthly.quota?.kind === "calendar");
+   * const trial = Limit.quota("requests", 500, { resetAfter: "30d" });
+   * console.assert(trial.quota?.kind === "after");
+   * ```
+   */
+  static quota(name: string, amount: number, options: QuotaOptions): Limit {
+    validateLimitName(name, "limit.name");
+    checkAmount(`limit ${name}: amount`, amount);
+    checkObject(`limit ${name}: options`, options);
+    const { reset, resetAfter, soft, ...rest } = options;
+    for (const key of Object.keys(rest)) {
+      throw new ValidationError(
+        `limit ${name}: ${key}`,
+        (rest as Record<string, unknown>)[key],
+        "is not an option of a quota (reset, resetAfter, soft)",
+      );
+    }
+    const q = validateQuotaReset({ reset, resetAfter }, `limit ${name}`);
+    const period = q.kind === "after" ? q.durationMs / 1000 : NOMINAL_SECONDS[q.reset.every];
+    return new Limit(name, amount, amount, period, checkSoft(`limit ${name}: soft`, soft), q);
   }
 
   /**
@@ -164,8 +248,13 @@ export class Limit {
    * console.assert(l.capacity === 3);
    * ```
    */
-  static custom(options: CustomLimitOptions): Limit {
+  static custom(options: CustomLimitOptions | QuotaLimitOptions): Limit {
     checkObject("limit", options);
+    if ("reset" in options || "resetAfter" in options) {
+      const { name, capacity, ...rest } = options as QuotaLimitOptions;
+      validateLimitName(name, "limit.name");
+      return Limit.quota(name, capacity, rest);
+    }
     const { name, capacity, refillAmount, refillPeriodSeconds } = options;
     validateLimitName(name, "limit.name");
     checkAmount(`limit ${name}: capacity`, capacity);
@@ -236,7 +325,29 @@ export class Limit {
    */
   withSoft(soft: boolean): Limit {
     if (soft === this.soft) return this;
-    return new Limit(this.name, this.capacity, this.refillAmount, this.refillPeriodSeconds, soft);
+    return new Limit(
+      this.name,
+      this.capacity,
+      this.refillAmount,
+      this.refillPeriodSeconds,
+      soft,
+      this.quota,
+    );
+  }
+
+  /**
+   * A quota's reset in its text form (`"month@Europe/Berlin"`, `"after:30d"`); `undefined` for a
+   * token bucket.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const q = Limit.quota("tokens", 100, { resetAfter: 86_400 });
+   * console.assert(q.resetText === "after:1d");
+   * ```
+   */
+  get resetText(): string | undefined {
+    return this.quota ? formatReset(this.quota) : undefined;
   }
 
   /**
@@ -252,7 +363,8 @@ export class Limit {
   equals(other: Limit): boolean {
     return other.name === this.name && other.capacity === this.capacity &&
       other.refillAmount === this.refillAmount &&
-      other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft;
+      other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft &&
+      other.resetText === this.resetText;
   }
 
   /**
@@ -266,7 +378,14 @@ export class Limit {
    * console.assert(copy.equals(rpm));
    * ```
    */
-  toJSON(): CustomLimitOptions {
+  toJSON(): CustomLimitOptions | QuotaLimitOptions {
+    if (this.quota) {
+      const q: QuotaLimitOptions = { name: this.name, capacity: this.capacity };
+      if (this.quota.kind === "after") q.resetAfter = this.resetText!.slice(6);
+      else q.reset = this.resetText;
+      if (this.soft) q.soft = true;
+      return q;
+    }
     const json: CustomLimitOptions = {
       name: this.name,
       capacity: this.capacity,

@@ -1,6 +1,7 @@
 /**
  * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
- * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a soft limit.
+ * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a soft limit
+ * and, on a quota, `reset` (its reset in the text form, e.g. `"month@UTC"` or `"after:30d"`).
  *
  * @module
  */
@@ -19,6 +20,7 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
         refillPeriodSeconds: { N: String(l.refillPeriodSeconds) },
         // Only on a soft limit: hard limits are stored as they always were.
         ...(l.soft ? { soft: { BOOL: true } } : {}),
+        ...(l.resetText ? { reset: { S: l.resetText } } : {}),
       },
     })),
   };
@@ -28,6 +30,15 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
 export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
   return (item.limits?.L ?? []).map((v) => {
     const m = v.M ?? {};
+    const reset = m.reset?.S;
+    if (reset !== undefined) {
+      const soft = m.soft?.BOOL === true ? true : undefined;
+      return Limit.quota(
+        m.name?.S ?? "",
+        Number(m.capacity?.N),
+        reset.startsWith("after:") ? { resetAfter: reset.slice(6), soft } : { reset, soft },
+      );
+    }
     return Limit.custom({
       name: m.name?.S ?? "",
       capacity: Number(m.capacity?.N),
