@@ -255,12 +255,12 @@ export class Limit {
       validateLimitName(name, "limit.name");
       return Limit.quota(name, capacity, rest);
     }
-    const { name, capacity, refillAmount, refillPeriodSeconds } = options;
+    const { name, capacity, refillAmount, refillPeriodSeconds } = options as CustomLimitOptions;
     validateLimitName(name, "limit.name");
     checkAmount(`limit ${name}: capacity`, capacity);
     checkAmount(`limit ${name}: refillAmount`, refillAmount);
     checkPeriod(`limit ${name}: refillPeriodSeconds`, refillPeriodSeconds);
-    const soft = checkSoft(`limit ${name}: soft`, options.soft);
+    const soft = checkSoft(`limit ${name}: soft`, (options as CustomLimitOptions).soft);
     return new Limit(name, capacity, refillAmount, refillPeriodSeconds, soft);
   }
 
