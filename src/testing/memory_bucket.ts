@@ -160,7 +160,10 @@ export function applyAdminItem(
   for (const op of item.ops) {
     const l = b.limits.get(op.name) ?? (op.kind === "credit" ? { used: 0n } : undefined);
     if (!l) continue;
-    if (op.kind === "refill") l.tat = undefined;
+    if (op.kind === "refill") {
+      l.tat = undefined;
+      l.window = undefined;
+    }
     else if (op.kind === "give") l.tat = l.tat! - op.sub;
     else l.credit = (l.credit ?? 0n) + op.add;
     b.limits.set(op.name, l);
