@@ -163,8 +163,7 @@ export function applyAdminItem(
     if (op.kind === "refill") {
       l.tat = undefined;
       l.window = undefined;
-    }
-    else if (op.kind === "give") l.tat = l.tat! - op.sub;
+    } else if (op.kind === "give") l.tat = l.tat! - op.sub;
     else l.credit = (l.credit ?? 0n) + op.add;
     b.limits.set(op.name, l);
   }
