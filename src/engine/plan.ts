@@ -11,7 +11,7 @@ import type { LimitStatus } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { BucketWrite, LimitOp, StoredLimit } from "../repository.ts";
 import {
-  quotaGiveBack,
+  planQuotaAdjust,
   quotaKeepMs,
   quotaKey,
   quotaOfKey,
@@ -546,28 +546,4 @@ export function planAdjust(
 /** The entity and resource a target's statuses name (a shard's resource for a shard). */
 function statusBase(t: Target): { entityId: string; resource: string } {
   return { entityId: t.entityId, resource: t.shard?.resource ?? t.resource };
-}
-
-/**
- * A lease's adjustment of a quota at `nowMs` (the time it was made; `realNowMs` is the time it
- * is written, later for a write kept back by an outage). More: debited to the window of `nowMs`
- * without the capacity condition (an adjustment may go into debt), and dropped when that window
- * is over by `realNowMs`. Less: given back to the window the tokens were taken from, if current.
- */
-function planQuotaAdjust(
-  t: LeaseTarget,
-  name: string,
-  key: string,
-  st: StoredLimit | undefined,
-  fresh: boolean,
-  d: bigint,
-  nowMs: bigint,
-  realNowMs: bigint,
-): LimitOp | undefined {
-  if (d < 0n) {
-    return quotaGiveBack(name, key, t.windows?.get(name), st, fresh, -d, realNowMs);
-  }
-  const w = quotaWindow(key, st, nowMs);
-  if (w.end <= realNowMs) return undefined; // recorded for a window that is over: dropped
-  return quotaOp(name, key, w, d, undefined);
 }

@@ -13,6 +13,7 @@ import { parseReset, type QuotaReset } from "../calendar/text.ts";
 import type { LimitStatus } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { LimitOp, StoredLimit } from "../repository.ts";
+import type { LeaseTarget } from "./types.ts";
 
 /** Prefix of a quota's spec key (`k_n`): never a token bucket's `C/R/P`. */
 export const QUOTA_KEY_PREFIX = "q:";
@@ -186,4 +187,28 @@ export function quotaGiveBack(
   }
   if (sub <= 0n) return undefined;
   return { kind: "quotaSub", name, key, window: from, sub };
+}
+
+/**
+ * A lease's adjustment of a quota at `nowMs` (the time it was made; `realNowMs` is the time it
+ * is written, later for a write kept back by an outage). More: debited to the window of `nowMs`
+ * without the capacity condition (an adjustment may go into debt), and dropped when that window
+ * is over by `realNowMs`. Less: given back to the window the tokens were taken from, if current.
+ */
+export function planQuotaAdjust(
+  t: LeaseTarget,
+  name: string,
+  key: string,
+  st: StoredLimit | undefined,
+  fresh: boolean,
+  d: bigint,
+  nowMs: bigint,
+  realNowMs: bigint,
+): LimitOp | undefined {
+  if (d < 0n) {
+    return quotaGiveBack(name, key, t.windows?.get(name), st, fresh, -d, realNowMs);
+  }
+  const w = quotaWindow(key, st, nowMs);
+  if (w.end <= realNowMs) return undefined; // recorded for a window that is over: dropped
+  return quotaOp(name, key, w, d, undefined);
 }
