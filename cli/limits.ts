@@ -111,8 +111,8 @@ export function parseLimitSpec(text: string): Limit {
   }
 }
 
-/** `name:amount/reset[:soft]`: a quota (the reset starts with month, week, day or after). */
-const QUOTA = /^([^:/]+):([^:/]+)\/((?:month|week|day|after)(?:[:@ ].*?)?)(:soft)?$/i;
+/** `name:amount/reset[:soft]`: a quota (a calendar reset with its `@zone`, or `after:…`). */
+const QUOTA = /^([^:/]+):([^:/]+)\/((?:month|week|day)[^@/]*@[^:]+|after:[^:]+)(:soft)?$/i;
 
 function parseAmount(text: string): number | undefined {
   if (!/^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text.replaceAll("_", ""))) return undefined;
