@@ -20,7 +20,15 @@
  */
 
 export { Limit } from "./src/limit.ts";
-export type { CustomLimitOptions, RateOptions } from "./src/limit.ts";
+export type {
+  CustomLimitOptions,
+  QuotaLimitOptions,
+  QuotaOptions,
+  RateOptions,
+} from "./src/limit.ts";
+export type { CalendarReset, DailyReset, MonthlyReset, WeeklyReset } from "./src/calendar/reset.ts";
+export type { QuotaReset } from "./src/calendar/text.ts";
+export { type Weekday, WEEKDAYS } from "./src/calendar/zone.ts";
 export type { LimitSchedule, LimitWindow } from "./src/limit_schedule.ts";
 export {
   type AcquireOptions,

@@ -1,6 +1,8 @@
 /**
  * The CLI's limit syntax: `name:rate[/sec|/min|/hour|/day][:burst][:soft]`, e.g.
- * `tpm:10000/min:15000`, or `tpm:10000/min:soft` for a soft limit.
+ * `tpm:10000/min:15000`, or `tpm:10000/min:soft` for a soft limit; a quota is
+ * `name:amount/reset[:soft]` with the reset's text form: `tokens:1000000/month@Europe/Berlin`,
+ * `requests:500/after:30d`.
  *
  * @module
  */
@@ -48,6 +50,20 @@ export const LIMIT_SYNTAX =
  */
 export function parseLimitSpec(text: string): Limit {
   const bad = (rule: string) => new UsageError(`Invalid limit ${JSON.stringify(text)}: ${rule}`);
+  const quota = QUOTA.exec(text);
+  if (quota) {
+    const [, name, amountText, reset, soft] = quota;
+    const amount = parseAmount(amountText);
+    if (amount === undefined) {
+      throw bad(`amount ${JSON.stringify(amountText)} must be a number > 0`);
+    }
+    try {
+      const options = reset.startsWith("after:") ? { resetAfter: reset.slice(6) } : { reset };
+      return Limit.quota(name, amount, { ...options, soft: soft ? true : undefined });
+    } catch (err) {
+      throw bad(err instanceof Error ? err.message : String(err));
+    }
+  }
   const parts = text.split(":");
   const soft = parts.length > 2 && parts.at(-1)!.toLowerCase() === "soft";
   if (soft) parts.pop();
@@ -95,6 +111,9 @@ export function parseLimitSpec(text: string): Limit {
   }
 }
 
+/** `name:amount/reset[:soft]`: a quota (a calendar reset with its `@zone`, or `after:…`). */
+const QUOTA = /^([^:/]+):([^:/]+)\/((?:month|week|day)[^@/]*@[^:]+|after:[^:]+)(:soft)?$/i;
+
 function parseAmount(text: string): number | undefined {
   if (!/^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text.replaceAll("_", ""))) return undefined;
   const n = Number(text.replaceAll("_", ""));
@@ -109,9 +128,14 @@ function parseAmount(text: string): number | undefined {
  * import { formatLimit, parseLimitSpec } from "./limits.ts";
  * console.assert(formatLimit(parseLimitSpec("rpm:100/min")) === "rpm:100/min");
  * console.assert(formatLimit(parseLimitSpec("tpm:10/min:20:soft")) === "tpm:10/min:20:soft");
+ * console.assert(formatLimit(parseLimitSpec("tok:1000/month@UTC")) === "tok:1000/month@UTC");
  * ```
  */
 export function formatLimit(limit: Limit): string {
+  if (limit.quota) {
+    const q = `${limit.name}:${limit.capacity}/${limit.resetText}`;
+    return limit.soft ? `${q}:soft` : q;
+  }
   const names: Record<number, string> = { 1: "sec", 60: "min", 3600: "hour", 86400: "day" };
   const unit = names[limit.refillPeriodSeconds];
   const rate = unit

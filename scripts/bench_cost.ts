@@ -181,6 +181,20 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       note: "one TransactWriteItems of both buckets: 2 WCU an item, as a cascade",
     });
 
+    const quota = [Limit.quota("tokens", 1e9, { reset: "month@Europe/Berlin" })];
+    const quotaAcquire = () =>
+      limiter.acquire({
+        entityId: "key-0",
+        resource: "quota",
+        limits: quota,
+        consume: { tokens: 500 },
+      });
+    await (await quotaAcquire()).commit(); // cold: the bucket's first write
+    await measure("quota acquire (warm)", async () => {
+      now += 1_000;
+      await (await quotaAcquire()).commit();
+    }, { goal: { roundTrips: 1, wcu: 1 }, note: "a monthly quota: same-window write" });
+
     // Exhaust a small bucket (3 a minute), then knock on it again and again.
     const tiny = [rpm(3)];
     const knock = async (lim: RateLimiter, entityId: string) => {

@@ -10,6 +10,7 @@ import type { Auditor } from "./audit.ts";
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { AdminBucketChange, AdminLimitOp, StoredBucket } from "./bucket_items.ts";
+import { quotaOfKey } from "./engine/quota.ts";
 import { layoutAt, shardResource } from "./engine/shards.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import { RateLimiterUnavailable, ValidationError } from "./errors.ts";
@@ -190,8 +191,15 @@ export class BucketAdmin {
         "must be 1-128 characters of letters, digits and _ . - : @, starting with a letter or digit",
       );
     }
-    return await this.#change("topUp", entityId, resource, async (items, known, nowMs) => {
+    return await this.#change("topUp", entityId, resource, async (items, known, nowMs, quotas) => {
       checkKnown("limit", limit, known);
+      if (quotas.has(limit)) {
+        throw new ValidationError(
+          "limit",
+          limit,
+          "is a quota: a top-up adds no credit to a quota (reset it to make it full again)",
+        );
+      }
       // Split over the shard items as capacity is: ⌊X/N⌋ each, the remainder to the first ones.
       // On each item the bucket is filled first, the rest becomes credit (see giveOps).
       const n = BigInt(items.length);
@@ -238,7 +246,12 @@ export class BucketAdmin {
     operation: string,
     entityId: string,
     resource: string,
-    plan: (items: ItemState[], known: Set<string>, nowMs: bigint) => Promise<{
+    plan: (
+      items: ItemState[],
+      known: Set<string>,
+      nowMs: bigint,
+      quotas: Set<string>,
+    ) => Promise<{
       change: AdminBucketChange;
       audit: Awaited<ReturnType<Auditor["record"]>>;
       before: Record<string, number>;
@@ -263,7 +276,11 @@ export class BucketAdmin {
       const items = resources.map((r, i) => ({ resource: r, bucket: buckets[i] }));
       const known = new Set(stored?.limits.map((l) => l.name) ?? []);
       for (const it of items) for (const n of it.bucket?.limits.keys() ?? []) known.add(n);
-      const { change, audit, before, after } = await plan(items, known, nowMs);
+      const quotas = new Set(stored?.limits.filter((l) => l.quota).map((l) => l.name) ?? []);
+      for (const it of items) {
+        for (const [n, st] of it.bucket?.limits ?? []) if (quotaOfKey(st.key)) quotas.add(n);
+      }
+      const { change, audit, before, after } = await plan(items, known, nowMs, quotas);
       const outcome = await this.#run(
         operation,
         (signal) => b.buckets.adminWrite(change, signal, audit),

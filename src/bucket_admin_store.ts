@@ -66,7 +66,9 @@ export function adminTransactItems(
       names[t] = keys.attr.tat(op.name);
       switch (op.kind) {
         case "refill":
-          removes.push(t);
+          // A quota's window start goes too: its next use opens a new, full window.
+          names[`#w${i}`] = keys.attr.window(op.name);
+          removes.push(t, `#w${i}`);
           break;
         case "give":
           names[`#k${i}`] = keys.attr.spec(op.name);

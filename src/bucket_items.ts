@@ -32,6 +32,11 @@ export interface StoredLimit {
    * the bucket cannot cover. `undefined` (or 0) when none. See docs/design.md, "Credit".
    */
   credit?: bigint;
+  /**
+   * A quota's window start (`w_n`, epoch ms); its `tat` is then the thousandths used in that
+   * window. See docs/design.md, "Quotas".
+   */
+  window?: bigint;
 }
 
 /**
@@ -116,7 +121,24 @@ export type LimitOp =
    * Paid by the credit: only if `c_n ≥ min` (`min` = max(take, 1 thousandth)), `c_n −= take`;
    * the tat is left alone.
    */
-  | { kind: "credit"; name: string; take: bigint; min: bigint };
+  | { kind: "credit"; name: string; take: bigint; min: bigint }
+  /**
+   * A quota. `same`: only if `k_n = key` and `w_n ≥ lo` (the item's window is current) and, with
+   * `max`, `t_n ≤ max`: `t_n += add`. Else: only if `w_n` is missing, `w_n < lo` or `k_n ≠ key`:
+   * a new window, `w_n ← start`, `t_n ← add`, `k_n ← key`.
+   */
+  | {
+    kind: "quota";
+    name: string;
+    key: string;
+    same: boolean;
+    lo: bigint;
+    start: bigint;
+    add: bigint;
+    max?: bigint;
+  }
+  /** A give-back to a quota: only if `k_n = key`, `w_n = window` and `t_n ≥ sub`: `t_n −= sub`. */
+  | { kind: "quotaSub"; name: string; key: string; window: bigint; sub: bigint };
 
 /**
  * A conditional write to one bucket item.

@@ -149,6 +149,8 @@ export const attr = {
   used: (limit: string) => `u_${limit}`,
   /** Credit past capacity, thousandths of a token, written by top-ups (see docs/design.md). */
   credit: (limit: string) => `c_${limit}`,
+  /** A quota's window start, epoch ms (see docs/design.md, "Quotas"). */
+  window: (limit: string) => `w_${limit}`,
 } as const;
 
 /** Running count of admitted requests on a bucket item (rollbacks subtract). */

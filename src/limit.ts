@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { CalendarReset } from "./calendar/reset.ts";
+import { formatReset, type QuotaReset, validateQuotaReset } from "./calendar/text.ts";
 import { ValidationError } from "./error_base.ts";
 import { checkObject, validateLimitName } from "./validate.ts";
 import { scheduleAt } from "./calendar/schedule.ts";
@@ -67,6 +69,48 @@ export interface CustomLimitOptions {
 }
 
 /**
+ * The options of {@link Limit.quota}: exactly one of `reset` (a calendar reset, as an object or in
+ * its text form, e.g. `"month@Europe/Berlin"`) and `resetAfter` (a window starting at the first
+ * use: seconds, or a duration text such as `"30d"`).
+ *
+ * @example
+ * ```ts
+ * import { Limit, type QuotaOptions } from "./limit.ts";
+ * const monthly: QuotaOptions = { reset: { every: "month", timeZone: "Europe/Berlin" } };
+ * console.assert(Limit.quota("tokens", 1_000_000, monthly).quota?.kind === "calendar");
+ * ```
+ */
+export interface QuotaOptions {
+  /** A calendar reset: monthly, weekly or daily in a time zone (object or text form). */
+  reset?: CalendarReset | string;
+  /** A window of this length from the first use: seconds, or a duration text (`"30d"`). */
+  resetAfter?: number | string;
+  /** A soft quota: metered, may go into debt, never refuses. @default false */
+  soft?: boolean;
+}
+
+/**
+ * A quota's plain data ({@link Limit.toJSON} of a quota; {@link Limit.custom} takes it back):
+ * `reset` or `resetAfter` in the text form.
+ *
+ * @example
+ * ```ts
+ * import { Limit, type QuotaLimitOptions } from "./limit.ts";
+ * const q: QuotaLimitOptions = { name: "tokens", capacity: 500, resetAfter: "30d" };
+ * console.assert(Limit.custom(q).quota?.kind === "after");
+ * ```
+ */
+export interface QuotaLimitOptions extends QuotaOptions {
+  /** Limit name. */
+  name: string;
+  /** The amount per window, in tokens. */
+  capacity: number;
+}
+
+/** The nominal window of a calendar reset, in seconds (only a stand-in for a refill period). */
+const NOMINAL_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
+
+/**
  * A token-bucket limit: `capacity` tokens at most, refilled continuously at `refillAmount`
  * tokens per `refillPeriodSeconds`. A bucket never used is full.
  *
@@ -102,6 +146,12 @@ export class Limit {
   readonly schedule?: LimitSchedule;
   /** The parameters in force over a span of time, kept until the span ends. */
   #inForce?: { startMs: number; endMs: number; limit: Limit };
+  /**
+   * A quota's reset (see {@link Limit.quota}); `undefined` for a token bucket. A quota's
+   * `refillAmount` is its capacity and its `refillPeriodSeconds` a nominal window (30 days for a
+   * month): the engine never drips a quota, it refills it in one lump at the reset.
+   */
+  readonly quota?: QuotaReset;
 
   private constructor(
     name: string,
@@ -110,6 +160,7 @@ export class Limit {
     period: number,
     soft: boolean,
     schedule?: LimitSchedule,
+    quota?: QuotaReset,
   ) {
     this.name = name;
     this.capacity = capacity;
@@ -117,7 +168,48 @@ export class Limit {
     this.refillPeriodSeconds = period;
     this.soft = soft;
     if (schedule !== undefined) this.schedule = schedule;
+    if (quota) this.quota = quota;
     Object.freeze(this);
+  }
+
+  /**
+   * A quota: `amount` tokens per window, back to `amount` in one lump when the window resets
+   * (never a drip). The window is a calendar one (`reset`: monthly, weekly or daily in a time
+   * zone, DST-correct) or starts at the first use (`resetAfter`) and restarts at the first use
+   * after it ended. Exactly one of the two; see docs/usage.md, "Quotas".
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const monthly = Limit.quota("tokens", 1_000_000, { reset: "month@Europe/Berlin" });
+   * console.assert(monthly.capacity === 1_000_000 && monthly.quota?.kind === "calendar");
+   * const trial = Limit.quota("requests", 500, { resetAfter: "30d" });
+   * console.assert(trial.quota?.kind === "after");
+   * ```
+   */
+  static quota(name: string, amount: number, options: QuotaOptions): Limit {
+    validateLimitName(name, "limit.name");
+    checkAmount(`limit ${name}: amount`, amount);
+    checkObject(`limit ${name}: options`, options);
+    const { reset, resetAfter, soft, ...rest } = options;
+    for (const key of Object.keys(rest)) {
+      throw new ValidationError(
+        `limit ${name}: ${key}`,
+        (rest as Record<string, unknown>)[key],
+        "is not an option of a quota (reset, resetAfter, soft)",
+      );
+    }
+    const q = validateQuotaReset({ reset, resetAfter }, `limit ${name}`);
+    const period = q.kind === "after" ? q.durationMs / 1000 : NOMINAL_SECONDS[q.reset.every];
+    return new Limit(
+      name,
+      amount,
+      amount,
+      period,
+      checkSoft(`limit ${name}: soft`, soft),
+      undefined,
+      q,
+    );
   }
 
   /**
@@ -182,15 +274,20 @@ export class Limit {
    * console.assert(l.capacity === 3);
    * ```
    */
-  static custom(options: CustomLimitOptions): Limit {
+  static custom(options: CustomLimitOptions | QuotaLimitOptions): Limit {
     checkObject("limit", options);
-    const { name, capacity, refillAmount, refillPeriodSeconds } = options;
+    if ("reset" in options || "resetAfter" in options) {
+      const { name, capacity, ...rest } = options as QuotaLimitOptions;
+      validateLimitName(name, "limit.name");
+      return Limit.quota(name, capacity, rest);
+    }
+    const { name, capacity, refillAmount, refillPeriodSeconds } = options as CustomLimitOptions;
     validateLimitName(name, "limit.name");
     checkAmount(`limit ${name}: capacity`, capacity);
     checkAmount(`limit ${name}: refillAmount`, refillAmount);
     checkPeriod(`limit ${name}: refillPeriodSeconds`, refillPeriodSeconds);
-    const soft = checkSoft(`limit ${name}: soft`, options.soft);
-    const schedule = checkSchedule(name, options.schedule);
+    const soft = checkSoft(`limit ${name}: soft`, (options as CustomLimitOptions).soft);
+    const schedule = checkSchedule(name, (options as CustomLimitOptions).schedule);
     return new Limit(name, capacity, refillAmount, refillPeriodSeconds, soft, schedule);
   }
 
@@ -263,7 +360,23 @@ export class Limit {
       this.refillPeriodSeconds,
       soft,
       this.schedule,
+      this.quota,
     );
+  }
+
+  /**
+   * A quota's reset in its text form (`"month@Europe/Berlin"`, `"after:30d"`); `undefined` for a
+   * token bucket.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const q = Limit.quota("tokens", 100, { resetAfter: 86_400 });
+   * console.assert(q.resetText === "after:1d");
+   * ```
+   */
+  get resetText(): string | undefined {
+    return this.quota ? formatReset(this.quota) : undefined;
   }
 
   /**
@@ -342,7 +455,8 @@ export class Limit {
     return other.name === this.name && other.capacity === this.capacity &&
       other.refillAmount === this.refillAmount &&
       other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft &&
-      JSON.stringify(other.schedule) === JSON.stringify(this.schedule);
+      JSON.stringify(other.schedule) === JSON.stringify(this.schedule) &&
+      other.resetText === this.resetText;
   }
 
   /**
@@ -356,7 +470,14 @@ export class Limit {
    * console.assert(copy.equals(rpm));
    * ```
    */
-  toJSON(): CustomLimitOptions {
+  toJSON(): CustomLimitOptions | QuotaLimitOptions {
+    if (this.quota) {
+      const q: QuotaLimitOptions = { name: this.name, capacity: this.capacity };
+      if (this.quota.kind === "after") q.resetAfter = this.resetText!.slice(6);
+      else q.reset = this.resetText;
+      if (this.soft) q.soft = true;
+      return q;
+    }
     const json: CustomLimitOptions = {
       name: this.name,
       capacity: this.capacity,

@@ -1,7 +1,8 @@
 /**
  * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
  * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a
- * soft limit and `schedule` (its windows as JSON text) on a scheduled one.
+ * soft limit, `schedule` (its windows as JSON text) on a scheduled one and, on a quota, `reset` (its
+ * reset in the text form, e.g. `"month@UTC"` or `"after:30d"`).
  *
  * @module
  */
@@ -22,6 +23,7 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
         ...(l.soft ? { soft: { BOOL: true } } : {}),
         // Only on a scheduled limit: its windows as JSON, checked again when read.
         ...(l.schedule ? { schedule: { S: JSON.stringify(l.schedule) } } : {}),
+        ...(l.resetText ? { reset: { S: l.resetText } } : {}),
       },
     })),
   };
@@ -31,6 +33,15 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
 export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
   return (item.limits?.L ?? []).map((v) => {
     const m = v.M ?? {};
+    const reset = m.reset?.S;
+    if (reset !== undefined) {
+      const soft = m.soft?.BOOL === true ? true : undefined;
+      return Limit.quota(
+        m.name?.S ?? "",
+        Number(m.capacity?.N),
+        reset.startsWith("after:") ? { resetAfter: reset.slice(6), soft } : { reset, soft },
+      );
+    }
     return Limit.custom({
       name: m.name?.S ?? "",
       capacity: Number(m.capacity?.N),

@@ -10,6 +10,7 @@ import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
 import { effectiveTat, makeTarget, payable } from "./engine/plan.ts";
+import { quotaStatus, quotaWindow } from "./engine/quota.ts";
 import { gate } from "./engine/gate.ts";
 import { startTat } from "./engine/shards.ts";
 import type { Target } from "./engine/types.ts";
@@ -50,6 +51,13 @@ export class BucketReader {
     const { shards, nowMs } = await this.#read(options, {});
     const out: Record<string, number> = {};
     for (const limit of shards[0].target.limits) {
+      if (limit.quota) {
+        // What is left in the current window (a quota is never sharded).
+        const { target, state } = shards[0];
+        const w = quotaWindow(target.keys.get(limit.name)!, state?.limits.get(limit.name), nowMs);
+        out[limit.name] = Number(math.floorDiv(limit.capacityMilli - w.used, 1000n));
+        continue;
+      }
       let milli = 0n;
       for (const { target, state } of shards) {
         // The bucket's tokens and the credit past capacity (see docs/design.md, "Credit").
@@ -73,6 +81,18 @@ export class BucketReader {
       let wait = 0n;
       for (const limit of target.limits) {
         if (limit.soft) continue; // never a reason to wait: it refuses nothing
+        if (limit.quota) {
+          const m = needed.get(limit.name) ?? 0n;
+          const w = quotaWindow(target.keys.get(limit.name)!, state?.limits.get(limit.name), nowMs);
+          const s = quotaStatus(target, limit, w, m, nowMs, false);
+          if (s.retryAfterSeconds === Infinity) {
+            wait = -1n;
+            break;
+          }
+          const qw = s.exceeded ? w.end - nowMs : 0n;
+          if (qw > wait) wait = qw;
+          continue;
+        }
         const spec = target.specs.get(limit.name)!;
         const tat = tatOf(target, state, limit.name, nowMs);
         const m = needed.get(limit.name) ?? 0n;

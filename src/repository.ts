@@ -126,6 +126,10 @@ export class Repository {
       const t = ref(keys.attr.tat(op.name));
       const k = ref(keys.attr.spec(op.name));
       values[`:k${i}`] = { S: op.key };
+      if (op.kind === "quota" || op.kind === "quotaSub") {
+        quotaExpression(op, i, t, k, ref(keys.attr.window(op.name)), values, conds, sets);
+        return;
+      }
       switch (op.kind) {
         case "fromNow":
           values[`:n${i}`] = num(op.n);
@@ -358,6 +362,41 @@ export class Repository {
   }
 }
 
+/** A quota's part of a bucket write (see docs/design.md, "Quotas"). */
+function quotaExpression(
+  op: Extract<LimitOp, { kind: "quota" | "quotaSub" }>,
+  i: number,
+  t: string,
+  k: string,
+  w: string,
+  values: Record<string, AttributeValue>,
+  conds: string[],
+  sets: string[],
+): void {
+  if (op.kind === "quotaSub") {
+    values[`:w${i}`] = num(op.window);
+    values[`:v${i}`] = num(op.sub);
+    conds.push(`(${k} = :k${i} AND ${w} = :w${i} AND ${t} >= :v${i})`);
+    sets.push(`${t} = ${t} - :v${i}`);
+    return;
+  }
+  values[`:l${i}`] = num(op.lo);
+  values[`:v${i}`] = num(op.add);
+  if (op.same) {
+    if (op.max === undefined) {
+      conds.push(`(${k} = :k${i} AND ${w} >= :l${i})`);
+    } else {
+      values[`:m${i}`] = num(op.max);
+      conds.push(`(${k} = :k${i} AND ${w} >= :l${i} AND ${t} <= :m${i})`);
+    }
+    sets.push(`${t} = ${t} + :v${i}`);
+    return;
+  }
+  values[`:w${i}`] = num(op.start);
+  conds.push(`(attribute_not_exists(${w}) OR ${w} < :l${i} OR ${k} <> :k${i})`);
+  sets.push(`${w} = :w${i}`, `${t} = :v${i}`, `${k} = :k${i}`);
+}
+
 /** Parses the limit states of a bucket item. */
 export function parseBucket(item: Record<string, AttributeValue>): StoredBucket {
   const limits = new Map<string, StoredLimit>();
@@ -375,6 +414,8 @@ export function parseBucket(item: Record<string, AttributeValue>): StoredBucket 
       entry(name.slice(2)).key = value.S;
     } else if (name.startsWith("c_") && value.N !== undefined) {
       entry(name.slice(2)).credit = BigInt(value.N);
+    } else if (name.startsWith("w_") && value.N !== undefined) {
+      entry(name.slice(2)).window = BigInt(value.N);
     } else if (name.startsWith(keys.RECEIPT_PREFIX) && value.N !== undefined) {
       receipts.set(name.slice(keys.RECEIPT_PREFIX.length), BigInt(value.N));
     }

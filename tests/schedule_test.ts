@@ -12,6 +12,7 @@ import {
   ValidationError,
 } from "../mod.ts";
 import { InMemoryBackend } from "../src/testing/mod.ts";
+import type { CustomLimitOptions } from "../src/limit.ts";
 import type { LimitSchedule } from "../src/limit_schedule.ts";
 import { LimitsFileError, parseLimitsFile } from "../src/limits_file/mod.ts";
 import { limitToSpec, showLimit } from "../src/limits_file/model.ts";
@@ -194,7 +195,7 @@ dynamoTest("schedules on DynamoDB Local", async (t, { client }) => {
     const reader = new RateLimiter({ tableName, client, clock: () => now });
     const [got] = await reader.getLimits({ entityId: "stored" });
     assert.ok(got.equals(rpm));
-    assert.deepEqual(got.toJSON().schedule, weekend);
+    assert.deepEqual((got.toJSON() as CustomLimitOptions).schedule, weekend);
     const lease = await reader.acquire({
       entityId: "stored",
       resource: "chat",

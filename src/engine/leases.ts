@@ -9,7 +9,12 @@
 import * as math from "../bucket.ts";
 import type { Backend } from "../backend.ts";
 import type { ConfigResolver } from "../config.ts";
-import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
+import {
+  RateLimiterUnavailable,
+  RateLimitExceeded,
+  ValidationError,
+  ZaeLimiterError,
+} from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
@@ -220,6 +225,7 @@ export class LeaseEngine {
       const shadow = req.shadow ?? this.#shadow;
       // A shadow call writes through: a batch would admit and refuse on its own.
       const batch = !shadow && (req.batch ?? this.#batchSettings !== undefined);
+      if (batch) refuseQuotaBatch(targets, req.batch);
       let tries: Target[] = targets;
       const tried = targets.map((t) => new Set(t.shard ? [t.shard.index] : []));
       for (let attempt = 1;; attempt++) {
@@ -452,5 +458,22 @@ export class LeaseEngine {
         }));
       },
     };
+  }
+}
+
+/**
+ * Token batches hold tokens of a bucket for later requests: a quota's window may reset under a
+ * batch, so a quota is never served from one. Refused before any write.
+ */
+function refuseQuotaBatch(targets: Target[], given: boolean | undefined): void {
+  for (const t of targets) {
+    const q = t.limits.find((l) => l.quota);
+    if (q) {
+      throw new ValidationError(
+        "batch",
+        given ?? "the limiter's batches setting",
+        `cannot serve limit ${q.name}: a quota is never served from token batches`,
+      );
+    }
   }
 }

@@ -10,6 +10,15 @@ import * as math from "../bucket.ts";
 import type { LimitStatus } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { BucketWrite, LimitOp, StoredLimit } from "../repository.ts";
+import {
+  planQuotaAdjust,
+  quotaKeepMs,
+  quotaKey,
+  quotaOfKey,
+  quotaOp,
+  quotaStatus,
+  quotaWindow,
+} from "./quota.ts";
 import { type ShardInfo, shardLimits, shardResource, startTat } from "./shards.ts";
 import { BUCKET_GRACE_SECONDS, type LeaseTarget, type Plan, type Target } from "./types.ts";
 
@@ -40,7 +49,7 @@ export function makeTarget(
       periodMs: l.periodMs,
     };
     specs.set(l.name, spec);
-    keys.set(l.name, math.specKey(spec));
+    keys.set(l.name, l.quota ? quotaKey(l) : math.specKey(spec));
   }
   return { entityId, resource, limits, specs, keys };
 }
@@ -111,9 +120,19 @@ export function planAcquire(
     const spec = t.specs.get(limit.name)!;
     const key = t.keys.get(limit.name)!;
     const m = milli.get(limit.name) ?? 0n;
+    const st = state?.get(limit.name);
+    if (limit.quota) {
+      // A quota: into the item's window or a new one (see quota.ts); no credit, no drip.
+      const w = quotaWindow(key, st, nowMs);
+      const hard = !(limit.soft || shadow);
+      ops.push(quotaOp(limit.name, key, w, m, hard ? limit.capacityMilli : undefined));
+      statuses.push(quotaStatus(statusBase(t), limit, w, m, nowMs, false));
+      after.set(limit.name, { tat: w.used + m, key, window: w.start });
+      if (w.end > maxFullMs) maxFullMs = w.end;
+      continue;
+    }
     const n = math.scaledNow(spec, nowMs);
     const c = math.cost(spec, m);
-    const st = state?.get(limit.name);
     // A shard layout's items start empty at its start: no tat below it counts, and the idle
     // expression writes from it (`s`) rather than from now while it lies ahead.
     const floor = startTat(spec, t.sinceMs);
@@ -242,6 +261,11 @@ export function leaseTargetAfter(
   shadow: boolean,
 ): LeaseTarget {
   const refusals = shadow ? shadowRefusals(t, state, plan.write, milli, nowMs) : [];
+  const windows = new Map<string, bigint>();
+  for (const l of t.limits) {
+    const w = l.quota ? state.get(l.name)?.window : undefined;
+    if (w !== undefined) windows.set(l.name, w);
+  }
   return {
     entityId: t.entityId,
     resource: t.resource,
@@ -249,6 +273,7 @@ export function leaseTargetAfter(
     keys: t.keys,
     consumed: milli,
     statuses: statusesAfter(t, state, milli, nowMs),
+    ...(windows.size > 0 ? { windows } : {}),
     ...(refusals.length > 0 ? { shadowRefusals: refusals } : {}),
   };
 }
@@ -269,6 +294,16 @@ export function shadowRefusals(
   const out: LimitStatus[] = [];
   for (const limit of t.limits) {
     if (limit.soft) continue;
+    if (limit.quota) {
+      // Refused iff the window holds more than the capacity after the write.
+      const st = after.get(limit.name);
+      const m = milli.get(limit.name) ?? 0n;
+      if (st?.key !== t.keys.get(limit.name) || (st?.tat ?? 0n) <= limit.capacityMilli) continue;
+      const before = { ...st, tat: st!.tat! - m };
+      const w = quotaWindow(t.keys.get(limit.name)!, before, nowMs);
+      out.push(quotaStatus(statusBase(t), limit, w, m, nowMs, false));
+      continue;
+    }
     const op = write.ops.find((o) => o.name === limit.name);
     if (!op || op.kind === "credit") continue;
     const spec = t.specs.get(limit.name)!;
@@ -342,6 +377,10 @@ export function statusesAfter(
 ): LimitStatus[] {
   nowMs = creditedNow(t, nowMs);
   return t.limits.map((limit) => {
+    if (limit.quota) {
+      const w = quotaWindow(t.keys.get(limit.name)!, state.get(limit.name), nowMs);
+      return quotaStatus(statusBase(t), limit, w, 0n, nowMs, true);
+    }
     const spec = t.specs.get(limit.name)!;
     const tat = effectiveTat(
       spec,
@@ -382,6 +421,12 @@ export function planConversion(
     const st = state?.get(limit.name);
     const spec = t.specs.get(limit.name)!;
     const key = t.keys.get(limit.name)!;
+    // A quota converts itself: a write under another key starts a new window.
+    if (limit.quota) {
+      const keepMs = quotaKeepMs(key, nowMs)!;
+      if (keepMs > maxFullMs) maxFullMs = keepMs;
+      continue;
+    }
     if (st?.tat === undefined || st.key === key) continue;
     const newTat = effectiveTat(spec, key, st, nowMs, startTat(spec, t.sinceMs)) ??
       math.scaledNow(spec, nowMs);
@@ -413,15 +458,29 @@ export function planAdjust(
   opId: string,
   maxWrites: bigint,
   keepTtl?: bigint,
+  realNowMs = nowMs,
 ): { write: BucketWrite } {
   nowMs = creditedNow(t, nowMs);
   const ops: LimitOp[] = [];
   const used = new Map<string, bigint>();
   let maxFullMs: bigint | undefined;
+  // An item holding a quota lives until its window ends, whichever limits a write touches.
+  for (const key of t.keys.values()) {
+    const keepMs = quotaKeepMs(key, nowMs);
+    if (keepMs !== undefined && (maxFullMs === undefined || keepMs > maxFullMs)) maxFullMs = keepMs;
+  }
   for (const [name, d] of deltas) {
     const spec = t.specs.get(name);
     const key = t.keys.get(name);
     if (d === 0n || !spec || !key) continue;
+    if (quotaOfKey(key)) {
+      const op = planQuotaAdjust(t, name, key, state?.get(name), fresh, d, nowMs, realNowMs);
+      if (op) {
+        ops.push(op);
+        used.set(name, d);
+      }
+      continue;
+    }
     const now = math.scaledNow(spec, nowMs);
     const floor = startTat(spec, t.sinceMs);
     // From a shard layout's start while it lies ahead (see planAcquire).
@@ -482,4 +541,9 @@ export function planAdjust(
         : keep(math.ceilDiv(maxFullMs, 1000n) + BUCKET_GRACE_SECONDS, keepTtl),
     },
   };
+}
+
+/** The entity and resource a target's statuses name (a shard's resource for a shard). */
+function statusBase(t: Target): { entityId: string; resource: string } {
+  return { entityId: t.entityId, resource: t.shard?.resource ?? t.resource };
 }

@@ -67,6 +67,13 @@ export function checkShards(field: string, count: unknown, limits: Limit[]): num
   const n = BigInt(count);
   // Every window of a schedule too: a shard must stay valid whichever applies.
   for (const l of limits.flatMap((x) => x.variants())) {
+    if (l.quota && count > 1) {
+      throw new ValidationError(
+        field,
+        count,
+        `limit ${l.name} is a quota: a quota is never split over shards (its window is one count)`,
+      );
+    }
     const cap = l.capacityMilli / n;
     if (cap < 1000n || l.refillMilli / n === 0n) {
       const most = Number(cap) / 1000;

@@ -64,6 +64,8 @@ export interface LeaseTarget {
   consumed: Map<string, bigint>;
   /** Every limit's status just after the acquire. */
   statuses: LimitStatus[];
+  /** Each quota's window start the acquire counted into (see docs/design.md, "Quotas"). */
+  windows?: Map<string, bigint>;
   /** Shadow mode: the statuses of the limits that would have refused the acquire (none: absent). */
   shadowRefusals?: LimitStatus[];
   /** When the shard layout began (see `Target.sinceMs`). */

@@ -410,6 +410,7 @@ export class BucketWriter {
         op.id,
         op.bound(id, count),
         creditTtl(state, ttl),
+        this.now(),
       );
       if (plan.write.ops.length === 0 && requests === 0) return;
       const out = await this.writeItems([plan.write], deadline, op);

@@ -15,6 +15,8 @@ export interface MemLimit {
   key?: string;
   /** `c_n`; `undefined` when the attribute is absent. */
   credit?: bigint;
+  /** `w_n`: a quota's window start. */
+  window?: bigint;
   used: bigint;
 }
 
@@ -58,6 +60,18 @@ export function writeHolds(b: MemBucket | undefined, w: BucketWrite): boolean {
       case "credit":
         // `c_n >= :c`: false when the attribute is missing.
         return l?.credit !== undefined && l.credit >= op.min;
+      case "quota": {
+        const w = l?.window;
+        if (!op.same) {
+          // `attribute_not_exists(w_n) OR w_n < :lo OR k_n <> :k` (`<>` is false on a missing k_n).
+          return w === undefined || w < op.lo || (key !== undefined && key !== op.key);
+        }
+        // `k_n = :k AND w_n >= :lo [AND t_n <= :max]` (false on a missing attribute).
+        return key === op.key && w !== undefined && w >= op.lo &&
+          (op.max === undefined || (tat !== undefined && tat <= op.max));
+      }
+      case "quotaSub":
+        return key === op.key && l?.window === op.window && tat !== undefined && tat >= op.sub;
     }
   });
 }
@@ -82,6 +96,18 @@ export function applyWrite(found: MemBucket | undefined, w: BucketWrite): MemBuc
         break;
       case "credit":
         if (op.take > 0n) l.credit = l.credit! - op.take;
+        break;
+      case "quota":
+        if (op.same) {
+          l.tat = l.tat! + op.add;
+        } else {
+          l.window = op.start;
+          l.tat = op.add;
+          l.key = op.key;
+        }
+        break;
+      case "quotaSub":
+        l.tat = l.tat! - op.sub;
         break;
     }
     b.limits.set(op.name, l);
@@ -134,8 +160,10 @@ export function applyAdminItem(
   for (const op of item.ops) {
     const l = b.limits.get(op.name) ?? (op.kind === "credit" ? { used: 0n } : undefined);
     if (!l) continue;
-    if (op.kind === "refill") l.tat = undefined;
-    else if (op.kind === "give") l.tat = l.tat! - op.sub;
+    if (op.kind === "refill") {
+      l.tat = undefined;
+      l.window = undefined;
+    } else if (op.kind === "give") l.tat = l.tat! - op.sub;
     else l.credit = (l.credit ?? 0n) + op.add;
     b.limits.set(op.name, l);
   }
@@ -153,6 +181,7 @@ export function viewBucket(b: MemBucket): StoredBucket {
         tat: l.tat,
         key: l.key,
         ...(l.credit !== undefined ? { credit: l.credit } : {}),
+        ...(l.window !== undefined ? { window: l.window } : {}),
       });
     }
   }
