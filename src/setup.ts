@@ -199,8 +199,10 @@ const INFRA_STACK_MODULE = "./infra/stack.ts";
 type InfraStack = typeof import("./infra/stack.ts");
 
 /**
- * Loads `ensureStack` on first use of `createStack`. In a bundle the file is not there: that is
- * reported as a bad `createStack` (thrown in both failure modes, never a pass), with what to do.
+ * Loads `ensureStack` on first use of `createStack`. In a bundle the file is not there, and with
+ * the npm package the CloudFormation and Lambda clients are optional peers that may be missing:
+ * either is reported as a bad `createStack` (thrown in both failure modes, never a pass), with
+ * what to do.
  */
 export async function loadInfraStack(
   createStack: unknown,
@@ -213,9 +215,10 @@ export async function loadInfraStack(
     const error = new ValidationError(
       "createStack",
       createStack,
-      `needs the infra module, which did not load here (${why}); a bundle leaves it out: ` +
-        'call ensureStack from "@zae/limiter/infra" before the limiter, or deploy the stack ' +
-        "with `zae-limiter deploy`",
+      `needs the infra module, which did not load here (${why}); a bundle leaves it out, and ` +
+        "the npm package installs the packages it needs only on request (optional peers: " +
+        "`npm install @zae/limiter-cli` brings them all): call ensureStack from " +
+        '"@zae/limiter/infra" before the limiter, or deploy the stack with `zae-limiter deploy`',
     );
     error.cause = err;
     throw error;
