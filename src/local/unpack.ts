@@ -12,7 +12,6 @@ import { createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { createGunzip } from "node:zlib";
-import { Parser } from "tar/parse";
 import type { ReadEntry } from "tar/read-entry";
 import { msg } from "./_util.ts";
 import { LocalDynamoError } from "./errors.ts";
@@ -20,7 +19,16 @@ import { LocalDynamoError } from "./errors.ts";
 const ARCHIVE_PREFIX = "package/emulator/";
 const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
 
-/** Caps on what one tarball may unpack to (the pinned one: about 70 MB in about 60 entries). */
+/**
+ * Caps on what one tarball may unpack to.
+ *
+ * @example
+ * ```ts
+ * import type { ExtractLimits } from "./unpack.ts";
+ * const small: ExtractLimits = { maxBytes: 1 << 20, maxEntries: 100 };
+ * console.assert(small.maxEntries === 100);
+ * ```
+ */
 export interface ExtractLimits {
   /** The most bytes the gunzipped archive may have. */
   maxBytes: number;
@@ -28,7 +36,15 @@ export interface ExtractLimits {
   maxEntries: number;
 }
 
-/** The caps {@link extract} applies unless told otherwise: 1 GiB and 20,000 entries. */
+/**
+ * The caps {@link extract} applies unless told otherwise: 1 GiB and 20,000 entries.
+ *
+ * @example
+ * ```ts
+ * import { EXTRACT_LIMITS } from "./unpack.ts";
+ * console.assert(EXTRACT_LIMITS.maxBytes === 1024 ** 3);
+ * ```
+ */
 export const EXTRACT_LIMITS: ExtractLimits = { maxBytes: 1 << 30, maxEntries: 20_000 };
 
 /** The target of an archive path under `base`, or `undefined` when it is not to be unpacked. */
@@ -70,12 +86,21 @@ async function writeEntry(entry: ReadEntry, target: string, writing: Set<ReadEnt
  *
  * @throws {LocalDynamoError} `EXTRACT_FAILED` when the archive is corrupt or truncated, has an
  *   unsafe path, is over `limits`, or has no `DynamoDBLocal.jar`.
+ *
+ * @example
+ * ```ts ignore
+ * import { extract } from "./unpack.ts";
+ * await extract("/tmp/amplify-dynamodb-simulator-2.9.30.tgz", "/tmp/dynamodb-local");
+ * ```
  */
 export async function extract(
   tgz: string,
   out: string,
   limits: ExtractLimits = EXTRACT_LIMITS,
 ): Promise<void> {
+  // Loaded here, not at the top: a start from a warm cache (most of them) never needs the parser,
+  // and a script that imports this folder by path, with no import map, can still start one.
+  const { Parser } = await import("tar/parse");
   const base = resolve(out);
   await mkdir(base, { recursive: true });
   const input = createReadStream(tgz);
