@@ -1,8 +1,9 @@
 /**
  * What a function importing `RateLimiter` ships: the esbuild bundle stays under the goal and
  * holds none of the infra (CloudFormation, Lambda, yaml, the template, the aggregator's code,
- * fflate); `createStack` still deploys the stack when the infra can be loaded (Deno, on moto),
- * and in a bundle, where it cannot, it fails as a bad `createStack`, never as a fail-open pass.
+ * fflate) nor the DynamoDB Local tooling (`src/local/`, the `tar` package); `createStack` still
+ * deploys the stack when the infra can be loaded (Deno, on moto), and in a bundle, where it
+ * cannot, it fails as a bad `createStack`, never as a fail-open pass.
  */
 
 import assert from "node:assert/strict";
@@ -28,6 +29,9 @@ const INFRA_ONLY = [
   /^src\/infra\//,
   // The usage readers share the snapshot schema with the aggregator; its code and bundle stay out.
   /^src\/aggregator\/(?!snapshot\.ts$)/,
+  // The DynamoDB Local tooling and the tar parser it unpacks with.
+  /^src\/local\//,
+  /node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?(?:tar|minipass|minizlib|chownr|yallist)\//,
 ];
 
 /**

