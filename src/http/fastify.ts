@@ -90,7 +90,7 @@ export function getLease(request: FastifyRequest): Lease | undefined {
   return nodeLease(request.raw);
 }
 
-async function plugin(
+function plugin(
   fastify: Parameters<FastifyPluginAsync<FastifyRateLimitOptions>>[0],
   options: FastifyRateLimitOptions,
 ): Promise<void> {
@@ -127,8 +127,16 @@ async function plugin(
   };
   if (hook === "preHandler") fastify.addHook("preHandler", limit);
   else if (hook === "onRequest") fastify.addHook("onRequest", limit);
-  else throw new ValidationError("hook", hook, 'must be "onRequest" or "preHandler"');
-  fastify.addHook("onError", async (request) => void failed.add(request));
+  else {
+    return Promise.reject(
+      new ValidationError("hook", hook, 'must be "onRequest" or "preHandler"'),
+    );
+  }
+  fastify.addHook("onError", (request, _reply, _error, done) => {
+    failed.add(request);
+    done();
+  });
+  return Promise.resolve();
 }
 
 /**
