@@ -200,6 +200,40 @@ export async function admit(
 }
 
 /**
+ * The rate-limit headers of an admitted request: those of {@link setRateLimitHeaders} for the
+ * lease's statuses (soft limits included) and, for a shadow-mode lease that would have been
+ * refused, {@link setShadowRefusedHeader}'s. When they cannot be built (a custom `policyName`
+ * that throws), none are returned and `onError` is told.
+ *
+ * @example
+ * ```ts ignore
+ * for (const [name, value] of leaseHeaders(lease, { openai: true })) res.setHeader(name, value);
+ * ```
+ */
+export function leaseHeaders(
+  lease: Lease,
+  headerOptions: RateLimitHeaderOptions | undefined,
+  onError: ErrorHandler = logError,
+): Headers {
+  const limited = new Headers();
+  try {
+    setRateLimitHeaders(limited, lease.statuses, headerOptions);
+    const primary = lease.statuses[0]?.entityId ?? lease.shadowRefusals[0]?.entityId;
+    setShadowRefusedHeader(
+      limited,
+      lease.shadowRefusals,
+      primary,
+      headerOptions,
+      lease.statuses[0]?.resource,
+    );
+  } catch (err) {
+    onError(err, "headers");
+    return new Headers();
+  }
+  return limited;
+}
+
+/**
  * Returns `response` with the lease's rate-limit headers, and with its body wrapped so that
  * `finish(completed)` runs once when the body has been read to the end (`true`) or cancelled or
  * failed (`false`). A response without a body finishes before this returns. While the body
@@ -225,21 +259,7 @@ export async function finishResponse(
     return response;
   }
   const headers = new Headers(response.headers);
-  try {
-    const limited = new Headers();
-    setRateLimitHeaders(limited, lease.statuses, headerOptions);
-    const primary = lease.statuses[0]?.entityId ?? lease.shadowRefusals[0]?.entityId;
-    setShadowRefusedHeader(
-      limited,
-      lease.shadowRefusals,
-      primary,
-      headerOptions,
-      lease.statuses[0]?.resource,
-    );
-    for (const [name, value] of limited) headers.set(name, value);
-  } catch (err) {
-    onError(err, "headers");
-  }
+  for (const [name, value] of leaseHeaders(lease, headerOptions, onError)) headers.set(name, value);
   const init = { status: response.status, statusText: response.statusText, headers };
   if (response.body === null) {
     await finish(true);
