@@ -220,8 +220,10 @@ interface RootPackageJson {
 }
 
 /**
- * The bare packages that a module and the modules it imports import (statically, or by a dynamic
- * `import("…")` of a literal: both are loaded when the module is used).
+ * The bare packages that a module and the modules it imports import statically (loaded when the
+ * module is). A bare package loaded by a dynamic `import("…")` is needed only on that path (the
+ * tar parser, only when DynamoDB Local is unpacked), so it guards no entry point: the module
+ * throws its own error naming the package there.
  */
 function staticPackages(entry: string): Set<string> {
   const packages = new Set<string>();
@@ -231,10 +233,13 @@ function staticPackages(entry: string): Set<string> {
     const file = stack.pop()!;
     if (seen.has(file)) continue;
     seen.add(file);
-    const { importedFiles } = ts.preProcessFile(readFileSync(file, "utf8"), true, true);
+    const text = readFileSync(file, "utf8");
+    const { importedFiles } = ts.preProcessFile(text, true, true);
     for (const { fileName: s } of importedFiles) {
       if (s.startsWith(".")) stack.push(resolve(dirname(file), s));
-      else if (!s.startsWith("node:")) packages.add(packageName(s));
+      else if (!s.startsWith("node:") && !text.includes(`import(${JSON.stringify(s)})`)) {
+        packages.add(packageName(s));
+      }
     }
   }
   return packages;

@@ -100,7 +100,14 @@ export async function extract(
 ): Promise<void> {
   // Loaded here, not at the top: a start from a warm cache (most of them) never needs the parser,
   // and a script that imports this folder by path, with no import map, can still start one.
-  const { Parser } = await import("tar/parse");
+  const { Parser } = await import("tar/parse").catch((err) => {
+    // An npm install without the optional `tar` (it ships with @zae/limiter-cli).
+    throw new Error(
+      "unpacking DynamoDB Local needs the npm package `tar` (an optional peer dependency of " +
+        '@zae/limiter): npm install tar@"^7.5.23", or install @zae/limiter-cli',
+      { cause: err },
+    );
+  });
   const base = resolve(out);
   await mkdir(base, { recursive: true });
   const input = createReadStream(tgz);
