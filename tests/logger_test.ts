@@ -5,7 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { DeleteItemCommand, DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  DeleteItemCommand,
+  DeleteTableCommand,
+  type DynamoDBClient,
+} from "@aws-sdk/client-dynamodb";
 import { FailureMode, Limit, type LogFields, type Logger, RateLimiter } from "../mod.ts";
 import { LogThrottle } from "../src/logger.ts";
 import { localClient, startTestDynamo, uniqueTableName } from "./_dynamo.ts";
@@ -64,7 +68,8 @@ Deno.test("LogThrottle: one line per period, counting the events held back", () 
 Deno.test("logger option: refused unless it has warn and error functions", () => {
   for (const bad of [null, 1, "console", {}, { warn: () => {} }, { warn: 1, error: () => {} }]) {
     assert.throws(
-      () => new RateLimiter({ tableName: "rate_limits", region: "us-east-1", logger: bad as never }),
+      () =>
+        new RateLimiter({ tableName: "rate_limits", region: "us-east-1", logger: bad as never }),
       (e: Error) => e.name === "ValidationError" && e.message.startsWith("Invalid logger: "),
     );
   }
@@ -159,47 +164,50 @@ Deno.test({
         down(false);
       });
 
-      await t.step("a failed config refresh: config.refresh_failed, one line a minute", async () => {
-        const tableName = uniqueTableName("log_refresh");
-        const { client, down } = faulty();
-        const log = new Recorder();
-        const TTL = 300;
-        const limiter = new RateLimiter({
-          tableName,
-          client,
-          createTable: true,
-          clock: () => 1_800_000_000_000,
-          limitsCacheTtlMs: TTL,
-          timeoutMs: 300,
-          failureMode: FailureMode.FAIL_OPEN,
-          recordFailedOpen: false,
-          logger: log,
-        });
-        await (await limiter.acquire(req)).commit(); // config cached
-        await sleep(TTL + 50); // stale now: served, refreshed in the background
-        down(true);
-        for (let i = 0; i < 3; i++) {
-          const lease = await limiter.acquire(req); // the write fails open, the refresh fails
-          assert.ok(lease.failedOpen);
-          await sleep(20);
-        }
-        const calls = log.of("config.refresh_failed");
-        assert.equal(calls.length, 1, log.text()); // three failures, one line
-        assert.equal(calls[0].level, "warn");
-        const { error, cause, ...rest } = calls[0].fields;
-        assert.deepEqual(rest, {
-          event: "config.refresh_failed",
-          table: tableName,
-          namespace: "default",
-          resource: "gpt-4",
-          parts: ["meta", "defaults"], // no stored limits asked for
-          failures: 1,
-        });
-        assert.deepEqual([error, cause], ["RateLimiterUnavailable", "Error"]);
-        assert.ok(!log.text().includes(ENTITY), log.text());
-        down(false);
-        await limiter.close();
-      });
+      await t.step(
+        "a failed config refresh: config.refresh_failed, one line a minute",
+        async () => {
+          const tableName = uniqueTableName("log_refresh");
+          const { client, down } = faulty();
+          const log = new Recorder();
+          const TTL = 300;
+          const limiter = new RateLimiter({
+            tableName,
+            client,
+            createTable: true,
+            clock: () => 1_800_000_000_000,
+            limitsCacheTtlMs: TTL,
+            timeoutMs: 300,
+            failureMode: FailureMode.FAIL_OPEN,
+            recordFailedOpen: false,
+            logger: log,
+          });
+          await (await limiter.acquire(req)).commit(); // config cached
+          await sleep(TTL + 50); // stale now: served, refreshed in the background
+          down(true);
+          for (let i = 0; i < 3; i++) {
+            const lease = await limiter.acquire(req); // the write fails open, the refresh fails
+            assert.ok(lease.failedOpen);
+            await sleep(20);
+          }
+          const calls = log.of("config.refresh_failed");
+          assert.equal(calls.length, 1, log.text()); // three failures, one line
+          assert.equal(calls[0].level, "warn");
+          const { error, cause, ...rest } = calls[0].fields;
+          assert.deepEqual(rest, {
+            event: "config.refresh_failed",
+            table: tableName,
+            namespace: "default",
+            resource: "gpt-4",
+            parts: ["meta", "defaults"], // no stored limits asked for
+            failures: 1,
+          });
+          assert.deepEqual([error, cause], ["RateLimiterUnavailable", "Error"]);
+          assert.ok(!log.text().includes(ENTITY), log.text());
+          down(false);
+          await limiter.close();
+        },
+      );
 
       await t.step("a version-1 table: schema.outdated, once", async () => {
         const tableName = uniqueTableName("log_schema");
