@@ -199,7 +199,8 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     attemptMs: timeoutMs,
     isTransient: (err) => err instanceof RateLimiterUnavailable,
     // Never the label: it names the entity (docs/usage.md, "Logs").
-    onGiveUp: ({ operation = "write", resource }, err) =>
+    onGiveUp: ({ operation: named = "write", resource }, err) => {
+      const operation = named.replaceAll(" ", "_"); // "batch return" → batch_return
       logTo(
         logger,
         "error",
@@ -215,7 +216,8 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
           error: errorName(err),
           cause: causeName(err),
         },
-      ),
+      );
+    },
   });
   const where = whereabouts(tableName, dynamo, region, endpoint);
   const writer = new BucketWriter({
