@@ -153,7 +153,16 @@ export function errorName(err: unknown): string {
   return typeof err;
 }
 
-/** The name of an error's cause, when it has one (see {@link errorName}). */
+/**
+ * The name of an error's cause, when it has one (see {@link errorName}).
+ *
+ * @example
+ * ```ts
+ * import { causeName } from "./logger.ts";
+ * console.assert(causeName(new Error("x", { cause: new RangeError("y") })) === "RangeError");
+ * console.assert(causeName(new Error("x")) === undefined);
+ * ```
+ */
 export function causeName(err: unknown): string | undefined {
   const cause = err instanceof Error ? err.cause : undefined;
   return cause === undefined ? undefined : errorName(cause);
