@@ -11,6 +11,7 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import type * as aws from "./aws_types.ts";
 import * as keys from "./keys.ts";
+import { consoleLogger, type LogFields, logTo } from "./logger.ts";
 
 /**
  * Bounds of `server time − host time` (ms) from answers. A `Date` header of second `D` was
@@ -58,8 +59,11 @@ export class SkewEstimate {
 export interface ServerClockOptions {
   /** Offsets up to this many ms are left uncorrected. @default 1000 */
   toleranceMs?: number;
-  /** Where the one warning per change goes. @default console.warn */
-  warn?: (message: string) => void;
+  /**
+   * Where the one warning per change goes, with its fields (`clock.skew` or `clock.agrees`, see
+   * docs/usage.md, "Logs"). @default the console (`consoleLogger`)
+   */
+  warn?: (message: string, fields: LogFields) => void;
 }
 
 /**
@@ -82,7 +86,7 @@ export interface ServerClockOptions {
 export class ServerClock {
   readonly #estimate = new SkewEstimate();
   readonly #toleranceMs: number;
-  readonly #warn: (message: string) => void;
+  readonly #warn: (message: string, fields: LogFields) => void;
   #correctionMs = 0;
   #warnedMs = 0;
   #lastDate = "";
@@ -94,7 +98,7 @@ export class ServerClock {
 
   constructor(options: ServerClockOptions = {}) {
     this.#toleranceMs = options.toleranceMs ?? 1000;
-    this.#warn = options.warn ?? ((m) => console.warn(m));
+    this.#warn = options.warn ?? ((m, f) => logTo(consoleLogger, "warn", m, f));
   }
 
   /** Whether an answer from DynamoDB has been seen. */
@@ -133,7 +137,13 @@ export class ServerClock {
     const moved = this.#correctionMs - this.#warnedMs;
     if ((this.#correctionMs === 0) !== (this.#warnedMs === 0) || moved > tol || moved < -tol) {
       this.#warnedMs = this.#correctionMs;
-      this.#warn(describe(this.#correctionMs, tol, this.#estimate));
+      this.#warn(describe(this.#correctionMs, tol, this.#estimate), {
+        event: this.#correctionMs === 0 ? "clock.agrees" : "clock.skew",
+        correctionMs: this.#correctionMs,
+        toleranceMs: tol,
+        hostMinusDynamoMinMs: -this.#estimate.highMs,
+        hostMinusDynamoMaxMs: -this.#estimate.lowMs,
+      });
     }
   }
 

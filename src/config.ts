@@ -30,6 +30,8 @@ export interface ConfigResolverOptions {
   maxEntries: number;
   /** Real-time clock of the cache, ms. @default Date.now */
   now?: () => number;
+  /** Told of each background refresh that failed (the stale value keeps serving). */
+  onRefreshFailed?: (resource: string, parts: string[], error: unknown) => void;
 }
 
 /**
@@ -70,6 +72,7 @@ export class ConfigResolver {
   readonly #backend: Backend;
   readonly #writer: BucketWriter;
   readonly #config: TtlCache<string, EntityConfig>;
+  readonly #onRefreshFailed: ConfigResolverOptions["onRefreshFailed"];
   /**
    * Config reads under way, by cache key: shared by concurrent cold calls and background
    * refreshes, so a key has at most one read in flight. A read overtaken by `forget` is
@@ -80,6 +83,7 @@ export class ConfigResolver {
   constructor(options: ConfigResolverOptions) {
     this.#backend = options.backend;
     this.#writer = options.writer;
+    this.#onRefreshFailed = options.onRefreshFailed;
     this.#config = new TtlCache(options.ttlMs, options.maxEntries, {
       now: options.now,
       staleMs: options.ttlMs,
@@ -230,7 +234,8 @@ export class ConfigResolver {
     if (hits.every((h) => h.hit)) {
       if (stale.length > 0) {
         // Refreshed off the hot path; a failed refresh is retried at the next use.
-        this.#read(entityId, resource, stale, deadline, operation).catch(() => {});
+        this.#read(entityId, resource, stale, deadline, operation)
+          .catch((err) => this.#onRefreshFailed?.(resource, stale, err));
       }
       return cached;
     }

@@ -17,6 +17,7 @@ import { RateLimiterUnavailable, ZaeLimiterError } from "./errors.ts";
 import type { Lease } from "./lease.ts";
 import { checkOpen, type LimiterState, limiterState } from "./limiter_admin.ts";
 import { LimiterLimits } from "./limiter_limits.ts";
+import { type Logger, logTo } from "./logger.ts";
 import type {
   AcquireOptions,
   AvailableOptions,
@@ -82,6 +83,7 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   readonly #reader: BucketReader;
   readonly #createTableNow: () => Promise<void>;
   readonly #closeTimeoutMs: number;
+  readonly #logger: Logger;
   #reported = 0;
 
   /**
@@ -113,6 +115,7 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
     this.#reader = parts.reader;
     this.#createTableNow = parts.createTable;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
+    this.#logger = parts.logger;
   }
 
   /**
@@ -384,10 +387,20 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
     const left = await this.#outbox.flush(Math.max(0, until - Date.now()));
     const unresolved = this.#outbox.failed.length;
     if (left > 0 || unresolved > this.#reported) {
-      console.warn(
+      logTo(
+        this.#logger,
+        "warn",
         `zae-limiter: closed with ${left} write(s) still waiting for DynamoDB after ` +
           `${this.#closeTimeoutMs} ms and ${unresolved} unresolved (see pendingWrites, ` +
           "unresolvedWrites); they are lost when the process exits",
+        {
+          event: "limiter.closed_with_writes",
+          table: this.tableName,
+          namespace: this.namespace,
+          pending: left,
+          unresolved,
+          closeTimeoutMs: this.#closeTimeoutMs,
+        },
       );
     }
     this.#outbox.stop();

@@ -8,6 +8,7 @@ import type * as aws from "./aws_types.ts";
 import type { Backend } from "./backend.ts";
 import type { LimitStatus } from "./errors.ts";
 import type { Limit } from "./limit.ts";
+import type { Logger } from "./logger.ts";
 
 /**
  * What `RateLimiterOptions.onShadowRefusal` is told of a shadow-mode acquire that would have been
@@ -162,6 +163,14 @@ export interface RateLimiterOptions {
    * Errors it throws are ignored. @default none
    */
   onShadowRefusal?: (info: ShadowRefusal) => void;
+  /**
+   * Where the library's own warnings and errors go (the outbox giving up on a write, a failed
+   * config refresh, `close()` leaving writes, the clock, the schema version): any object with
+   * `warn(message, fields)` and `error(message, fields)`, such as `console` or a winston logger;
+   * pino or bunyan through `fieldsFirst`. Fields never hold a secret, a request body or an entity
+   * id (docs/usage.md, "Logs"). Errors it throws are ignored. @default the console, one line each
+   */
+  logger?: Logger;
   /**
    * Where state lives. @default DynamoDB, through `client` (or one made from `region`/`endpoint`).
    * `@zae/limiter/testing` offers an in-memory backend for unit tests.

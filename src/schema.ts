@@ -17,6 +17,7 @@ import {
 import { send } from "./calls.ts";
 import { ConfigurationError } from "./errors.ts";
 import * as keys from "./keys.ts";
+import { consoleLogger, type LogFields, logTo } from "./logger.ts";
 
 /** The key of the schema version item. */
 export const VERSION_KEY: Record<string, AttributeValue> = {
@@ -102,8 +103,11 @@ export interface SchemaGateOptions {
   read: (signal: AbortSignal) => Promise<number>;
   /** Whether an outage error (not a misconfiguration) of `read` lets calls go on unchecked. */
   transient: (err: unknown) => boolean;
-  /** Where the one warning about a version-1 table goes. @default console.warn */
-  warn?: (message: string) => void;
+  /**
+   * Where the one warning about an older table goes, with its fields (`schema.outdated`, see
+   * docs/usage.md, "Logs"). @default the console (`consoleLogger`)
+   */
+  warn?: (message: string, fields: LogFields) => void;
 }
 
 /**
@@ -112,7 +116,7 @@ export interface SchemaGateOptions {
  */
 export class SchemaGate {
   readonly #options: SchemaGateOptions;
-  readonly #warn: (message: string) => void;
+  readonly #warn: (message: string, fields: LogFields) => void;
   #version?: number;
   #reading?: Promise<void>;
   /** When a read last failed for an outage (ms): the next is not sooner than a second after. */
@@ -120,7 +124,7 @@ export class SchemaGate {
 
   constructor(options: SchemaGateOptions) {
     this.#options = options;
-    this.#warn = options.warn ?? ((m) => console.warn(m));
+    this.#warn = options.warn ?? ((m, f) => logTo(consoleLogger, "warn", m, f));
   }
 
   /** The version, once known. */
@@ -138,6 +142,7 @@ export class SchemaGate {
         `zae-limiter: table ${table} is schema version ${version}, this library writes version ` +
           `${keys.SCHEMA_VERSION}; run \`zae-limiter upgrade --table-name ${table}\` (acquires ` +
           "keep working; listing entities needs the upgrade)",
+        { event: "schema.outdated", table, version, libraryVersion: keys.SCHEMA_VERSION },
       );
     }
   }

@@ -34,6 +34,7 @@ import { checkBoolean, checkObject } from "./validate.ts";
 import { SchemaGate } from "./schema.ts";
 import { type EntityListPage, listEntities, type ListEntitiesOptions } from "./entity_list.ts";
 import { KeySpace } from "./keyspace.ts";
+import { causeName, checkLogger, errorName, type Logger, LogThrottle, logTo } from "./logger.ts";
 
 /** What a {@link RateLimiter} is made of. */
 export interface LimiterParts {
@@ -59,6 +60,8 @@ export interface LimiterParts {
   /** The health check (`ping.ts`), or the backend's own. */
   ping: () => Promise<PingResult>;
   closeTimeoutMs: number;
+  /** Where the library's warnings go (the `logger` option, else the console). */
+  logger: Logger;
 }
 
 /** Checks the options and makes the parts; throws `ValidationError` before anything is sent. */
@@ -89,7 +92,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     namespace,
     shadow = false,
     onShadowRefusal,
+    logger: loggerOption,
   } = options;
+  const logger = checkLogger(loggerOption);
   checkBoolean("shadow", shadow);
   if (onShadowRefusal !== undefined && typeof onShadowRefusal !== "function") {
     throw new ValidationError("onShadowRefusal", onShadowRefusal, "must be a function");
@@ -159,7 +164,10 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   // The default clock is checked against DynamoDB's answers, and the first write waits for one
   // (docs/design.md, "Clocks"); an injected clock is left alone.
   const server = clock === undefined && backend === undefined
-    ? serverClockOf(dynamo, { toleranceMs: clockToleranceMs })
+    ? serverClockOf(dynamo, {
+      toleranceMs: clockToleranceMs,
+      warn: (message, fields) => logTo(logger, "warn", message, fields),
+    })
     : undefined;
   const now = server?.now ?? clock ?? Date.now;
   // The schema version: told by the clock probe's answer, else read once by the first call that
@@ -169,6 +177,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     tableName,
     read: (signal) => catalog ? catalog.readVersion(signal) : Promise.resolve(SCHEMA_VERSION),
     transient: (err) => misconfiguration(err) === undefined,
+    warn: (message, fields) => logTo(logger, "warn", message, fields),
   });
   const probe = probeTable(dynamo, tableName, (v) => gate.observe(v));
   // Waits for the set-up, the first clock sample and the schema version; returns how long the
@@ -189,6 +198,26 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   const outbox = new Outbox({
     attemptMs: timeoutMs,
     isTransient: (err) => err instanceof RateLimiterUnavailable,
+    // Never the label: it names the entity (docs/usage.md, "Logs").
+    onGiveUp: ({ operation: named = "write", resource }, err) => {
+      const operation = named.replaceAll(" ", "_"); // "batch return" → batch_return
+      logTo(
+        logger,
+        "error",
+        `zae-limiter: gave up on a ${operation} write${
+          resource === undefined ? "" : ` to resource ${resource}`
+        } (${errorName(err)}); it is lost, see unresolvedWrites`,
+        {
+          event: "outbox.gave_up",
+          table: tableName,
+          namespace: space.name,
+          operation,
+          resource,
+          error: errorName(err),
+          cause: causeName(err),
+        },
+      );
+    },
   });
   const where = whereabouts(tableName, dynamo, region, endpoint);
   const writer = new BucketWriter({
@@ -199,11 +228,33 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     maxCachedBuckets,
     where,
   });
+  // A refresh runs at each use of a stale entry: in an outage, one line a minute says how many.
+  const refreshFailures = new LogThrottle(60_000);
   const config = new ConfigResolver({
     backend: store,
     writer,
     ttlMs: limitsCacheTtlMs,
     maxEntries: maxCachedBuckets,
+    onRefreshFailed: (resource, parts, err) => {
+      const failures = refreshFailures.next();
+      if (failures === 0) return;
+      logTo(
+        logger,
+        "warn",
+        `zae-limiter: ${failures} config refresh(es) failed (${errorName(err)}); ` +
+          "the cached limits keep serving until twice limitsCacheTtlMs",
+        {
+          event: "config.refresh_failed",
+          table: tableName,
+          namespace: space.name,
+          resource,
+          parts,
+          failures,
+          error: errorName(err),
+          cause: causeName(err),
+        },
+      );
+    },
   });
   // A change of N takes over once every process's cached N can have caught up (the admin's and
   // auto-doubling's writes are abandoned after at most this long: see src/admin.ts).
@@ -286,6 +337,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     ping: () =>
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),
     closeTimeoutMs,
+    logger,
   };
 }
 

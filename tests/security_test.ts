@@ -16,7 +16,13 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import {
+  type AttributeValue,
+  DeleteTableCommand,
+  type DynamoDBClient,
+  QueryCommand,
+} from "@aws-sdk/client-dynamodb";
+import type { LogFields, Logger } from "../src/logger.ts";
 import { DynamoDBClient as Client } from "@aws-sdk/client-dynamodb";
 import { FailureMode, RateLimiter } from "../src/limiter.ts";
 import { Limit } from "../src/limit.ts";
@@ -309,7 +315,17 @@ Deno.test({
       "ExpressionAttributeValues",
       "Authorization",
       "X-Amz-Security-Token",
+      "AWS4-HMAC-SHA256",
+      "Signature=",
     ];
+    // The library's own log lines, through the logger option: each as a collector would keep it.
+    const logLines: string[] = [];
+    const events = new Set<string>();
+    const record = (level: string) => (message: string, fields: LogFields) => {
+      events.add(fields.event);
+      logLines.push(`${level} ${message} ${JSON.stringify(fields)}`);
+    };
+    const logger: Logger = { warn: record("warn"), error: record("error") };
     const ddb = await startTestDynamo();
     const dead = await freePort();
     const logged: string[] = [];
@@ -351,7 +367,9 @@ Deno.test({
           for (const failureMode of [FailureMode.FAIL_CLOSED, FailureMode.FAIL_OPEN]) {
             // Failed-open leases are not queued for recording (the outbox would wait on close).
             const options = { tableName: "no_such_table", client, failureMode, timeoutMs: 300 };
-            const l = new RateLimiter(Object.assign(options, { recordFailedOpen: false }));
+            const l = new RateLimiter(
+              Object.assign(options, { recordFailedOpen: false, logger }),
+            );
             const limits = [Limit.perMinute("rpm", 10)];
             const req = { entityId: "key-1", resource: "gpt-4", limits, consume: { rpm: 1 } };
             await probe("acquire", () => l.acquire(req));
@@ -369,8 +387,66 @@ Deno.test({
           }
         }
       });
+      await t.step("an outage with credentials set: the logger's warnings and errors", async () => {
+        const client = new Client({
+          endpoint: ddb.endpoint,
+          region: "us-east-1",
+          credentials,
+          maxAttempts: 1,
+        });
+        clients.push(client);
+        let down = false;
+        client.middlewareStack.add(
+          (next) => (args) => {
+            if (down) {
+              throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+            }
+            return next(args);
+          },
+          { step: "initialize", name: "securityOutage" },
+        );
+        const tableName = uniqueTableName("sec_logs");
+        const limits = [Limit.perMinute("rpm", 10)];
+        const req = { entityId: "key-1", resource: "gpt-4", limits, consume: { rpm: 1 } };
+        const common = { clock: () => 1_800_000_000_000, timeoutMs: 300, logger };
+        const l = new RateLimiter({
+          ...common,
+          tableName,
+          client,
+          createTable: true,
+          limitsCacheTtlMs: 200,
+          failureMode: FailureMode.FAIL_OPEN,
+        });
+        const lease = await l.acquire(req);
+        await lease.adjust({ rpm: 1 });
+        await new Promise((r) => setTimeout(r, 250)); // the cached config is stale now
+        down = true;
+        await probe("failed-open acquire", () => l.acquire(req)); // a refresh fails, recorded
+        await lease.commit(); // kept back by the outage
+        // Back, but the table is gone: the outbox gives up on both writes.
+        await clients[1].send(new DeleteTableCommand({ TableName: tableName }));
+        down = false;
+        await probe("flush", () => l.flush(5_000));
+        await probe("close", () => l.close());
+        // An unreachable DynamoDB: close() leaves a recorded failed-open acquire behind.
+        const dead = new RateLimiter({
+          ...common,
+          tableName,
+          client: clients[0],
+          failureMode: FailureMode.FAIL_OPEN,
+          closeTimeoutMs: 200,
+        });
+        await probe("failed-open acquire", () => dead.acquire(req));
+        await probe("close", () => dead.close());
+        assert.deepEqual(
+          [...events].sort(),
+          ["config.refresh_failed", "limiter.closed_with_writes", "outbox.gave_up"],
+          [...logLines, ...seen.slice(-2)].join("\n"),
+        );
+      });
       await t.step("no secret and no request body in any error or log line", () => {
-        const text = [...seen, ...logged].join("\n");
+        assert.ok(logLines.length >= 4, logLines.join("\n"));
+        const text = [...seen, ...logged, ...logLines].join("\n");
         assert.ok(seen.length >= 25, `${seen.length} outputs`);
         for (const f of forbidden) {
           const at = text.indexOf(f);

@@ -39,7 +39,7 @@ export interface BatchPoolOptions {
   /** Makes sure a take whose answer was lost is not counted (the outbox). */
   cancel: (targets: Target[], milli: Map<string, bigint>[], op: Op, requests: number) => void;
   /** Reports a write that failed for good (it shows in `unresolvedWrites`). */
-  report: (label: string, error: unknown) => void;
+  report: (label: string, error: unknown, resource?: string) => void;
   settings: BatchSettings;
 }
 
@@ -371,7 +371,7 @@ export class BatchPool {
     const returning = this.#write([target], [back], batch.served, "batch return")
       // An outage sends it to the outbox (and never lands here); anything else cannot be retried:
       // it is reported in `unresolvedWrites`, never dropped silently.
-      .catch((err) => this.#report(label, err))
+      .catch((err) => this.#report(label, err, target.resource))
       .finally(() => this.#returning.delete(returning));
     this.#returning.add(returning);
   }

@@ -157,7 +157,8 @@ export class LeaseEngine {
           op,
           requests,
         ),
-      report: (label, error) => this.#outbox.failed.push({ label, error }),
+      report: (label, error, resource) =>
+        this.#outbox.giveUp({ label, operation: "batch_return", resource }, error),
       settings: this.#batchSettings ?? BATCH_DEFAULTS,
     });
   }
@@ -172,6 +173,8 @@ export class LeaseEngine {
     const giveBack = new Op(`${op.id}r`);
     this.#outbox.add({
       label,
+      operation: "cancel",
+      resource: targets[0]?.resource,
       buckets: targets.map(bucketId),
       run: (d) => this.#ensureNotConsumed(targets, milli, op, giveBack, d, requests),
     });
@@ -277,6 +280,8 @@ export class LeaseEngine {
           const at = nowMs;
           this.#outbox.add({
             label: `failed-open acquire ${req.entityId}/${req.resource}`,
+            operation: "failed_open.acquire",
+            resource: req.resource,
             buckets: targets?.map(bucketId) ?? ownBuckets(req),
             run: (d) => this.#ensureConsumed(req, req.consume, 1, op, at, d),
           });
@@ -323,6 +328,8 @@ export class LeaseEngine {
       const op = new Op();
       this.#outbox.add({
         label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
+        operation: `failed_open.${operation}`,
+        resource: req.resource,
         buckets: ownBuckets(req),
         run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
       });
@@ -377,6 +384,8 @@ export class LeaseEngine {
         const at = nowMs;
         this.#outbox.add({
           label: `failed-open consume ${label}`,
+          operation: "failed_open.consume",
+          resource: req.resource,
           buckets: targets.map(bucketId),
           run: async (d) => {
             for (const [i, t] of targets.entries()) {
@@ -451,6 +460,8 @@ export class LeaseEngine {
             // Never lost: retried in the background under the same id, so applied exactly once.
             this.#outbox.add({
               label: `${operation} ${t.entityId}/${t.resource}`,
+              operation,
+              resource: t.resource,
               buckets: [bucketId(t)],
               run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op),
             });

@@ -10,6 +10,10 @@
 export interface OutboxEntry {
   /** What it is, for error messages. */
   label: string;
+  /** The operation (`commit`, `rollback`, `cancel`, …), for the log: the label names the entity. */
+  operation?: string;
+  /** The resource it writes, for the log. */
+  resource?: string;
   /** The buckets it writes: new writes of this process to them wait for it (see `settled`). */
   buckets?: string[];
   /** Performs the write before `deadline` (epoch ms). */
@@ -26,6 +30,8 @@ export interface OutboxOptions {
   maxBackoffMs?: number;
   /** Whether an error means "try again later" (an outage) rather than a bug. */
   isTransient(err: unknown): boolean;
+  /** Told of each write given up on (after it joined `failed`). */
+  onGiveUp?(entry: Omit<OutboxEntry, "run">, error: unknown): void;
 }
 
 /** A FIFO of writes retried with capped exponential backoff, in the background. */
@@ -42,6 +48,12 @@ export class Outbox {
   /** @param options Attempt deadline, backoff and error classification. */
   constructor(options: OutboxOptions) {
     this.#options = options;
+  }
+
+  /** Gives up on a write: it joins `failed`, and `onGiveUp` is told. */
+  giveUp(entry: Omit<OutboxEntry, "run">, error: unknown): void {
+    this.failed.push({ label: entry.label, error });
+    this.#options.onGiveUp?.(entry, error);
   }
 
   /** Writes queued. */
@@ -108,7 +120,7 @@ export class Outbox {
       } catch (err) {
         if (!this.#options.isTransient(err)) {
           this.#entries.shift();
-          this.failed.push({ label: entry.label, error: err });
+          this.giveUp(entry, err);
           continue;
         }
         this.#backoff = Math.min(maxBackoffMs, Math.max(minBackoffMs, this.#backoff * 2));
