@@ -49,6 +49,8 @@ entities:
       gpt-4:
         - { name: tpm, rate: 10000, per: minute, burst: 15000 }
         - { name: rpm, rate: 100, per: 60 }
+        - { name: tokens, quota: 1000000, reset: "month@Europe/Berlin" }
+        - { name: trial, quota: 500, resetAfter: 30d, soft: true }
   key-2:
     limits:
       claude:
@@ -134,8 +136,14 @@ Deno.test({
             l.name,
             l.capacity,
           ]),
-          [["tpm", 15000], ["rpm", 100]],
+          [["tpm", 15000], ["rpm", 100], ["tokens", 1_000_000], ["trial", 500]],
         );
+        // The quotas are stored as quotas, not as token buckets.
+        const stored = await limiter.getLimits({ entityId: "key-1", resource: "gpt-4" });
+        assert.deepEqual(stored.slice(2).map((l) => l.toJSON()), [
+          { name: "tokens", capacity: 1_000_000, reset: "month@Europe/Berlin" },
+          { name: "trial", capacity: 500, resetAfter: "30d", soft: true },
+        ]);
         const key1 = await limiter.getEntity("key-1");
         assert.deepEqual([key1?.parentId, key1?.cascade, key1?.metadata], [
           "proj-1",
@@ -153,6 +161,9 @@ Deno.test({
           await run(["limits", "export", "-o", out]);
           const text = await Deno.readTextFile(out);
           assert.match(text, /key-1:/);
+          // Quotas are written back the way the file writes them.
+          assert.match(text, /- \{ name: tokens, quota: 1000000, reset: month@Europe\/Berlin \}\n/);
+          assert.match(text, /- \{ name: trial, quota: 500, resetAfter: 30d, soft: true \}\n/);
           assert.deepEqual((await plan(out)).steps, []);
           assert.deepEqual((await plan(out, "--prune")).steps, []);
           const result = await apply(out, ["--prune"]);

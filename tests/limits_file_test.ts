@@ -178,6 +178,95 @@ Deno.test("parse: each bad-input rule is refused with file:line and the field", 
   });
 });
 
+const QUOTAS = `system:
+  limits:
+    - { name: tokens, quota: 1000000, reset: "month@Europe/Berlin" }
+    - { name: trial, quota: 500, resetAfter: 30d, soft: true }
+    - { name: calls, quota: 50, resetAfter: 3600 }
+    - name: images
+      quota: 20
+      reset: { every: week, weekday: tue, at: "06:00", timeZone: UTC }
+    - { name: rpm, rate: 60, per: minute }
+`;
+
+Deno.test("quotas: parsed like the library's, refused with file:line, round-tripped", async (t) => {
+  await t.step("parse: reset in text or as a mapping, resetAfter as a duration or seconds", () => {
+    assert.deepEqual(file(QUOTAS).system?.map((l) => l.toJSON()), [
+      Limit.quota("tokens", 1_000_000, { reset: "month@Europe/Berlin" }).toJSON(),
+      Limit.quota("trial", 500, { resetAfter: "30d", soft: true }).toJSON(),
+      { name: "calls", capacity: 50, resetAfter: "1h" },
+      { name: "images", capacity: 20, reset: "week:tue 06:00@UTC" },
+      Limit.perMinute("rpm", 60).toJSON(),
+    ]);
+  });
+  await t.step("bad quotas: the field, its line and the rule", () => {
+    const lim = (l: string) =>
+      `system:\n  limits:\n    - { name: a, rate: 1, per: minute }\n    - ${l}\n`;
+    const bad: [string, string, RegExp][] = [
+      ["{ name: q, quota: 5 }", "reset", /needs a reset .* or resetAfter/],
+      ["{ name: q, quota: 5, reset: day@UTC, resetAfter: 1d }", "resetAfter", /not both/],
+      ["{ name: q, quota: 5, reset: month@Mars/Base }", "reset", /IANA time zone/],
+      ["{ name: q, quota: 5, reset: fortnight@UTC }", "reset", /must read like/],
+      ["{ name: q, quota: 5, resetAfter: 400d }", "resetAfter", /366 days/],
+      ["{ name: q, quota: 5, resetAfter: -3 }", "resetAfter", /above 0/],
+      ["{ name: q, quota: 0, reset: day@UTC }", "quota", /> 0/],
+      ["{ name: q, quota: 0.0001, reset: day@UTC }", "quota", /0\.001/],
+      ["{ name: q, quota: 5, reset: day@UTC, soft: 'yes' }", "soft", /boolean/],
+      ["{ name: q, quota: 5, reset: day@UTC, per: day }", "per", /not a field of a quota/],
+      ["{ name: q, rate: 5, per: day, reset: day@UTC }", "reset", /only a quota resets/],
+      ["{ name: 9q, quota: 5, reset: day@UTC }", "name", /letter/],
+      [
+        "{ name: q, quota: 5, reset: { every: week, weekday: tues, timeZone: UTC } }",
+        "reset.weekday",
+        /mon, tue/,
+      ],
+      [
+        "{ name: q, quota: 5, reset: { every: day, timeZone: UTC, tz: x } }",
+        "reset.tz",
+        /not a field/,
+      ],
+    ];
+    for (const [limit, field, rule] of bad) {
+      only(refused(lim(limit)), 4, `system.limits[1].${field}`, rule);
+    }
+    // A quota's fields on their own lines: the line of the field at fault.
+    only(
+      refused("system:\n  limits:\n    - name: q\n      quota: 5\n      resetAfter: 1y\n"),
+      5,
+      "system.limits[0].resetAfter",
+      /duration/,
+    );
+  });
+  await t.step("plan shows quotas; apply; the export writes them back the same way", async () => {
+    const store = new MemoryLimitsStore();
+    const text = formatPlan(await planLimits(file(QUOTAS), store));
+    assert.match(text, /^ {4}\+ limit tokens: 1000000\/month@Europe\/Berlin$/m);
+    assert.match(text, /^ {4}\+ limit trial: 500\/after:30d soft$/m);
+    assert.match(text, /^ {4}\+ limit images: 20\/week:tue 06:00@UTC$/m);
+    assert.equal((await applyLimits(file(QUOTAS), store)).failed, 0);
+    assert.deepEqual((await planLimits(file(QUOTAS), store, { prune: true })).steps, []);
+    const exported = await exportLimits(store);
+    assert.match(
+      exported,
+      /^ {4}- \{ name: tokens, quota: 1000000, reset: month@Europe\/Berlin \}$/m,
+    );
+    assert.match(exported, /^ {4}- \{ name: trial, quota: 500, resetAfter: 30d, soft: true \}$/m);
+    assert.match(exported, /^ {4}- \{ name: calls, quota: 50, resetAfter: 1h \}$/m);
+    assert.deepEqual((await planLimits(file(exported), store, { prune: true })).steps, []);
+    const copy = new MemoryLimitsStore();
+    assert.equal((await applyLimits(file(exported), copy)).failed, 0);
+    assert.equal(await exportLimits(copy), exported);
+    // A changed reset is a change of that limit, shown before and after.
+    const changed = QUOTAS.replace("month@Europe/Berlin", "month:last@Asia/Kolkata");
+    const plan = await planLimits(file(changed), store);
+    assert.deepEqual(planJson(plan).counts, { add: 0, change: 1, remove: 0 });
+    assert.match(
+      formatPlan(plan),
+      /~ limit tokens: 1000000\/month@Europe\/Berlin -> 1000000\/month:last@Asia\/Kolkata/,
+    );
+  });
+});
+
 /** A store whose writes fail while `failing` names their entity. */
 class FlakyStore extends MemoryLimitsStore {
   failing = new Set<string>();
@@ -409,6 +498,10 @@ Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
     `version: 1\nsystem:\n  limits: [${lim}]\n`,
     `entities:\n  "k:1@x": { metadata: { team: a }, limits: { "*": [${lim}], "a/b": [${lim}] } }\n`,
     `resources:\n  gpt-4:\n    limits: [{ name: t, rate: 0.5, per: 30, burst: 1.5 }]\n`,
+    QUOTAS,
+    `system:\n  limits: [{ name: q, quota: 1, reset: "month:last 23:30@Asia/Kolkata" }]\n`,
+    `system:\n  limits: [{ name: q, quota: 1, reset: { every: month, day: last, timeZone: UTC } }]\n`,
+    `system:\n  limits: [{ name: q, quota: 1, resetAfter: 500ms, soft: false }]\n`,
   ];
   const bad = [
     "version: 2\n",
@@ -428,6 +521,15 @@ Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
     `entities:\n  k: { limits: { "*": [] } }\n`,
     `entities:\n  k: { metadata: { a: 1 } }\n`,
     `entities:\n  k: { owner: me }\n`,
+    `system:\n  limits: [{ name: q, quota: 5 }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, reset: day@UTC, resetAfter: 1d }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, reset: day@UTC, rate: 5 }]\n`,
+    `system:\n  limits: [{ name: q, rate: 5, per: day, reset: day@UTC }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, reset: fortnight@UTC }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, resetAfter: 30 days }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, resetAfter: 31622401 }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, reset: { every: year, timeZone: UTC } }]\n`,
+    `system:\n  limits: [{ name: q, quota: 5, reset: { every: day } }]\n`,
   ];
   for (const text of good) {
     assert.ok(
@@ -447,6 +549,8 @@ Deno.test("the JSON Schema in docs/ and the parser agree", async () => {
       `system:\n  limits: [{ name: a, rate: 0.0001, per: minute }]\n`,
       `system:\n  limits: [${lim}, ${lim}]\n`,
       "entities:\n  a: { parent: b }\n  b: { parent: a }\n",
+      `system:\n  limits: [{ name: q, quota: 5, reset: month@Mars/Base }]\n`,
+      `system:\n  limits: [{ name: q, quota: 5, resetAfter: 0.0001 }]\n`,
     ]
   ) {
     assert.ok(validate(parse(text)), text);

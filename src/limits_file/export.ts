@@ -58,7 +58,8 @@ export function stateToYaml(state: TableState): string {
   // One limit per line: `- { name: rpm, rate: 100, per: minute }`.
   visit(yaml, {
     Map(_key, node, path) {
-      if (isSeq(path.at(-1)) && node.has("rate") && node.has("per")) node.flow = true;
+      const limit = (node.has("rate") && node.has("per")) || node.has("quota");
+      if (isSeq(path.at(-1)) && limit) node.flow = true;
     },
   });
   yaml.commentBefore = " zae-limiter limits file (docs/limits-file.schema.json)";

@@ -6,7 +6,7 @@
 
 import { escapeControls } from "../error_base.ts";
 import type { ApplyResult } from "./apply.ts";
-import type { LimitSpec } from "./model.ts";
+import { type LimitSpec, showSpec } from "./model.ts";
 import type { Plan, PlanChange } from "./plan.ts";
 
 const SIGN = { add: "+", change: "~", remove: "-" } as const;
@@ -61,7 +61,7 @@ function showChange(c: PlanChange): string {
   const show = (v: PlanChange["before"]) =>
     v === null || v === undefined
       ? "none"
-      : typeof v === "object" && "rate" in v
+      : typeof v === "object" && ("rate" in v || "quota" in v)
       ? showSpec(v as LimitSpec)
       : typeof v === "object"
       ? JSON.stringify(v)
@@ -71,13 +71,6 @@ function showChange(c: PlanChange): string {
     return c.before === undefined ? c.what : `${c.what}: ${show(c.before)}`;
   }
   return `${c.what}: ${show(c.before)} -> ${show(c.after)}`;
-}
-
-function showSpec(spec: LimitSpec): string {
-  const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
-  return `${spec.rate}/${per}${spec.burst === undefined ? "" : ` burst ${spec.burst}`}${
-    spec.soft ? " soft" : ""
-  }`;
 }
 
 /**

@@ -27,7 +27,10 @@ export {
   LimitsFileError,
   type LimitSpec,
   limitToSpec,
+  type QuotaSpec,
+  type RateLimitSpec,
   showLimit,
+  showSpec,
   specToLimit,
 } from "./model.ts";
 export { parseLimitsFile } from "./parse.ts";

@@ -6,21 +6,23 @@
  */
 
 import { showValue, ValidationError } from "../error_base.ts";
-import { Limit } from "../limit.ts";
+import { Limit, type QuotaOptions } from "../limit.ts";
+import { formatReset } from "../calendar/text.ts";
 import type { LimitSchedule } from "../limit_schedule.ts";
+import type { CalendarReset } from "../calendar/reset.ts";
 
 /**
- * A limit as the file writes it: `rate` tokens `per` period, holding up to `burst` (default the
- * rate). `per` is `second`, `minute`, `hour`, `day` or a number of seconds.
+ * A token-bucket limit as the file writes it: `rate` tokens `per` period, holding up to `burst`
+ * (default the rate). `per` is `second`, `minute`, `hour`, `day` or a number of seconds.
  *
  * @example
  * ```ts
- * import type { LimitSpec } from "./model.ts";
- * const tpm: LimitSpec = { name: "tpm", rate: 10_000, per: "minute", burst: 15_000 };
+ * import type { RateLimitSpec } from "./model.ts";
+ * const tpm: RateLimitSpec = { name: "tpm", rate: 10_000, per: "minute", burst: 15_000 };
  * console.assert(tpm.per === "minute");
  * ```
  */
-export interface LimitSpec {
+export interface RateLimitSpec {
   /** The limit's name, e.g. `tpm`. */
   name: string;
   /** Tokens refilled per period. */
@@ -36,11 +38,54 @@ export interface LimitSpec {
 }
 
 /**
+ * A quota as the file writes it: `quota` tokens per window, whole again at the window's end.
+ * Exactly one of `reset` (a calendar reset in the CLI's text form, `month@Europe/Berlin`, or as a
+ * mapping) and `resetAfter` (a window from the first use: `30d`, or seconds).
+ *
+ * @example
+ * ```ts
+ * import type { QuotaSpec } from "./model.ts";
+ * const monthly: QuotaSpec = { name: "tokens", quota: 1_000_000, reset: "month@Europe/Berlin" };
+ * const trial: QuotaSpec = { name: "requests", quota: 500, resetAfter: "30d" };
+ * console.assert(monthly.quota > trial.quota);
+ * ```
+ */
+export interface QuotaSpec {
+  /** The limit's name, e.g. `tokens`. */
+  name: string;
+  /** Tokens per window. */
+  quota: number;
+  /** A calendar reset: text (`month@Europe/Berlin`, `week:mon 09:00@UTC`) or a mapping. */
+  reset?: string | CalendarReset;
+  /** A window of this length from the first use: a duration (`30d`, `12h`) or seconds. */
+  resetAfter?: string | number;
+  /** A soft quota: metered, allowed into debt, never refusing. @default false */
+  soft?: boolean;
+}
+
+/**
+ * A limit as the file writes it: a token bucket ({@link RateLimitSpec}) or a quota
+ * ({@link QuotaSpec}, told apart by its `quota` field).
+ *
+ * @example
+ * ```ts
+ * import type { LimitSpec } from "./model.ts";
+ * const specs: LimitSpec[] = [
+ *   { name: "rpm", rate: 60, per: "minute" },
+ *   { name: "tokens", quota: 1_000_000, reset: "month@UTC" },
+ * ];
+ * console.assert(specs.filter((s) => "quota" in s).length === 1);
+ * ```
+ */
+export type LimitSpec = RateLimitSpec | QuotaSpec;
+
+/**
  * An entity as the file declares it.
  *
  * @example
  * ```ts
- * import { Limit } from "../limit.ts";
+ * import { Limit, type QuotaOptions } from "../limit.ts";
+import { formatReset } from "../calendar/text.ts";
  * import type { EntitySpec } from "./model.ts";
  * const key: EntitySpec = { parentId: "proj-1", cascade: true,
  *   limits: new Map([["gpt-4", [Limit.perMinute("tpm", 1000)]]]) };
@@ -148,7 +193,7 @@ export function problemLine(path: string, p: FileProblem): string {
 }
 
 const UNIT_SECONDS: Record<string, number> = { second: 1, minute: 60, hour: 3600, day: 86_400 };
-const SECONDS_UNIT: Record<number, LimitSpec["per"]> = {
+const SECONDS_UNIT: Record<number, RateLimitSpec["per"]> = {
   1: "second",
   60: "minute",
   3600: "hour",
@@ -157,16 +202,28 @@ const SECONDS_UNIT: Record<number, LimitSpec["per"]> = {
 
 /**
  * A {@link LimitSpec} as a `Limit`; a bad one throws a `ValidationError` whose field is relative
- * to the spec (`rate`, `burst`, `per`, `name`).
+ * to the spec (`rate`, `burst`, `per`, `name`; a quota's `quota`, `reset`, `resetAfter`).
  *
  * @example
  * ```ts
  * import { specToLimit } from "./model.ts";
  * const l = specToLimit({ name: "tpm", rate: 100, per: "minute", burst: 150 });
  * console.assert(l.capacity === 150 && l.refillPeriodSeconds === 60);
+ * const q = specToLimit({ name: "tokens", quota: 1000, reset: "month@UTC" });
+ * console.assert(q.resetText === "month@UTC");
  * ```
  */
 export function specToLimit(spec: LimitSpec): Limit {
+  if ("quota" in spec) return quotaToLimit(spec);
+  for (const key of ["reset", "resetAfter"] as const) {
+    if (key in spec) {
+      throw new ValidationError(
+        key,
+        (spec as unknown as Record<string, unknown>)[key],
+        "only a quota resets (write quota: <amount> instead of rate and per)",
+      );
+    }
+  }
   const period = typeof spec.per === "number" ? spec.per : UNIT_SECONDS[spec.per];
   if (period === undefined) {
     throw new ValidationError(
@@ -214,19 +271,73 @@ export function specToLimit(spec: LimitSpec): Limit {
   return limit;
 }
 
+/** A {@link QuotaSpec} as a `Limit`; errors name the spec's field (`quota`, `reset.timeZone`). */
+function quotaToLimit(spec: QuotaSpec): Limit {
+  const raw = spec as unknown as Record<string, unknown>;
+  for (const key of ["rate", "per", "burst", "schedule"]) {
+    if (key in raw) {
+      throw new ValidationError(
+        key,
+        raw[key],
+        "is not a field of a quota (name, quota, reset or resetAfter, soft)",
+      );
+    }
+  }
+  const options: QuotaOptions = {};
+  if (spec.reset !== undefined) options.reset = spec.reset;
+  if (spec.resetAfter !== undefined) options.resetAfter = spec.resetAfter;
+  if (spec.soft !== undefined) options.soft = spec.soft;
+  try {
+    return Limit.quota(spec.name, spec.quota, options);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    // The library names `limit.name`, `limit tokens: amount`, `limit tokens.reset.timeZone`.
+    const rest = err.field === "limit.name"
+      ? "name"
+      : err.field.replace(/^limit [^:.]*(: |\.)/, "");
+    // A reset in text form is one field: `reset`, not the part of it that is wrong.
+    const field = rest === "amount"
+      ? "quota"
+      : typeof spec.reset === "string" && rest.startsWith("reset.")
+      ? "reset"
+      : rest;
+    throw new ValidationError(field, fieldValue(raw, field), err.rule);
+  }
+}
+
+/** The value at a field path such as `reset.timeZone` of a spec. */
+function fieldValue(raw: Record<string, unknown>, field: string): unknown {
+  let at: unknown = raw;
+  for (const step of field.split(".")) {
+    if (typeof at !== "object" || at === null) return undefined;
+    at = (at as Record<string, unknown>)[step];
+  }
+  return at;
+}
+
 /**
  * A `Limit` in the file's form.
  *
  * @example
  * ```ts
- * import { Limit } from "../limit.ts";
+ * import { Limit, type QuotaOptions } from "../limit.ts";
+import { formatReset } from "../calendar/text.ts";
  * import { limitToSpec } from "./model.ts";
  * const spec = limitToSpec(Limit.perHour("rph", 10, { burst: 20 }));
- * console.assert(spec.per === "hour" && spec.burst === 20);
+ * console.assert("per" in spec && spec.per === "hour" && spec.burst === 20);
+ * const quota = limitToSpec(Limit.quota("tokens", 500, { resetAfter: "30d" }));
+ * console.assert("quota" in quota && quota.resetAfter === "30d");
  * ```
  */
 export function limitToSpec(limit: Limit): LimitSpec {
-  const spec: LimitSpec = {
+  if (limit.quota) {
+    const q: QuotaSpec = { name: limit.name, quota: limit.capacity };
+    if (limit.quota.kind === "after") q.resetAfter = limit.resetText!.slice("after:".length);
+    else q.reset = limit.resetText;
+    if (limit.soft) q.soft = true;
+    return q;
+  }
+  const spec: RateLimitSpec = {
     name: limit.name,
     rate: limit.refillAmount,
     per: SECONDS_UNIT[limit.refillPeriodSeconds] ?? limit.refillPeriodSeconds,
@@ -238,22 +349,46 @@ export function limitToSpec(limit: Limit): LimitSpec {
 }
 
 /**
- * A limit on one line, e.g. `tpm 10000/minute burst 15000`.
+ * A limit on one line, e.g. `tpm 10000/minute burst 15000`, a quota `tokens 1000/month@UTC`.
  *
  * @example
  * ```ts
- * import { Limit } from "../limit.ts";
+ * import { Limit, type QuotaOptions } from "../limit.ts";
+import { formatReset } from "../calendar/text.ts";
  * import { showLimit } from "./model.ts";
  * console.assert(showLimit(Limit.perMinute("rpm", 100)) === "rpm 100/minute");
  * console.assert(showLimit(Limit.perMinute("tpm", 9, { soft: true })) === "tpm 9/minute soft");
+ * console.assert(showLimit(Limit.quota("tok", 5, { reset: "day@UTC" })) === "tok 5/day@UTC");
  * ```
  */
 export function showLimit(limit: Limit): string {
   const spec = limitToSpec(limit);
+  const schedule = "schedule" in spec && spec.schedule ? ` ${showSchedule(spec.schedule)}` : "";
+  return `${spec.name} ${showSpec(spec)}${schedule}`;
+}
+
+/**
+ * A limit's parameters on one line, without its name: `10000/minute burst 15000`, a quota's
+ * `1000000/month@Europe/Berlin` or `500/after:30d`; ` soft` after a soft one.
+ *
+ * @example
+ * ```ts
+ * import { showSpec } from "./model.ts";
+ * console.assert(showSpec({ name: "tok", quota: 9, resetAfter: "1d", soft: true }) === "9/after:1d soft");
+ * ```
+ */
+export function showSpec(spec: LimitSpec): string {
+  const soft = spec.soft ? " soft" : "";
+  if ("quota" in spec) {
+    const reset = spec.resetAfter !== undefined
+      ? `after:${spec.resetAfter}`
+      : typeof spec.reset === "string"
+      ? spec.reset
+      : formatReset(spec.reset!);
+    return `${spec.quota}/${reset}${soft}`;
+  }
   const per = typeof spec.per === "number" ? `${spec.per}s` : spec.per;
-  return `${spec.name} ${spec.rate}/${per}${
-    spec.burst === undefined ? "" : ` burst ${spec.burst}`
-  }${spec.soft ? " soft" : ""}${spec.schedule ? ` ${showSchedule(spec.schedule)}` : ""}`;
+  return `${spec.rate}/${per}${spec.burst === undefined ? "" : ` burst ${spec.burst}`}${soft}`;
 }
 
 /** A schedule on one line, e.g. `schedule@Europe/Berlin[sat,sun 00:00-24:00 200 burst 300]`. */

@@ -161,6 +161,9 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
         "burst",
         "soft",
         "schedule",
+        "quota",
+        "reset",
+        "resetAfter",
       ]);
       if (!fields) return void (bad = true);
       const raw: Record<string, unknown> = {};
@@ -170,7 +173,9 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
         lineOfField[e.key] = e.line;
       }
       let ok = true;
-      for (const key of ["name", "rate", "per"]) {
+      // A quota (`quota`, `reset` or `resetAfter`) or a token bucket (`rate` per `per`).
+      const required = "quota" in raw ? ["name"] : ["name", "rate", "per"];
+      for (const key of required) {
         if (!(key in raw)) {
           problem(itemLine, `${at}.${key}`, undefined, "is required");
           ok = false;
@@ -204,9 +209,10 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
       if (!(err instanceof ValidationError)) throw err;
       // A schedule's problem names its path inside it (`schedule.windows[0].rate`).
       const top = err.field.split(/[.[]/)[0];
-      const key = top in lineOf ? top : "rate";
+      const key = top in lineOf ? top : "quota" in lineOf ? "quota" : "rate";
       const raw = spec as unknown as Record<string, unknown>;
-      const value = key === top ? valueAt(raw, err.field) : raw[key];
+      // A field the spec leaves out (a quota's missing reset) is shown as such, on the name's line.
+      const value = key === top ? valueAt(raw, err.field) : "quota" in raw ? undefined : raw[key];
       problem(lineOf[key], `${at}.${err.field}`, value, err.rule);
       return undefined;
     }
