@@ -56,6 +56,13 @@ export interface LimitStatus {
    * always false, `retryAfterSeconds` 0), and `available` goes negative when it is in debt.
    */
   soft?: true;
+  /**
+   * Present on a quota: its window, in seconds (whole milliseconds) from the status's time.
+   * `lengthSeconds` is the window's length (a calendar month's days, a DST day's 23 or 25 hours,
+   * a `resetAfter` duration), `endsInSeconds` the time left until it ends and the quota is whole
+   * again. The HTTP helpers write them as `w` and `t`.
+   */
+  window?: { lengthSeconds: number; endsInSeconds: number };
 }
 
 /**

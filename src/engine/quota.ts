@@ -160,6 +160,10 @@ export function quotaStatus(
     exceeded,
     retryAfterSeconds: retry,
     ...(limit.soft ? { soft: true as const } : {}),
+    window: {
+      lengthSeconds: Number(w.end - w.start) / 1000,
+      endsInSeconds: Number(w.end > nowMs ? w.end - nowMs : 0n) / 1000,
+    },
   };
 }
 

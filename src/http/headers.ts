@@ -20,6 +20,15 @@
  *   token bucket refills continuously, so some quota returns long before `t`; a refused request
  *   gets that exact wait in `Retry-After` instead.
  *
+ * ## What the numbers mean for a quota
+ *
+ * A quota (`Limit.quota`) has windows, so the draft's terms apply as written: `q` is the amount
+ * per window, `w` the current window's length in seconds (a calendar month's days, so `w=2678400`
+ * in a 31-day month, 23 or 25 hours on a DST day, a `resetAfter` duration), `r` the whole tokens
+ * left in it, and `t` the seconds to the window's end, when the quota is whole again, rounded up.
+ * They come from the status's `window`; a quota status built without it (by hand) gets the token
+ * bucket numbers of its nominal period.
+ *
  * Every number is an RFC 8941 integer, which has at most 15 digits: a value above
  * {@link MAX_SF_INTEGER} (a `t` of a key deep in debt, a `w` of a very slow refill) is written as
  * `999999999999999`, about 31.7 million years.
@@ -80,11 +89,11 @@ export interface LimitQuota {
   policy: string;
   /** `q`: the bucket capacity, in tokens (rounded down). */
   quota: number;
-  /** `w`: seconds an empty bucket takes to fill, rounded up (at least 1). */
+  /** `w`: seconds an empty bucket takes to fill, or a quota's window length; rounded up, ≥ 1. */
   windowSeconds: number;
   /** `r`: whole tokens left, never negative. */
   remaining: number;
-  /** `t`: seconds until the bucket is full again, rounded up. */
+  /** `t`: seconds until the bucket is full again (a quota: its window ends), rounded up. */
   resetSeconds: number;
 }
 
@@ -145,6 +154,12 @@ export const SHADOW_REFUSED_HEADER = "X-RateLimit-Shadow-Refused";
  *   retryAfterSeconds: 0 }]);
  * console.assert(q.quota === 10_000 && q.windowSeconds === 60);
  * console.assert(q.remaining === 9_500 && q.resetSeconds === 3);
+ * // A quota: its window's length and the time left in it.
+ * const [m] = limitQuotas([{ entityId: "key-1", resource: "gpt-4", limitName: "tokens",
+ *   limit: Limit.quota("tokens", 1_000_000, { reset: "month@UTC" }), available: 400_000,
+ *   requested: 500, exceeded: false, retryAfterSeconds: 0,
+ *   window: { lengthSeconds: 2_592_000, endsInSeconds: 86_399.5 } }]);
+ * console.assert(m.windowSeconds === 2_592_000 && m.resetSeconds === 86_400);
  * ```
  */
 export function limitQuotas(
@@ -159,6 +174,15 @@ export function limitQuotas(
     const policy = policyName(s, primary, resource);
     checkPolicyName(policy);
     const available = Math.floor(s.available);
+    if (s.limit.quota && s.window) {
+      return {
+        policy,
+        quota: sfInteger(c / 1000n),
+        windowSeconds: Math.max(1, ceilSeconds(s.window.lengthSeconds)),
+        remaining: Math.min(MAX_SF_INTEGER, Math.max(0, available)),
+        resetSeconds: ceilSeconds(s.window.endsInSeconds),
+      };
+    }
     // Whole tokens are reported, so the missing amount is counted from the floor: `t` may be
     // a fraction of a token's refill too late, never too early.
     const missingMilli = c - BigInt(available) * 1000n;
@@ -372,6 +396,12 @@ function fnv1a64(s: string): string {
     h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
   }
   return h.toString(16).padStart(16, "0");
+}
+
+/** Seconds of whole milliseconds, rounded up to whole seconds (never below 0). */
+function ceilSeconds(seconds: number): number {
+  const ms = BigInt(Math.max(0, Math.round(seconds * 1000)));
+  return sfInteger(ceilDiv(ms, 1000n));
 }
 
 function sfInteger(n: bigint): number {
