@@ -56,3 +56,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "the LLM plan example on the DynamoDB Local it starts itself",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // No endpoint: the example starts (and stops) its own DynamoDB Local, as `deno run` does.
+    const out = await runExample("llm_plan.ts", { ZAE_LIMITER_TABLE: uniqueTableName("ex_plan") });
+    // A stream cut off mid-answer by the pool, a refusal until midnight in New York, and the
+    // new month's window (February: 28 days) in the headers.
+    assert.match(
+      out,
+      /^2026-01-31 23:50:00 {2}gpt-4o 200 prompt 20000 \+ 20000 streamed, cut off by all-models:tokens \(back in 600 s\); left: gpt-4o 10000, all-models 0 \[warning: tpm at 200 %\]$/m,
+    );
+    assert.match(out, /^2026-01-31 23:55:00 {2}claude 429 all-models:tokens, Retry-After 300 s$/m);
+    assert.match(
+      out,
+      /^2026-02-01 00:00:00 {2}gpt-4o 200 prompt 1000 \+ 1000 streamed; left: gpt-4o 98000, all-models 148000$/m,
+    );
+    assert.match(
+      out,
+      /^RateLimit: "tokens";r=98000;t=2419200, "rpm";r=59;t=1, "all-models:tokens";r=148000;t=2419200$/m,
+    );
+    assert.match(out, /^X-RateLimit-Soft: "tpm";q=20000;r=18000;t=6;u=10$/m);
+    assert.match(out, /^smoke run passed$/m);
+  },
+});
