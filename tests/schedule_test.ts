@@ -15,7 +15,7 @@ import { InMemoryBackend } from "../src/testing/mod.ts";
 import type { CustomLimitOptions } from "../src/limit.ts";
 import type { LimitSchedule } from "../src/limit_schedule.ts";
 import { LimitsFileError, parseLimitsFile } from "../src/limits_file/mod.ts";
-import { limitToSpec, showLimit } from "../src/limits_file/model.ts";
+import { limitToSpec, type RateLimitSpec, showLimit } from "../src/limits_file/model.ts";
 import { Meter } from "../scripts/meter.ts";
 import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
 
@@ -274,7 +274,7 @@ Deno.test("schedules: bad input is a ValidationError naming the field", async (t
     ].join("\n");
     const file = parseLimitsFile(text.replace("BURST", "300"));
     assert.ok(file.system?.[0].equals(rpm));
-    assert.deepEqual(limitToSpec(rpm).schedule, weekend);
+    assert.deepEqual((limitToSpec(rpm) as RateLimitSpec).schedule, weekend);
     assert.equal(
       showLimit(rpm),
       "rpm 100/minute schedule@Europe/Berlin[sat,sun 00:00-24:00 200 burst 300]",
