@@ -59,11 +59,11 @@ Deno.test({
         });
         assert.match(out, /^request 2: admitted$/m);
         assert.match(out, /^request 3: refused$/m);
-        assert.match(out, /name: 'zae_limiter\.acquire'/);
-        assert.match(out, /name: 'UpdateItem ex_otel/);
-        assert.match(out, /'zae_limiter\.outcome': 'refused'/);
-        assert.match(out, /name: 'zae_limiter\.acquires'/);
-        assert.match(out, /name: 'db\.client\.operation\.duration'/);
+        assert.match(out, /name: ["']zae_limiter\.acquire["']/);
+        assert.match(out, /name: ["']UpdateItem ex_otel/);
+        assert.match(out, /["']zae_limiter\.outcome["']: ["']refused["']/);
+        assert.match(out, /name: ["']zae_limiter\.acquires["']/);
+        assert.match(out, /name: ["']db\.client\.operation\.duration["']/);
         assert.doesNotMatch(out, /customer-1/); // the entity id is in no span or metric
       });
     } finally {
