@@ -293,6 +293,11 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       ((1 - c.sdkShare) * 100).toFixed(0)
     } %) |`);
     p(`| a rejection served by the deny cache (no call) | ${c.denyUs.toFixed(0)} |`);
+    if (c.otelAcquireUs !== undefined) {
+      p(`| \`acquire\` + \`commit\`, own client, OpenTelemetry SDK registered | ${
+        c.otelAcquireUs.toFixed(0)
+      } |`);
+    }
     p();
     p("A limiter that makes its own client sends its hot-path calls through a lean transport");
     p('(SigV4 with a cached key, `fetch`, JSON; docs/design.md, "Client CPU"); a client of your');

@@ -24,6 +24,7 @@ import { KeySpace } from "./keyspace.ts";
 import type { Limit } from "./limit.ts";
 import type { PingResult } from "./ping.ts";
 import { leanTransportOf } from "./transport/lean.ts";
+import type { Telemetry } from "./telemetry.ts";
 import type { AdminBucketChange, AdminOutcome } from "./bucket_items.ts";
 import {
   type BucketWrite,
@@ -305,12 +306,19 @@ export function dynamoBackend(
   client: DynamoDBClient,
   tableName: string,
   keys: KeySpace = KeySpace.DEFAULT,
+  telemetry?: Telemetry,
 ): Backend {
   return {
     // A client the limiter made itself sends the hot path through its lean transport.
-    buckets: new Repository({ client, tableName, transport: leanTransportOf(client), keys }),
-    entities: new EntityStore(client, tableName, keys),
+    buckets: new Repository({
+      client,
+      tableName,
+      transport: leanTransportOf(client),
+      keys,
+      telemetry,
+    }),
+    entities: new EntityStore(client, tableName, keys, telemetry),
     catalog: new DynamoCatalog(client, tableName, keys),
-    forNamespace: (space) => dynamoBackend(client, tableName, space),
+    forNamespace: (space) => dynamoBackend(client, tableName, space, telemetry),
   };
 }

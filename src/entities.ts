@@ -28,6 +28,7 @@ import { AuditedWriter } from "./audited_write.ts";
 import { queryPages, send, untilProcessed } from "./calls.ts";
 import { ControlStore, type EntityPatch } from "./control_store.ts";
 import { type EntityConfig, loadEntityConfig } from "./entity_config.ts";
+import type { Telemetry } from "./telemetry.ts";
 import {
   both,
   type Entity,
@@ -82,12 +83,21 @@ export class EntityStore {
   readonly #keys: KeySpace;
   readonly #registration: NamespaceRegistration;
   readonly #writer: AuditedWriter;
+  /** Spans and metrics of the hot path's config read. */
+  readonly #telemetry?: Telemetry;
 
   /**
    * @param client DynamoDB client. @param tableName Table.
    * @param space The namespace's keys. @default the default namespace
+   * @param telemetry Spans and metrics of the config read (`telemetry.ts`). @default none
    */
-  constructor(client: DynamoDBClient, tableName: string, space: KeySpace = KeySpace.DEFAULT) {
+  constructor(
+    client: DynamoDBClient,
+    tableName: string,
+    space: KeySpace = KeySpace.DEFAULT,
+    telemetry?: Telemetry,
+  ) {
+    this.#telemetry = telemetry;
     this.#client = client;
     this.#table = tableName;
     this.#keys = space;
@@ -436,15 +446,9 @@ export class EntityStore {
     want: { meta: boolean; limits: boolean; defaults?: boolean },
     signal?: AbortSignal,
   ): Promise<Map<string, EntityConfig>> {
-    return loadEntityConfig(
-      this.#client,
-      this.#table,
-      this.#keys,
-      entityIds,
-      resource,
-      want,
-      signal,
-    );
+    const load = () =>
+      loadEntityConfig(this.#client, this.#table, this.#keys, entityIds, resource, want, signal);
+    return this.#telemetry ? this.#telemetry.dynamo("BatchGetItem", load) : load();
   }
 }
 

@@ -385,6 +385,7 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
     ]);
     clearTimeout(timer);
     const left = await this.#outbox.flush(Math.max(0, until - Date.now()));
+    this.#state.parts.telemetry.close(); // the outbox gauge stops
     const unresolved = this.#outbox.failed.length;
     if (left > 0 || unresolved > this.#reported) {
       logTo(

@@ -36,6 +36,7 @@ import type {
 export { tableDefinition };
 export type { BucketWrite, LimitOp, StoredBucket, StoredLimit, WriteOutcome };
 import type { LeanTransport } from "./transport/lean.ts";
+import type { Telemetry } from "./telemetry.ts";
 
 const WC = keys.WRITES;
 
@@ -52,6 +53,8 @@ export interface RepositoryOptions {
   transport?: LeanTransport;
   /** The namespace's keys. @default the default namespace ({@link KeySpace.DEFAULT}) */
   keys?: KeySpace;
+  /** Spans and metrics of the hot-path calls (`telemetry.ts`). @default none */
+  telemetry?: Telemetry;
 }
 
 /** DynamoDB access for one table. */
@@ -61,6 +64,7 @@ export class Repository {
   /** The table. */
   readonly tableName: string;
   readonly #lean?: LeanTransport;
+  readonly #telemetry?: Telemetry;
   /** The namespace's keys: every partition key is built through it. */
   readonly #keys: KeySpace;
   #registration?: NamespaceRegistration;
@@ -71,6 +75,12 @@ export class Repository {
     this.tableName = options.tableName;
     this.#keys = options.keys ?? KeySpace.DEFAULT;
     this.#lean = options.transport;
+    this.#telemetry = options.telemetry;
+  }
+
+  /** Runs one hot-path call, measured and traced when the limiter has telemetry. */
+  #measured<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return this.#telemetry ? this.#telemetry.dynamo(operation, fn) : fn();
   }
 
   /** Builds the UpdateItem input of a bucket write. */
@@ -204,9 +214,13 @@ export class Repository {
   async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
     try {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
-      const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = this.#lean
-        ? await this.#lean.send("UpdateItem", input, signal)
-        : await send(this.client, UpdateItemCommand, input, signal);
+      const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = await this.#measured(
+        "UpdateItem",
+        () =>
+          this.#lean
+            ? this.#lean.send("UpdateItem", input, signal)
+            : send(this.client, UpdateItemCommand, input, signal),
+      );
       return {
         ok: true,
         item: out.Attributes ? parseBucket(out.Attributes) : undefined,
@@ -237,9 +251,13 @@ export class Repository {
   ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }> {
     try {
       const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
-      const out = this.#lean
-        ? await this.#lean.send("TransactWriteItems", input, signal)
-        : await send(this.client, TransactWriteItemsCommand, input, signal);
+      const out = await this.#measured(
+        "TransactWriteItems",
+        () =>
+          this.#lean
+            ? this.#lean.send("TransactWriteItems", input, signal)
+            : send(this.client, TransactWriteItemsCommand, input, signal),
+      );
       return { ok: true, retried: (out.$metadata.attempts ?? 1) > 1 };
     } catch (err) {
       if (
@@ -269,9 +287,13 @@ export class Repository {
       Key: this.#keys.itemKey(entityId, keys.bucketSk(resource)),
       ConsistentRead: true,
     };
-    const out: { Item?: Record<string, AttributeValue> } = this.#lean
-      ? await this.#lean.send("GetItem", input, signal)
-      : await send(this.client, GetItemCommand, input, signal);
+    const out: { Item?: Record<string, AttributeValue> } = await this.#measured(
+      "GetItem",
+      () =>
+        this.#lean
+          ? this.#lean.send("GetItem", input, signal)
+          : send(this.client, GetItemCommand, input, signal),
+    );
     return out.Item ? parseBucket(out.Item) : undefined;
   }
 

@@ -74,6 +74,8 @@ export interface RetryOptions {
   baseMs?: number;
   /** Largest backoff in ms. @default 200 */
   capMs?: number;
+  /** Told of each failure that is tried again (the limiter's telemetry counts retries). */
+  onRetry?: (err: unknown) => void;
 }
 
 /** Error thrown when the deadline passed; `cause` is the last failure. */
@@ -111,6 +113,7 @@ export async function withRetries<T>(
     const backoff = Math.random() * Math.min(capMs, baseMs * 2 ** attempt++);
     const wait = Math.min(backoff, deadline - Date.now());
     if (wait <= 0) throw new DeadlineExceeded(last);
+    options.onRetry?.(last);
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }

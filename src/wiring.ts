@@ -34,6 +34,7 @@ import { checkBoolean, checkObject } from "./validate.ts";
 import { SchemaGate } from "./schema.ts";
 import { type EntityListPage, listEntities, type ListEntitiesOptions } from "./entity_list.ts";
 import { KeySpace } from "./keyspace.ts";
+import { Telemetry } from "./telemetry.ts";
 import { causeName, checkLogger, errorName, type Logger, LogThrottle, logTo } from "./logger.ts";
 
 /** What a {@link RateLimiter} is made of. */
@@ -62,6 +63,8 @@ export interface LimiterParts {
   closeTimeoutMs: number;
   /** Where the library's warnings go (the `logger` option, else the console). */
   logger: Logger;
+  /** OpenTelemetry metrics and spans (no-op without a registered SDK); closed with the limiter. */
+  telemetry: Telemetry;
 }
 
 /** Checks the options and makes the parts; throws `ValidationError` before anything is sent. */
@@ -150,8 +153,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     throw new ValidationError("limitsCacheTtlMs", limitsCacheTtlMs, "must be a number >= 0");
   }
   const dynamo = client ?? makeClient({ region, endpoint });
+  const telemetry = new Telemetry({ tableName });
   const store: Backend = backend === undefined
-    ? dynamoBackend(dynamo, tableName, space)
+    ? dynamoBackend(dynamo, tableName, space, telemetry)
     : namespaced(backend, space, namespace);
   const setup = new TableSetup({
     backend: store,
@@ -227,7 +231,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     denyCache,
     maxCachedBuckets,
     where,
+    telemetry,
   });
+  telemetry.observeOutbox(() => outbox.size);
   // A refresh runs at each use of a stale entry: in an outage, one line a minute says how many.
   const refreshFailures = new LogThrottle(60_000);
   const config = new ConfigResolver({
@@ -281,6 +287,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     batches: batchOptions,
     shadow,
     onShadowRefusal,
+    telemetry,
   });
   const reader = new BucketReader(shared);
   // Who and how long: asked once, on the first audited change (never on the hot path).
@@ -338,6 +345,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       store.ping ? store.ping(tableName) : pingTable({ client: dynamo, where, timeoutMs }),
     closeTimeoutMs,
     logger,
+    telemetry,
   };
 }
 

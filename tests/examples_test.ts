@@ -51,6 +51,21 @@ Deno.test({
         assert.match(out, /^refused with Retry-After 1 s$/m);
         assert.match(out, /^smoke run passed$/m);
       });
+
+      await t.step("OpenTelemetry to the console", async () => {
+        const out = await runExample("otel_console.ts", {
+          ZAE_LIMITER_ENDPOINT: ddb.endpoint,
+          ZAE_LIMITER_TABLE: uniqueTableName("ex_otel"),
+        });
+        assert.match(out, /^request 2: admitted$/m);
+        assert.match(out, /^request 3: refused$/m);
+        assert.match(out, /name: ["']zae_limiter\.acquire["']/);
+        assert.match(out, /name: ["']UpdateItem ex_otel/);
+        assert.match(out, /["']zae_limiter\.outcome["']: ["']refused["']/);
+        assert.match(out, /name: ["']zae_limiter\.acquires["']/);
+        assert.match(out, /name: ["']db\.client\.operation\.duration["']/);
+        assert.doesNotMatch(out, /customer-1/); // the entity id is in no span or metric
+      });
     } finally {
       await ddb.stop();
     }

@@ -35,6 +35,7 @@ import {
   type ValidRequest,
 } from "./types.ts";
 import type { BucketWriter } from "./writer.ts";
+import type { Telemetry } from "../telemetry.ts";
 
 /** Shards a refused request tries in all (the first and up to two others). */
 const SHARD_TRIES = 3;
@@ -92,6 +93,8 @@ export interface LeaseEngineOptions {
   shadow?: boolean;
   /** Told of each shadow-mode acquire that would have been refused. */
   onShadowRefusal?: (info: ShadowRefusal) => void;
+  /** Spans of acquires and lease writes, acquires by outcome (`telemetry.ts`). @default none */
+  telemetry?: Telemetry;
 }
 
 /** Acquires leases and writes their commits and rollbacks, under the failure mode. */
@@ -108,6 +111,7 @@ export class LeaseEngine {
   readonly #shadow: boolean;
   readonly #onShadowRefusal?: (info: ShadowRefusal) => void;
   #batches?: BatchPool;
+  readonly #telemetry?: Telemetry;
   /** Shadow-mode acquires that would have been refused, since the limiter was made. */
   shadowRefusals = 0;
 
@@ -123,6 +127,7 @@ export class LeaseEngine {
     this.#batchSettings = options.batches;
     this.#shadow = options.shadow ?? false;
     this.#onShadowRefusal = options.onShadowRefusal;
+    this.#telemetry = options.telemetry;
   }
 
   /** A lease of a shadow-mode acquire: a would-be refusal is counted and told, once. */
@@ -190,7 +195,14 @@ export class LeaseEngine {
     await this.#batches?.drain();
   }
 
-  async acquire(req: AcquireRequest): Promise<Lease> {
+  /** An acquire, in a span and counted by outcome when the limiter has telemetry. */
+  acquire(req: AcquireRequest): Promise<Lease> {
+    return this.#telemetry
+      ? this.#telemetry.acquire(req, () => this.#acquire(req))
+      : this.#acquire(req);
+  }
+
+  async #acquire(req: AcquireRequest): Promise<Lease> {
     const mode = req.failureMode ?? this.#failureMode;
     let deadline = Date.now() + this.#timeoutMs;
     const op = new Op();
@@ -441,34 +453,44 @@ export class LeaseEngine {
 
   leaseOps(): LeaseOps {
     return {
-      write: async (targets, deltas, requests, operation) => {
-        const deadline = Date.now() + this.#timeoutMs;
-        await Promise.all(targets.map(async (t, i) => {
-          const op = new Op();
-          try {
-            if (!(await this.#outbox.settled([bucketId(t)], deadline))) {
-              throw new RateLimiterUnavailable(operation, new Error("earlier writes still wait"));
-            }
-            await this.#writer.adjust(t, deltas[i], requests, deadline, op);
-          } catch (err) {
-            if (
-              err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable) &&
-              !(err instanceof UncertainOutcome) // the outbox reports it (unresolvedWrites)
-            ) {
-              throw err;
-            }
-            // Never lost: retried in the background under the same id, so applied exactly once.
-            this.#outbox.add({
-              label: `${operation} ${t.entityId}/${t.resource}`,
-              operation,
-              resource: t.resource,
-              buckets: [bucketId(t)],
-              run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op),
-            });
-          }
-        }));
-      },
+      write: (targets, deltas, requests, operation) =>
+        this.#telemetry
+          ? this.#telemetry.leaseWrite(
+            operation,
+            targets[0]?.resource,
+            () => this.#write(targets, deltas, requests, operation),
+          )
+          : this.#write(targets, deltas, requests, operation),
     };
+  }
+
+  /** A lease's write: to DynamoDB, else (an outage) through the outbox. */
+  async #write(...[targets, deltas, requests, operation]: Parameters<LeaseOps["write"]>) {
+    const deadline = Date.now() + this.#timeoutMs;
+    await Promise.all(targets.map(async (t, i) => {
+      const op = new Op();
+      try {
+        if (!(await this.#outbox.settled([bucketId(t)], deadline))) {
+          throw new RateLimiterUnavailable(operation, new Error("earlier writes still wait"));
+        }
+        await this.#writer.adjust(t, deltas[i], requests, deadline, op);
+      } catch (err) {
+        if (
+          err instanceof ZaeLimiterError && !(err instanceof RateLimiterUnavailable) &&
+          !(err instanceof UncertainOutcome) // the outbox reports it (unresolvedWrites)
+        ) {
+          throw err;
+        }
+        // Never lost: retried in the background under the same id, so applied exactly once.
+        this.#outbox.add({
+          label: `${operation} ${t.entityId}/${t.resource}`,
+          operation,
+          resource: t.resource,
+          buckets: [bucketId(t)],
+          run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op),
+        });
+      }
+    }));
   }
 }
 

@@ -22,6 +22,7 @@ import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
+import type { Telemetry } from "../telemetry.ts";
 import { throttledItems } from "./throttle.ts";
 import {
   BUCKET_GRACE_SECONDS,
@@ -47,6 +48,8 @@ export interface BucketWriterOptions {
   maxCachedBuckets: number;
   /** Where the limiter points, for error messages. */
   where: Whereabouts;
+  /** Counts retries and deny-cache hits (`telemetry.ts`). @default none */
+  telemetry?: Telemetry;
 }
 
 /** Sends bucket writes exactly once and remembers what DynamoDB said of each bucket. */
@@ -60,6 +63,7 @@ export class BucketWriter {
   /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
   readonly #sweep: TtlCache<string, Set<string>>;
   readonly #where: Whereabouts;
+  readonly #telemetry?: Telemetry;
   /** Told of every target whose write DynamoDB throttled (auto-sharding listens). */
   onThrottle?: (target: Target) => void;
 
@@ -71,6 +75,7 @@ export class BucketWriter {
     this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
     this.#sweep = new TtlCache(Infinity, options.maxCachedBuckets);
     this.#where = options.where;
+    this.#telemetry = options.telemetry;
   }
 
   /** The library error for a failure of `operation`: a misconfiguration or an outage. */
@@ -268,6 +273,7 @@ export class BucketWriter {
         const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
         if (known) {
           await this.#persistConversions(targets, states, counts, ttls, fresh, nowMs, deadline);
+          if (attempt === 0) this.#telemetry?.denyHit(targets[plans.findIndex((p) => p.exceeded)]);
           throw new RateLimitExceeded(plans.flatMap((p) => p.statuses));
         }
       }
@@ -477,7 +483,10 @@ export class BucketWriter {
           if (op && mayHaveApplied(err)) op.ambiguous = true;
           throw err;
         }
-      }, { deadline });
+      }, {
+        deadline,
+        onRetry: this.#telemetry && ((err) => this.#telemetry?.retry(operation, err)),
+      });
     } catch (err) {
       // An outage past the deadline, or a misconfiguration (reported at once: never retried).
       if (err instanceof DeadlineExceeded || misconfiguration(err)) {
