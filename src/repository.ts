@@ -214,7 +214,7 @@ export class Repository {
   async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
     try {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
-      const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = await this.#measured(
+      const out = await this.#measured<Pick<UpdateItemCommandOutput, "Attributes" | "$metadata">>(
         "UpdateItem",
         () =>
           this.#lean
@@ -251,7 +251,7 @@ export class Repository {
   ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }> {
     try {
       const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
-      const out = await this.#measured(
+      const out = await this.#measured<{ $metadata: { attempts?: number } }>(
         "TransactWriteItems",
         () =>
           this.#lean
@@ -287,7 +287,7 @@ export class Repository {
       Key: this.#keys.itemKey(entityId, keys.bucketSk(resource)),
       ConsistentRead: true,
     };
-    const out: { Item?: Record<string, AttributeValue> } = await this.#measured(
+    const out = await this.#measured<{ Item?: Record<string, AttributeValue> }>(
       "GetItem",
       () =>
         this.#lean
