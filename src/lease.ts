@@ -5,8 +5,8 @@
  */
 
 import {
-  LeaseExpiredError,
   LeaseClosedError,
+  LeaseExpiredError,
   type LimitStatus,
   type RateLimiterUnavailable,
   ValidationError,

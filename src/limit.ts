@@ -423,7 +423,11 @@ export class Limit {
   withSoft(soft: boolean): Limit {
     if (soft === this.soft) return this;
     if (this.concurrent) {
-      throw new ValidationError(`limit ${this.name}: soft`, soft, "a concurrent limit is never soft");
+      throw new ValidationError(
+        `limit ${this.name}: soft`,
+        soft,
+        "a concurrent limit is never soft",
+      );
     }
     return new Limit(
       this.name,

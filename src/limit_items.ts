@@ -36,7 +36,9 @@ export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
   return (item.limits?.L ?? []).map((v) => {
     const m = v.M ?? {};
     const reset = m.reset?.S;
-    if (m.concurrent?.BOOL === true) return Limit.concurrent(m.name?.S ?? "", Number(m.capacity?.N));
+    if (m.concurrent?.BOOL === true) {
+      return Limit.concurrent(m.name?.S ?? "", Number(m.capacity?.N));
+    }
     if (reset !== undefined) {
       const soft = m.soft?.BOOL === true ? true : undefined;
       return Limit.quota(

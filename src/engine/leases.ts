@@ -457,7 +457,13 @@ export class LeaseEngine {
       // Its slots too (already taken back after expiry: nothing more to free).
       const names = requests > 0 ? t.limits.filter((l) => l.concurrent).map((l) => l.name) : [];
       const slot = names.length > 0 ? { slot: { id: op.id, names } } : {};
-      return this.#writer.adjust({ ...asLeaseTarget(t), ...slot }, back, -requests, deadline, giveBack)
+      return this.#writer.adjust(
+        { ...asLeaseTarget(t), ...slot },
+        back,
+        -requests,
+        deadline,
+        giveBack,
+      )
         .catch(ignoreExpired);
     }));
   }

@@ -19,7 +19,13 @@ import {
   quotaStatus,
   quotaWindow,
 } from "./quota.ts";
-import { concurrentKey, isConcurrentKey, planSlot, planSlotFrees, slotStatus } from "./concurrency.ts";
+import {
+  concurrentKey,
+  isConcurrentKey,
+  planSlot,
+  planSlotFrees,
+  slotStatus,
+} from "./concurrency.ts";
 import { type ShardInfo, shardLimits, shardResource, startTat } from "./shards.ts";
 import { BUCKET_GRACE_SECONDS, type LeaseTarget, type Plan, type Target } from "./types.ts";
 

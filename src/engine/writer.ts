@@ -271,7 +271,12 @@ export class BucketWriter {
         )
       );
       if (plans.some((p) => p.exceeded)) {
-        const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
+        // A full concurrent limit is believed only from the item itself: slots freed by other
+        // processes leave no trace in this process's cache.
+        const known = plans.every((p, i) =>
+          !p.exceeded || fresh[i] ||
+          (this.#denyCache && p.statuses.some((s) => s.exceeded && !s.limit.concurrent))
+        );
         if (known) {
           await this.#persistConversions(targets, states, counts, ttls, fresh, nowMs, deadline);
           if (attempt === 0) this.#telemetry?.denyHit(targets[plans.findIndex((p) => p.exceeded)]);
