@@ -210,7 +210,10 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
     await measure("concurrent acquire + commit", async () => {
       now += 1_000;
       await (await concurrentAcquire()).commit();
-    }, { goal: { roundTrips: 2, wcu: 2 }, note: "slot taken with the rate limit, freed by commit" });
+    }, {
+      goal: { roundTrips: 2, wcu: 2 },
+      note: "slot taken with the rate limit, freed by commit",
+    });
 
     // Exhaust a small bucket (3 a minute), then knock on it again and again.
     const tiny = [rpm(3)];
