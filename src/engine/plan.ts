@@ -254,7 +254,8 @@ export function planAcquire(
     entityId: t.entityId,
     resource: t.resource,
     ops,
-    used: new Map(milli),
+    // A concurrent limit counts slots, not tokens: no running total (as its give-backs).
+    used: new Map([...milli].filter(([name]) => !isConcurrentKey(t.keys.get(name)))),
     requests,
     nowMs,
     opId,
