@@ -218,7 +218,9 @@ export class Repository {
   async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
     try {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
-      const out: Pick<UpdateItemCommandOutput, "Attributes" | "$metadata"> = await this.#measured(
+      type Out = Pick<UpdateItemCommandOutput, "Attributes" | "$metadata">;
+      // The type given: inferred from either branch, it depends on the order of checking.
+      const out = await this.#measured<Out>(
         "UpdateItem",
         () =>
           this.#lean
@@ -255,7 +257,7 @@ export class Repository {
   ): Promise<{ ok: true; retried?: boolean } | { ok: false; olds: WriteOutcome[] }> {
     try {
       const input = { TransactItems: writes.map((w) => ({ Update: this.buildUpdate(w) })) };
-      const out = await this.#measured(
+      const out = await this.#measured<{ $metadata: { attempts?: number } }>(
         "TransactWriteItems",
         () =>
           this.#lean
@@ -291,7 +293,7 @@ export class Repository {
       Key: this.#keys.itemKey(entityId, keys.bucketSk(resource)),
       ConsistentRead: true,
     };
-    const out: { Item?: Record<string, AttributeValue> } = await this.#measured(
+    const out = await this.#measured<{ Item?: Record<string, AttributeValue> }>(
       "GetItem",
       () =>
         this.#lean
