@@ -243,6 +243,49 @@ dynamoTest("concurrent limits on DynamoDB Local", async (t, { client, ddb }) => 
     await limiter.close();
   });
 
+  await t.step("lost answers: the acquire and the commit are applied once", async () => {
+    let lose = 0; // how many of the next bucket writes land but lose their answer
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const out = await next(args);
+        if (lose > 0 && "UpdateExpression" in (args.input as Record<string, unknown>)) {
+          lose--;
+          throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+        }
+        return out;
+      },
+      { step: "finalizeRequest", name: "conc-lose" },
+    );
+    try {
+      const limiter = new RateLimiter({ tableName, client, clock: () => T0 + 7_200_000 });
+      const go = () =>
+        limiter.acquire({
+          entityId: "lost",
+          resource: "llm",
+          limits: [streams, rpd],
+          consume: { rpd: 1 },
+          leaseTimeoutMs: 60_000,
+        });
+      lose = 1;
+      const lease = await go();
+      assert.equal(lose, 0);
+      assert.deepEqual(await reader(backend.buckets)("lost"), { held: 1n, slots: 1 });
+      lose = 1;
+      await lease.commit(); // the resend finds the commit's receipt: no LeaseExpiredError
+      assert.equal(lose, 0);
+      assert.deepEqual(await reader(backend.buckets)("lost"), { held: 0n, slots: 0 });
+      const left = await limiter.available({
+        entityId: "lost",
+        resource: "llm",
+        limits: [streams, rpd],
+      });
+      assert.deepEqual(left, { streams: 4, rpd: 99 });
+      await limiter.close();
+    } finally {
+      client.middlewareStack.remove("conc-lose");
+    }
+  });
+
   await t.step("4 processes never exceed max in flight; a killed one's slots free", async () => {
     const max = 2;
     const timeoutMs = 1500;
