@@ -21,6 +21,7 @@
 
 export { Limit } from "./src/limit.ts";
 export type {
+  ConcurrentLimitOptions,
   CustomLimitOptions,
   QuotaLimitOptions,
   QuotaOptions,
@@ -68,6 +69,7 @@ export {
   EntityExistsError,
   EntityNotFoundError,
   LeaseClosedError,
+  LeaseExpiredError,
   type LimitStatus,
   type LimitStatusBody,
   RateLimiterUnavailable,

@@ -2,7 +2,7 @@
  * The CLI's limit syntax: `name:rate[/sec|/min|/hour|/day][:burst][:soft]`, e.g.
  * `tpm:10000/min:15000`, or `tpm:10000/min:soft` for a soft limit; a quota is
  * `name:amount/reset[:soft]` with the reset's text form: `tokens:1000000/month@Europe/Berlin`,
- * `requests:500/after:30d`.
+ * `requests:500/after:30d`; a concurrent limit is `name:max/concurrent`: `streams:5/concurrent`.
  *
  * @module
  */
@@ -50,6 +50,15 @@ export const LIMIT_SYNTAX =
  */
 export function parseLimitSpec(text: string): Limit {
   const bad = (rule: string) => new UsageError(`Invalid limit ${JSON.stringify(text)}: ${rule}`);
+  const concurrent = /^([^:/]+):([^:/]+)\/concurrent$/i.exec(text);
+  if (concurrent) {
+    const max = Number(concurrent[2]);
+    try {
+      return Limit.concurrent(concurrent[1], /^\d+$/.test(concurrent[2]) ? max : NaN);
+    } catch (err) {
+      throw bad(err instanceof Error ? err.message : String(err));
+    }
+  }
   const quota = QUOTA.exec(text);
   if (quota) {
     const [, name, amountText, reset, soft] = quota;
@@ -129,9 +138,11 @@ function parseAmount(text: string): number | undefined {
  * console.assert(formatLimit(parseLimitSpec("rpm:100/min")) === "rpm:100/min");
  * console.assert(formatLimit(parseLimitSpec("tpm:10/min:20:soft")) === "tpm:10/min:20:soft");
  * console.assert(formatLimit(parseLimitSpec("tok:1000/month@UTC")) === "tok:1000/month@UTC");
+ * console.assert(formatLimit(parseLimitSpec("streams:5/concurrent")) === "streams:5/concurrent");
  * ```
  */
 export function formatLimit(limit: Limit): string {
+  if (limit.concurrent) return `${limit.name}:${limit.capacity}/concurrent`;
   if (limit.quota) {
     const q = `${limit.name}:${limit.capacity}/${limit.resetText}`;
     return limit.soft ? `${q}:soft` : q;

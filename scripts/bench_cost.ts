@@ -195,6 +195,26 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       await (await quotaAcquire()).commit();
     }, { goal: { roundTrips: 1, wcu: 1 }, note: "a monthly quota: same-window write" });
 
+    // A concurrent limit with a rate limit: the slot is taken in the acquire's write and freed
+    // in the commit's (docs/design.md, "Concurrency limits").
+    const streams = [Limit.concurrent("streams", 5), rpm(1_000_000)];
+    const concurrentAcquire = () =>
+      limiter.acquire({
+        entityId: "key-0",
+        resource: "streams",
+        limits: streams,
+        consume: { rpm: 1 },
+        leaseTimeoutMs: 60_000,
+      });
+    await (await concurrentAcquire()).commit(); // cold: the bucket's first write
+    await measure("concurrent acquire + commit", async () => {
+      now += 1_000;
+      await (await concurrentAcquire()).commit();
+    }, {
+      goal: { roundTrips: 2, wcu: 2 },
+      note: "slot taken with the rate limit, freed by commit",
+    });
+
     // Exhaust a small bucket (3 a minute), then knock on it again and again.
     const tiny = [rpm(3)];
     const knock = async (lim: RateLimiter, entityId: string) => {

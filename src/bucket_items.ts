@@ -37,6 +37,10 @@ export interface StoredLimit {
    * window. See docs/design.md, "Quotas".
    */
   window?: bigint;
+  /** A concurrent limit's slots taken (`cc_n`). See docs/design.md, "Concurrency limits". */
+  held?: bigint;
+  /** A concurrent limit's slots: the acquire's operation id → its expiry, epoch ms (`s_n_{id}`). */
+  slots?: Map<string, bigint>;
 }
 
 /**
@@ -138,7 +142,23 @@ export type LimitOp =
     max?: bigint;
   }
   /** A give-back to a quota: only if `k_n = key`, `w_n = window` and `t_n ≥ sub`: `t_n −= sub`. */
-  | { kind: "quotaSub"; name: string; key: string; window: bigint; sub: bigint };
+  | { kind: "quotaSub"; name: string; key: string; window: bigint; sub: bigint }
+  /**
+   * A concurrent limit's slot: only if `cc_n` is missing or `cc_n < max`, and each slot of
+   * `reclaim` still exists with its expiry below `now`: `s_n_{id} ← exp`, the reclaimed slots
+   * removed, `cc_n += 1 − reclaim.length` (`max` already counts the reclaimed slots).
+   */
+  | {
+    kind: "slotTake";
+    name: string;
+    id: string;
+    exp: bigint;
+    max: bigint;
+    now: bigint;
+    reclaim: string[];
+  }
+  /** Frees the slot `s_n_{id}`: only if it exists; removed, `cc_n −= 1`. */
+  | { kind: "slotFree"; name: string; id: string };
 
 /**
  * A conditional write to one bucket item.

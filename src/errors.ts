@@ -352,6 +352,46 @@ export class LeaseClosedError extends ZaeLimiterError {
 }
 
 /**
+ * A lease held a slot of a concurrent limit ({@link Limit.concurrent}) longer than its
+ * `leaseTimeoutMs`, and another acquire reclaimed the slot as a crashed process's. Thrown by
+ * `commit` after its token adjustments were written all the same (the usage happened); the lease
+ * is closed. A rollback of such a lease throws nothing.
+ *
+ * @example
+ * ```ts
+ * import { LeaseExpiredError } from "./errors.ts";
+ * const err = new LeaseExpiredError("key-1", "llm", ["streams"]);
+ * console.assert(err.limitNames[0] === "streams" && err.message.includes("leaseTimeoutMs"));
+ * ```
+ */
+export class LeaseExpiredError extends ZaeLimiterError {
+  /** The class name, kept in minified bundles. */
+  override readonly name: string = "LeaseExpiredError";
+  /** The entity of the bucket. */
+  readonly entityId: string;
+  /** The resource of the bucket. */
+  readonly resource: string;
+  /** The concurrent limits whose slot was gone. */
+  readonly limitNames: string[];
+  /**
+   * Builds the error.
+   *
+   * @param entityId The entity of the bucket.
+   * @param resource The resource of the bucket.
+   * @param limitNames The concurrent limits whose slot was gone.
+   */
+  constructor(entityId: string, resource: string, limitNames: string[]) {
+    super(
+      `The lease on ${entityId}/${resource} outlived its leaseTimeoutMs: its slot of ` +
+        `${limitNames.join(", ")} had expired and was taken back (its tokens were still written)`,
+    );
+    this.entityId = entityId;
+    this.resource = resource;
+    this.limitNames = limitNames;
+  }
+}
+
+/**
  * The entity does not exist.
  *
  * @example

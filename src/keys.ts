@@ -151,6 +151,10 @@ export const attr = {
   credit: (limit: string) => `c_${limit}`,
   /** A quota's window start, epoch ms (see docs/design.md, "Quotas"). */
   window: (limit: string) => `w_${limit}`,
+  /** A concurrent limit's count of slots taken (see docs/design.md, "Concurrency limits"). */
+  held: (limit: string) => `cc_${limit}`,
+  /** A concurrent limit's slot of operation `opId`: its expiry, epoch ms. */
+  slot: (limit: string, opId: string) => `s_${limit}_${opId}`,
 } as const;
 
 /** Running count of admitted requests on a bucket item (rollbacks subtract). */

@@ -6,6 +6,7 @@
 
 import {
   LeaseClosedError,
+  LeaseExpiredError,
   type LimitStatus,
   type RateLimiterUnavailable,
   ValidationError,
@@ -360,7 +361,7 @@ export class Lease implements AsyncDisposable {
     this.#targets = this.#targets.map((t, i) => ({ ...t, consumed: plus(t.consumed, backs[i]) }));
     const write = this.failedOpen
       ? this.#ops.write([], [new Map([...parsed].map(([name, m]) => [name, -m]))], 0, "release")
-      : this.#ops.write(this.#targets, backs, 0, "release");
+      : this.#ops.write(this.#targets.map(withoutSlot), backs, 0, "release");
     return this.#track(write.catch((err) => {
       // Not written (a misconfiguration: an outage waits in the outbox): the lease still holds it.
       this.#requested = before.requested;
@@ -383,7 +384,11 @@ export class Lease implements AsyncDisposable {
   /**
    * Writes pending adjustments (no write when there are none) and closes the lease. A second
    * call does nothing. When DynamoDB is unavailable the write waits in the limiter's outbox and
-   * is applied exactly once when it is back (see `RateLimiter.flush`).
+   * is applied exactly once when it is back (see `RateLimiter.flush`). A lease holding a slot of
+   * a concurrent limit frees it here.
+   *
+   * @throws {LeaseExpiredError} When the lease outlived its `leaseTimeoutMs` and its slot was
+   * taken back; its adjustments were written all the same and the lease is closed.
    *
    * @example
    * ```ts
@@ -407,12 +412,23 @@ export class Lease implements AsyncDisposable {
     const deltas = this.failedOpen
       ? [atLeastMinusTaken(this.#pending, this.#requested)]
       : this.#targets.map((t) => atLeastMinusTaken(this.#pending, t.consumed, t.specs));
-    if (deltas.some((d) => d.size > 0)) await this.#ops.write(this.#targets, deltas, 0, "commit");
+    // A lease holding a slot of a concurrent limit writes to free it, adjustments or not.
+    let expired: LeaseExpiredError | undefined;
+    if (deltas.some((d) => d.size > 0) || this.#targets.some((t) => t.slot)) {
+      try {
+        await this.#ops.write(this.#targets, deltas, 0, "commit");
+      } catch (err) {
+        // Its slot was taken back: the adjustments were written all the same; closed.
+        if (!(err instanceof LeaseExpiredError)) throw err;
+        expired = err;
+      }
+    }
     for (const [name, d] of atLeastMinusTaken(this.#pending, this.#requested)) {
       this.#committed.set(name, (this.#committed.get(name) ?? 0n) + d);
     }
     this.#pending.clear();
     this.#state = "committed";
+    if (expired) throw expired;
   }
 
   /**
@@ -445,7 +461,10 @@ export class Lease implements AsyncDisposable {
         this.#targets.map((t) => new Map([...t.consumed].map(([name, m]) => [name, -m]))),
         -1,
         "rollback",
-      );
+      ).catch((err) => {
+        // A slot already taken back after expiry: the tokens went back, nothing more to free.
+        if (!(err instanceof LeaseExpiredError)) throw err;
+      });
     }
     this.#pending.clear();
     this.#state = "rolled back";
@@ -496,6 +515,12 @@ function atLeastMinusTaken(
     if (clamped !== 0n) out.set(name, clamped);
   }
   return out;
+}
+
+/** A target as written by a lease's writes that do not close it: its slots stay held. */
+function withoutSlot(t: LeaseTarget): LeaseTarget {
+  const { slot: _slot, ...rest } = t;
+  return rest;
 }
 
 /** The amounts that are not zero. */

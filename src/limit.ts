@@ -107,6 +107,26 @@ export interface QuotaLimitOptions extends QuotaOptions {
   capacity: number;
 }
 
+/**
+ * A concurrent limit's plain data ({@link Limit.toJSON} of a {@link Limit.concurrent};
+ * {@link Limit.custom} takes it back): `capacity` leases in flight at most.
+ *
+ * @example
+ * ```ts
+ * import { Limit, type ConcurrentLimitOptions } from "./limit.ts";
+ * const c: ConcurrentLimitOptions = { name: "streams", capacity: 5, concurrent: true };
+ * console.assert(Limit.custom(c).concurrent === true);
+ * ```
+ */
+export interface ConcurrentLimitOptions {
+  /** Limit name. */
+  name: string;
+  /** Leases in flight at most: a whole number >= 1. */
+  capacity: number;
+  /** Marks a concurrent limit. */
+  concurrent: true;
+}
+
 /** The nominal window of a calendar reset, in seconds (only a stand-in for a refill period). */
 const NOMINAL_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
 
@@ -152,6 +172,11 @@ export class Limit {
    * month): the engine never drips a quota, it refills it in one lump at the reset.
    */
   readonly quota?: QuotaReset;
+  /**
+   * `true` on a concurrent limit ({@link Limit.concurrent}): `capacity` leases in flight at most,
+   * a slot taken by `acquire` and freed by `commit` or `rollback`. `undefined` otherwise.
+   */
+  readonly concurrent?: true;
 
   private constructor(
     name: string,
@@ -161,6 +186,7 @@ export class Limit {
     soft: boolean,
     schedule?: LimitSchedule,
     quota?: QuotaReset,
+    concurrent?: true,
   ) {
     this.name = name;
     this.capacity = capacity;
@@ -169,7 +195,33 @@ export class Limit {
     this.soft = soft;
     if (schedule !== undefined) this.schedule = schedule;
     if (quota) this.quota = quota;
+    if (concurrent) this.concurrent = true;
     Object.freeze(this);
+  }
+
+  /**
+   * A concurrent limit: at most `max` leases in flight per entity and resource, across
+   * processes. `acquire` takes a slot, `commit` or `rollback` frees it; a slot whose lease
+   * outlives the call's `leaseTimeoutMs` (required with such a limit) is taken back. It combines
+   * with rate limits and quotas in one write; see docs/usage.md, "Concurrency limits".
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "./limit.ts";
+   * const streams = Limit.concurrent("streams", 5);
+   * console.assert(streams.capacity === 5 && streams.concurrent === true);
+   * ```
+   */
+  static concurrent(name: string, max: number): Limit {
+    validateLimitName(name, "limit.name");
+    if (typeof max !== "number" || !Number.isInteger(max) || max < 1 || max > MAX_CONCURRENT) {
+      throw new ValidationError(
+        `limit ${name}: max`,
+        max,
+        `must be a whole number from 1 to ${MAX_CONCURRENT}`,
+      );
+    }
+    return new Limit(name, max, max, 1, false, undefined, undefined, true);
   }
 
   /**
@@ -274,8 +326,25 @@ export class Limit {
    * console.assert(l.capacity === 3);
    * ```
    */
-  static custom(options: CustomLimitOptions | QuotaLimitOptions): Limit {
+  static custom(
+    options: CustomLimitOptions | QuotaLimitOptions | ConcurrentLimitOptions,
+  ): Limit {
     checkObject("limit", options);
+    if ("concurrent" in options && options.concurrent !== undefined) {
+      const { name, capacity, concurrent, ...rest } = options as ConcurrentLimitOptions;
+      validateLimitName(name, "limit.name");
+      if (concurrent !== true) {
+        throw new ValidationError(`limit ${name}: concurrent`, concurrent, "must be true");
+      }
+      for (const key of Object.keys(rest)) {
+        throw new ValidationError(
+          `limit ${name}: ${key}`,
+          (rest as Record<string, unknown>)[key],
+          "is not an option of a concurrent limit (name, capacity, concurrent)",
+        );
+      }
+      return Limit.concurrent(name, capacity);
+    }
     if ("reset" in options || "resetAfter" in options) {
       const { name, capacity, ...rest } = options as QuotaLimitOptions;
       validateLimitName(name, "limit.name");
@@ -353,6 +422,13 @@ export class Limit {
    */
   withSoft(soft: boolean): Limit {
     if (soft === this.soft) return this;
+    if (this.concurrent) {
+      throw new ValidationError(
+        `limit ${this.name}: soft`,
+        soft,
+        "a concurrent limit is never soft",
+      );
+    }
     return new Limit(
       this.name,
       this.capacity,
@@ -456,7 +532,7 @@ export class Limit {
       other.refillAmount === this.refillAmount &&
       other.refillPeriodSeconds === this.refillPeriodSeconds && other.soft === this.soft &&
       JSON.stringify(other.schedule) === JSON.stringify(this.schedule) &&
-      other.resetText === this.resetText;
+      other.resetText === this.resetText && other.concurrent === this.concurrent;
   }
 
   /**
@@ -470,7 +546,8 @@ export class Limit {
    * console.assert(copy.equals(rpm));
    * ```
    */
-  toJSON(): CustomLimitOptions | QuotaLimitOptions {
+  toJSON(): CustomLimitOptions | QuotaLimitOptions | ConcurrentLimitOptions {
+    if (this.concurrent) return { name: this.name, capacity: this.capacity, concurrent: true };
     if (this.quota) {
       const q: QuotaLimitOptions = { name: this.name, capacity: this.capacity };
       if (this.quota.kind === "after") q.resetAfter = this.resetText!.slice(6);
@@ -490,6 +567,9 @@ export class Limit {
     return json;
   }
 }
+
+/** The largest `max` of a concurrent limit: one item holds a slot attribute per lease. */
+export const MAX_CONCURRENT = 1000;
 
 /** True when `x` is a whole number of thousandths (within float noise). */
 export function isMilliExact(x: number): boolean {

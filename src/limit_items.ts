@@ -2,7 +2,8 @@
  * The `limits` attribute of a stored-limits item (an entity's, or a resource's or the system's
  * defaults): a list of `{name, capacity, refillAmount, refillPeriodSeconds}`, with `soft: true` on a
  * soft limit, `schedule` (its windows as JSON text) on a scheduled one and, on a quota, `reset` (its
- * reset in the text form, e.g. `"month@UTC"` or `"after:30d"`).
+ * reset in the text form, e.g. `"month@UTC"` or `"after:30d"`), and `concurrent: true` on a concurrent
+ * limit (its `capacity` the leases in flight at most).
  *
  * @module
  */
@@ -24,6 +25,7 @@ export function limitsAttr(limits: Limit[]): AttributeValue {
         // Only on a scheduled limit: its windows as JSON, checked again when read.
         ...(l.schedule ? { schedule: { S: JSON.stringify(l.schedule) } } : {}),
         ...(l.resetText ? { reset: { S: l.resetText } } : {}),
+        ...(l.concurrent ? { concurrent: { BOOL: true } } : {}),
       },
     })),
   };
@@ -34,6 +36,9 @@ export function parseLimits(item: Record<string, AttributeValue>): Limit[] {
   return (item.limits?.L ?? []).map((v) => {
     const m = v.M ?? {};
     const reset = m.reset?.S;
+    if (m.concurrent?.BOOL === true) {
+      return Limit.concurrent(m.name?.S ?? "", Number(m.capacity?.N));
+    }
     if (reset !== undefined) {
       const soft = m.soft?.BOOL === true ? true : undefined;
       return Limit.quota(

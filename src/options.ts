@@ -314,6 +314,13 @@ export interface AcquireOptions {
    * See docs/usage.md, "Trying a new limit on live traffic". @default the limiter's `shadow`
    */
   shadow?: boolean;
+  /**
+   * How long the lease may hold a slot of a concurrent limit ({@link Limit.concurrent}), in
+   * milliseconds (a whole number from 1 to 3 600 000). Required when the call has a concurrent
+   * limit: a slot whose lease is not closed by then (a crashed process) is taken back by a later
+   * acquire, and the late lease's `commit` throws `LeaseExpiredError`. @default none
+   */
+  leaseTimeoutMs?: number;
 }
 
 /**

@@ -17,7 +17,7 @@ import type { Target } from "./engine/types.ts";
 import type { BucketWriter } from "./engine/writer.ts";
 import type { AvailableOptions, TimeUntilAvailableOptions } from "./options.ts";
 import { ValidationError } from "./errors.ts";
-import type { StoredBucket } from "./repository.ts";
+import type { StoredBucket, StoredLimit } from "./repository.ts";
 import { callLimits } from "./request.ts";
 import { amountsToMilli, checkObject, validateEntityId, validateResource } from "./validate.ts";
 
@@ -51,6 +51,12 @@ export class BucketReader {
     const { shards, nowMs } = await this.#read(options, {});
     const out: Record<string, number> = {};
     for (const limit of shards[0].target.limits) {
+      if (limit.concurrent) {
+        // Free slots: the expired ones count as free (the next acquire takes them back).
+        const live = liveSlots(shards[0].state?.limits.get(limit.name), nowMs);
+        out[limit.name] = Math.max(0, limit.capacity - live.count);
+        continue;
+      }
       if (limit.quota) {
         // What is left in the current window (a quota is never sharded).
         const { target, state } = shards[0];
@@ -81,6 +87,15 @@ export class BucketReader {
       let wait = 0n;
       for (const limit of target.limits) {
         if (limit.soft) continue; // never a reason to wait: it refuses nothing
+        if (limit.concurrent) {
+          // Full: at the latest, a slot frees when the first one expires (a lease may end sooner).
+          const live = liveSlots(state?.limits.get(limit.name), nowMs);
+          if (live.count >= limit.capacity && live.firstExpiry !== undefined) {
+            const cw = live.firstExpiry + 1n - nowMs;
+            if (cw > wait) wait = cw;
+          }
+          continue;
+        }
         if (limit.quota) {
           const m = needed.get(limit.name) ?? 0n;
           const w = quotaWindow(target.keys.get(limit.name)!, state?.limits.get(limit.name), nowMs);
@@ -200,4 +215,18 @@ function tatOf(
     nowMs,
     startTat(spec, target.sinceMs),
   );
+}
+
+/** A concurrent limit's slots taken and not expired at `nowMs`, and the first expiry of those. */
+function liveSlots(
+  st: StoredLimit | undefined,
+  nowMs: bigint,
+): { count: number; firstExpiry?: bigint } {
+  let expired = 0n;
+  let firstExpiry: bigint | undefined;
+  for (const exp of st?.slots?.values() ?? []) {
+    if (exp < nowMs) expired++;
+    else if (firstExpiry === undefined || exp < firstExpiry) firstExpiry = exp;
+  }
+  return { count: Number((st?.held ?? 0n) - expired), firstExpiry };
 }

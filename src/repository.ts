@@ -122,6 +122,10 @@ export class Repository {
     adds.push(`${WC} :one`);
     for (const id of w.sweep ?? []) removes.push(ref(keys.receiptAttr(id)));
     w.ops.forEach((op, i) => {
+      if (op.kind === "slotTake" || op.kind === "slotFree") {
+        slotExpression(op, i, ref, values, conds, sets, adds, removes);
+        return;
+      }
       if (op.kind === "credit") {
         // Paid by the credit: the tat is left alone (see docs/design.md, "Credit").
         const c = ref(keys.attr.credit(op.name));
@@ -214,7 +218,9 @@ export class Repository {
   async writeBucket(w: BucketWrite, signal?: AbortSignal): Promise<WriteOutcome> {
     try {
       const input = { ...this.buildUpdate(w), ReturnValues: "ALL_NEW" } as const;
-      const out = await this.#measured<Pick<UpdateItemCommandOutput, "Attributes" | "$metadata">>(
+      type Out = Pick<UpdateItemCommandOutput, "Attributes" | "$metadata">;
+      // The type given: inferred from either branch, it depends on the order of checking.
+      const out = await this.#measured<Out>(
         "UpdateItem",
         () =>
           this.#lean
@@ -419,6 +425,45 @@ function quotaExpression(
   sets.push(`${w} = :w${i}`, `${t} = :v${i}`, `${k} = :k${i}`);
 }
 
+/** A concurrent limit's part of a bucket write (see docs/design.md, "Concurrency limits"). */
+function slotExpression(
+  op: Extract<LimitOp, { kind: "slotTake" | "slotFree" }>,
+  i: number,
+  ref: (name: string) => string,
+  values: Record<string, AttributeValue>,
+  conds: string[],
+  sets: string[],
+  adds: string[],
+  removes: string[],
+): void {
+  const held = ref(keys.attr.held(op.name));
+  const slot = ref(keys.attr.slot(op.name, op.id));
+  if (op.kind === "slotFree") {
+    values[":dec"] = { N: "-1" };
+    conds.push(`attribute_exists(${slot})`);
+    removes.push(slot);
+    adds.push(`${held} :dec`);
+    return;
+  }
+  values[`:m${i}`] = num(op.max);
+  values[`:v${i}`] = num(op.exp);
+  conds.push(`(attribute_not_exists(${held}) OR ${held} < :m${i})`);
+  if (op.reclaim.length > 0) {
+    values[`:n${i}`] = num(op.now);
+    for (const id of op.reclaim) {
+      const old = ref(keys.attr.slot(op.name, id));
+      conds.push(`${old} < :n${i}`);
+      removes.push(old);
+    }
+  }
+  sets.push(`${slot} = :v${i}`);
+  const d = 1 - op.reclaim.length;
+  if (d !== 0) {
+    values[`:d${i}`] = { N: String(d) };
+    adds.push(`${held} :d${i}`);
+  }
+}
+
 /** Parses the limit states of a bucket item. */
 export function parseBucket(item: Record<string, AttributeValue>): StoredBucket {
   const limits = new Map<string, StoredLimit>();
@@ -438,6 +483,13 @@ export function parseBucket(item: Record<string, AttributeValue>): StoredBucket 
       entry(name.slice(2)).credit = BigInt(value.N);
     } else if (name.startsWith("w_") && value.N !== undefined) {
       entry(name.slice(2)).window = BigInt(value.N);
+    } else if (name.startsWith("cc_") && value.N !== undefined) {
+      entry(name.slice(3)).held = BigInt(value.N);
+    } else if (name.startsWith("s_") && value.N !== undefined) {
+      // `s_{limit}_{opId}`: an operation id has no underscore, a limit name may.
+      const cut = name.lastIndexOf("_");
+      const e = entry(name.slice(2, cut));
+      (e.slots ??= new Map()).set(name.slice(cut + 1), BigInt(value.N));
     } else if (name.startsWith(keys.RECEIPT_PREFIX) && value.N !== undefined) {
       receipts.set(name.slice(keys.RECEIPT_PREFIX.length), BigInt(value.N));
     }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { MAX_LEASE_TIMEOUT_MS } from "./engine/concurrency.ts";
 import type { ValidRequest } from "./engine/types.ts";
 import { ValidationError } from "./errors.ts";
 import { Limit } from "./limit.ts";
@@ -35,6 +36,18 @@ export function validateAcquire(
   checkBoolean("batch", options.batch, true);
   checkTransactionItems(also, options.cascade);
   checkBoolean("shadow", options.shadow, true);
+  const leaseTimeoutMs = options.leaseTimeoutMs;
+  if (
+    leaseTimeoutMs !== undefined &&
+    (typeof leaseTimeoutMs !== "number" || !Number.isInteger(leaseTimeoutMs) ||
+      leaseTimeoutMs < 1 || leaseTimeoutMs > MAX_LEASE_TIMEOUT_MS)
+  ) {
+    throw new ValidationError(
+      "leaseTimeoutMs",
+      leaseTimeoutMs,
+      `must be a whole number of milliseconds from 1 to ${MAX_LEASE_TIMEOUT_MS}`,
+    );
+  }
   return {
     entityId,
     resource,
@@ -46,6 +59,7 @@ export function validateAcquire(
     failureMode: options.failureMode,
     batch: options.batch,
     shadow: options.shadow,
+    ...(leaseTimeoutMs !== undefined ? { leaseTimeoutMs } : {}),
   };
 }
 

@@ -10,6 +10,7 @@ import * as math from "../bucket.ts";
 import type { Backend } from "../backend.ts";
 import type { ConfigResolver } from "../config.ts";
 import {
+  LeaseExpiredError,
   RateLimiterUnavailable,
   RateLimitExceeded,
   ValidationError,
@@ -19,6 +20,7 @@ import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
 import { BATCH_DEFAULTS, BatchPool, type BatchSettings } from "./batches.ts";
+import { checkConcurrent } from "./concurrency.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { amountsFor, makeTarget } from "./plan.ts";
@@ -241,6 +243,11 @@ export class LeaseEngine {
       // A shadow call writes through: a batch would admit and refuse on its own.
       const batch = !shadow && (req.batch ?? this.#batchSettings !== undefined);
       if (batch) refuseQuotaBatch(targets, req.batch);
+      checkConcurrent(targets, { leaseTimeoutMs: req.leaseTimeoutMs, batch, shadow });
+      if (req.leaseTimeoutMs !== undefined) {
+        const leaseTimeoutMs = BigInt(req.leaseTimeoutMs);
+        targets = targets.map((t) => ({ ...t, leaseTimeoutMs }));
+      }
       let tries: Target[] = targets;
       const tried = targets.map((t) => new Set(t.shard ? [t.shard.index] : []));
       for (let attempt = 1;; attempt++) {
@@ -447,7 +454,17 @@ export class LeaseEngine {
     // It had landed: give the tokens back.
     await Promise.all(targets.map((t, i) => {
       const back = new Map([...milli[i]].map(([name, m]) => [name, -m]));
-      return this.#writer.adjust(asLeaseTarget(t), back, -requests, deadline, giveBack);
+      // Its slots too (already taken back after expiry: nothing more to free).
+      const names = requests > 0 ? t.limits.filter((l) => l.concurrent).map((l) => l.name) : [];
+      const slot = names.length > 0 ? { slot: { id: op.id, names } } : {};
+      return this.#writer.adjust(
+        { ...asLeaseTarget(t), ...slot },
+        back,
+        -requests,
+        deadline,
+        giveBack,
+      )
+        .catch(ignoreExpired);
     }));
   }
 
@@ -487,11 +504,17 @@ export class LeaseEngine {
           operation,
           resource: t.resource,
           buckets: [bucketId(t)],
-          run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op),
+          // A slot taken back meanwhile: the tokens were written, nobody left to tell.
+          run: (d) => this.#writer.adjust(t, deltas[i], requests, d, op).catch(ignoreExpired),
         });
       }
     }));
   }
+}
+
+/** Swallows a `LeaseExpiredError` (its write was made; only the slot was gone). */
+function ignoreExpired(err: unknown): void {
+  if (!(err instanceof LeaseExpiredError)) throw err;
 }
 
 /**

@@ -19,6 +19,13 @@ import {
   quotaStatus,
   quotaWindow,
 } from "./quota.ts";
+import {
+  concurrentKey,
+  isConcurrentKey,
+  planSlot,
+  planSlotFrees,
+  slotStatus,
+} from "./concurrency.ts";
 import { type ShardInfo, shardLimits, shardResource, startTat } from "./shards.ts";
 import { BUCKET_GRACE_SECONDS, type LeaseTarget, type Plan, type Target } from "./types.ts";
 
@@ -49,7 +56,7 @@ export function makeTarget(
       periodMs: l.periodMs,
     };
     specs.set(l.name, spec);
-    keys.set(l.name, l.quota ? quotaKey(l) : math.specKey(spec));
+    keys.set(l.name, l.quota ? quotaKey(l) : l.concurrent ? concurrentKey(l) : math.specKey(spec));
   }
   return { entityId, resource, limits, specs, keys };
 }
@@ -121,6 +128,16 @@ export function planAcquire(
     const key = t.keys.get(limit.name)!;
     const m = milli.get(limit.name) ?? 0n;
     const st = state?.get(limit.name);
+    if (limit.concurrent) {
+      // A slot per acquire (see concurrency.ts); a lease's `consume` (no request) takes none.
+      if (requests === 0) continue;
+      const slot = planSlot(statusBase(t), limit, st, opId, nowMs, t.leaseTimeoutMs ?? 0n);
+      ops.push(slot.op);
+      statuses.push(slot.status);
+      after.set(limit.name, slot.after);
+      if (slot.exp > maxFullMs) maxFullMs = slot.exp;
+      continue;
+    }
     if (limit.quota) {
       // A quota: into the item's window or a new one (see quota.ts); no credit, no drip.
       const w = quotaWindow(key, st, nowMs);
@@ -237,7 +254,8 @@ export function planAcquire(
     entityId: t.entityId,
     resource: t.resource,
     ops,
-    used: new Map(milli),
+    // A concurrent limit counts slots, not tokens: no running total (as its give-backs).
+    used: new Map([...milli].filter(([name]) => !isConcurrentKey(t.keys.get(name)))),
     requests,
     nowMs,
     opId,
@@ -266,6 +284,8 @@ export function leaseTargetAfter(
     const w = l.quota ? state.get(l.name)?.window : undefined;
     if (w !== undefined) windows.set(l.name, w);
   }
+  // The slots this acquire took: named by its operation id, freed by the lease's commit.
+  const slotNames = plan.write.ops.flatMap((o) => (o.kind === "slotTake" ? [o.name] : []));
   return {
     entityId: t.entityId,
     resource: t.resource,
@@ -274,6 +294,7 @@ export function leaseTargetAfter(
     consumed: milli,
     statuses: statusesAfter(t, state, milli, nowMs),
     ...(windows.size > 0 ? { windows } : {}),
+    ...(slotNames.length > 0 ? { slot: { id: plan.write.opId, names: slotNames } } : {}),
     ...(refusals.length > 0 ? { shadowRefusals: refusals } : {}),
   };
 }
@@ -293,7 +314,7 @@ export function shadowRefusals(
   nowMs = creditedNow(t, nowMs);
   const out: LimitStatus[] = [];
   for (const limit of t.limits) {
-    if (limit.soft) continue;
+    if (limit.soft || limit.concurrent) continue;
     if (limit.quota) {
       // Refused iff the window holds more than the capacity after the write.
       const st = after.get(limit.name);
@@ -377,6 +398,9 @@ export function statusesAfter(
 ): LimitStatus[] {
   nowMs = creditedNow(t, nowMs);
   return t.limits.map((limit) => {
+    if (limit.concurrent) {
+      return slotStatus(statusBase(t), limit, state.get(limit.name)?.held ?? 0n, true);
+    }
     if (limit.quota) {
       const w = quotaWindow(t.keys.get(limit.name)!, state.get(limit.name), nowMs);
       return quotaStatus(statusBase(t), limit, w, 0n, nowMs, true);
@@ -459,9 +483,10 @@ export function planAdjust(
   maxWrites: bigint,
   keepTtl?: bigint,
   realNowMs = nowMs,
-): { write: BucketWrite } {
+): { write: BucketWrite; expired: string[] } {
   nowMs = creditedNow(t, nowMs);
-  const ops: LimitOp[] = [];
+  // A closing write frees the lease's slots (those still there: see concurrency.ts).
+  const { ops, expired } = planSlotFrees(t, state, fresh);
   const used = new Map<string, bigint>();
   let maxFullMs: bigint | undefined;
   // An item holding a quota lives until its window ends, whichever limits a write touches.
@@ -472,7 +497,7 @@ export function planAdjust(
   for (const [name, d] of deltas) {
     const spec = t.specs.get(name);
     const key = t.keys.get(name);
-    if (d === 0n || !spec || !key) continue;
+    if (d === 0n || !spec || !key || isConcurrentKey(key)) continue;
     if (quotaOfKey(key)) {
       const op = planQuotaAdjust(t, name, key, state?.get(name), fresh, d, nowMs, realNowMs);
       if (op) {
@@ -527,6 +552,7 @@ export function planAdjust(
     if (maxFullMs === undefined || fullMs > maxFullMs) maxFullMs = fullMs;
   }
   return {
+    expired,
     write: {
       entityId: t.entityId,
       resource: t.resource,

@@ -29,6 +29,8 @@ export interface Target {
   sinceMs?: bigint;
   /** When the shard layout hands over to a newer one: no refill counts past it. */
   untilMs?: bigint;
+  /** How long an acquire's slot of a concurrent limit lasts (the call's `leaseTimeoutMs`). */
+  leaseTimeoutMs?: bigint;
 }
 
 /** What the process knows of a bucket. */
@@ -72,6 +74,11 @@ export interface LeaseTarget {
   sinceMs?: bigint;
   /** When the shard layout hands over (see `Target.untilMs`). */
   untilMs?: bigint;
+  /**
+   * The slots the acquire holds (its operation id, and the concurrent limits): a write of this
+   * target frees them. A lease's writes that do not close it leave this out.
+   */
+  slot?: { id: string; names: string[] };
 }
 
 /** What a lease needs of its limiter. */
@@ -107,6 +114,8 @@ export interface ValidRequest {
   batch?: boolean;
   /** Shadow mode for this call: never refuse, report (undefined: the limiter's setting). */
   shadow?: boolean;
+  /** How long a slot of a concurrent limit lasts, ms (required with one). */
+  leaseTimeoutMs?: number;
 }
 
 /** The outcome of one write of one or more bucket items. */

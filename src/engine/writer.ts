@@ -18,6 +18,7 @@ import {
 import type { BucketWrite, StoredBucket, StoredLimit } from "../repository.ts";
 import { limiterError, misconfiguration, type Whereabouts } from "../failure.ts";
 import { DeadlineExceeded, mayHaveApplied, withRetries } from "../retry.ts";
+import { leaseExpired } from "./concurrency.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
 import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
@@ -270,7 +271,12 @@ export class BucketWriter {
         )
       );
       if (plans.some((p) => p.exceeded)) {
-        const known = plans.every((p, i) => !p.exceeded || fresh[i] || this.#denyCache);
+        // A full concurrent limit is believed only from the item itself: slots freed by other
+        // processes leave no trace in this process's cache.
+        const known = plans.every((p, i) =>
+          !p.exceeded || fresh[i] ||
+          (this.#denyCache && p.statuses.some((s) => s.exceeded && !s.limit.concurrent))
+        );
         if (known) {
           await this.#persistConversions(targets, states, counts, ttls, fresh, nowMs, deadline);
           if (attempt === 0) this.#telemetry?.denyHit(targets[plans.findIndex((p) => p.exceeded)]);
@@ -418,7 +424,12 @@ export class BucketWriter {
         creditTtl(state, ttl),
         this.now(),
       );
-      if (plan.write.ops.length === 0 && requests === 0) return;
+      // A lease whose slot was taken back (it outlived its leaseTimeoutMs): its tokens are
+      // written all the same, then the caller is told (see docs/design.md, "Concurrency limits").
+      const expired = () => {
+        if (plan.expired.length > 0) throw leaseExpired(target, plan.expired);
+      };
+      if (plan.write.ops.length === 0 && requests === 0) return expired();
       const out = await this.writeItems([plan.write], deadline, op);
       if (out.ok) {
         const item = out.items[0];
@@ -426,7 +437,7 @@ export class BucketWriter {
           this.remember(target, item.limits, item.writes, item.ttl);
           await this.#raiseTtl(target, item, deadline);
         }
-        return;
+        return expired();
       }
       const old = out.olds[0].ok ? undefined : out.olds[0].old;
       state = old?.limits ?? new Map();

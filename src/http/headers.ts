@@ -95,6 +95,11 @@ export interface LimitQuota {
   remaining: number;
   /** `t`: seconds until the bucket is full again (a quota: its window ends), rounded up. */
   resetSeconds: number;
+  /**
+   * `qu`: the quota unit, `"concurrent-requests"` for a concurrent limit (`q` leases in flight,
+   * `r` slots free; it has no `w` nor `t`: a slot frees when a lease ends). Absent otherwise.
+   */
+  unit?: "concurrent-requests";
 }
 
 /** The largest integer of an RFC 8941 structured field: 15 digits. Larger values are clamped. */
@@ -174,6 +179,16 @@ export function limitQuotas(
     const policy = policyName(s, primary, resource);
     checkPolicyName(policy);
     const available = Math.floor(s.available);
+    if (s.limit.concurrent) {
+      return {
+        policy,
+        quota: sfInteger(c / 1000n),
+        windowSeconds: 1,
+        remaining: Math.min(MAX_SF_INTEGER, Math.max(0, available)),
+        resetSeconds: 0,
+        unit: "concurrent-requests" as const,
+      };
+    }
     if (s.limit.quota && s.window) {
       return {
         policy,
@@ -258,11 +273,16 @@ export function setRateLimitHeaders(
   if (ietf) {
     headers.set(
       "RateLimit-Policy",
-      quotas.map((q) => `${sfString(q.policy)};q=${q.quota};w=${q.windowSeconds}`).join(", "),
+      quotas.map((q) =>
+        `${sfString(q.policy)};q=${q.quota};` +
+        (q.unit ? `qu=${sfString(q.unit)}` : `w=${q.windowSeconds}`)
+      ).join(", "),
     );
     headers.set(
       "RateLimit",
-      quotas.map((q) => `${sfString(q.policy)};r=${q.remaining};t=${q.resetSeconds}`).join(", "),
+      quotas.map((q) =>
+        `${sfString(q.policy)};r=${q.remaining}` + (q.unit ? "" : `;t=${q.resetSeconds}`)
+      ).join(", "),
     );
   }
   if (openai !== false) {

@@ -58,7 +58,8 @@ export function stateToYaml(state: TableState): string {
   // One limit per line: `- { name: rpm, rate: 100, per: minute }`.
   visit(yaml, {
     Map(_key, node, path) {
-      const limit = (node.has("rate") && node.has("per")) || node.has("quota");
+      const limit = (node.has("rate") && node.has("per")) || node.has("quota") ||
+        node.has("concurrent");
       if (isSeq(path.at(-1)) && limit) node.flow = true;
     },
   });

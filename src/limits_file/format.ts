@@ -61,7 +61,7 @@ function showChange(c: PlanChange): string {
   const show = (v: PlanChange["before"]) =>
     v === null || v === undefined
       ? "none"
-      : typeof v === "object" && ("rate" in v || "quota" in v)
+      : typeof v === "object" && ("rate" in v || "quota" in v || "concurrent" in v)
       ? showSpec(v as LimitSpec)
       : typeof v === "object"
       ? JSON.stringify(v)

@@ -21,6 +21,7 @@ export { exportLimits, stateToYaml } from "./export.ts";
 export { applyJson, formatApply, formatPlan, planCounts, planJson } from "./format.ts";
 export { MemoryLimitsStore } from "./memory.ts";
 export {
+  type ConcurrentSpec,
   type EntitySpec,
   type FileProblem,
   type LimitsFile,

@@ -64,8 +64,28 @@ export interface QuotaSpec {
 }
 
 /**
- * A limit as the file writes it: a token bucket ({@link RateLimitSpec}) or a quota
- * ({@link QuotaSpec}, told apart by its `quota` field).
+ * A concurrent limit as the file writes it: `concurrent` leases in flight at most.
+ *
+ * @example
+ * ```ts
+ * import type { ConcurrentSpec } from "./model.ts";
+ * const streams: ConcurrentSpec = { name: "streams", concurrent: 5 };
+ * console.assert(streams.concurrent === 5);
+ * ```
+ */
+export interface ConcurrentSpec {
+  /** The limit's name, e.g. `streams`. */
+  name: string;
+  /** Leases in flight at most (a whole number >= 1). */
+  concurrent: number;
+  /** Never set: a concurrent limit is never soft. */
+  soft?: undefined;
+}
+
+/**
+ * A limit as the file writes it: a token bucket ({@link RateLimitSpec}), a quota
+ * ({@link QuotaSpec}, told apart by its `quota` field) or a concurrent limit
+ * ({@link ConcurrentSpec}, by its `concurrent` field).
  *
  * @example
  * ```ts
@@ -77,7 +97,7 @@ export interface QuotaSpec {
  * console.assert(specs.filter((s) => "quota" in s).length === 1);
  * ```
  */
-export type LimitSpec = RateLimitSpec | QuotaSpec;
+export type LimitSpec = RateLimitSpec | QuotaSpec | ConcurrentSpec;
 
 /**
  * An entity as the file declares it.
@@ -215,6 +235,7 @@ const SECONDS_UNIT: Record<number, RateLimitSpec["per"]> = {
  */
 export function specToLimit(spec: LimitSpec): Limit {
   if ("quota" in spec) return quotaToLimit(spec);
+  if ("concurrent" in spec) return concurrentToLimit(spec);
   for (const key of ["reset", "resetAfter"] as const) {
     if (key in spec) {
       throw new ValidationError(
@@ -269,6 +290,27 @@ export function specToLimit(spec: LimitSpec): Limit {
     throw new ValidationError("burst", burst, `must be >= the rate (${spec.rate})`);
   }
   return limit;
+}
+
+/** A {@link ConcurrentSpec} as a `Limit`; errors name the spec's field (`concurrent`, `name`). */
+function concurrentToLimit(spec: ConcurrentSpec): Limit {
+  const raw = spec as unknown as Record<string, unknown>;
+  for (const key of ["rate", "per", "burst", "schedule", "soft", "reset", "resetAfter"]) {
+    if (key in raw) {
+      throw new ValidationError(
+        key,
+        raw[key],
+        "is not a field of a concurrent limit (name, concurrent)",
+      );
+    }
+  }
+  try {
+    return Limit.concurrent(spec.name, spec.concurrent);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    const field = err.field === "limit.name" ? "name" : "concurrent";
+    throw new ValidationError(field, err.value, err.rule);
+  }
 }
 
 /** A {@link QuotaSpec} as a `Limit`; errors name the spec's field (`quota`, `reset.timeZone`). */
@@ -330,6 +372,7 @@ import { formatReset } from "../calendar/text.ts";
  * ```
  */
 export function limitToSpec(limit: Limit): LimitSpec {
+  if (limit.concurrent) return { name: limit.name, concurrent: limit.capacity };
   if (limit.quota) {
     const q: QuotaSpec = { name: limit.name, quota: limit.capacity };
     if (limit.quota.kind === "after") q.resetAfter = limit.resetText!.slice("after:".length);
@@ -375,9 +418,11 @@ export function showLimit(limit: Limit): string {
  * ```ts
  * import { showSpec } from "./model.ts";
  * console.assert(showSpec({ name: "tok", quota: 9, resetAfter: "1d", soft: true }) === "9/after:1d soft");
+ * console.assert(showSpec({ name: "streams", concurrent: 5 }) === "5/concurrent");
  * ```
  */
 export function showSpec(spec: LimitSpec): string {
+  if ("concurrent" in spec) return `${spec.concurrent}/concurrent`;
   const soft = spec.soft ? " soft" : "";
   if ("quota" in spec) {
     const reset = spec.resetAfter !== undefined

@@ -164,6 +164,7 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
         "quota",
         "reset",
         "resetAfter",
+        "concurrent",
       ]);
       if (!fields) return void (bad = true);
       const raw: Record<string, unknown> = {};
@@ -173,8 +174,9 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
         lineOfField[e.key] = e.line;
       }
       let ok = true;
-      // A quota (`quota`, `reset` or `resetAfter`) or a token bucket (`rate` per `per`).
-      const required = "quota" in raw ? ["name"] : ["name", "rate", "per"];
+      // A quota (`quota`, `reset` or `resetAfter`), a concurrent limit (`concurrent`) or a token
+      // bucket (`rate` per `per`).
+      const required = "quota" in raw || "concurrent" in raw ? ["name"] : ["name", "rate", "per"];
       for (const key of required) {
         if (!(key in raw)) {
           problem(itemLine, `${at}.${key}`, undefined, "is required");
@@ -209,7 +211,13 @@ export function parseLimitsFile(text: string, path = "limits.yaml"): LimitsFile 
       if (!(err instanceof ValidationError)) throw err;
       // A schedule's problem names its path inside it (`schedule.windows[0].rate`).
       const top = err.field.split(/[.[]/)[0];
-      const key = top in lineOf ? top : "quota" in lineOf ? "quota" : "rate";
+      const key = top in lineOf
+        ? top
+        : "quota" in lineOf
+        ? "quota"
+        : "concurrent" in lineOf
+        ? "concurrent"
+        : "rate";
       const raw = spec as unknown as Record<string, unknown>;
       // A field the spec leaves out (a quota's missing reset) is shown as such, on the name's line.
       const value = key === top ? valueAt(raw, err.field) : "quota" in raw ? undefined : raw[key];

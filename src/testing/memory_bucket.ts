@@ -17,6 +17,10 @@ export interface MemLimit {
   credit?: bigint;
   /** `w_n`: a quota's window start. */
   window?: bigint;
+  /** `cc_n`: a concurrent limit's slots taken. */
+  held?: bigint;
+  /** `s_n_{id}`: a concurrent limit's slots, by operation id → expiry. */
+  slots?: Map<string, bigint>;
   used: bigint;
 }
 
@@ -72,6 +76,15 @@ export function writeHolds(b: MemBucket | undefined, w: BucketWrite): boolean {
       }
       case "quotaSub":
         return key === op.key && l?.window === op.window && tat !== undefined && tat >= op.sub;
+      case "slotTake":
+        // `(attribute_not_exists(cc_n) OR cc_n < :max) AND s_n_{x} < :now` for each reclaimed.
+        return (l?.held === undefined || l.held < op.max) &&
+          op.reclaim.every((id) => {
+            const exp = l?.slots?.get(id);
+            return exp !== undefined && exp < op.now;
+          });
+      case "slotFree":
+        return l?.slots?.has(op.id) === true;
     }
   });
 }
@@ -108,6 +121,17 @@ export function applyWrite(found: MemBucket | undefined, w: BucketWrite): MemBuc
         break;
       case "quotaSub":
         l.tat = l.tat! - op.sub;
+        break;
+      case "slotTake":
+        l.slots ??= new Map();
+        for (const id of op.reclaim) l.slots.delete(id);
+        l.slots.set(op.id, op.exp);
+        // `ADD cc_n :d` (none when d = 0): a missing count starts at 0.
+        if (op.reclaim.length !== 1) l.held = (l.held ?? 0n) + 1n - BigInt(op.reclaim.length);
+        break;
+      case "slotFree":
+        l.slots!.delete(op.id);
+        l.held = (l.held ?? 0n) - 1n;
         break;
     }
     b.limits.set(op.name, l);
@@ -176,12 +200,18 @@ export function applyAdminItem(
 export function viewBucket(b: MemBucket): StoredBucket {
   const limits = new Map<string, StoredLimit>();
   for (const [name, l] of b.limits) {
-    if (l.tat !== undefined || l.key !== undefined || l.credit !== undefined) {
+    const slots = l.slots !== undefined && l.slots.size > 0 ? new Map(l.slots) : undefined;
+    if (
+      l.tat !== undefined || l.key !== undefined || l.credit !== undefined ||
+      l.held !== undefined || slots
+    ) {
       limits.set(name, {
         tat: l.tat,
         key: l.key,
         ...(l.credit !== undefined ? { credit: l.credit } : {}),
         ...(l.window !== undefined ? { window: l.window } : {}),
+        ...(l.held !== undefined ? { held: l.held } : {}),
+        ...(slots ? { slots } : {}),
       });
     }
   }
