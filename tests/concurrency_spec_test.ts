@@ -1,6 +1,7 @@
 // Concurrency limits as data: stored limits and the limits file (parse, export, refusals).
 import assert from "node:assert/strict";
-import { Limit } from "../mod.ts";
+import { Limit, ValidationError } from "../mod.ts";
+import { createTestLimiter } from "../src/testing/mod.ts";
 import { limitsAttr, parseLimits } from "../src/limit_items.ts";
 import { LimitsFileError } from "../src/limits_file/model.ts";
 import { parseLimitsFile } from "../src/limits_file/parse.ts";
@@ -30,4 +31,21 @@ resources:
       (e: unknown) => e instanceof LimitsFileError && /concurrent|soft/.test(e.message),
     );
   }
+});
+
+Deno.test("a concurrent limit is never split over shards, by hand or by automatic doubling", async () => {
+  const limiter = createTestLimiter();
+  await limiter.createEntity({ entityId: "key-1" });
+  await assert.rejects(
+    limiter.setLimits({
+      entityId: "key-1",
+      resource: "gpt-4",
+      limits: [Limit.concurrent("streams", 8)],
+      shards: 2,
+    }),
+    (err: unknown) =>
+      err instanceof ValidationError && err.field === "shards" &&
+      /concurrent limit/.test(err.message),
+  );
+  await limiter.close();
 });

@@ -74,6 +74,14 @@ export function checkShards(field: string, count: unknown, limits: Limit[]): num
         `limit ${l.name} is a quota: a quota is never split over shards (its window is one count)`,
       );
     }
+    if (l.concurrent && count > 1) {
+      // (Automatic doubling checks this too, so it never splits such a bucket.)
+      throw new ValidationError(
+        field,
+        count,
+        `limit ${l.name} is a concurrent limit: its slots are one count, never split over shards`,
+      );
+    }
     const cap = l.capacityMilli / n;
     if (cap < 1000n || l.refillMilli / n === 0n) {
       const most = Number(cap) / 1000;
