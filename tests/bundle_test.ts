@@ -46,9 +46,10 @@ const INFRA_ONLY = [
  * the admin calls would take them out of a function's bundle (docs/design.md, "Bundle size").
  * Issue 16's soft limits and shadow mode, several resources in one acquire, consume/release during
  * a stream and top-up credit took it to 130 KB; quotas with their calendar (time zones, DST) and
- * schedules, and issue 17's logger, to 146 KB.
+ * schedules, and issue 17's logger, to 146 KB; OpenTelemetry (its API is 9 KB of it) and
+ * concurrency limits, to 158 KB.
  */
-const OWN_CODE_BUDGET = 155_000;
+const OWN_CODE_BUDGET = 170_000;
 
 Deno.test("the bundle of `import { RateLimiter }` holds no infra, and the library's part stays in its budget", async () => {
   const bundle = await measureBundle();
