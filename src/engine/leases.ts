@@ -9,13 +9,7 @@
 import * as math from "../bucket.ts";
 import type { Backend } from "../backend.ts";
 import type { ConfigResolver } from "../config.ts";
-import {
-  LeaseExpiredError,
-  RateLimiterUnavailable,
-  RateLimitExceeded,
-  ValidationError,
-  ZaeLimiterError,
-} from "../errors.ts";
+import { RateLimiterUnavailable, RateLimitExceeded, ZaeLimiterError } from "../errors.ts";
 import { Lease } from "../lease.ts";
 import { FailureMode } from "../options.ts";
 import type { BucketWrite } from "../repository.ts";
@@ -23,9 +17,8 @@ import { BATCH_DEFAULTS, BatchPool, type BatchSettings } from "./batches.ts";
 import { checkConcurrent } from "./concurrency.ts";
 import { Op, UncertainOutcome } from "./op.ts";
 import type { Outbox } from "./outbox.ts";
-import { amountsFor, makeTarget } from "./plan.ts";
+import { amountsFor } from "./plan.ts";
 import { bypassLease, gate } from "./gate.ts";
-import { pickShard } from "./shards.ts";
 import type { ShadowRefusal } from "../options.ts";
 import {
   asLeaseTarget,
@@ -38,41 +31,14 @@ import {
 } from "./types.ts";
 import type { BucketWriter } from "./writer.ts";
 import type { Telemetry } from "../telemetry.ts";
-
-/** Shards a refused request tries in all (the first and up to two others). */
-const SHARD_TRIES = 3;
-
-/**
- * The targets with another shard for each sharded target that refused (per the statuses), or
- * `undefined` when none of them has a shard left to try.
- */
-function otherShards(
-  targets: Target[],
-  tried: Set<number>[],
-  refusal: RateLimitExceeded,
-): Target[] | undefined {
-  let changed = false;
-  const next = targets.map((t, i) => {
-    const shard = t.shard;
-    const refused = refusal.statuses.some((s) =>
-      s.exceeded && s.entityId === t.entityId && s.resource === (shard?.resource ?? t.resource)
-    );
-    if (!shard || !refused) return t;
-    const index = pickShard(shard.count, tried[i]);
-    if (index === undefined) return t;
-    tried[i].add(index);
-    changed = true;
-    return makeTarget(t.entityId, shard.resource, shard.whole, { ...shard, index });
-  });
-  return changed ? next : undefined;
-}
-
-/** The entity's own buckets of a call: one per resource (its primary and `also`). */
-function ownBuckets(req: ValidRequest): string[] {
-  return [req.resource, ...(req.also ?? [])].map((resource) =>
-    bucketId({ entityId: req.entityId, resource })
-  );
-}
+import {
+  failedOpenOps,
+  ignoreExpired,
+  otherShards,
+  ownBuckets,
+  refuseQuotaBatch,
+  SHARD_TRIES,
+} from "./lease_ops.ts";
 
 /** A validated acquire. */
 export type AcquireRequest = ValidRequest & { consume: Map<string, bigint> };
@@ -306,7 +272,9 @@ export class LeaseEngine {
           });
         }
         return new Lease({
-          limiter: record ? this.#failedOpenOps(req) : { write: () => Promise.resolve() },
+          limiter: record
+            ? failedOpenOps(this.#outbox, req, (...a) => this.#ensureConsumed(...a))
+            : { write: () => Promise.resolve() },
           targets: [],
           failedOpen: true,
           cause: unavailable,
@@ -339,23 +307,6 @@ export class LeaseEngine {
       // The same id on every item: each item's receipt recognises the original write.
       await this.#writer.adjust(asLeaseTarget(t), mine, requests, deadline, op, atMs);
     }
-  }
-
-  /** Lease operations of a failed-open lease: every write goes through the outbox. */
-  #failedOpenOps(req: ValidRequest): LeaseOps {
-    const write: LeaseOps["write"] = (_targets, deltas, requests, operation) => {
-      const op = new Op();
-      this.#outbox.add({
-        label: `failed-open ${operation} ${req.entityId}/${req.resource}`,
-        operation: `failed_open.${operation}`,
-        resource: req.resource,
-        buckets: ownBuckets(req),
-        run: (d) => this.#ensureConsumed(req, deltas[0], requests, op, undefined, d),
-      });
-      return Promise.resolve();
-    };
-    // A stream on a lease that failed open takes without asking, recorded like its acquire.
-    return { write, take: (consume) => write([], [consume], 0, "consume").then(() => []) };
   }
 
   /**
@@ -509,27 +460,5 @@ export class LeaseEngine {
         });
       }
     }));
-  }
-}
-
-/** Swallows a `LeaseExpiredError` (its write was made; only the slot was gone). */
-function ignoreExpired(err: unknown): void {
-  if (!(err instanceof LeaseExpiredError)) throw err;
-}
-
-/**
- * Token batches hold tokens of a bucket for later requests: a quota's window may reset under a
- * batch, so a quota is never served from one. Refused before any write.
- */
-function refuseQuotaBatch(targets: Target[], given: boolean | undefined): void {
-  for (const t of targets) {
-    const q = t.limits.find((l) => l.quota);
-    if (q) {
-      throw new ValidationError(
-        "batch",
-        given ?? "the limiter's batches setting",
-        `cannot serve limit ${q.name}: a quota is never served from token batches`,
-      );
-    }
   }
 }
