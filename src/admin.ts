@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type AdminCall, adminCaller } from "./admin_call.ts";
 import type { Auditor } from "./audit.ts";
 import { type AuditEventsPage, getAuditEvents, type GetAuditEventsOptions } from "./audit_read.ts";
 import * as math from "./bucket.ts";
@@ -53,8 +54,8 @@ export class EntityAdmin {
   readonly #writer: BucketWriter;
   readonly #config: ConfigResolver;
   readonly #clock: () => number;
-  readonly #ready: (deadline: number) => Promise<number>;
-  readonly #timeoutMs: number;
+  /** Runs one admin call: its deadline, retries and failure (src/admin_call.ts). */
+  readonly #run: AdminCall;
   readonly #switchDelayMs: number;
   readonly #auditor: Auditor;
 
@@ -63,8 +64,7 @@ export class EntityAdmin {
     this.#writer = options.writer;
     this.#config = options.config;
     this.#clock = options.clock;
-    this.#ready = options.ready;
-    this.#timeoutMs = options.timeoutMs;
+    this.#run = adminCaller(options.writer, options.ready, options.timeoutMs);
     this.#switchDelayMs = options.switchDelayMs;
     this.#auditor = options.auditor;
   }
@@ -294,20 +294,6 @@ export class EntityAdmin {
   #forget(entityId: string): void {
     this.#config.forget(entityId);
     this.#writer.forget(entityId);
-  }
-
-  async #run<T>(
-    operation: string,
-    fn: (signal: AbortSignal) => Promise<T>,
-    timeoutMs?: number,
-  ): Promise<T> {
-    let deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
-    try {
-      deadline += await this.#ready(deadline); // the set-up may take longer than a call
-      return await this.#writer.call(undefined, fn, deadline, operation);
-    } catch (err) {
-      throw this.#writer.fail(err, operation);
-    }
   }
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type AdminCall, adminCaller } from "./admin_call.ts";
 import type { Auditor } from "./audit.ts";
 import * as math from "./bucket.ts";
 import type { Backend } from "./backend.ts";
@@ -114,9 +115,12 @@ interface ItemState {
 /** Resets and tops up buckets. */
 export class BucketAdmin {
   readonly #o: BucketAdminOptions;
+  /** Runs one admin call: its deadline, retries and failure (src/admin_call.ts). */
+  readonly #run: AdminCall;
 
   constructor(options: BucketAdminOptions) {
     this.#o = options;
+    this.#run = adminCaller(options.writer, options.ready, options.timeoutMs);
   }
 
   /** Makes the bucket (every limit, or the named ones) full again, on every shard item. */
@@ -298,16 +302,6 @@ export class BucketAdmin {
           new Error(`the bucket changed under each of ${ATTEMPTS} attempts`),
         );
       }
-    }
-  }
-
-  async #run<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    let deadline = Date.now() + Math.max(this.#o.timeoutMs, 10_000);
-    try {
-      deadline += await this.#o.ready(deadline);
-      return await this.#o.writer.call(undefined, fn, deadline, operation);
-    } catch (err) {
-      throw this.#o.writer.fail(err, operation);
     }
   }
 }

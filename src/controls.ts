@@ -7,6 +7,7 @@
  * @module
  */
 
+import { type AdminCall, adminCaller } from "./admin_call.ts";
 import type { AuditChange, Auditor } from "./audit.ts";
 import type { Backend } from "./backend.ts";
 import type { ConfigResolver } from "./config.ts";
@@ -34,16 +35,15 @@ export class ControlAdmin {
   readonly #backend: Backend;
   readonly #writer: BucketWriter;
   readonly #config: ConfigResolver;
-  readonly #ready: (deadline: number) => Promise<number>;
-  readonly #timeoutMs: number;
+  /** Runs one admin call: its deadline, retries and failure (src/admin_call.ts). */
+  readonly #run: AdminCall;
   readonly #auditor: Auditor;
 
   constructor(options: ControlAdminOptions) {
     this.#backend = options.backend;
     this.#writer = options.writer;
     this.#config = options.config;
-    this.#ready = options.ready;
-    this.#timeoutMs = options.timeoutMs;
+    this.#run = adminCaller(options.writer, options.ready, options.timeoutMs);
     this.#auditor = options.auditor;
   }
 
@@ -182,16 +182,6 @@ export class ControlAdmin {
     const after = await this.#run(action, (signal) => entities.get(entityId, signal));
     if (!after) throw new EntityNotFoundError(entityId); // deleted meanwhile
     return after;
-  }
-
-  async #run<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    let deadline = Date.now() + Math.max(this.#timeoutMs, 10_000);
-    try {
-      deadline += await this.#ready(deadline); // the set-up may take longer than a call
-      return await this.#writer.call(undefined, fn, deadline, operation);
-    } catch (err) {
-      throw this.#writer.fail(err, operation);
-    }
   }
 }
 

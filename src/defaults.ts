@@ -8,6 +8,7 @@
  * @module
  */
 
+import { type AdminCall, adminCaller } from "./admin_call.ts";
 import type { AuditChange, Auditor } from "./audit.ts";
 import type { AuditRecord, AuditScope } from "./audit_record.ts";
 import type { Backend } from "./backend.ts";
@@ -38,16 +39,15 @@ export class DefaultsAdmin {
   readonly #backend: Backend;
   readonly #writer: BucketWriter;
   readonly #config: ConfigResolver;
-  readonly #ready: (deadline: number) => Promise<number>;
-  readonly #timeoutMs: number;
+  /** Runs one admin call: its deadline, retries and failure (src/admin_call.ts). */
+  readonly #run: AdminCall;
   readonly #auditor: Auditor;
 
   constructor(options: DefaultsAdminOptions) {
     this.#backend = options.backend;
     this.#writer = options.writer;
     this.#config = options.config;
-    this.#ready = options.ready;
-    this.#timeoutMs = options.timeoutMs;
+    this.#run = adminCaller(options.writer, options.ready, options.timeoutMs);
     this.#auditor = options.auditor;
   }
 
@@ -157,20 +157,6 @@ export class DefaultsAdmin {
       (signal) => this.#backend.entities.listStoredLimits(entityId, signal),
       30_000,
     );
-  }
-
-  async #run<T>(
-    operation: string,
-    fn: (signal: AbortSignal) => Promise<T>,
-    timeoutMs?: number,
-  ): Promise<T> {
-    let deadline = Date.now() + (timeoutMs ?? Math.max(this.#timeoutMs, 10_000));
-    try {
-      deadline += await this.#ready(deadline); // the set-up may take longer than a call
-      return await this.#writer.call(undefined, fn, deadline, operation);
-    } catch (err) {
-      throw this.#writer.fail(err, operation);
-    }
   }
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { adminCaller } from "./admin_call.ts";
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
@@ -317,15 +318,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
   });
   const defaults = new DefaultsAdmin({ ...shared, ready: adminReady, auditor });
   const controls = new ControlAdmin({ ...shared, ready: adminReady, auditor });
-  const run = async <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => {
-    let deadline = Date.now() + Math.max(timeoutMs, 10_000);
-    try {
-      deadline += await adminReady(deadline);
-      return await writer.call(undefined, fn, deadline, operation);
-    } catch (err) {
-      throw writer.fail(err, operation);
-    }
-  };
+  const run = adminCaller(writer, adminReady, timeoutMs);
   return {
     tableName,
     keys: space,
