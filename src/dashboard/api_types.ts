@@ -1,0 +1,204 @@
+/**
+ * The dashboard's JSON API: what each route answers. The pages use exactly this API; it is
+ * documented for other clients in docs/dashboard.md. Every route is under `/api/`, answers JSON,
+ * and, when the dashboard has a token, needs `Authorization: Bearer <token>`.
+ *
+ * | route                                      | answers                |
+ * | ------------------------------------------ | ---------------------- |
+ * | `GET /api/info`                            | {@link InfoView}       |
+ * | `GET /api/overview`                        | {@link OverviewView}   |
+ * | `GET /api/tree?search=`                    | {@link TreeView}       |
+ * | `GET /api/entities/:id`                    | {@link EntityPageView} |
+ * | `GET /api/entities/:id/buckets`            | {@link BucketsView}    |
+ * | `GET /api/entities/:id/limits?resource=`   | {@link LimitLevelsView} |
+ * | `PUT /api/entities/:id/limits`             | {@link LimitsWriteResult} (body {@link LimitsWrite}) |
+ * | `DELETE /api/entities/:id/limits?resource=` | {@link LimitsWriteResult} |
+ * | `GET /api/entities/:id/usage?window=&resource=` | {@link UsageView} |
+ * | `GET /api/entities/:id/audit?cursor=`      | {@link AuditView}      |
+ *
+ * An error answers `{ error: ErrorView }` with status 400 (bad input: nothing written), 401 (no or
+ * wrong token), 403 (read-only, or a cross-origin write), 404 (no such entity or route), 503
+ * (DynamoDB unreachable) or 500 (a misconfiguration, e.g. a missing table).
+ *
+ * @module
+ */
+
+/** `GET /api/info`: what the pages need to know of the dashboard itself. */
+export interface InfoView {
+  /** The library's version. */
+  version: string;
+  /** The table's name. */
+  table: string;
+  /** The namespace, when the limiter has one. */
+  namespace?: string;
+  /** Edits refused: the pages show no edit controls. */
+  readOnly: boolean;
+  /** The API needs a bearer token. */
+  tokenRequired: boolean;
+}
+
+/** One limit as the pages show and edit it: `Limit.toJSON()` and its text form. */
+export interface LimitView {
+  /** The limit's name, e.g. `rpm`. */
+  name: string;
+  /** `rate`, `quota` or `concurrent`. */
+  kind: "rate" | "quota" | "concurrent";
+  /** Bucket capacity (a concurrent limit's `max`, a quota's amount). */
+  capacity: number;
+  /** Tokens added per refill period (rate limits). */
+  refillAmount?: number;
+  /** The refill period in seconds (rate limits). */
+  refillPeriodSeconds?: number;
+  /** Soft: metered, never refusing. */
+  soft: boolean;
+  /** One line, e.g. `rpm: 100 per 60 s, burst 150`. */
+  text: string;
+  /** `Limit.toJSON()`, which `PUT .../limits` accepts back. */
+  json: unknown;
+}
+
+/** A point of a usage chart: one hourly or daily window, summed over what it covers. */
+export interface SeriesPoint {
+  /** Window start, ISO 8601. */
+  windowStart: string;
+  /** Requests admitted. */
+  requests: number;
+  /** Requests refused (hourly and daily snapshots that carry refusals; 0 otherwise). */
+  refused: number;
+  /** Tokens consumed per limit name. */
+  consumed: Record<string, number>;
+}
+
+/** `GET /api/overview`. */
+export interface OverviewView {
+  /** When the answer was computed, ISO 8601. */
+  generatedAt: string;
+  /** The last 48 hours, every entity and resource summed, oldest first. */
+  hourly: SeriesPoint[];
+  /** The last 30 days, the same. */
+  daily: SeriesPoint[];
+  /** Entities with the most refusals in the last 24 hours, most first (at most 10). */
+  mostRefused: { entityId: string; refused: number; requests: number }[];
+  /** Buckets with the smallest share of their capacity available now, least first (at most 10). */
+  closeToLimit: {
+    entityId: string;
+    resource: string;
+    limit: string;
+    available: number;
+    capacity: number;
+  }[];
+  /** Entities read to build this answer. */
+  entitiesScanned: number;
+  /** More entities exist than one overview reads (see docs/dashboard.md). */
+  truncated: boolean;
+}
+
+/** A node of the entity tree. */
+export interface TreeNode {
+  entityId: string;
+  name?: string;
+  disabled?: boolean;
+  children: TreeNode[];
+}
+
+/** `GET /api/tree?search=`: projects (entities with no parent) and their keys. */
+export interface TreeView {
+  roots: TreeNode[];
+  /** More entities exist than one tree reads. */
+  truncated: boolean;
+}
+
+/** `GET /api/entities/:id`. */
+export interface EntityPageView {
+  entity: {
+    entityId: string;
+    name?: string;
+    parentId?: string;
+    cascade: boolean;
+    disabled: boolean;
+    bypass: boolean;
+    createdAt: string;
+    metadata: Record<string, string>;
+  };
+  /** Children (API keys of a project). */
+  children: string[];
+  /** Resources with a bucket or stored limits for this entity, sorted. */
+  resources: string[];
+}
+
+/** `GET /api/entities/:id/buckets`: the live buckets, one entry per resource and limit. */
+export interface BucketsView {
+  /** Server time of the read, epoch ms. */
+  now: number;
+  buckets: {
+    resource: string;
+    limit: string;
+    /** Tokens available now (rounded down). */
+    available: number;
+    capacity: number;
+    /** Milliseconds until the bucket is full again (0 when full). */
+    msUntilFull: number;
+  }[];
+}
+
+/** The levels of stored limits, most specific first. */
+export type LimitLevel = "entity-resource" | "entity" | "resource" | "system";
+
+/** `GET /api/entities/:id/limits?resource=`: every level for one resource. */
+export interface LimitLevelsView {
+  resource: string;
+  levels: {
+    level: LimitLevel;
+    /** The stored limits; `null` when the level stores none. */
+    limits: LimitView[] | null;
+    /** This level is the one acquires use (the most specific level that stores limits). */
+    effective: boolean;
+  }[];
+}
+
+/** `PUT /api/entities/:id/limits` body: stores limits at the entity level. */
+export interface LimitsWrite {
+  /** A resource, or `*` (or absent) for the entity-wide limits. */
+  resource?: string;
+  /** `Limit.toJSON()` shapes, as `LimitView.json`. */
+  limits: unknown[];
+}
+
+/** What a write stored, read back from the table. */
+export interface LimitsWriteResult {
+  resource: string;
+  /** The stored limits after the write (`null` after a delete). */
+  limits: LimitView[] | null;
+}
+
+/** `GET /api/entities/:id/usage?window=hourly|daily&resource=`. */
+export interface UsageView {
+  window: "hourly" | "daily";
+  /** Per resource, oldest first. */
+  series: { resource: string; points: SeriesPoint[] }[];
+}
+
+/** `GET /api/entities/:id/audit?cursor=`. */
+export interface AuditView {
+  /** The table keeps an audit trail (false: the pages hide the section). */
+  available: boolean;
+  events: {
+    at: string;
+    principal: string;
+    action: string;
+    scope: string;
+    /** One line describing the change. */
+    summary: string;
+  }[];
+  cursor?: string;
+}
+
+/** The body of every error answer. */
+export interface ErrorView {
+  /** A `ValidationError`'s field, value and rule, when the input was at fault. */
+  field?: string;
+  value?: string;
+  rule?: string;
+  /** One line for a person. */
+  message: string;
+}
