@@ -78,9 +78,28 @@ function hmac(key: Uint8Array | string, message: string): Uint8Array {
   return createHash("sha256").update(opad).update(inner).digest();
 }
 
-/** `yyyymmddThhmmssZ`. */
+let lastSecond = Number.NaN;
+let lastDate = "";
+
+/**
+ * `yyyymmddThhmmssZ`. The last second's text is kept: every call in the same second (most of
+ * them, under load) skips the formatting.
+ *
+ * @example
+ * ```ts
+ * import { amzDate } from "./sigv4.ts";
+ * console.assert(amzDate(Date.UTC(2026, 10, 30, 1, 2, 3, 999)) === "20261130T010203Z");
+ * ```
+ */
 export function amzDate(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  const second = Math.floor(ms / 1000);
+  if (second !== lastSecond) {
+    const iso = new Date(second * 1000).toISOString(); // 2026-11-30T01:02:03.000Z
+    lastDate = iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) +
+      iso.slice(17, 19) + "Z";
+    lastSecond = second;
+  }
+  return lastDate;
 }
 
 /** Signs requests; keeps the last signing key (one per day, region, service and secret). */
