@@ -147,6 +147,22 @@ async function cases(t: Deno.TestContext, make: Make, read: Read) {
     assert.deepEqual(await read("e3"), { held: 0n, slots: 0 });
   });
 
+  await t.step("an entity's stored concurrent limit holds its slots", async () => {
+    // Stored limits carry a layout of one item: that is no split, and the slots are one count.
+    await limiter.setLimits({ entityId: "e5", resource: "llm", limits: [streams, rpd] });
+    const stored = (entityId: string) =>
+      limiter.acquire({ entityId, resource: "llm", consume: { rpd: 1 }, leaseTimeoutMs: 10_000 });
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push(await stored("e5"));
+    const refused = await refusal(stored("e5"));
+    assert.ok(refused.statuses.some((s) => s.limitName === "streams" && s.exceeded));
+    await held[0].commit();
+    const again = await stored("e5");
+    assert.deepEqual(await read("e5"), { held: 4n, slots: 4 });
+    for (const l of [...held.slice(1), again]) await l.commit();
+    assert.deepEqual(await read("e5"), { held: 0n, slots: 0 });
+  });
+
   await t.step("refused before any write: no leaseTimeoutMs, batch, shadow, also", async () => {
     const req = { entityId: "e4", resource: "llm", limits: [streams], consume: {} };
     await assert.rejects(limiter.acquire(req), (e: unknown) => {

@@ -127,5 +127,7 @@ export function checkConcurrent(
   if (targets.length > 1) {
     refuse("targets", targets.length, "a concurrent limit needs one item (no also, no cascade)");
   }
-  if (targets[0].shard) refuse("shards", targets[0].shard.count, "a sharded bucket has no count");
+  // Stored limits always carry a layout, of one item unless split; only a split one has no count.
+  const shard = targets[0].shard;
+  if (shard && shard.count > 1) refuse("shards", shard.count, "a sharded bucket has no count");
 }
