@@ -309,6 +309,7 @@ export class RefusalCounter {
     for (const c of kept) this.#putBack(c);
     if (this.#counts.size > 0) {
       this.#dueAt ??= this.#options.clock() + this.#options.flushMs;
+      this.#arm(); // (a no-op while a timer is pending)
       try {
         this.#options.onKept?.(this.#counts.size, outage);
       } catch {

@@ -536,6 +536,24 @@ Deno.test("RefusalCounter: flushes, outages, put-backs and bounds", async (t) =>
     c.stop();
   });
 
+  await t.step("after an outage, the timer tries again on its own", async () => {
+    let calls = 0;
+    const written: RefusalCount[] = [];
+    const c = new RefusalCounter({
+      flushMs: 10,
+      maxKeys: 10,
+      timeoutMs: 1_000,
+      clock: Date.now,
+      write: (x) => ++calls <= 2 ? down() : Promise.resolve(void written.push(x)),
+      isOutage: (err) => err instanceof RateLimiterUnavailable,
+    });
+    c.count("k", "r", Date.now());
+    await until(() => c.pending === 0);
+    assert.equal(calls, 3, "two flushes met the outage, the third landed");
+    assert.deepEqual(written.map((w) => w.count), [1]);
+    c.stop();
+  });
+
   await t.step("close() is bounded and never throws", async () => {
     const losses: RefusalLoss[] = [];
     const c = make(() => new Promise(() => {}), { losses }); // a write that never answers

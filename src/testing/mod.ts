@@ -396,19 +396,11 @@ export class InMemoryBackend implements Backend {
    *
    * @example
    * ```ts
-   * import { Limit } from "../limit.ts";
-   * import { RateLimiter } from "../limiter.ts";
    * import { InMemoryBackend } from "./mod.ts";
    * const backend = new InMemoryBackend();
-   * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
-   * const request = { entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 1)],
-   *   consume: { rpm: 1 } };
-   * await limiter.acquire(request);
-   * await limiter.acquire(request).catch(() => {}); // refused
-   * await limiter.flush();
-   * console.assert(backend.refused("key-1", "api") === 1);
+   * await backend.entities.countRefused("key-1", "api", 0, 2); // what a limiter's flush sends
+   * console.assert(backend.refused("key-1", "api") === 2);
    * console.assert(backend.refused("key-1", "api", 3_600_000) === 0); // the next hour
-   * await limiter.close();
    * ```
    */
   refused(entityId: string, resource: string, atMs?: number): number {
