@@ -1,0 +1,151 @@
+/// <reference lib="dom" />
+/**
+ * The dashboard's browser entry point: reads `GET /api/info` (asking for the token when the API
+ * answers 401), then shows the page the location hash names and follows `hashchange`.
+ *
+ * @module
+ */
+
+import type { InfoView } from "../api_types.ts";
+import { api, ApiError, getToken, onUnauthorized, setToken, takeTokenFromFragment } from "./api.ts";
+import { destroyCharts } from "./charts.ts";
+import { h, replaceChildren, uid } from "./dom.ts";
+import { renderEntity } from "./pages/entity.ts";
+import { renderOverview } from "./pages/overview.ts";
+import { renderTree } from "./pages/tree.ts";
+import { parseRoute, type Route } from "./router.ts";
+import { errorBox } from "./status.ts";
+
+import type { Cleanup } from "./page.ts";
+
+let info: InfoView | undefined;
+let cleanup: Cleanup | undefined;
+let asking = false;
+
+function mainEl(): HTMLElement {
+  return document.getElementById("main")!;
+}
+
+function markCurrent(route: Route): void {
+  for (const link of document.querySelectorAll<HTMLAnchorElement>("nav a[data-page]")) {
+    if (link.dataset.page === route.page) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+async function show(route: Route): Promise<void> {
+  cleanup?.();
+  cleanup = undefined;
+  destroyCharts();
+  markCurrent(route);
+  const main = mainEl();
+  const ctx = { info: info!, main };
+  if (route.page === "overview") cleanup = await renderOverview(ctx);
+  else if (route.page === "entities") cleanup = await renderTree(ctx, route.search);
+  else if (route.page === "entity") cleanup = await renderEntity(ctx, route.entityId);
+  else {
+    replaceChildren(
+      main,
+      h("h1", {}, "Not found"),
+      h("p", {}, "No page here. ", h("a", { href: "#/" }, "Go to the overview"), "."),
+    );
+    document.title = "Not found · zae-limiter dashboard";
+  }
+}
+
+function route(): void {
+  if (asking) return;
+  const parsed = parseRoute(location.hash);
+  if (parsed) void show(parsed).catch(showError);
+}
+
+function showError(err: unknown): void {
+  if (err instanceof ApiError && err.status === 401) return; // the token form is shown
+  replaceChildren(mainEl(), h("h1", {}, "Error"), errorBox(err));
+}
+
+/** Replaces the page with a labelled token form; resolves once the API accepts the token. */
+function askForToken(message?: string): void {
+  if (asking) return;
+  asking = true;
+  cleanup?.();
+  cleanup = undefined;
+  destroyCharts();
+  const inputId = uid("token");
+  const errorId = uid("token-error");
+  const input = h("input", {
+    id: inputId,
+    name: "token",
+    type: "password",
+    autocomplete: "off",
+    required: true,
+    "aria-describedby": errorId,
+  });
+  const error = h("p", { id: errorId, class: "field-error", role: "alert" }, message ?? "");
+  const form = h(
+    "form",
+    { class: "token-form", "aria-labelledby": "token-title" },
+    h("h1", { id: "token-title" }, "Token needed"),
+    h(
+      "p",
+      {},
+      "This dashboard needs the token printed by ",
+      h("code", {}, "zae-limiter dashboard"),
+      ". It is kept in this tab only (sessionStorage).",
+    ),
+    h("label", { for: inputId }, "Dashboard token"),
+    input,
+    error,
+    h("button", { type: "submit" }, "Open the dashboard"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setToken(input.value.trim());
+    asking = false;
+    void boot().catch(showError);
+  });
+  replaceChildren(mainEl(), form);
+  input.focus();
+}
+
+async function boot(): Promise<void> {
+  try {
+    info = await api<InfoView>("info");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      const hadToken = getToken() !== null;
+      setToken(null);
+      asking = false;
+      askForToken(hadToken ? "That token was refused: check it and try again." : undefined);
+      return;
+    }
+    throw err;
+  }
+  const meta = document.getElementById("meta");
+  if (meta) {
+    replaceChildren(
+      meta,
+      `table ${info.table}`,
+      info.namespace ? ` · namespace ${info.namespace}` : "",
+      ` · v${info.version}`,
+      info.readOnly ? h("strong", { class: "badge" }, "read-only") : "",
+    );
+  }
+  route();
+}
+
+function start(): void {
+  takeTokenFromFragment();
+  onUnauthorized(() => {
+    setToken(null);
+    askForToken("The API refused the token: enter it again.");
+  });
+  document.getElementById("skip")?.addEventListener("click", (event) => {
+    event.preventDefault();
+    mainEl().focus();
+  });
+  globalThis.addEventListener("hashchange", route);
+  void boot().catch(showError);
+}
+
+start();
