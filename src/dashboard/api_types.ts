@@ -20,6 +20,12 @@
  * wrong token), 403 (read-only, or a cross-origin write), 404 (no such entity or route), 503
  * (DynamoDB unreachable) or 500 (a misconfiguration, e.g. a missing table).
  *
+ * A change (`PUT`, `DELETE`) must also carry `Content-Type: application/json` and an `Origin`
+ * equal to the dashboard's own (or, with no `Origin`, `Sec-Fetch-Site: same-origin`): a browser's
+ * `fetch` from the page sends both; anything else is refused with 403. `DELETE .../limits` needs
+ * `resource` (`*` for the entity-wide limits). `GET /api/entities/:id` answers 404 for an entity
+ * never created (its buckets, limits and usage can still be read by id).
+ *
  * @module
  */
 
@@ -199,6 +205,11 @@ export interface ErrorView {
   field?: string;
   value?: string;
   rule?: string;
+  /**
+   * With a bad limit in `PUT .../limits`: its position in `limits` (`field` then names the limit
+   * and its property, e.g. `limit rpm: capacity`). Added after the first contract; optional.
+   */
+  limitIndex?: number;
   /** One line for a person. */
   message: string;
 }
