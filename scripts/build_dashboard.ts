@@ -29,6 +29,9 @@ export interface Asset {
   body: string;
 }
 
+const UPLOT_PACKAGE = fileURLToPath(new URL("../node_modules/uplot/package.json", import.meta.url));
+const UPLOT = `uPlot ${JSON.parse(readFileSync(UPLOT_PACKAGE, "utf8")).version}`;
+
 const short = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16);
 
 /**
@@ -52,6 +55,8 @@ export async function buildDashboardAssets(): Promise<Record<string, Asset>> {
       target: ["chrome110", "firefox110", "safari16"],
       minify: true,
       legalComments: "eof",
+      // uPlot's ESM build carries no license comment: name it and its license here.
+      banner: { js: `/*! ${UPLOT} | MIT License | https://github.com/leeoniya/uPlot */` },
       charset: "utf8",
       logLevel: "silent",
     });

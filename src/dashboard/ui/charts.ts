@@ -23,6 +23,22 @@ export interface Line {
 /** Line colours, each with a contrast of at least 4.5:1 on white. */
 const COLOURS = ["#1f5fbf", "#b3261e", "#2e6b30", "#6a3d9a", "#8a4b00", "#00687a"];
 
+/** An x-axis label in UTC: `13:00` (`11-30` at midnight) per hour, `11-30` per day. */
+export function tickLabel(window: "hourly" | "daily"): (seconds: number) => string {
+  return (seconds) => {
+    const iso = new Date(seconds * 1000).toISOString();
+    const time = iso.slice(11, 16);
+    return window === "daily" || time === "00:00" ? iso.slice(5, 10) : time;
+  };
+}
+
+/** A chart's width: two a row on a wide window, one on a narrow one. */
+function chartWidth(): number {
+  const main = document.getElementById("main");
+  const room = (main?.clientWidth ?? 800) - 48;
+  return Math.floor(room >= 900 ? (room - 24) / 2 - 18 : Math.max(300, room - 18));
+}
+
 /** The charts drawn on the current page, destroyed when the page changes. */
 const live = new Set<uPlot>();
 
@@ -54,8 +70,7 @@ export function chartFigure(
     "aria-label": `${title}: chart; the same numbers are in the table below it.`,
   });
   figure.append(plotHost);
-  const main = document.getElementById("main");
-  const width = Math.max(320, Math.min(960, (main?.clientWidth ?? 800) - 48));
+  const width = chartWidth();
   const plot = new uPlot(
     {
       width,
@@ -71,7 +86,10 @@ export function chartFigure(
           points: { show: starts.length < 60 },
         })),
       ],
-      axes: [{}, { values: (_u: uPlot, ticks: number[]) => ticks.map(formatNumber), size: 70 }],
+      axes: [{ space: 60, values: (_u: uPlot, ticks: number[]) => ticks.map(tickLabel(window)) }, {
+        values: (_u: uPlot, ticks: number[]) => ticks.map(formatNumber),
+        size: 70,
+      }],
     },
     [starts.map((s) => Date.parse(s) / 1000), ...lines.map((line) => line.values)],
     plotHost,
