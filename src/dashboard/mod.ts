@@ -25,7 +25,7 @@ import { ASSETS } from "./ui/assets_generated.ts";
 
 export type * from "./api_types.ts";
 export { CONTENT_SECURITY_POLICY, isLoopback, loopbackHosts } from "./security.ts";
-export { DASHBOARD_VERSION };
+export { checkToken, DASHBOARD_VERSION };
 
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
