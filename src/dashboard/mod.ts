@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { Hono } from "hono";
+import type { HonoApp } from "../hono_types.ts";
 import type { RateLimiter } from "../limiter.ts";
 import { checkToken, DASHBOARD_VERSION, dashboardApp } from "./app.ts";
 import { isLoopback } from "./security.ts";
@@ -26,6 +26,7 @@ import { ASSETS } from "./ui/assets_generated.ts";
 export type * from "./api_types.ts";
 export { CONTENT_SECURITY_POLICY, isLoopback, loopbackHosts } from "./security.ts";
 export { checkToken, DASHBOARD_VERSION };
+export type { Asset };
 
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
@@ -55,7 +56,7 @@ export interface Dashboard {
   /** Answers one request: the page, its files, or the JSON API under `/api/`. */
   fetch(request: Request): Promise<Response>;
   /** The Hono app, to mount in another one: `app.route("/", dashboard.app)`. */
-  readonly app: Hono;
+  readonly app: HonoApp;
 }
 
 /**

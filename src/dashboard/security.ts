@@ -8,7 +8,7 @@
  */
 
 /** The Content-Security-Policy of every answer: no inline script, nothing from elsewhere. */
-export const CONTENT_SECURITY_POLICY = "default-src 'none'; script-src 'self'; " +
+export const CONTENT_SECURITY_POLICY: string = "default-src 'none'; script-src 'self'; " +
   "style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; " +
   "form-action 'self'; frame-ancestors 'none'";
 
