@@ -336,8 +336,14 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
     });
 
     await t.step("DELETE .../limits removes them; the effective level moves down", async () => {
+      // As the page sends it: no body, so no Content-Type.
       const gone = await ok<LimitsWriteResult>(
-        call(dashboard, "/api/entities/key-c/limits?resource=gpt-4", { method: "DELETE" }),
+        dashboard.fetch(
+          new Request(`${ORIGIN}/api/entities/key-c/limits?resource=gpt-4`, {
+            method: "DELETE",
+            headers: { Origin: ORIGIN },
+          }),
+        ),
       );
       assert.deepEqual(gone, { resource: "gpt-4", limits: null });
       assert.deepEqual(await limiter.getLimits({ entityId: "key-c", resource: "gpt-4" }), []);
@@ -539,6 +545,16 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
           method: "DELETE",
           headers: { Origin: "https://evil.example" },
         }),
+        403,
+      );
+      assert.deepEqual(await limiter.getLimits({ entityId: "key-c" }), before);
+      await refused(
+        dashboard.fetch(
+          new Request(`${ORIGIN}/api/entities/key-c/limits?resource=*`, {
+            method: "DELETE",
+            headers: { Origin: ORIGIN, "Content-Type": "text/plain" },
+          }),
+        ),
         403,
       );
       assert.deepEqual(await limiter.getLimits({ entityId: "key-c" }), before);

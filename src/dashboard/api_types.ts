@@ -20,9 +20,10 @@
  * wrong token), 403 (read-only, or a cross-origin write), 404 (no such entity or route), 503
  * (DynamoDB unreachable) or 500 (a misconfiguration, e.g. a missing table).
  *
- * A change (`PUT`, `DELETE`) must also carry `Content-Type: application/json` and an `Origin`
- * equal to the dashboard's own (or, with no `Origin`, `Sec-Fetch-Site: same-origin`): a browser's
- * `fetch` from the page sends both; anything else is refused with 403. `DELETE .../limits` needs
+ * A change (`PUT`, `DELETE`) must also carry an `Origin` equal to the dashboard's own (or, with no
+ * `Origin`, `Sec-Fetch-Site: same-origin`), which a browser's `fetch` from the page sends, and a
+ * `PUT` its body as `Content-Type: application/json` (a `DELETE` has no body: none, or JSON);
+ * anything else is refused with 403. `DELETE .../limits` needs
  * `resource` (`*` for the entity-wide limits). `GET /api/entities/:id` answers 404 for an entity
  * never created (its buckets, limits and usage can still be read by id).
  *

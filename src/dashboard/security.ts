@@ -91,7 +91,8 @@ export function bearerToken(request: Request): string | undefined {
 /**
  * Why a mutating call (PUT, DELETE) is refused as cross-site, or `undefined` when it may go on:
  * its `Origin` must be the request's own origin (or, with no `Origin`, `Sec-Fetch-Site` must be
- * `same-origin`), and its `Content-Type` `application/json` (which a plain HTML form cannot send).
+ * `same-origin`), and its `Content-Type` `application/json` (which a plain HTML form cannot send;
+ * a `DELETE`, which has no body, may send none).
  *
  * @example
  * ```ts
@@ -117,8 +118,13 @@ export function crossSiteRefusal(request: Request): string | undefined {
   } else if (request.headers.get("Sec-Fetch-Site") !== "same-origin") {
     return "a change needs an Origin header (or Sec-Fetch-Site: same-origin)";
   }
-  const type = request.headers.get("Content-Type") ?? "";
-  if (!/^application\/json\s*(;|$)/i.test(type)) {
+  // A body must be JSON (a form's body never is). A DELETE carries none, and no form or simple
+  // cross-site request can send one: its Origin above is the check.
+  const type = request.headers.get("Content-Type");
+  if (
+    (request.method !== "DELETE" || type !== null) &&
+    !/^application\/json\s*(;|$)/i.test(type ?? "")
+  ) {
     return "a change must be sent as Content-Type: application/json";
   }
   return undefined;
