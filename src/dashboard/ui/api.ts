@@ -51,10 +51,10 @@ export function takeTokenFromFragment(): boolean {
 }
 
 /** Listeners told when the API answers 401 (the page then asks for the token). */
-const unauthorizedListeners: (() => void)[] = [];
+const unauthorizedListeners: ((tokenSent: boolean) => void)[] = [];
 
-/** Calls `listener` whenever the API answers 401. */
-export function onUnauthorized(listener: () => void): void {
+/** Calls `listener` whenever the API answers 401, saying whether a token had been sent. */
+export function onUnauthorized(listener: (tokenSent: boolean) => void): void {
   unauthorizedListeners.push(listener);
 }
 
@@ -87,7 +87,9 @@ export async function api<T>(
   if (!res.ok) {
     const error = (parsed as { error?: ErrorView } | undefined)?.error ??
       { message: `${res.status} ${res.statusText || "error"}` };
-    if (res.status === 401) { for (const listener of unauthorizedListeners) listener(); }
+    if (res.status === 401) {
+      for (const listener of unauthorizedListeners) listener(token !== null);
+    }
     throw new ApiError(res.status, error);
   }
   return parsed as T;

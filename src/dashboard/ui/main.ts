@@ -7,7 +7,7 @@
  */
 
 import type { InfoView } from "../api_types.ts";
-import { api, ApiError, getToken, onUnauthorized, setToken, takeTokenFromFragment } from "./api.ts";
+import { api, ApiError, onUnauthorized, setToken, takeTokenFromFragment } from "./api.ts";
 import { destroyCharts } from "./charts.ts";
 import { h, replaceChildren, uid } from "./dom.ts";
 import { renderEntity } from "./pages/entity.ts";
@@ -112,13 +112,7 @@ async function boot(): Promise<void> {
   try {
     info = await api<InfoView>("info");
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
-      const hadToken = getToken() !== null;
-      setToken(null);
-      asking = false;
-      askForToken(hadToken ? "That token was refused: check it and try again." : undefined);
-      return;
-    }
+    if (err instanceof ApiError && err.status === 401) return; // the token form is shown
     throw err;
   }
   const meta = document.getElementById("meta");
@@ -136,9 +130,9 @@ async function boot(): Promise<void> {
 
 function start(): void {
   takeTokenFromFragment();
-  onUnauthorized(() => {
+  onUnauthorized((tokenSent) => {
     setToken(null);
-    askForToken("The API refused the token: enter it again.");
+    askForToken(tokenSent ? "That token was refused: check it and try again." : undefined);
   });
   document.getElementById("skip")?.addEventListener("click", (event) => {
     event.preventDefault();

@@ -56,19 +56,40 @@ export function limitsSection(
     }
   };
 
+  // Kept across reloads: which edit panels are open, and what the last write stored.
+  const opened = new Set<LimitLevel>();
+  let notice: { level: LimitLevel; text: string } | undefined;
+
   const forms = (view: LimitLevelsView) => {
-    const saved = (_result: LimitsWriteResult) => void load();
     return (["entity-resource", "entity"] as const).map((level) => {
       const stored = view.levels.find((l) => l.level === level)?.limits ?? null;
       const target = { entityId, resource: level === "entity" ? "*" : resource, current: stored };
-      return h(
+      const saved = (result: LimitsWriteResult) => {
+        const text = result.limits?.map((l) => l.text).join("; ") ?? "none";
+        notice = { level, text };
+        void load();
+      };
+      const details = h(
         "details",
-        { class: "edit", "data-level": level },
+        { class: "edit", "data-level": level, open: opened.has(level) },
         h("summary", {}, `Edit: ${levelName(level, resource)}`),
+        notice?.level === level
+          ? h(
+            "p",
+            { class: "form-status", role: "status", "data-testid": "saved" },
+            "Saved. Stored now, read back from the table: ",
+            h("span", { class: "stored" }, notice.text),
+          )
+          : "",
         (stored ?? []).map((limit) => limitForm(target, limit, saved)),
         limitForm(target, undefined, saved),
         stored ? removeButton(target.resource, level) : "",
       );
+      details.addEventListener("toggle", () => {
+        if (details.open) opened.add(level);
+        else opened.delete(level);
+      });
+      return details;
     });
   };
 
