@@ -168,9 +168,13 @@ export function dashboardApp(options: DashboardAppOptions): Hono {
 
 /** The JSON body of a change, at most {@link MAX_BODY_BYTES}. */
 async function bodyOf(request: Request): Promise<unknown> {
+  const declared = Number(request.headers.get("Content-Length") ?? 0);
+  if (declared > MAX_BODY_BYTES) {
+    throw new ValidationError("body", `${declared} bytes`, "must be at most 64 KB");
+  }
   const text = await request.text();
   if (new TextEncoder().encode(text).length > MAX_BODY_BYTES) {
-    throw new ValidationError("body", `${text.length} characters`, `must be at most 64 KB`);
+    throw new ValidationError("body", `${text.length} characters`, "must be at most 64 KB");
   }
   try {
     return JSON.parse(text);
