@@ -302,6 +302,15 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
           400,
         );
         assert.equal(notJson.field, "body");
+        const huge = await refused(
+          call(dashboard, "/api/entities/key-c/limits", {
+            method: "PUT",
+            body: { resource: "gpt-4", limits: [rpm(5).toJSON()], pad: "x".repeat(70_000) },
+          }),
+          400,
+        );
+        assert.equal(huge.field, "body");
+        assert.equal(huge.rule, "must be at most 64 KB");
         assert.deepEqual(await limiter.getLimits({ entityId: "key-c", resource: "gpt-4" }), before);
       },
     );
