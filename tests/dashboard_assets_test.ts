@@ -14,6 +14,7 @@ import {
   numberField,
   percentAvailable,
 } from "../src/dashboard/ui/format.ts";
+import { COLOURS } from "../src/dashboard/ui/charts.ts";
 import { fieldOf } from "../src/dashboard/ui/limit_form.ts";
 import { entityHref, parseRoute } from "../src/dashboard/ui/router.ts";
 
@@ -101,4 +102,45 @@ Deno.test("client helpers", async (t) => {
     assert.equal(fieldOf("entityId"), undefined);
     assert.equal(fieldOf(undefined), undefined);
   });
+});
+
+/** WCAG 2 contrast ratio of two `#rrggbb` colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (hex: string) => {
+    const [r, g, b] = [1, 3, 5].map((i) => {
+      const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+Deno.test("text colours keep a contrast of at least 4.5:1 on their backgrounds", () => {
+  const css = Deno.readTextFileSync(new URL("../src/dashboard/ui/styles.css", import.meta.url));
+  const vars = Object.fromEntries(
+    [...css.matchAll(/--([a-z]+): (#[0-9a-f]{6});/g)].map((m) => [m[1], m[2]]),
+  );
+  const white = "#ffffff";
+  const pairs: [string, string, string][] = [
+    ["text", vars.fg, vars.bg],
+    ["text on the header", vars.fg, vars.panel],
+    ["muted text", vars.muted, vars.bg],
+    ["muted text on the header", vars.muted, vars.panel],
+    ["links", vars.link, vars.bg],
+    ["links on the header", vars.link, vars.panel],
+    ["errors", vars.error, vars.bg],
+    ["saved notes, the effective mark", vars.ok, vars.bg],
+    ["button text", white, vars.link],
+    ["remove button text", white, vars.error],
+    ["focus outline", vars.focus, vars.bg],
+    ...COLOURS.map((c, i): [string, string, string] => [`chart line ${i}`, c, white]),
+  ];
+  assert.equal(Object.keys(vars).length >= 9, true, JSON.stringify(vars));
+  for (const [what, fg, bg] of pairs) {
+    assert.ok(fg && bg, `${what}: colour defined`);
+    const ratio = contrast(fg, bg);
+    assert.ok(ratio >= 4.5, `${what}: ${fg} on ${bg} is ${ratio.toFixed(2)}:1`);
+  }
 });

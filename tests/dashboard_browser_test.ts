@@ -292,6 +292,25 @@ Deno.test({
             points.map((p) => p.consumed.tpm ?? 0),
           );
 
+          // Accessible: landmarks, and every control named by a label (or its text).
+          assert.equal(await page.locator("main#main").count(), 1);
+          assert.equal(await page.locator("nav[aria-label=Pages]").count(), 1);
+          await page.$$eval(
+            "details.edit",
+            (ds) => ds.forEach((d) => (d as HTMLDetailsElement).open = true),
+          );
+          const unnamed = await page.$$eval(
+            "input, select, textarea, button",
+            (els) =>
+              els.filter((e) => {
+                const el = e as HTMLInputElement;
+                const text = el.tagName === "BUTTON" ? el.textContent?.trim() : "";
+                return !(el.labels?.length || el.getAttribute("aria-label") || text);
+              }).map((e) => e.outerHTML),
+          );
+          assert.deepEqual(unnamed, []);
+          assert.ok(await page.locator("details.edit input").count() >= 10, "the forms are there");
+
           // Audit events (the seed's admin changes).
           const audit = await apiGet<AuditView>(`entities/${key}/audit`);
           assert.ok(audit.available && audit.events.length > 0);

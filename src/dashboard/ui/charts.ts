@@ -21,7 +21,14 @@ export interface Line {
 }
 
 /** Line colours, each with a contrast of at least 4.5:1 on white. */
-const COLOURS = ["#1f5fbf", "#b3261e", "#2e6b30", "#6a3d9a", "#8a4b00", "#00687a"];
+export const COLOURS: readonly string[] = [
+  "#1f5fbf",
+  "#b3261e",
+  "#2e6b30",
+  "#6a3d9a",
+  "#8a4b00",
+  "#00687a",
+];
 
 /** An x-axis label in UTC: `13:00` (`11-30` at midnight) per hour, `11-30` per day. */
 export function tickLabel(window: "hourly" | "daily"): (seconds: number) => string {

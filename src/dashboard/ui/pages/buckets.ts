@@ -21,12 +21,11 @@ export const BUCKETS_REFRESH_MS = 3000;
 /** The live buckets section; the returned cleanup stops its refresh. */
 export function bucketsSection(entityId: string): { section: HTMLElement; stop: Cleanup } {
   const body = h("div", { "data-testid": "buckets" });
-  const stamp = h("p", { class: "note", "data-testid": "buckets-read" }, "Reading…");
+  const stamp = h("p", { class: "note", "data-testid": "buckets-read" }, "Read every 3 seconds.");
   const section = h(
     "section",
     { "aria-labelledby": "buckets-title" },
     h("h2", { id: "buckets-title" }, "Live buckets"),
-    h("p", { class: "note" }, "Read every 3 seconds."),
     stamp,
     body,
   );
@@ -38,7 +37,9 @@ export function bucketsSection(entityId: string): { section: HTMLElement; stop: 
     try {
       const view = await api<BucketsView>(`entities/${seg(entityId)}/buckets`);
       if (stopped) return;
-      stamp.textContent = `Last read ${formatInstant(new Date(view.now).toISOString())}.`;
+      stamp.textContent = `Read every 3 seconds; last read ${
+        formatInstant(new Date(view.now).toISOString())
+      }.`;
       replaceChildren(body, bucketsTable(view));
     } catch (err) {
       if (!stopped) replaceChildren(body, errorBox(err));
