@@ -194,6 +194,59 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
       },
     );
 
+    await t.step("GET .../buckets: a quota, a concurrent limit, and a sharded bucket", async () => {
+      // As resource defaults: an entity's stored limits carry a shard layout, which a concurrent
+      // limit refuses (src/engine/concurrency.ts); the capacities come from the effective level.
+      await limiter.setResourceDefaults({
+        resource: "jobs",
+        limits: [Limit.concurrent("streams", 3), Limit.quota("tokens", 1000, { resetAfter: "1h" })],
+      });
+      const lease = await limiter.acquire({
+        entityId: "key-d",
+        resource: "jobs",
+        consume: { tokens: 250 },
+        leaseTimeoutMs: 60_000,
+      });
+      await limiter.setLimits({
+        entityId: "key-d",
+        resource: "wide",
+        limits: [rpm(60)],
+        shards: 2,
+      });
+      for (let i = 0; i < 6; i++) {
+        await limiter.acquire(
+          { entityId: "key-d", resource: "wide", consume: { rpm: 1 } },
+          () => {},
+        );
+      }
+      const view = await ok<BucketsView>(call(dashboard, "/api/entities/key-d/buckets"));
+      const library = await limiter.available({ entityId: "key-d", resource: "jobs" });
+      assert.deepEqual(library, { streams: 2, tokens: 750 });
+      assert.deepEqual(view.buckets.filter((b) => b.resource === "jobs"), [
+        { resource: "jobs", limit: "streams", available: 2, capacity: 3, msUntilFull: 60_001 },
+        // The window started with the acquire: full again an hour later.
+        {
+          resource: "jobs",
+          limit: "tokens",
+          available: 750,
+          capacity: 1000,
+          msUntilFull: 3_600_000,
+        },
+      ]);
+      // Two shards of 30 each, added up: 6 taken in all, none back yet (the clock stands still).
+      const wide = view.buckets.filter((b) => b.resource === "wide");
+      assert.equal(wide.length, 1);
+      assert.equal(wide[0].capacity, 60);
+      assert.equal(wide[0].available, 54);
+      assert.deepEqual(await limiter.available({ entityId: "key-d", resource: "wide" }), {
+        rpm: 54,
+      });
+      await lease.commit();
+      const after = await ok<BucketsView>(call(dashboard, "/api/entities/key-d/buckets"));
+      assert.equal(after.buckets.find((b) => b.limit === "streams")!.available, 3);
+      assert.equal(after.buckets.find((b) => b.limit === "streams")!.msUntilFull, 0);
+    });
+
     await t.step(
       "GET .../limits: four levels, the effective one is what acquire uses",
       async () => {
