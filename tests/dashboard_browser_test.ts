@@ -159,6 +159,13 @@ Deno.test({
               ]),
               api.mostRefused.map((r) => [r.entityId, r.refused, r.requests]),
             );
+            // The seed's refusals are the production key's.
+            const prod = api.mostRefused.find((r) => r.entityId === seeded.key);
+            assert.ok(prod && prod.refused >= 1, JSON.stringify(api.mostRefused));
+          } else {
+            // Without refusal counts in the snapshots the list is empty, and the page says so.
+            assert.equal(await page.locator("[data-testid=most-refused]").count(), 0);
+            await page.getByText("No refusals in the last 24 hours.").waitFor();
           }
           assert.deepEqual(
             await tableRows(page, "[data-testid=close-to-limit]"),
