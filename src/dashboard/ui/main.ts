@@ -59,6 +59,14 @@ function route(): void {
   if (parsed) void show(parsed).catch(showError);
 }
 
+/** A link followed: show its page and move the focus to it, as a page load would. */
+function navigate(): void {
+  if (asking || !parseRoute(location.hash)) return;
+  route();
+  mainEl().focus({ preventScroll: true });
+  scrollTo(0, 0);
+}
+
 function showError(err: unknown): void {
   if (err instanceof ApiError && err.status === 401) return; // the token form is shown
   replaceChildren(mainEl(), h("h1", {}, "Error"), errorBox(err));
@@ -138,7 +146,7 @@ function start(): void {
     event.preventDefault();
     mainEl().focus();
   });
-  globalThis.addEventListener("hashchange", route);
+  globalThis.addEventListener("hashchange", navigate);
   void boot().catch(showError);
 }
 
