@@ -34,7 +34,7 @@ if (import.meta.main) {
   try {
     const seeded = await seedDashboard(client, tableName);
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const watch = new ConsoleWatch(page);
+    const watch = await ConsoleWatch.attach(page);
     await page.goto(`${served.url}/#/`);
     await page.waitForSelector("[data-testid=close-to-limit]");
     await page.waitForTimeout(300);

@@ -42,16 +42,21 @@ export class ConsoleWatch {
   readonly problems: string[] = [];
   readonly #expected: Expected[] = [];
 
-  /** Starts watching `page` (call before its first navigation). */
-  constructor(page: Page) {
+  private constructor(page: Page) {
     page.on("console", (message) => this.#onConsole(message));
     page.on("pageerror", (err) => this.problems.push(`pageerror: ${err.message}`));
+  }
+
+  /** Starts watching `page`; call before its first navigation. */
+  static async attach(page: Page): Promise<ConsoleWatch> {
+    const watch = new ConsoleWatch(page);
     // A violation is also reported by the browser's console; this catches it with its details.
-    void page.addInitScript(() => {
+    await page.addInitScript(() => {
       document.addEventListener("securitypolicyviolation", (e) => {
         console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
       });
     });
+    return watch;
   }
 
   /** Allows the console error of one failed answer: `status` for a URL containing `urlPart`. */
@@ -79,10 +84,22 @@ export class ConsoleWatch {
     this.problems.push(`console ${type}: ${text}${url ? ` (${url})` : ""}`);
   }
 
-  /** Throws when the page logged an unexpected error or warning. */
+  /** Waits (up to `ms`) for the expected failed answers still to be logged. */
+  async settle(ms = 2_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.#expected.length > 0 && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Throws when the page logged an unexpected error or warning, or an expected one is missing. */
   assertClean(): void {
     if (this.problems.length > 0) {
       throw new Error(`the page logged:\n${this.problems.join("\n")}`);
+    }
+    if (this.#expected.length > 0) {
+      const missing = this.#expected.map((e) => `${e.status} for ${e.urlPart}`).join(", ");
+      throw new Error(`expected failed answers never came: ${missing}`);
     }
   }
 }

@@ -89,8 +89,9 @@ Deno.test({
         });
         try {
           const page = await context.newPage();
-          const watch = new ConsoleWatch(page);
+          const watch = await ConsoleWatch.attach(page);
           await body(page, watch);
+          await watch.settle();
           watch.assertClean();
         } finally {
           await context.close();
@@ -411,6 +412,47 @@ Deno.test({
         });
       });
 
+      await t.step("editing: a limit added through the form, then the level removed", async () => {
+        await withPage(async (page) => {
+          const other = seeded.keys[1]; // no entity-wide limits of its own
+          assert.deepEqual(await limiter!.getLimits({ entityId: other }), []);
+          await page.goto(`${open.url}/#/entity/${other}`);
+          const panel = page.locator("details[data-level=entity]");
+          await page.getByText("Edit: This entity, every resource").click();
+          const add = panel.locator("form[data-limit='']");
+          await add.getByLabel("Name").fill("rpd");
+          await add.getByLabel("Capacity (tokens)").fill("1000");
+          await add.getByLabel("Refill amount (tokens)").fill("1000");
+          await add.getByLabel("Refill period (seconds)").fill("86400");
+          await add.getByRole("button", { name: "Add limit" }).click();
+          await panel.locator("[data-testid=saved]").waitFor();
+          const stored = await limiter!.getLimits({ entityId: other });
+          assert.deepEqual(stored.map((l) => l.toJSON()), [
+            { name: "rpd", capacity: 1000, refillAmount: 1000, refillPeriodSeconds: 86400 },
+          ]);
+          // Now a form edits it, and the level can be removed (after the confirmation).
+          await panel.locator("form[data-limit=rpd]").waitFor();
+          page.once("dialog", (dialog) => void dialog.accept());
+          const removed = page.waitForResponse((r) => r.request().method() === "DELETE");
+          await panel.getByRole("button", { name: "Remove these limits" }).click();
+          assert.equal((await removed).status(), 200);
+          await page.waitForFunction(() =>
+            document.querySelectorAll("details[data-level=entity] form[data-limit=rpd]").length ===
+              0
+          );
+          assert.deepEqual(await limiter!.getLimits({ entityId: other }), []);
+        });
+      });
+
+      await t.step("an unknown entity: a message and a way back, not a blank page", async () => {
+        await withPage(async (page, watch) => {
+          watch.expectFailure(404, "/api/entities/no-such-key");
+          await page.goto(`${open.url}/#/entity/no-such-key`);
+          await page.getByText('No entity "no-such-key".').waitFor();
+          assert.equal(await page.getByRole("link", { name: "See every entity" }).count(), 1);
+        });
+      });
+
       await t.step("read-only: no edit control, and a PUT is refused with 403", async () => {
         await withPage(async (page, watch) => {
           await page.goto(`${readOnly.url}/#/entity/${key}`);
@@ -444,7 +486,7 @@ Deno.test({
         const context = await browser!.newContext();
         try {
           const page = await context.newPage();
-          const watch = new ConsoleWatch(page);
+          const watch = await ConsoleWatch.attach(page);
           await page.goto(`${open.url}/#/`);
           await page.waitForSelector("[data-testid=close-to-limit]");
           assert.equal(watch.problems.length, 0, watch.problems.join("\n"));
