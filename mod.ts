@@ -50,6 +50,7 @@ export type { LimiterAdmin } from "./src/limiter_admin.ts";
 export type { LimiterLimits } from "./src/limiter_limits.ts";
 export { Lease } from "./src/lease.ts";
 export { consoleLogger, fieldsFirst, type LogFields, type Logger } from "./src/logger.ts";
+export type { RefusalCountsOptions } from "./src/refusals.ts";
 export type { PingCheck, PingProblemKind, PingResult } from "./src/ping.ts";
 export type { Entity, ResourceControls } from "./src/entities.ts";
 export type { EntityListPage, ListEntitiesOptions } from "./src/entity_list.ts";

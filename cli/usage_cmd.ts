@@ -80,7 +80,9 @@ export function addUsageCommands(program: Command, ctx: CommandContext): void {
           snaps,
           snaps.length
             ? snaps.map((s) =>
-              `${s.windowStart}  ${s.resource}  requests=${s.requests}  ${
+              `${s.windowStart}  ${s.resource}  requests=${s.requests}${
+                s.refused ? ` refused=${s.refused}` : ""
+              }${s.bypassed ? ` bypassed=${s.bypassed}` : ""}  ${
                 Object.entries(s.consumed).map(([k, v]) => `${k}=${v}`).join(" ")
               }`
             ).join("\n")
@@ -111,7 +113,9 @@ export function addUsageCommands(program: Command, ctx: CommandContext): void {
           `Entity ${s.entityId}${
             s.resource ? ` on ${s.resource}` : ""
           }, ${s.window} windows with usage: ${s.windows}`,
-          `Total:   requests=${s.requests} ${kv(s.total)}`,
+          `Total:   requests=${s.requests} refused=${s.refused} bypassed=${s.bypassed} ${
+            kv(s.total)
+          }`,
           `Average: requests=${s.averageRequests} ${kv(s.average)}`,
           s.peak
             ? `Peak:    ${s.peak.windowStart} requests=${s.peak.requests} ${kv(s.peak.consumed)}`

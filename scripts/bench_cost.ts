@@ -256,8 +256,17 @@ export async function measureCosts(options: MeasureCostsOptions): Promise<CostRo
       goal: { roundTrips: 0, wcu: 0 },
       note: `per rejection, over ${rejections} (deny cache)`,
     });
+    // The refusals above are counted in memory; the flush (in the background, every 10 s by
+    // default) writes them to the key's hourly usage snapshot.
+    await measure("refusal counts: the flush after those rejections", async () => {
+      await limiter.flush();
+    }, {
+      goal: { roundTrips: 1, wcu: 1 },
+      note: "one UpdateItem per entity, resource and hour with refusals, per flush (every 10 s)",
+    }, 1);
     await measure("rejection in a process that never saw the bucket", async () => {
-      const fresh = new RateLimiter({ tableName, client, clock });
+      // Its refusal count, written at close, is the row above's cost: not measured here.
+      const fresh = new RateLimiter({ tableName, client, clock, refusalCounts: false });
       if (await knock(fresh, "key-0")) throw new Error("over-admission on the tiny bucket");
       await fresh.close();
     }, { note: "its first write fails and returns the item: refused with no retry" });

@@ -223,6 +223,17 @@ export interface EntityBackend {
     atMs: number,
     signal?: AbortSignal,
   ): Promise<void>;
+  /**
+   * Adds `n` refused requests of an entity on a resource to the hour of `atMs` (one write; the
+   * limiter sends one per entity, resource and hour with refusals, per flush: src/refusals.ts).
+   */
+  countRefused(
+    entityId: string,
+    resource: string,
+    atMs: number,
+    n: number,
+    signal?: AbortSignal,
+  ): Promise<void>;
   /** Audit events, newest first (see src/audit_query.ts). */
   auditEvents(query: AuditQuery, signal?: AbortSignal): Promise<AuditPage>;
   /** The audit settings the table records (`{}` when none). */

@@ -1,7 +1,8 @@
 /**
  * Entity and resource controls in DynamoDB: changes to an existing entity (disabled, bypass,
- * cascade, parent), a resource's controls (`SYSTEM` / `#CONTROL#{resource}`), and the count of
- * bypassed requests. Each change is one transaction with its audit event.
+ * cascade, parent), a resource's controls (`SYSTEM` / `#CONTROL#{resource}`), and the counts of
+ * bypassed and refused requests in the hourly usage snapshots. Each change is one transaction
+ * with its audit event.
  *
  * @module
  */
@@ -47,7 +48,7 @@ export interface EntityPatch {
   parentId?: string;
 }
 
-/** How long a bypass count is kept after its hour ends, days (as the aggregator's snapshots). */
+/** How long a bypass or refusal count is kept after its hour ends, days (as the aggregator's). */
 const BYPASS_RETENTION_DAYS = 90;
 
 /** Controls storage for one table. */
@@ -267,7 +268,23 @@ export class ControlStore {
    * Counts one bypassed request in the hourly usage snapshot of the entity and resource (attribute
    * `bypassed`; the aggregator's updates leave it alone): one `UpdateItem`.
    */
-  async countBypassed(
+  countBypassed(
+    entityId: string,
+    resource: string,
+    atMs: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    return this.addToHour("bypassed", 1, entityId, resource, atMs, signal);
+  }
+
+  /**
+   * Adds `n` to a counter (`bypassed`, `refused`) of the hourly usage snapshot of the entity and
+   * resource that holds `atMs`, making the item if missing (keys, and a TTL only if it has none;
+   * the aggregator's updates leave the counters alone): one `UpdateItem`.
+   */
+  async addToHour(
+    counter: "bypassed" | "refused",
+    n: number,
     entityId: string,
     resource: string,
     atMs: number,
@@ -282,8 +299,13 @@ export class ControlStore {
         SK: { S: usageSk(resource, "hourly", windowStart) },
       },
       UpdateExpression: "SET entityId = :e, #r = :r, #w = :w, windowStart = :ws, " +
-        "windowEnd = :we, #ttl = if_not_exists(#ttl, :ttl) ADD bypassed :one",
-      ExpressionAttributeNames: { "#r": "resource", "#w": "window", "#ttl": keys.TTL },
+        "windowEnd = :we, #ttl = if_not_exists(#ttl, :ttl) ADD #n :n",
+      ExpressionAttributeNames: {
+        "#r": "resource",
+        "#w": "window",
+        "#ttl": keys.TTL,
+        "#n": counter,
+      },
       ExpressionAttributeValues: {
         ":e": { S: entityId },
         ":r": { S: resource },
@@ -291,7 +313,7 @@ export class ControlStore {
         ":ws": { S: windowStart },
         ":we": { S: isoSeconds(endMs) },
         ":ttl": { N: String(Math.floor(endMs / 1000) + BYPASS_RETENTION_DAYS * 86_400) },
-        ":one": { N: "1" },
+        ":n": { N: String(n) },
       },
     }, signal);
   }

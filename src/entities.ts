@@ -180,6 +180,11 @@ export class EntityStore {
     return this.#controls.countBypassed(entityId, resource, atMs, signal);
   }
 
+  /** Adds `n` refused requests to the entity's hourly usage of the resource. */
+  countRefused(entityId: string, resource: string, atMs: number, n: number, signal?: AbortSignal) {
+    return this.#controls.addToHour("refused", n, entityId, resource, atMs, signal);
+  }
+
   /** Creates an entity; the parent must exist and have no parent itself. */
   async create(entity: Entity, signal?: AbortSignal, audit?: AuditRecord): Promise<void> {
     const item = entityItem(entity, this.#keys);

@@ -25,6 +25,7 @@ import type {
   TimeUntilAvailableOptions,
 } from "./options.ts";
 import type { KeySpace } from "./keyspace.ts";
+import type { RefusalCounter } from "./refusals.ts";
 import type { BucketReader } from "./reads.ts";
 import { validateAcquire } from "./request.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
@@ -84,6 +85,7 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   readonly #createTableNow: () => Promise<void>;
   readonly #closeTimeoutMs: number;
   readonly #logger: Logger;
+  readonly #refusals?: RefusalCounter;
   #reported = 0;
 
   /**
@@ -116,6 +118,7 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
     this.#createTableNow = parts.createTable;
     this.#closeTimeoutMs = parts.closeTimeoutMs;
     this.#logger = parts.logger;
+    this.#refusals = parts.refusals;
   }
 
   /**
@@ -207,6 +210,21 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   }
 
   /**
+   * Refused acquires counted and not yet written to the usage snapshots (see
+   * `RateLimiterOptions.refusalCounts`): 0 once a flush wrote them, or with counting off.
+   *
+   * @example
+   * ```ts
+   * import { createTestLimiter } from "./testing/mod.ts";
+   * const limiter = createTestLimiter();
+   * console.assert(limiter.pendingRefusals === 0);
+   * ```
+   */
+  get pendingRefusals(): number {
+    return this.#refusals?.pending ?? 0;
+  }
+
+  /**
    * Writes the outbox gave up on, with why: an `UncertainOutcome` (an operation whose answer was
    * lost and whose item then took more writes than its window keeps, so nothing can tell whether
    * it landed), or an error that retrying cannot mend. Empty in normal operation; `flush()` (and
@@ -225,8 +243,8 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
 
   /**
    * Waits until every write kept back by an outage (commits, rollbacks, failed-open acquires)
-   * has reached DynamoDB. Throws `RateLimiterUnavailable` when some are still waiting after
-   * `timeoutMs`.
+   * has reached DynamoDB, and writes the refusal counts held (`pendingRefusals`). Throws
+   * `RateLimiterUnavailable` when some are still waiting after `timeoutMs`.
    *
    * @example
    * ```ts ignore
@@ -234,7 +252,8 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
    * ```
    */
   async flush(timeoutMs = 10_000): Promise<void> {
-    const left = await this.#outbox.flush(timeoutMs);
+    const [left] = await Promise.all([this.#outbox.flush(timeoutMs), this.#refusals?.flush()]);
+    const refusals = this.pendingRefusals;
     const unresolved = this.#outbox.failed.length;
     if (unresolved > this.#reported) {
       this.#reported = unresolved;
@@ -246,10 +265,13 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
         { cause: first.error },
       );
     }
-    if (left > 0) {
+    if (left > 0 || refusals > 0) {
       throw new RateLimiterUnavailable(
         "flush",
-        new Error(`${left} writes still waiting for DynamoDB after ${timeoutMs} ms`),
+        new Error(
+          `${left} writes ${refusals > 0 ? `(and the counts of ${refusals} refusals) ` : ""}` +
+            `still waiting for DynamoDB after ${timeoutMs} ms`,
+        ),
       );
     }
   }
@@ -353,8 +375,9 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
   }
 
   /**
-   * Closes the limiter: waits (up to `closeTimeoutMs`) for writes an outage kept back, then
-   * closes the DynamoDB client it made (a client passed in `client` stays open). It never throws
+   * Closes the limiter: waits (up to `closeTimeoutMs`) for writes an outage kept back and writes
+   * the refusal counts held (`pendingRefusals`; left ones are logged as lost), then closes the
+   * DynamoDB client it made (a client passed in `client` stays open). It never throws
    * because DynamoDB is down, so `await using` and `finally` blocks stay safe in an outage: writes
    * it had to leave stay in `pendingWrites` and `unresolvedWrites`, and one warning says how many.
    * Call {@link flush} first to get an error instead. A second call does nothing.
@@ -384,7 +407,11 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
       new Promise((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs))),
     ]);
     clearTimeout(timer);
-    const left = await this.#outbox.flush(Math.max(0, until - Date.now()));
+    // Refusal counts are written beside the outbox's writes, within the same bound.
+    const [left] = await Promise.all([
+      this.#outbox.flush(Math.max(0, until - Date.now())),
+      this.#refusals?.close(until),
+    ]);
     this.#state.parts.telemetry.close(); // the outbox gauge stops
     const unresolved = this.#outbox.failed.length;
     if (left > 0 || unresolved > this.#reported) {

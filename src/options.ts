@@ -9,6 +9,7 @@ import type { Backend } from "./backend.ts";
 import type { LimitStatus } from "./errors.ts";
 import type { Limit } from "./limit.ts";
 import type { Logger } from "./logger.ts";
+import type { RefusalCountsOptions } from "./refusals.ts";
 
 /**
  * What `RateLimiterOptions.onShadowRefusal` is told of a shadow-mode acquire that would have been
@@ -197,6 +198,16 @@ export interface RateLimiterOptions {
    * @default true
    */
   autoShard?: boolean;
+  /**
+   * Count refused acquires (each `RateLimitExceeded` an acquire throws, deny cache included; not
+   * soft limits, shadow mode or disabled entities) in the hourly usage snapshots, attribute
+   * `refused`, under the entity that asked and the call's `resource`. Counted in memory and written
+   * in the background: one `UpdateItem` per entity, resource and hour with refusals every
+   * `flushMs`, never a call per refusal; an outage keeps them for the next flush, and
+   * `flush()` and `close()` write them. `false`: not counted. See docs/design.md, "Refusal
+   * counts". @default true: `{ flushMs: 10000, maxKeys: 10000 }`
+   */
+  refusalCounts?: boolean | RefusalCountsOptions;
   /**
    * How long `close()` waits for writes kept back by an outage before it gives up on them (it
    * never throws for them; see `RateLimiter.close`). @default 5000

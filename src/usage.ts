@@ -82,6 +82,12 @@ export interface UsageSnapshot {
    * absent when none).
    */
   bypassed?: number;
+  /**
+   * Acquires refused (`RateLimitExceeded`), counted under the entity that asked and the call's
+   * resource by the limiters that refused them (`RateLimiterOptions.refusalCounts`; hourly windows
+   * only; absent when none).
+   */
+  refused?: number;
 }
 
 /**
@@ -129,6 +135,8 @@ export interface UsageSummary {
   requests: number;
   /** Bypassed requests over all windows (hourly windows only: see `UsageSnapshot.bypassed`). */
   bypassed: number;
+  /** Refused acquires over all windows (hourly windows only: see `UsageSnapshot.refused`). */
+  refused: number;
   /** Tokens per window with usage, per limit. */
   average: Record<string, number>;
   /** Requests per window with usage. */
@@ -216,8 +224,10 @@ export async function getUsageSummary(
   const total = new Map<string, bigint>();
   let requests = 0n;
   let bypassed = 0n;
+  let refused = 0n;
   for await (const raw of readRaw(client, tableName, q)) {
     bypassed += raw.bypassed;
+    refused += raw.refused;
     const w = byWindow.get(raw.windowStart) ?? { consumed: new Map(), requests: 0n };
     for (const [limit, m] of raw.consumed) {
       w.consumed.set(limit, (w.consumed.get(limit) ?? 0n) + m);
@@ -246,6 +256,7 @@ export async function getUsageSummary(
     total: tokens(total),
     requests: Number(requests),
     bypassed: Number(bypassed),
+    refused: Number(refused),
     average,
     averageRequests: windows ? Number(requests) / windows : 0,
     peak,
@@ -328,6 +339,7 @@ interface RawSnapshot {
   consumed: Map<string, bigint>;
   requests: bigint;
   bypassed: bigint;
+  refused: bigint;
 }
 
 async function* readSnapshots(
@@ -345,6 +357,7 @@ async function* readSnapshots(
       consumed: tokens(raw.consumed),
       requests: Number(raw.requests),
       ...(raw.bypassed > 0n ? { bypassed: Number(raw.bypassed) } : {}),
+      ...(raw.refused > 0n ? { refused: Number(raw.refused) } : {}),
     };
   }
 }
@@ -416,6 +429,7 @@ function parseSnapshot(item: Record<string, AttributeValue>): RawSnapshot | unde
     consumed,
     requests: BigInt(item.rq?.N ?? "0"),
     bypassed: BigInt(item.bypassed?.N ?? "0"),
+    refused: BigInt(item.refused?.N ?? "0"),
   };
 }
 

@@ -37,6 +37,7 @@ import { type EntityListPage, listEntities, type ListEntitiesOptions } from "./e
 import { KeySpace } from "./keyspace.ts";
 import { Telemetry } from "./telemetry.ts";
 import { causeName, checkLogger, errorName, type Logger, LogThrottle, logTo } from "./logger.ts";
+import { RefusalCounter, type RefusalSettings, refusalSettings } from "./refusals.ts";
 
 /** What a {@link RateLimiter} is made of. */
 export interface LimiterParts {
@@ -72,6 +73,8 @@ export interface LimiterParts {
   run: AdminCall;
   /** The limiter talks to DynamoDB through `client` (no custom `backend` option). */
   dynamo: boolean;
+  /** Refusal counts (`refusalCounts`), or `undefined` when off. */
+  refusals?: RefusalCounter;
 }
 
 /** Checks the options and makes the parts; throws `ValidationError` before anything is sent. */
@@ -103,6 +106,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     shadow = false,
     onShadowRefusal,
     logger: loggerOption,
+    refusalCounts,
   } = options;
   const logger = checkLogger(loggerOption);
   checkBoolean("shadow", shadow);
@@ -143,6 +147,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     );
   }
   checkFailureMode("failureMode", failureMode);
+  const refusalOptions = refusalSettings(refusalCounts);
   const batchOptions = batchSettings(batches, "batches", (field, value, rule) => {
     throw new ValidationError(field, value, rule);
   });
@@ -285,6 +290,11 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       switchDelayMs: switchDelay,
     }).observe;
   }
+  const refusals = refusalOptions &&
+    refusalCounter(refusalOptions, store, writer, now, timeoutMs, logger, {
+      table: tableName,
+      namespace: space.name,
+    });
   const shared = { backend: store, writer, config, ready, timeoutMs };
   const leases = new LeaseEngine({
     ...shared,
@@ -295,6 +305,7 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     shadow,
     onShadowRefusal,
     telemetry,
+    onRefused: refusals && ((entityId, resource, atMs) => refusals.count(entityId, resource, atMs)),
   });
   const reader = new BucketReader(shared);
   // Who and how long: asked once, on the first audited change (never on the hot path).
@@ -348,7 +359,84 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     clock: now,
     run,
     dynamo: backend === undefined,
+    refusals,
   };
+}
+
+/**
+ * The refusal counter: writes through the backend with the writer's retries, keeps counts on an
+ * outage (one warning a minute), and logs what it drops (docs/usage.md, "Logs").
+ */
+function refusalCounter(
+  settings: RefusalSettings,
+  store: Backend,
+  writer: BucketWriter,
+  clock: () => number,
+  timeoutMs: number,
+  logger: Logger,
+  where: { table: string; namespace: string },
+): RefusalCounter {
+  const kept = new LogThrottle(60_000);
+  const full = new LogThrottle(60_000);
+  let droppedFull = 0;
+  return new RefusalCounter({
+    ...settings,
+    clock,
+    timeoutMs,
+    write: (c, deadline) =>
+      writer.call(
+        undefined,
+        (signal) => store.entities.countRefused(c.entityId, c.resource, c.hourMs, c.count, signal),
+        deadline,
+        "refusal_counts",
+      ),
+    isOutage: (err) => err instanceof RateLimiterUnavailable,
+    onKept: (keys, err) => {
+      const flushes = kept.next();
+      if (flushes === 0) return;
+      logTo(
+        logger,
+        "warn",
+        `zae-limiter: ${flushes} refusal count flush(es) failed (${errorName(err)}); ` +
+          `${keys} count(s) are kept for the next flush`,
+        {
+          event: "refusals.kept",
+          ...where,
+          keys,
+          flushes,
+          error: errorName(err),
+          cause: causeName(err),
+        },
+      );
+    },
+    onLoss: ({ reason, refusals, keys, error }) => {
+      // A full map drops one refusal at a time: one line a minute says how many.
+      if (reason === "full") {
+        droppedFull += refusals;
+        if (full.next() === 0) return;
+        refusals = droppedFull;
+        droppedFull = 0;
+      }
+      logTo(
+        logger,
+        reason === "full" ? "warn" : "error",
+        reason === "full"
+          ? `zae-limiter: refusal counts are full (maxKeys ${settings.maxKeys}); ` +
+            `${refusals} refusal(s) dropped`
+          : reason === "closed"
+          ? `zae-limiter: closed with ${refusals} refusal(s) in ${keys} count(s) not written`
+          : `zae-limiter: ${refusals} refusal(s) not counted (${errorName(error)})`,
+        {
+          event: "refusals.dropped",
+          ...where,
+          reason,
+          refusals,
+          ...(reason === "full" ? {} : { keys }),
+          ...(error === undefined ? {} : { error: errorName(error), cause: causeName(error) }),
+        },
+      );
+    },
+  });
 }
 
 function isHttpUrl(value: unknown): boolean {

@@ -176,6 +176,9 @@ dynamoTest("bench on DynamoDB Local (small sizes)", async (t, { ddb }) => {
     assert.deepEqual(warm.commands, { UpdateItem: 1 });
     const rejection = byOp("zae-limiter", "repeated rejection").cost;
     assert.equal(rejection.calls, 0);
+    // …and their counts cost one write per key at the next flush, not one per rejection.
+    const counted = byOp("zae-limiter", "refusal counts").cost;
+    assert.deepEqual([counted.commands, counted.wcu], [{ UpdateItem: 1 }, 1]);
     const also = byOp("zae-limiter", "warm acquire on two resources").cost;
     assert.deepEqual(also.commands, { TransactWriteItems: 1 });
     const consume = byOp("zae-limiter", "acquire + consume mid-lease").cost;

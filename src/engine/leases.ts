@@ -63,6 +63,8 @@ export interface LeaseEngineOptions {
   onShadowRefusal?: (info: ShadowRefusal) => void;
   /** Spans of acquires and lease writes, acquires by outcome (`telemetry.ts`). @default none */
   telemetry?: Telemetry;
+  /** Told of each acquire refused (`RateLimitExceeded`), at the limiter's time (src/refusals.ts). */
+  onRefused?: (entityId: string, resource: string, atMs: number) => void;
 }
 
 /** Acquires leases and writes their commits and rollbacks, under the failure mode. */
@@ -80,6 +82,7 @@ export class LeaseEngine {
   readonly #onShadowRefusal?: (info: ShadowRefusal) => void;
   #batches?: BatchPool;
   readonly #telemetry?: Telemetry;
+  readonly #onRefused?: (entityId: string, resource: string, atMs: number) => void;
   /** Shadow-mode acquires that would have been refused, since the limiter was made. */
   shadowRefusals = 0;
 
@@ -96,6 +99,7 @@ export class LeaseEngine {
     this.#shadow = options.shadow ?? false;
     this.#onShadowRefusal = options.onShadowRefusal;
     this.#telemetry = options.telemetry;
+    this.#onRefused = options.onRefused;
   }
 
   /** A lease of a shadow-mode acquire: a would-be refusal is counted and told, once. */
@@ -244,6 +248,7 @@ export class LeaseEngine {
       }
     } catch (err) {
       if (err instanceof RateLimitExceeded) {
+        this.#onRefused?.(req.entityId, req.resource, Number(nowMs));
         // Refused, yet an attempt whose answer was lost may land later: it must not count.
         if (op.ambiguous && targets) {
           this.#cancel(`exceeded acquire ${req.entityId}/${req.resource}`, targets, milli, op);

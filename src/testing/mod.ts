@@ -51,6 +51,7 @@ import {
   type StoredLimits,
 } from "../entities.ts";
 import { patchEntity } from "./controls.ts";
+import { UsageCounts } from "./usage_counts.ts";
 import { EntityExistsError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import { KeySpace } from "../keyspace.ts";
@@ -141,8 +142,8 @@ export class InMemoryBackend implements Backend {
   readonly #markers = new Map<string, number>();
   /** Resource controls by resource (loaded with the defaults). */
   readonly #resourceControls = new Map<string, ResourceControls>();
-  /** Bypassed requests counted, by `{entityId}#{resource}`. */
-  readonly #bypassed = new Map<string, number>();
+  /** Bypassed and refused requests counted (DynamoDB keeps them in the usage snapshots). */
+  readonly #usage = new UsageCounts();
 
   /**
    * A fresh, empty backend.
@@ -293,11 +294,9 @@ export class InMemoryBackend implements Backend {
         this.#audit(audit);
         return Promise.resolve();
       },
-      countBypassed: (id, resource) => {
-        const key = bucketKey(id, resource);
-        this.#bypassed.set(key, (this.#bypassed.get(key) ?? 0) + 1);
-        return Promise.resolve();
-      },
+      countBypassed: (id, resource) => Promise.resolve(this.#usage.addBypassed(id, resource)),
+      countRefused: (id, resource, atMs, n) =>
+        Promise.resolve(this.#usage.addRefused(id, resource, atMs, n)),
       loadConfig: (ids, resource, want) => {
         const out = new Map<string, EntityConfig>();
         for (const id of ids) {
@@ -387,7 +386,33 @@ export class InMemoryBackend implements Backend {
    * ```
    */
   bypassed(entityId: string, resource: string): number {
-    return this.#bypassed.get(bucketKey(entityId, resource)) ?? 0;
+    return this.#usage.bypassed(entityId, resource);
+  }
+
+  /**
+   * Refused requests of an entity on a resource written so far by limiters' refusal counts
+   * (`RateLimiterOptions.refusalCounts`; DynamoDB keeps them in the hourly usage snapshots), in
+   * the hour that holds `atMs` or in all hours.
+   *
+   * @example
+   * ```ts
+   * import { Limit } from "../limit.ts";
+   * import { RateLimiter } from "../limiter.ts";
+   * import { InMemoryBackend } from "./mod.ts";
+   * const backend = new InMemoryBackend();
+   * const limiter = new RateLimiter({ tableName: "unit-test", backend, clock: () => 0 });
+   * const request = { entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 1)],
+   *   consume: { rpm: 1 } };
+   * await limiter.acquire(request);
+   * await limiter.acquire(request).catch(() => {}); // refused
+   * await limiter.flush();
+   * console.assert(backend.refused("key-1", "api") === 1);
+   * console.assert(backend.refused("key-1", "api", 3_600_000) === 0); // the next hour
+   * await limiter.close();
+   * ```
+   */
+  refused(entityId: string, resource: string, atMs?: number): number {
+    return this.#usage.refused(entityId, resource, atMs);
   }
 
   /** Stores an audit event (with the change it records: same synchronous step). */
