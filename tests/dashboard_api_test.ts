@@ -104,6 +104,7 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
       await acquire("key-a", "gpt-4", { rpm: 3, tpm: 300 }); // 13:10
       await acquire("key-b", "gpt-4", { rpm: 2 }); // cascades: key-b and proj-1
       await assert.rejects(acquire("key-a", "gpt-4", { rpm: 8 })); // 3 + 8 > 10: refused
+      await limiter.flush(); // the refusal's count, written to key-a's 13:00 snapshot
       now = at("2026-11-28T14:05:00Z");
       await acquire("key-a", "gpt-4", { rpm: 1, tpm: 100 });
       await acquire("key-c", "claude", { rpm: 4 });
@@ -513,6 +514,8 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
         }
       }
       assert.deepEqual(view.mostRefused, refusals.sort((a, b) => b.refused - a.refused));
+      assert.deepEqual(view.mostRefused, [{ entityId: "key-a", refused: 1, requests: 2 }]);
+      assert.equal(hour("2026-11-28T13:00:00Z").refused, 1);
       // Buckets closest to a limit: the resource index of each resource with defaults.
       const listed = await limiter.listResourceBuckets({ resource: "gpt-4" });
       assert.ok(listed.length >= 3);

@@ -34,18 +34,21 @@ export function firstWindowStart(window: ChartWindow, nowMs: number): number {
 }
 
 /**
- * Requests refused in a snapshot: `UsageSnapshot.refused` where the aggregator records it (hourly
- * windows), else 0. The one place that reads the field.
+ * Requests refused in a snapshot: `UsageSnapshot.refused` (hourly windows; written by the limiters
+ * that refused them), else 0.
  *
  * @example
  * ```ts
  * import { refusedOf } from "./series.ts";
- * console.assert(refusedOf({ refused: 3 } as never) === 3 && refusedOf({} as never) === 0);
+ * import type { UsageSnapshot } from "../usage.ts";
+ * const hour: UsageSnapshot = { entityId: "k", resource: "api", window: "hourly",
+ *   windowStart: "2026-11-28T13:00:00Z", windowEnd: "2026-11-28T14:00:00Z", consumed: {},
+ *   requests: 0, refused: 3 };
+ * console.assert(refusedOf(hour) === 3 && refusedOf({ ...hour, refused: undefined }) === 0);
  * ```
  */
 export function refusedOf(snapshot: UsageSnapshot): number {
-  const refused = (snapshot as UsageSnapshot & { refused?: unknown }).refused;
-  return typeof refused === "number" && Number.isFinite(refused) ? refused : 0;
+  return snapshot.refused ?? 0;
 }
 
 /**
