@@ -70,7 +70,7 @@ export interface SeriesPoint {
   windowStart: string;
   /** Requests admitted. */
   requests: number;
-  /** Requests refused (hourly and daily snapshots that carry refusals; 0 otherwise). */
+  /** Requests refused (hourly windows: daily snapshots carry no refusals, so 0 there). */
   refused: number;
   /** Tokens consumed per limit name. */
   consumed: Record<string, number>;
