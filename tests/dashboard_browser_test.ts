@@ -328,6 +328,15 @@ Deno.test({
             auditRows.map((r) => r.slice(1)),
             audit.events.map((e) => [e.principal, e.action, e.scope, e.summary]),
           );
+
+          // Leaving the page stops its refresh: no bucket read after the overview shows.
+          let reads = 0;
+          page.on("request", (r) => void (r.url().endsWith("/buckets") && reads++));
+          await page.getByRole("link", { name: "Overview" }).click();
+          await page.waitForSelector("[data-testid=close-to-limit]");
+          reads = 0;
+          await page.waitForTimeout(3_500);
+          assert.equal(reads, 0, "bucket reads after leaving the entity page");
         });
       });
 

@@ -14,13 +14,14 @@ import { renderEntity } from "./pages/entity.ts";
 import { renderOverview } from "./pages/overview.ts";
 import { renderTree } from "./pages/tree.ts";
 import { parseRoute, type Route } from "./router.ts";
-import { errorBox } from "./status.ts";
-
 import type { Cleanup } from "./page.ts";
+import { errorBox } from "./status.ts";
 
 let info: InfoView | undefined;
 let cleanup: Cleanup | undefined;
 let asking = false;
+/** Counts page changes: a page whose data arrives after the next change is dropped. */
+let shown = 0;
 
 function mainEl(): HTMLElement {
   return document.getElementById("main")!;
@@ -34,23 +35,30 @@ function markCurrent(route: Route): void {
 }
 
 async function show(route: Route): Promise<void> {
+  const seq = ++shown;
   cleanup?.();
   cleanup = undefined;
   destroyCharts();
   markCurrent(route);
-  const main = mainEl();
-  const ctx = { info: info!, main };
-  if (route.page === "overview") cleanup = await renderOverview(ctx);
-  else if (route.page === "entities") cleanup = await renderTree(ctx, route.search);
-  else if (route.page === "entity") cleanup = await renderEntity(ctx, route.entityId);
+  // Each page renders into a container of its own: one left before its data came writes into a
+  // detached element, never over the page that followed it.
+  const host = h("div", { class: "page" });
+  replaceChildren(mainEl(), host);
+  const ctx = { info: info!, main: host };
+  let stop: Cleanup | undefined;
+  if (route.page === "overview") stop = await renderOverview(ctx);
+  else if (route.page === "entities") stop = await renderTree(ctx, route.search);
+  else if (route.page === "entity") stop = await renderEntity(ctx, route.entityId);
   else {
     replaceChildren(
-      main,
+      host,
       h("h1", {}, "Not found"),
       h("p", {}, "No page here. ", h("a", { href: "#/" }, "Go to the overview"), "."),
     );
     document.title = "Not found · zae-limiter dashboard";
   }
+  if (seq === shown && !asking) cleanup = stop;
+  else stop?.(); // left already: stop its timers now
 }
 
 function route(): void {
@@ -72,10 +80,11 @@ function showError(err: unknown): void {
   replaceChildren(mainEl(), h("h1", {}, "Error"), errorBox(err));
 }
 
-/** Replaces the page with a labelled token form; resolves once the API accepts the token. */
+/** Replaces the page with a labelled token form; a submitted token starts the page again. */
 function askForToken(message?: string): void {
   if (asking) return;
   asking = true;
+  shown++; // a page still loading is dropped
   cleanup?.();
   cleanup = undefined;
   destroyCharts();
