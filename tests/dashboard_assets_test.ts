@@ -15,7 +15,7 @@ import {
   percentAvailable,
 } from "../src/dashboard/ui/format.ts";
 import { COLOURS } from "../src/dashboard/ui/charts.ts";
-import { fieldOf } from "../src/dashboard/ui/limit_form.ts";
+import { fieldOf, namesThisLimit } from "../src/dashboard/ui/limit_form.ts";
 import { entityHref, parseRoute } from "../src/dashboard/ui/router.ts";
 
 Deno.test("the committed assets are a fresh build of src/dashboard/ui/", async () => {
@@ -101,6 +101,10 @@ Deno.test("client helpers", async (t) => {
     assert.equal(fieldOf("limit rpm: soft"), "soft");
     assert.equal(fieldOf("entityId"), undefined);
     assert.equal(fieldOf(undefined), undefined);
+    assert.equal(namesThisLimit("limit rpm: capacity", "rpm"), true);
+    assert.equal(namesThisLimit("limit tpm: capacity", "rpm"), false, "another limit's error");
+    assert.equal(namesThisLimit("limit.name", ""), true);
+    assert.equal(namesThisLimit(undefined, "rpm"), true);
   });
 });
 

@@ -33,6 +33,15 @@ export function fieldOf(apiField: string | undefined): Field | undefined {
   return match ? match[1] as Field : undefined;
 }
 
+/**
+ * Whether an API error's field is about the limit named `name`: `limit rpm: capacity` is about
+ * `rpm` only; a field naming no limit (`limit.name`, `capacity`) is about the one edited.
+ */
+export function namesThisLimit(apiField: string | undefined, name: string): boolean {
+  const match = /^limit (.+): [A-Za-z]+$/.exec(apiField ?? "");
+  return match === null || match[1] === name;
+}
+
 /** Where a form writes: the entity, the resource (`*`: entity-wide) and the level's limits. */
 export interface LimitTarget {
   /** The entity edited. */
@@ -136,7 +145,8 @@ export function limitForm(
       onSaved(result);
     } catch (err) {
       status.textContent = "";
-      const field = err instanceof ApiError && err.status === 400
+      const field = err instanceof ApiError && err.status === 400 &&
+          namesThisLimit(err.error.field, String(edited.name))
         ? fieldOf(err.error.field)
         : undefined;
       if (field && inputs.has(field) && err instanceof ApiError) {
