@@ -131,17 +131,19 @@ export function limitNames(points: SeriesPoint[]): string[] {
   return [...names].sort();
 }
 
-/** A requests chart (admitted and refused) of `points`. */
+/**
+ * A requests chart of `points`: admitted, and per hour refused (daily snapshots carry no
+ * refusals, so a daily chart shows admitted requests only rather than a line of zeros).
+ */
 export function requestsFigure(
   title: string,
   window: "hourly" | "daily",
   points: SeriesPoint[],
   testId: string,
 ): HTMLElement {
-  return chartFigure(title, window, points.map((p) => p.windowStart), [
-    { label: "requests", values: points.map((p) => p.requests) },
-    { label: "refused", values: points.map((p) => p.refused) },
-  ], testId);
+  const lines: Line[] = [{ label: "requests", values: points.map((p) => p.requests) }];
+  if (window === "hourly") lines.push({ label: "refused", values: points.map((p) => p.refused) });
+  return chartFigure(title, window, points.map((p) => p.windowStart), lines, testId);
 }
 
 /** A tokens chart of `points`: one line per limit name (tokens consumed). */
