@@ -16,6 +16,7 @@ import {
   globals,
   passNamespace,
 } from "./context.ts";
+import { addDashboardCommand } from "./dashboard_cmd.ts";
 import { addDefaultsCommands } from "./defaults_cmd.ts";
 import { addBucketCommands, entityCommand } from "./bucket_cmd.ts";
 import { addControlCommands } from "./controls_cmd.ts";
@@ -160,5 +161,6 @@ Examples:
   addAuditCommands(program, ctx);
   addLocalCommands(program, ctx);
   addUpgradeCommand(program, ctx);
+  addDashboardCommand(program, ctx);
   return program;
 }

@@ -1,5 +1,6 @@
 /**
- * The Hono types that the public signatures of `@zae/limiter/http/hono` mention, under aliases.
+ * The Hono types that the public signatures of `@zae/limiter/http/hono` and
+ * `@zae/limiter/dashboard` mention, under aliases.
  *
  * Each alias is Hono's own type. They exist for the docs, like those of `../aws_types.ts`:
  * `deno doc --lint` takes a type of another package for a private type of this one
@@ -15,3 +16,6 @@ export type Context<E extends Hono.Env> = Hono.Context<E>;
 
 /** @internal Hono's `MiddlewareHandler`, for an app with environment `E`. */
 export type MiddlewareHandler<E extends Hono.Env> = Hono.MiddlewareHandler<E>;
+
+/** @internal Hono's app class (`new Hono()`), as `@zae/limiter/dashboard` hands it out. */
+export type HonoApp = Hono.Hono;

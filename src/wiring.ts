@@ -6,7 +6,7 @@
  * @module
  */
 
-import { adminCaller } from "./admin_call.ts";
+import { type AdminCall, adminCaller } from "./admin_call.ts";
 import type * as aws from "./aws_types.ts";
 import { type Backend, dynamoBackend } from "./backend.ts";
 import { EntityAdmin } from "./admin.ts";
@@ -67,6 +67,12 @@ export interface LimiterParts {
   logger: Logger;
   /** OpenTelemetry metrics and spans (no-op without a registered SDK); closed with the limiter. */
   telemetry: Telemetry;
+  /** The limiter's clock, epoch ms: the server-corrected one, or the injected `clock`. */
+  clock: () => number;
+  /** Runs an admin call (deadline, retries, failure as the limiter's error): `admin_call.ts`. */
+  run: AdminCall;
+  /** The limiter talks to DynamoDB through `client` (no custom `backend` option). */
+  dynamo: boolean;
   /** Refusal counts (`refusalCounts`), or `undefined` when off. */
   refusals?: RefusalCounter;
 }
@@ -350,6 +356,9 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
     closeTimeoutMs,
     logger,
     telemetry,
+    clock: now,
+    run,
+    dynamo: backend === undefined,
     refusals,
   };
 }

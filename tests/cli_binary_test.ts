@@ -1,13 +1,14 @@
 /**
  * The single binary: `bun build --compile cli/main.ts`, then the binary itself runs `--help`,
- * `cfn-template`, `local up`, an `entity create` against that DynamoDB Local, and `local down`.
+ * `cfn-template`, `local up`, an `entity create` against that DynamoDB Local, `dashboard` (the
+ * page and its files from the binary alone, and `/api/info`), and `local down`.
  *
  * Skipped (with a message) when `bun` is not installed, except on CI (`CI=true`), where it fails.
  */
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RateLimiter } from "../mod.ts";
@@ -15,6 +16,9 @@ import type { LocalState } from "../cli/local.ts";
 import { TEMPLATE_YAML } from "../src/infra/template.ts";
 import { freePort, stopByPid } from "../src/local/mod.ts";
 import { runCli } from "./_cli.ts";
+import { VERSION } from "../cli/io.ts";
+import { ASSETS } from "../src/dashboard/ui/assets_generated.ts";
+import { startDashboard } from "./_dashboard.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const haveBun = spawnSync("bun", ["--version"]).status === 0;
@@ -25,7 +29,7 @@ if (!haveBun && !onCi) {
 
 Deno.test({
   name:
-    "bun build --compile: the binary runs --help, cfn-template, local up, entity create, local down",
+    "bun build --compile: the binary runs --help, cfn-template, local up, entity create, dashboard, local down",
   ignore: !haveBun && !onCi,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -54,7 +58,7 @@ Deno.test({
         const bad = await runCli(["limits", "set", "k", "--limit", "x"], env, exe);
         assert.equal(bad.code, 2);
       });
-      await t.step("local up, entity create against it, local down", async () => {
+      await t.step("local up, entity create against it", async () => {
         const up = await runCli(
           ["local", "up", "--port", String(port), "--engine", "java"],
           env,
@@ -76,6 +80,52 @@ Deno.test({
         } finally {
           await limiter.close();
         }
+      });
+      await t.step(
+        "dashboard: the page (embedded, no files beside the binary) and /api/info",
+        async () => {
+          const endpoint = `http://127.0.0.1:${port}`;
+          const dashPort = await freePort();
+          const server = await startDashboard(
+            [
+              binary,
+              "dashboard",
+              "--port",
+              String(dashPort),
+              "--table-name",
+              "bin_t",
+              "--read-only",
+            ],
+            { ...env, AWS_ENDPOINT_URL_DYNAMODB: endpoint },
+          );
+          try {
+            // Nothing of the page lies beside the binary: it serves what it embeds.
+            const files = readdirSync(dir, { recursive: true }).map(String);
+            assert.deepEqual(files.filter((f) => /\.(html|js|css)$/.test(f)), []);
+            const page = await fetch(server.url);
+            assert.equal(page.status, 200);
+            assert.match(page.headers.get("Content-Type") ?? "", /^text\/html/);
+            assert.match(await page.text(), /^<!doctype html>/i);
+            for (const path of Object.keys(ASSETS)) {
+              const asset = await fetch(new URL(path, server.url));
+              assert.equal(asset.status, 200, path);
+              assert.equal(await asset.text(), ASSETS[path].body, path);
+            }
+            const info = await (await fetch(`${server.url}api/info`)).json();
+            assert.deepEqual(info, {
+              version: VERSION,
+              table: "bin_t",
+              readOnly: true,
+              tokenRequired: false,
+            });
+          } finally {
+            server.child.kill("SIGTERM");
+            assert.equal((await server.child.status).code, 0, server.stderr());
+          }
+        },
+      );
+      await t.step("local down", async () => {
+        const endpoint = `http://127.0.0.1:${port}`;
         const down = await runCli(["local", "down"], env, exe);
         assert.equal(down.code, 0, down.err);
         assert.equal(down.out, `Stopped DynamoDB Local at ${endpoint}.\n`);

@@ -20,6 +20,13 @@
  * wrong token), 403 (read-only, or a cross-origin write), 404 (no such entity or route), 503
  * (DynamoDB unreachable) or 500 (a misconfiguration, e.g. a missing table).
  *
+ * A change (`PUT`, `DELETE`) must also carry an `Origin` equal to the dashboard's own (or, with no
+ * `Origin`, `Sec-Fetch-Site: same-origin`), which a browser's `fetch` from the page sends, and a
+ * `PUT` its body as `Content-Type: application/json` (a `DELETE` has no body: none, or JSON);
+ * anything else is refused with 403. `DELETE .../limits` needs
+ * `resource` (`*` for the entity-wide limits). `GET /api/entities/:id` answers 404 for an entity
+ * never created (its buckets, limits and usage can still be read by id).
+ *
  * @module
  */
 
@@ -63,7 +70,7 @@ export interface SeriesPoint {
   windowStart: string;
   /** Requests admitted. */
   requests: number;
-  /** Requests refused (hourly and daily snapshots that carry refusals; 0 otherwise). */
+  /** Requests refused (hourly windows: daily snapshots carry no refusals, so 0 there). */
   refused: number;
   /** Tokens consumed per limit name. */
   consumed: Record<string, number>;
@@ -95,14 +102,19 @@ export interface OverviewView {
 
 /** A node of the entity tree. */
 export interface TreeNode {
+  /** The entity's id. */
   entityId: string;
+  /** Its display name, when it has one. */
   name?: string;
+  /** Set (true) when the entity is switched off. */
   disabled?: boolean;
+  /** A project's keys (entities whose parent it is), by id; `[]` for a key. */
   children: TreeNode[];
 }
 
 /** `GET /api/tree?search=`: projects (entities with no parent) and their keys. */
 export interface TreeView {
+  /** The projects, by id (with a search: those that match or hold a key that does). */
   roots: TreeNode[];
   /** More entities exist than one tree reads. */
   truncated: boolean;
@@ -110,6 +122,7 @@ export interface TreeView {
 
 /** `GET /api/entities/:id`. */
 export interface EntityPageView {
+  /** The entity as stored. */
   entity: {
     entityId: string;
     name?: string;
@@ -130,11 +143,15 @@ export interface EntityPageView {
 export interface BucketsView {
   /** Server time of the read, epoch ms. */
   now: number;
+  /** One entry per resource and limit, sorted (a sharded bucket's shards added up). */
   buckets: {
+    /** The resource. */
     resource: string;
+    /** The limit's name. */
     limit: string;
     /** Tokens available now (rounded down). */
     available: number;
+    /** The bucket's capacity (a concurrent limit's slots). */
     capacity: number;
     /** Milliseconds until the bucket is full again (0 when full). */
     msUntilFull: number;
@@ -146,8 +163,11 @@ export type LimitLevel = "entity-resource" | "entity" | "resource" | "system";
 
 /** `GET /api/entities/:id/limits?resource=`: every level for one resource. */
 export interface LimitLevelsView {
+  /** The resource asked for. */
   resource: string;
+  /** The four levels, most specific first. */
   levels: {
+    /** Which level. */
     level: LimitLevel;
     /** The stored limits; `null` when the level stores none. */
     limits: LimitView[] | null;
@@ -166,6 +186,7 @@ export interface LimitsWrite {
 
 /** What a write stored, read back from the table. */
 export interface LimitsWriteResult {
+  /** The resource written, `*` for the entity-wide limits. */
   resource: string;
   /** The stored limits after the write (`null` after a delete). */
   limits: LimitView[] | null;
@@ -173,6 +194,7 @@ export interface LimitsWriteResult {
 
 /** `GET /api/entities/:id/usage?window=hourly|daily&resource=`. */
 export interface UsageView {
+  /** The windows: 48 hours, or 30 days. */
   window: "hourly" | "daily";
   /** Per resource, oldest first. */
   series: { resource: string; points: SeriesPoint[] }[];
@@ -182,14 +204,20 @@ export interface UsageView {
 export interface AuditView {
   /** The table keeps an audit trail (false: the pages hide the section). */
   available: boolean;
+  /** The events of this page, newest first (at most 50). */
   events: {
+    /** When, ISO 8601. */
     at: string;
+    /** Who (an ARN on AWS, the configured principal, or `local`). */
     principal: string;
+    /** What, e.g. `limits.set`. */
     action: string;
+    /** What to, e.g. `entity key-1`. */
     scope: string;
     /** One line describing the change. */
     summary: string;
   }[];
+  /** Pass as `?cursor=` for the next page; absent on the last. */
   cursor?: string;
 }
 
@@ -197,8 +225,15 @@ export interface AuditView {
 export interface ErrorView {
   /** A `ValidationError`'s field, value and rule, when the input was at fault. */
   field?: string;
+  /** The value seen (as the library shows it, cut to 80 characters). */
   value?: string;
+  /** The rule it broke. */
   rule?: string;
+  /**
+   * With a bad limit in `PUT .../limits`: its position in `limits` (`field` then names the limit
+   * and its property, e.g. `limit rpm: capacity`). Added after the first contract; optional.
+   */
+  limitIndex?: number;
   /** One line for a person. */
   message: string;
 }
