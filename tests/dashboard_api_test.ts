@@ -485,6 +485,19 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
           expected.set(s.windowStart, p);
         }
       }
+      // A cascading key's refusals are its own (never counted on its project): they are added.
+      for (const s of await limiter.getUsageSnapshots({ entityId: "key-b", window: "hourly" })) {
+        const p = expected.get(s.windowStart);
+        if (p && refusedOf(s) > 0) p.refused += refusedOf(s);
+        else if (refusedOf(s) > 0) {
+          expected.set(s.windowStart, {
+            windowStart: s.windowStart,
+            requests: 0,
+            refused: refusedOf(s),
+            consumed: {},
+          });
+        }
+      }
       for (const p of view.hourly) {
         assert.deepEqual(
           p,
@@ -516,13 +529,20 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
       assert.deepEqual(view.mostRefused, refusals.sort((a, b) => b.refused - a.refused));
       assert.deepEqual(view.mostRefused, [{ entityId: "key-a", refused: 1, requests: 2 }]);
       assert.equal(hour("2026-11-28T13:00:00Z").refused, 1);
-      // Buckets closest to a limit: the resource index of each resource with defaults.
-      const listed = await limiter.listResourceBuckets({ resource: "gpt-4" });
-      assert.ok(listed.length >= 3);
-      const close = listed.flatMap((b) =>
+      // Buckets closest to a limit: the resource index of each resource with defaults (gpt-4)
+      // or with usage in the snapshots (claude, which has no defaults).
+      const listed = [];
+      for (const resource of ["gpt-4", "claude"]) {
+        for (const b of await limiter.listResourceBuckets({ resource })) {
+          listed.push({ resource, b });
+        }
+      }
+      assert.ok(listed.filter((x) => x.resource === "gpt-4").length >= 3);
+      assert.ok(listed.some((x) => x.resource === "claude"));
+      const close = listed.flatMap(({ resource, b }) =>
         Object.keys(b.capacity).map((limit) => ({
           entityId: b.entityId,
-          resource: "gpt-4",
+          resource,
           limit,
           available: b.available[limit],
           capacity: b.capacity[limit],

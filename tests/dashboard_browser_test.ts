@@ -166,6 +166,9 @@ Deno.test({
           );
           const prod = api.mostRefused.find((r) => r.entityId === seeded.key);
           assert.equal(prod?.refused, seeded.refusals, JSON.stringify(api.mostRefused));
+          // The key cascades to its project, which counts its requests; its refusals are its
+          // own and still reach the hourly series.
+          assert.equal(api.hourly.reduce((n, p) => n + p.refused, 0), seeded.refusals);
           assert.deepEqual(
             await tableRows(page, "[data-testid=close-to-limit]"),
             shown.closeToLimit.map((b) => [

@@ -92,6 +92,8 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
   const daily = new SeriesBuilder("daily", nowMs);
   const refusals: OverviewView["mostRefused"] = [];
   const dayAgo = nowMs - DAY;
+  // Resources with traffic, beside those with default limits, for the buckets close to a limit.
+  const resources = new Set<string>();
   await eachLimited(entities, PARALLEL_READS, async (entity) => {
     const [hours, days] = await Promise.all([
       limiter.getUsageSnapshots({
@@ -109,7 +111,9 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
     let refused = 0;
     let requests = 0;
     for (const s of hours) {
+      resources.add(s.resource);
       if (counted) hourly.add(s);
+      else hourly.addRefused(s);
       if (Date.parse(s.windowEnd) > dayAgo) {
         refused += refusedOf(s);
         requests += s.requests;
@@ -124,7 +128,7 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
     hourly: hourly.points(),
     daily: daily.points(),
     mostRefused: refusals.slice(0, TOP),
-    closeToLimit: await closeToLimit(limiter),
+    closeToLimit: await closeToLimit(limiter, resources),
     entitiesScanned: entities.length,
     truncated,
   };
@@ -132,11 +136,16 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
 
 /**
  * The buckets with the smallest share of their capacity available, from the resource index
- * (GSI2, filled by the aggregator) of each resource with default limits.
+ * (GSI2, filled by the aggregator) of each resource with default limits or with usage in the
+ * snapshots read (`seen`).
  */
-async function closeToLimit(limiter: RateLimiter): Promise<OverviewView["closeToLimit"]> {
+async function closeToLimit(
+  limiter: RateLimiter,
+  seen: ReadonlySet<string>,
+): Promise<OverviewView["closeToLimit"]> {
   const out: (OverviewView["closeToLimit"][number] & { share: number })[] = [];
-  for (const resource of await limiter.listResources()) {
+  const resources = new Set([...await limiter.listResources(), ...seen]);
+  for (const resource of [...resources].sort()) {
     for (const bucket of await limiter.listResourceBuckets({ resource })) {
       for (const [limit, capacity] of Object.entries(bucket.capacity)) {
         const available = bucket.available[limit];

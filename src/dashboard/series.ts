@@ -97,6 +97,16 @@ export class SeriesBuilder {
     }
   }
 
+  /**
+   * Adds only a snapshot's refusals: those of a key whose requests and tokens its project's
+   * snapshot already counts (a refusal is counted on the key that asked, never on its project).
+   */
+  addRefused(snapshot: UsageSnapshot): void {
+    const i = Math.floor((Date.parse(snapshot.windowStart) - this.#first) / this.#span);
+    const point = this.#points[i];
+    if (point !== undefined) point.refused += refusedOf(snapshot);
+  }
+
   /** The windows, oldest first. */
   points(): SeriesPoint[] {
     return this.#points;
