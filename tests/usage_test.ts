@@ -251,6 +251,7 @@ Deno.test({
           average: undefined,
           averageRequests: undefined,
           bypassed: 0,
+          refused: 0,
           // 08:00 and 09:00 both have 2 requests: the earliest wins.
           peak: {
             windowStart: "2026-11-28T08:00:00Z",
@@ -290,6 +291,7 @@ Deno.test({
             average: { rpm: 3, tpm: 500 },
             averageRequests: 3,
             bypassed: 0,
+            refused: 0,
             peak: {
               windowStart: "2026-11-28T00:00:00Z",
               consumed: { rpm: 3, tpm: 500 },
@@ -308,6 +310,7 @@ Deno.test({
             average: {},
             averageRequests: 0,
             bypassed: 0,
+            refused: 0,
             peak: undefined,
           },
         );
