@@ -131,17 +131,30 @@ export function buildNpm(options: BuildNpmOptions = {}): BuildNpmResult {
     rootDir: root,
     outDir,
     newLine: ts.NewLineKind.LineFeed,
-    removeComments: false,
+    removeComments: false, // the declarations' doc comments; the JavaScript's go (below)
   };
   say(`compiling ${rootNames.length} entry points with TypeScript ${ts.version}`);
+  // Two emits: the declarations keep the doc comments (editors show them), the JavaScript drops
+  // them (nothing reads them there; they were about a third of the package's bytes).
   const program = ts.createProgram({ rootNames, options: compilerOptions });
   const emitted: string[] = [];
-  const result = program.emit(undefined, (fileName, text) => {
+  const write = (fileName: string, text: string) => {
     mkdirSync(dirname(fileName), { recursive: true });
     writeFileSync(fileName, text);
     if (fileName.endsWith(".js")) emitted.push(fileName);
+  };
+  const declared = program.emit(undefined, write, undefined, true);
+  const jsProgram = ts.createProgram({
+    rootNames,
+    options: { ...compilerOptions, declaration: false, removeComments: true },
+    oldProgram: program,
   });
-  const diagnostics = [...ts.getPreEmitDiagnostics(program), ...result.diagnostics]
+  const result = jsProgram.emit(undefined, write);
+  const diagnostics = [
+    ...ts.getPreEmitDiagnostics(program),
+    ...declared.diagnostics,
+    ...result.diagnostics,
+  ]
     .filter((d) => d.category === ts.DiagnosticCategory.Error);
   if (diagnostics.length > 0) {
     const host: ts.FormatDiagnosticsHost = {
