@@ -252,8 +252,11 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
    * ```
    */
   async flush(timeoutMs = 10_000): Promise<void> {
-    const [left] = await Promise.all([this.#outbox.flush(timeoutMs), this.#refusals?.flush()]);
-    const refusals = this.pendingRefusals;
+    // Refusals that an outage kept from this flush (not those counted while it ran).
+    const [left, refusals = 0] = await Promise.all([
+      this.#outbox.flush(timeoutMs),
+      this.#refusals?.flush(),
+    ]);
     const unresolved = this.#outbox.failed.length;
     if (unresolved > this.#reported) {
       this.#reported = unresolved;

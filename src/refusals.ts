@@ -159,7 +159,7 @@ export class RefusalCounter {
   /** When (limiter's clock) the counts held are due; `undefined` with none held. */
   #dueAt?: number;
   #timer?: ReturnType<typeof setTimeout>;
-  #running?: Promise<void>;
+  #running?: Promise<number>;
   #stopped = false;
   #closed = false;
   /** Refusals dropped since the counter was made. */
@@ -196,10 +196,13 @@ export class RefusalCounter {
   /**
    * Writes every count held now (one call per key), waiting for a flush under way first. Counts
    * an outage kept stay for the next flush. Never throws.
+   *
+   * @returns The refusals of this flush that an outage kept (0 when all were written or dropped);
+   * refusals counted while it ran are not in it.
    */
-  async flush(): Promise<void> {
+  async flush(): Promise<number> {
     while (this.#running) await this.#running;
-    await this.#run();
+    return await this.#run();
   }
 
   /**
@@ -244,13 +247,18 @@ export class RefusalCounter {
   /** A timer for the next due check (real time; it never keeps the process alive). */
   #arm(): void {
     if (this.#stopped || this.#timer !== undefined) return;
+    // Until the due time on a real clock (an injected one is checked each flushMs; a timer that
+    // fires a little early is armed again for the rest, not for a whole flushMs).
+    const wait = this.#dueAt === undefined
+      ? this.#options.flushMs
+      : Math.min(this.#options.flushMs, Math.max(1, this.#dueAt - this.#options.clock()));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#dueAt === undefined) return;
       if (this.#options.clock() >= this.#dueAt && this.#running === undefined) {
         void this.#flushDue();
       } else this.#arm(); // an injected clock that has not moved on yet, or a flush under way
-    }, this.#options.flushMs);
+    }, wait);
     unref(this.#timer);
   }
 
@@ -259,7 +267,7 @@ export class RefusalCounter {
     if (this.#held > 0) this.#arm();
   }
 
-  #run(): Promise<void> {
+  #run(): Promise<number> {
     const run = this.#send().finally(() => {
       if (this.#running === run) this.#running = undefined;
     });
@@ -267,9 +275,12 @@ export class RefusalCounter {
     return run;
   }
 
-  /** One flush: the counts held are taken, sent, and the ones an outage refused put back. */
-  async #send(): Promise<void> {
-    if (this.#counts.size === 0) return;
+  /**
+   * One flush: the counts held are taken, sent, and the ones an outage refused put back. Returns
+   * the refusals put back.
+   */
+  async #send(): Promise<number> {
+    if (this.#counts.size === 0) return 0;
     const batch = [...this.#counts.values()];
     this.#counts = new Map();
     this.#dueAt = undefined;
@@ -303,9 +314,10 @@ export class RefusalCounter {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL, batch.length) }, worker));
-    if (this.#closed) return;
+    const keptRefusals = kept.reduce((n, c) => n + c.count, 0);
+    if (this.#closed) return keptRefusals;
     if (failed.keys > 0) this.#drop({ reason: "error", ...failed });
-    if (kept.length === 0) return;
+    if (kept.length === 0) return 0;
     for (const c of kept) this.#putBack(c);
     if (this.#counts.size > 0) {
       this.#dueAt ??= this.#options.clock() + this.#options.flushMs;
@@ -316,6 +328,7 @@ export class RefusalCounter {
         // as above
       }
     }
+    return keptRefusals;
   }
 
   /** A count an outage kept: merged with newer ones of its key, or held again if there is room. */

@@ -290,11 +290,22 @@ export function assemble(options: RateLimiterOptions): LimiterParts {
       switchDelayMs: switchDelay,
     }).observe;
   }
-  const refusals = refusalOptions &&
-    refusalCounter(refusalOptions, store, writer, now, timeoutMs, logger, {
+  // A custom backend written before refusal counts may lack the call: counting is off, said once.
+  const canCount = typeof store.entities.countRefused === "function";
+  if (refusalOptions && !canCount) {
+    logTo(
+      logger,
+      "warn",
+      "zae-limiter: the backend has no entities.countRefused; refusals are not counted",
+      { event: "refusals.unsupported", table: tableName, namespace: space.name },
+    );
+  }
+  const refusals = refusalOptions && canCount
+    ? refusalCounter(refusalOptions, store, writer, now, timeoutMs, logger, {
       table: tableName,
       namespace: space.name,
-    });
+    })
+    : undefined;
   const shared = { backend: store, writer, config, ready, timeoutMs };
   const leases = new LeaseEngine({
     ...shared,

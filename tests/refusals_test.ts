@@ -431,6 +431,47 @@ Deno.test("the in-memory backend counts refusals the same way", async (t) => {
   await limiter.close();
 });
 
+Deno.test("a limiter's flush() during a healthy refusal flush does not report an outage", async () => {
+  let now = T0;
+  const backend = new InMemoryBackend();
+  let release = () => {};
+  let gate = Promise.resolve();
+  const count = backend.entities.countRefused.bind(backend.entities);
+  backend.entities.countRefused = async (...args) => {
+    await gate;
+    return await count(...args);
+  };
+  const limiter = new RateLimiter({ tableName: "in-memory", backend, clock: () => now });
+  await exhaust(limiter, "key-1");
+  await refuse(limiter, "key-1", "api", 2);
+  gate = new Promise<void>((r) => (release = r));
+  const flushed = limiter.flush();
+  await refuse(limiter, "key-1", "api", 1); // while the first flush's write waits
+  release();
+  await flushed; // no RateLimiterUnavailable: nothing was kept by an outage
+  assert.equal(backend.refused("key-1", "api"), 2);
+  await limiter.flush();
+  assert.equal(backend.refused("key-1", "api"), 3);
+  now += 1;
+  await limiter.close();
+});
+
+Deno.test("a custom backend without countRefused: counting off, said once", async () => {
+  const backend = new InMemoryBackend();
+  const entities = backend.entities as unknown as Record<string, unknown>;
+  delete entities.countRefused;
+  Object.defineProperty(entities, "countRefused", { value: undefined });
+  const logger = new RecordingLogger();
+  const limiter = new RateLimiter({ tableName: "in-memory", backend, clock: () => T0, logger });
+  await exhaust(limiter, "key-1");
+  await refuse(limiter, "key-1", "api", 3);
+  assert.equal(limiter.pendingRefusals, 0);
+  await limiter.flush();
+  assert.equal(logger.of("refusals.unsupported").length, 1);
+  assert.equal(logger.lines.filter((l) => l.level === "error").length, 0);
+  await limiter.close();
+});
+
 Deno.test("RefusalCounter: flushes, outages, put-backs and bounds", async (t) => {
   const make = (
     write: (c: RefusalCount) => Promise<void>,
@@ -446,6 +487,27 @@ Deno.test("RefusalCounter: flushes, outages, put-backs and bounds", async (t) =>
       onLoss: (loss) => void extra.losses?.push(loss),
     });
   const down = () => Promise.reject(new RateLimiterUnavailable("refusal_counts", new Error("x")));
+
+  await t.step(
+    "flush() tells the refusals an outage kept from its own batch, not those counted meanwhile",
+    async () => {
+      let release = () => {};
+      const gate = new Promise<void>((r) => (release = r));
+      const c = make(() => gate);
+      c.count("k", "r", T0);
+      const flushed = c.flush();
+      c.count("k", "r", T0); // counted while the write is in flight (DynamoDB healthy)
+      release();
+      assert.equal(await flushed, 0);
+      assert.equal(c.pending, 1, "the newer count waits for the next flush");
+      const d = make(down);
+      d.count("k", "r", T0);
+      d.count("k", "r", T0);
+      assert.equal(await d.flush(), 2);
+      c.stop();
+      d.stop();
+    },
+  );
 
   await t.step("the hour of a refusal is its key's", async () => {
     const written: RefusalCount[] = [];
