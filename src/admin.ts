@@ -256,12 +256,18 @@ export class EntityAdmin {
     this.#forget(entityId);
   }
 
-  async listResourceBuckets(options: { resource: string }): Promise<ResourceBucket[]> {
+  async listResourceBuckets(
+    options: { resource: string; limit?: number },
+  ): Promise<ResourceBucket[]> {
     const resource = validateResource(options?.resource);
+    const limit = options.limit;
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
+      throw new ValidationError("limit", limit, "must be a whole number of buckets, at least 1");
+    }
     const nowMs = this.#writer.now();
     const found = await this.#run(
       "listResourceBuckets",
-      (signal) => this.#backend.buckets.resourceBuckets(resource, signal),
+      (signal) => this.#backend.buckets.resourceBuckets(resource, signal, limit),
       30_000,
     );
     return found.map(({ entityId, bucket }) => {

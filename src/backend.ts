@@ -74,10 +74,14 @@ export interface BucketBackend {
   ): Promise<AdminOutcome>;
   /** Raises a bucket's TTL, never lowers it. */
   raiseTtl(entityId: string, resource: string, ttlSec: bigint, signal?: AbortSignal): Promise<void>;
-  /** The buckets of a resource (as listed by the resource index). */
+  /**
+   * The buckets of a resource (as listed by the resource index), by entity id; with `limit`, the
+   * first `limit` of the index only.
+   */
   resourceBuckets(
     resource: string,
     signal?: AbortSignal,
+    limit?: number,
   ): Promise<{ entityId: string; bucket: StoredBucket }[]>;
   /** Creates the storage when missing. */
   createTable(): Promise<void>;

@@ -376,7 +376,8 @@ export class LimiterAdmin {
   }
 
   /**
-   * For one resource, each entity with a bucket and its available tokens per limit (all pages).
+   * For one resource, each entity with a bucket and its available tokens per limit (all pages, or
+   * the first `limit` entities of the index, by id).
    * The resource index is filled by the usage aggregator (deployed, or `aggregate` locally),
    * never by the hot path: a bucket appears once the aggregator has seen its first write.
    *
@@ -385,7 +386,7 @@ export class LimiterAdmin {
    * for (const b of await limiter.listResourceBuckets({ resource: "gpt-4" })) console.log(b.entityId, b.available);
    * ```
    */
-  listResourceBuckets(options: { resource: string }): Promise<ResourceBucket[]> {
+  listResourceBuckets(options: { resource: string; limit?: number }): Promise<ResourceBucket[]> {
     this.#checkOpen();
     return this.#admin.listResourceBuckets(options);
   }

@@ -336,10 +336,14 @@ export class Repository {
     }
   }
 
-  /** Every bucket of a resource listed in the resource index (GSI2), all pages, read in batches. */
+  /**
+   * Every bucket of a resource listed in the resource index (GSI2), all pages (or the first
+   * `limit` entries), read in batches.
+   */
   async resourceBuckets(
     resource: string,
     signal?: AbortSignal,
+    limit = Infinity,
   ): Promise<{ entityId: string; bucket: StoredBucket }[]> {
     const keysFound: Item[] = [];
     for await (
@@ -348,10 +352,13 @@ export class Repository {
         IndexName: keys.GSI2,
         KeyConditionExpression: "GSI2PK = :r",
         ExpressionAttributeValues: { ":r": { S: this.#keys.resourceKey(resource) } },
+        ...(Number.isFinite(limit) ? { Limit: Math.min(limit, 1000) } : {}),
       }, signal)
     ) {
       for (const item of items) keysFound.push({ PK: item.PK, SK: item.SK });
+      if (keysFound.length >= limit) break;
     }
+    keysFound.length = Math.min(keysFound.length, limit);
     const out: { entityId: string; bucket: StoredBucket }[] = [];
     for (let i = 0; i < keysFound.length; i += 100) {
       await untilProcessed(

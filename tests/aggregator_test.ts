@@ -15,7 +15,7 @@ import {
   GetShardIteratorCommand,
 } from "@aws-sdk/client-dynamodb-streams";
 import { unzipSync } from "fflate";
-import { Limit, RateLimiter } from "../mod.ts";
+import { Limit, RateLimiter, ValidationError } from "../mod.ts";
 import { bundleAggregator } from "../scripts/build_aggregator.ts";
 import {
   AGGREGATOR_FILE,
@@ -360,6 +360,13 @@ Deno.test({
         async () => {
           const buckets = await limiter.listResourceBuckets({ resource: RESOURCE });
           assert.deepEqual(buckets.map((b) => b.entityId), ["key-a", "key-b", "proj-1"]);
+          // `limit`: the first of the index, by id (one GSI2 page of that size).
+          const two = await limiter.listResourceBuckets({ resource: RESOURCE, limit: 2 });
+          assert.deepEqual(two.map((b) => b.entityId), ["key-a", "key-b"]);
+          await assert.rejects(
+            limiter.listResourceBuckets({ resource: RESOURCE, limit: 0 }),
+            (e: unknown) => e instanceof ValidationError && e.field === "limit",
+          );
           const bucket = (await client.send(
             new GetItemCommand({
               TableName: tableName,

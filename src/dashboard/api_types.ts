@@ -96,7 +96,10 @@ export interface OverviewView {
   }[];
   /** Entities read to build this answer. */
   entitiesScanned: number;
-  /** More entities exist than one overview reads (see docs/dashboard.md). */
+  /**
+   * More entities (over 500), or more buckets of a resource (over 1,000), exist than one overview
+   * reads (see docs/dashboard.md).
+   */
   truncated: boolean;
 }
 

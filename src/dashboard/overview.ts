@@ -23,6 +23,9 @@ export const MAX_TREE_ENTITIES = 2000;
 const PARALLEL_READS = 8;
 /** Entries of `mostRefused` and `closeToLimit`. */
 const TOP = 10;
+
+/** Buckets read per resource for "close to the limit": the first of the resource index, by id. */
+export const MAX_CLOSE_BUCKETS = 1_000;
 const DAY = 86_400_000;
 
 /**
@@ -123,30 +126,35 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
     if (refused > 0) refusals.push({ entityId: entity.entityId, refused, requests });
   });
   refusals.sort((a, b) => b.refused - a.refused || (a.entityId < b.entityId ? -1 : 1));
+  const close = await closeToLimit(limiter, resources);
   return {
     generatedAt: new Date(nowMs).toISOString(),
     hourly: hourly.points(),
     daily: daily.points(),
     mostRefused: refusals.slice(0, TOP),
-    closeToLimit: await closeToLimit(limiter, resources),
+    closeToLimit: close.buckets,
     entitiesScanned: entities.length,
-    truncated,
+    truncated: truncated || close.truncated,
   };
 }
 
 /**
  * The buckets with the smallest share of their capacity available, from the resource index
  * (GSI2, filled by the aggregator) of each resource with default limits or with usage in the
- * snapshots read (`seen`).
+ * snapshots read (`seen`): the first {@link MAX_CLOSE_BUCKETS} of each (`truncated` when a
+ * resource has more).
  */
 async function closeToLimit(
   limiter: RateLimiter,
   seen: ReadonlySet<string>,
-): Promise<OverviewView["closeToLimit"]> {
+): Promise<{ buckets: OverviewView["closeToLimit"]; truncated: boolean }> {
   const out: (OverviewView["closeToLimit"][number] & { share: number })[] = [];
   const resources = new Set([...await limiter.listResources(), ...seen]);
+  let truncated = false;
   for (const resource of [...resources].sort()) {
-    for (const bucket of await limiter.listResourceBuckets({ resource })) {
+    const read = await limiter.listResourceBuckets({ resource, limit: MAX_CLOSE_BUCKETS + 1 });
+    if (read.length > MAX_CLOSE_BUCKETS) truncated = true;
+    for (const bucket of read.slice(0, MAX_CLOSE_BUCKETS)) {
       for (const [limit, capacity] of Object.entries(bucket.capacity)) {
         const available = bucket.available[limit];
         if (available === undefined || !(capacity > 0)) continue;
@@ -162,7 +170,7 @@ async function closeToLimit(
     }
   }
   out.sort((a, b) => a.share - b.share || (a.entityId < b.entityId ? -1 : 1));
-  return out.slice(0, TOP).map(({ share: _, ...rest }) => rest);
+  return { buckets: out.slice(0, TOP).map(({ share: _, ...rest }) => rest), truncated };
 }
 
 /**

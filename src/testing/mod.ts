@@ -184,13 +184,14 @@ export class InMemoryBackend implements Backend {
         if (b && (b.ttl === undefined || b.ttl < ttlSec)) b.ttl = ttlSec;
         return Promise.resolve();
       },
-      resourceBuckets: (resource) => {
+      resourceBuckets: (resource, _signal, limit = Infinity) => {
         const out: { entityId: string; bucket: StoredBucket }[] = [];
         for (const [key, b] of this.#buckets) {
           const [entityId, r] = splitKey(key);
           if (r === resource) out.push({ entityId, bucket: viewBucket(b) });
         }
-        return Promise.resolve(out.sort((a, b) => (a.entityId < b.entityId ? -1 : 1)));
+        out.sort((a, b) => (a.entityId < b.entityId ? -1 : 1));
+        return Promise.resolve(out.slice(0, limit));
       },
       createTable: () => Promise.resolve(),
     };
