@@ -84,7 +84,7 @@ export interface OverviewView {
   hourly: SeriesPoint[];
   /** The last 30 days, the same. */
   daily: SeriesPoint[];
-  /** Entities with the most refusals in the last 24 hours, most first (at most 10). */
+  /** Entities with the most refusals in the hourly windows that began in the last 24 hours (the current one included), most first (at most 10). */
   mostRefused: { entityId: string; refused: number; requests: number }[];
   /** Buckets with the smallest share of their capacity available now, least first (at most 10). */
   closeToLimit: {

@@ -117,7 +117,7 @@ export async function readOverview(limiter: RateLimiter, nowMs: number): Promise
       resources.add(s.resource);
       if (counted) hourly.add(s);
       else hourly.addRefused(s);
-      if (Date.parse(s.windowEnd) > dayAgo) {
+      if (Date.parse(s.windowStart) > dayAgo) { // the 24 hours that began in the last day
         refused += refusedOf(s);
         requests += s.requests;
       }
