@@ -201,9 +201,10 @@ export async function listBucketResources(
 
 /**
  * Every bucket of an entity at the limiter's clock, one entry per resource and limit, sorted by
- * resource then limit. The resources: those with a bucket item (one strongly consistent Query of
- * the partition's bucket items; none with a custom `backend`) and `resources` (say, those the
- * entity stores limits for). Each resource with stored limits at some level is read as
+ * resource then limit. The resources: on DynamoDB those with a bucket item (one strongly
+ * consistent Query of the partition's bucket items; a bucket never written is full, not shown);
+ * with a custom `backend`, which lists no entity's buckets, those the entity stores limits for
+ * (`listStoredLimits`). Each resource with stored limits at some level is read as
  * `limiter.available({ entityId, resource, useStoredLimits: true })` reads it (its limits resolved,
  * cached as for acquires, then one GetItem per shard of the layout in force), so the two agree;
  * the others from their unsharded item, under the limits of its last write (`fromLastWrite`),
@@ -222,13 +223,13 @@ export async function listBucketResources(
  * const limiter = createTestLimiter();
  * await limiter.setLimits({ entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 10)] });
  * await limiter.acquire({ entityId: "key-1", resource: "api", consume: { rpm: 4 } });
- * const { buckets: [rpm] } = await readEntityBuckets(limiter, { entityId: "key-1", resources: ["api"] });
+ * const { buckets: [rpm] } = await readEntityBuckets(limiter, { entityId: "key-1" });
  * console.assert(rpm.available === 6 && rpm.capacity === 10 && rpm.msUntilFull === 24_000);
  * ```
  */
 export async function readEntityBuckets(
   limiter: LimiterLimits,
-  options: { entityId: string; resources?: Iterable<string> },
+  options: { entityId: string },
 ): Promise<EntityBuckets> {
   const entityId = validateEntityId(options?.entityId);
   const state = limiterState(limiter);
@@ -238,7 +239,12 @@ export async function readEntityBuckets(
   const nowMs = parts.clock();
   const now = BigInt(Math.floor(nowMs));
   const unsharded = new Map<string, Item>();
-  const resources = new Set<string>(options.resources ?? []);
+  const resources = new Set<string>();
+  if (!parts.dynamo) {
+    for (const s of await limiter.listStoredLimits({ entityId })) {
+      if (s.resource !== undefined) resources.add(s.resource);
+    }
+  }
   for (const item of items) {
     const r = resourceOfItem(item);
     if (r === undefined) continue;

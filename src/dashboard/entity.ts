@@ -123,10 +123,9 @@ export async function readLimitLevels(
 }
 
 /**
- * The live buckets at the limiter's clock, as `limiter.available` reads them for each resource
- * with stored limits at some level (the resources with a bucket item, and those the entity stores
- * limits for); a resource with no stored limits from its unsharded bucket item, under the limits
- * of its last write (`fromLastWrite`).
+ * The live buckets at the limiter's clock (`readEntityBuckets`): as `limiter.available` reads
+ * them for each resource with stored limits at some level; a resource with no stored limits from
+ * its unsharded bucket item, under the limits of its last write (`fromLastWrite`).
  *
  * @example
  * ```ts
@@ -140,11 +139,7 @@ export async function readLimitLevels(
  * ```
  */
 export async function readBuckets(limiter: RateLimiter, entityId: string): Promise<BucketsView> {
-  const stored = await limiter.listStoredLimits({ entityId });
-  const { nowMs, buckets } = await readEntityBuckets(limiter, {
-    entityId,
-    resources: stored.flatMap((s) => (s.resource === undefined ? [] : [s.resource])),
-  });
+  const { nowMs, buckets } = await readEntityBuckets(limiter, { entityId });
   return {
     now: nowMs,
     buckets: buckets.flatMap((b) =>
