@@ -1,25 +1,25 @@
 /**
- * An entity's live buckets, read in one Query (`PK = ENTITY#{id}`, `SK` beginning `#BUCKET#`):
- * for each resource and limit, the tokens available now and the time until the bucket is full,
- * from the item alone with the exact integer math of `bucket.ts`. A sharded bucket's shards are
- * added up. What the item does not record (a quota's or a concurrent limit's capacity) is taken
- * from the limits the caller passes, else left out.
+ * An entity's live buckets: for each resource and limit, the tokens available now, the capacity
+ * and the time until the bucket is full.
  *
- * A rate limit is shown under the spec its tat was written with (`k_n`, `C/R/P`): a limit changed
- * since is converted by the bucket's next write, not by this read.
+ * A resource whose limits are stored at some level (the entity's for the resource, the entity's
+ * for every resource, the resource's defaults, the system's) is read as `available()` reads it
+ * (`BucketReader.levels` of `reads.ts`): the limits in force, the shards of the layout in force,
+ * a tat written under another spec converted to the limit in force. A resource with no stored
+ * limits (the app passes them in code) has only its bucket item's own spec: its unsharded item is
+ * read with the exact integer math of `bucket.ts`, under the limits of the bucket's last write.
  *
  * @module
  */
 
 import * as math from "./bucket.ts";
 import type { StoredBucket, StoredLimit } from "./bucket_items.ts";
-import { queryPages } from "./calls.ts";
+import { type Item, queryPages } from "./calls.ts";
 import { isConcurrentKey } from "./engine/concurrency.ts";
 import { quotaOfKey, quotaWindow } from "./engine/quota.ts";
-import { ValidationError } from "./errors.ts";
 import * as keys from "./keys.ts";
 import type { Limit } from "./limit.ts";
-import { limiterState } from "./limiter_admin.ts";
+import { checkOpen, limiterState } from "./limiter_admin.ts";
 import type { LimiterLimits } from "./limiter_limits.ts";
 import { parseBucket } from "./repository.ts";
 import { validateEntityId } from "./validate.ts";
@@ -47,6 +47,11 @@ export interface BucketLevel {
   msUntilFull: number;
   /** The items the bucket is split into (1 when unsharded). */
   shards: number;
+  /**
+   * `true` when no limits are stored for the resource at any level: the level is read from the
+   * bucket item under the limits of its last write (the ones the app passed in code then).
+   */
+  fromLastWrite?: true;
 }
 
 /** What {@link readEntityBuckets} read. */
@@ -131,66 +136,14 @@ function limitLevel(
   };
 }
 
-/**
- * Adds up the shards of one bucket (entries of the same resource and limit): available tokens
- * and capacities are summed, the wait is the longest.
- */
-function mergeShards(levels: BucketLevel[]): BucketLevel[] {
-  const byKey = new Map<string, BucketLevel>();
-  for (const l of levels) {
-    const key = `${l.resource}\u0000${l.limit}`;
-    const seen = byKey.get(key);
-    if (seen === undefined) {
-      byKey.set(key, { ...l });
-      continue;
-    }
-    seen.shards++;
-    seen.available = seen.available === undefined || l.available === undefined
-      ? undefined
-      : seen.available + l.available;
-    seen.capacity = seen.capacity === undefined || l.capacity === undefined
-      ? undefined
-      : seen.capacity + l.capacity;
-    seen.msUntilFull = Math.max(seen.msUntilFull, l.msUntilFull);
-  }
-  return [...byKey.values()].sort((a, b) =>
-    a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : a.limit < b.limit ? -1 : 1
-  );
-}
-
-/**
- * Every bucket of an entity, read in one strongly consistent Query of its partition (the bucket
- * items only: one read unit per 4 KB of them), at the limiter's clock. `limitsFor` gives a
- * resource's limits when a quota or concurrent limit needs its capacity (called at most once per
- * such resource). Needs a limiter on DynamoDB (not a custom `backend`).
- *
- * @throws {ValidationError} When `entityId` breaks the id rule, or the limiter has a custom backend.
- * @throws {RateLimiterUnavailable} When DynamoDB cannot be reached.
- * @throws {ConfigurationError} On a misconfiguration (a missing table, access denied).
- *
- * @example
- * ```ts ignore
- * const { buckets } = await readEntityBuckets(limiter, { entityId: "key-1" });
- * for (const b of buckets) console.log(b.resource, b.limit, `${b.available}/${b.capacity}`);
- * ```
- */
-export async function readEntityBuckets(
+/** The bucket items of an entity (`SK` beginning `#BUCKET#`), one strongly consistent Query. */
+async function queryBucketItems(
   limiter: LimiterLimits,
-  options: {
-    entityId: string;
-    limitsFor?: (resource: string) => Promise<readonly Limit[] | undefined>;
-  },
-): Promise<EntityBuckets> {
-  const entityId = validateEntityId(options?.entityId);
+  entityId: string,
+): Promise<Item[]> {
   const { parts } = limiterState(limiter);
-  if (!parts.dynamo) {
-    throw new ValidationError(
-      "limiter",
-      "backend",
-      "must talk to DynamoDB: a limiter with a custom backend has no bucket listing",
-    );
-  }
-  const items = await parts.run("entityBuckets", async (signal) => {
+  if (!parts.dynamo) return []; // a custom backend lists no entity's buckets
+  return await parts.run("entityBuckets", async (signal) => {
     const found = [];
     for await (
       const page of queryPages(parts.client, {
@@ -205,25 +158,115 @@ export async function readEntityBuckets(
     ) found.push(...page);
     return found;
   });
+}
+
+/** The resource of a bucket item and whether it is a shard's item. */
+function resourceOfItem(item: Item) {
+  const stored = keys.resourceOfBucketSk(item.SK?.S ?? "");
+  if (stored === undefined) return undefined;
+  const shard = keys.parseShardResource(stored);
+  return { resource: shard?.resource ?? stored, shard: shard !== undefined };
+}
+
+/**
+ * The resources an entity has a bucket item for (a sharded bucket's once), sorted: one Query of
+ * its partition's bucket items on DynamoDB; none with a custom `backend` (it lists no entity's
+ * buckets).
+ *
+ * @throws {ValidationError} When `entityId` breaks the id rule.
+ * @throws {RateLimiterUnavailable} When DynamoDB cannot be reached.
+ * @throws {ConfigurationError} On a misconfiguration (a missing table, access denied).
+ *
+ * @example
+ * ```ts
+ * import { listBucketResources } from "./entity_buckets.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * console.assert((await listBucketResources(createTestLimiter(), "key-1")).length === 0);
+ * ```
+ */
+export async function listBucketResources(
+  limiter: LimiterLimits,
+  entityId: string,
+): Promise<string[]> {
+  const id = validateEntityId(entityId);
+  checkOpen(limiterState(limiter));
+  const items = await queryBucketItems(limiter, id);
+  const found = new Set<string>();
+  for (const item of items) {
+    const r = resourceOfItem(item);
+    if (r) found.add(r.resource);
+  }
+  return [...found].sort();
+}
+
+/**
+ * Every bucket of an entity at the limiter's clock, one entry per resource and limit, sorted by
+ * resource then limit. The resources: on DynamoDB those with a bucket item (one strongly
+ * consistent Query of the partition's bucket items; a bucket never written is full, not shown);
+ * with a custom `backend`, which lists no entity's buckets, those the entity stores limits for
+ * (`listStoredLimits`). Each resource with stored limits at some level is read as
+ * `limiter.available({ entityId, resource, useStoredLimits: true })` reads it (its limits resolved,
+ * cached as for acquires, then one GetItem per shard of the layout in force), so the two agree;
+ * the others from their unsharded item, under the limits of its last write (`fromLastWrite`),
+ * where a quota's or a concurrent limit's capacity is not known and that limit is left out.
+ * A disabled entity's buckets are read all the same.
+ *
+ * @throws {ValidationError} When `entityId` breaks the id rule.
+ * @throws {RateLimiterUnavailable} When DynamoDB cannot be reached.
+ * @throws {ConfigurationError} On a misconfiguration (a missing table, access denied).
+ *
+ * @example
+ * ```ts
+ * import { Limit } from "./limit.ts";
+ * import { readEntityBuckets } from "./entity_buckets.ts";
+ * import { createTestLimiter } from "./testing/mod.ts";
+ * const limiter = createTestLimiter();
+ * await limiter.setLimits({ entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 10)] });
+ * await limiter.acquire({ entityId: "key-1", resource: "api", consume: { rpm: 4 } });
+ * const { buckets: [rpm] } = await readEntityBuckets(limiter, { entityId: "key-1" });
+ * console.assert(rpm.available === 6 && rpm.capacity === 10 && rpm.msUntilFull === 24_000);
+ * ```
+ */
+export async function readEntityBuckets(
+  limiter: LimiterLimits,
+  options: { entityId: string },
+): Promise<EntityBuckets> {
+  const entityId = validateEntityId(options?.entityId);
+  const state = limiterState(limiter);
+  checkOpen(state);
+  const { parts } = state;
+  const items = await queryBucketItems(limiter, entityId);
   const nowMs = parts.clock();
   const now = BigInt(Math.floor(nowMs));
-  const known = new Map<string, Promise<readonly Limit[] | undefined>>();
-  const levels: BucketLevel[] = [];
-  for (const item of items) {
-    const stored = keys.resourceOfBucketSk(item.SK?.S ?? "");
-    if (stored === undefined) continue;
-    const resource = keys.parseShardResource(stored)?.resource ?? stored;
-    const bucket = parseBucket(item);
-    let limits: readonly Limit[] = [];
-    const needs = [...bucket.limits.values()].some((st) =>
-      st.held !== undefined || st.slots !== undefined || isConcurrentKey(st.key) ||
-      quotaOfKey(st.key) !== undefined
-    );
-    if (needs && options.limitsFor) {
-      if (!known.has(resource)) known.set(resource, options.limitsFor(resource));
-      limits = (await known.get(resource)) ?? [];
+  const unsharded = new Map<string, Item>();
+  const resources = new Set<string>();
+  if (!parts.dynamo) {
+    for (const s of await limiter.listStoredLimits({ entityId })) {
+      if (s.resource !== undefined) resources.add(s.resource);
     }
-    levels.push(...bucketLevels(resource, bucket, now, limits));
   }
-  return { nowMs, buckets: mergeShards(levels) };
+  for (const item of items) {
+    const r = resourceOfItem(item);
+    if (r === undefined) continue;
+    resources.add(r.resource);
+    if (!r.shard) unsharded.set(r.resource, item);
+  }
+  const per = await Promise.all([...resources].map(async (resource) => {
+    const read = await parts.reader.levels({ entityId, resource }, now);
+    if (read !== undefined) {
+      return read.levels.map((l): BucketLevel => ({ resource, ...l }));
+    }
+    // No stored limits at any level: the item's own spec, of the unsharded layout (stored
+    // limits alone carry a shard count).
+    const item = unsharded.get(resource);
+    if (item === undefined) return [];
+    return bucketLevels(resource, parseBucket(item), now)
+      .map((l): BucketLevel => ({ ...l, fromLastWrite: true }));
+  }));
+  return {
+    nowMs,
+    buckets: per.flat().sort((a, b) =>
+      a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : a.limit < b.limit ? -1 : 1
+    ),
+  };
 }

@@ -48,39 +48,30 @@ export class BucketReader {
 
   /** Tokens available per limit; a sharded bucket's shards added up. */
   async available(options: AvailableOptions): Promise<Record<string, number>> {
-    const { shards, nowMs } = await this.#read(options, {});
+    const { shards, nowMs } = (await this.#read(options, {}, false))!;
     const out: Record<string, number> = {};
-    for (const limit of shards[0].target.limits) {
-      if (limit.concurrent) {
-        // Free slots: the expired ones count as free (the next acquire takes them back).
-        const live = liveSlots(shards[0].state?.limits.get(limit.name), nowMs);
-        out[limit.name] = Math.max(0, limit.capacity - live.count);
-        continue;
-      }
-      if (limit.quota) {
-        // What is left in the current window (a quota is never sharded).
-        const { target, state } = shards[0];
-        const w = quotaWindow(target.keys.get(limit.name)!, state?.limits.get(limit.name), nowMs);
-        out[limit.name] = Number(math.floorDiv(limit.capacityMilli - w.used, 1000n));
-        continue;
-      }
-      let milli = 0n;
-      for (const { target, state } of shards) {
-        // The bucket's tokens and the credit past capacity (see docs/design.md, "Credit").
-        milli += math.availableMilli(
-          target.specs.get(limit.name)!,
-          tatOf(target, state, limit.name, nowMs),
-          nowMs,
-        ) + (state?.limits.get(limit.name)?.credit ?? 0n);
-      }
-      out[limit.name] = Number(math.floorDiv(milli, 1000n));
-    }
+    for (const l of levelsOf(shards, nowMs)) out[l.limit] = l.available;
     return out;
+  }
+
+  /**
+   * Each limit of a bucket as `available` reads it (the limits resolved as an acquire resolves
+   * them, the shards of the layout in force, a tat written under another spec converted), with the
+   * capacity in force and the time until the bucket is full. For the dashboard: no gate (a
+   * disabled entity's buckets are shown) and `undefined` when no limits are stored for the
+   * resource at any level (`useStoredLimits` is always true here).
+   */
+  async levels(
+    options: { entityId: string; resource: string },
+    atMs?: bigint,
+  ): Promise<{ nowMs: bigint; levels: BucketLimitLevel[] } | undefined> {
+    const read = await this.#read({ ...options, useStoredLimits: true }, {}, true, atMs);
+    return read && { nowMs: read.nowMs, levels: levelsOf(read.shards, read.nowMs) };
   }
 
   /** Seconds until `needed` can pass; on a sharded bucket, on the first shard it can pass on. */
   async timeUntilAvailable(options: TimeUntilAvailableOptions): Promise<number> {
-    const { shards, nowMs, needed } = await this.#read(options, options);
+    const { shards, nowMs, needed } = (await this.#read(options, options, false))!;
     checkSoftOnly(shards[0].target, needed, options.needed);
     let best = Infinity;
     for (const { target, state } of shards) {
@@ -130,12 +121,14 @@ export class BucketReader {
   async #read(
     options: AvailableOptions,
     extra: { needed?: Record<string, number> },
+    forPage: boolean,
+    atMs?: bigint,
   ): Promise<
     {
       shards: { target: Target; state?: StoredBucket }[];
       nowMs: bigint;
       needed: Map<string, bigint>;
-    }
+    } | undefined
   > {
     checkObject("options", options);
     const entityId = validateEntityId(options.entityId);
@@ -151,15 +144,19 @@ export class BucketReader {
     try {
       deadline += await this.#ready(deadline); // the set-up may take longer than a call
       // Read first: a scheduled limit answers with the parameters in force at this instant.
-      const nowMs = this.#writer.now();
+      const nowMs = atMs ?? this.#writer.now();
       const { targets: [first], controls, noLimits } = await this.#config.resolve(
         { entityId, resource, limits, consume: {}, cascade: false, useStoredLimits: useStored },
         deadline,
         "read",
         nowMs,
       );
-      gate({ entityId, resource }, controls); // a disabled entity or resource says so here too
-      if (noLimits) throw noLimits;
+      if (forPage) {
+        if (noLimits) return undefined;
+      } else {
+        gate({ entityId, resource }, controls); // a disabled entity or resource says so here too
+        if (noLimits) throw noLimits;
+      }
       const shard = first.shard;
       const targets = shard && shard.count > 1
         ? Array.from(
@@ -182,6 +179,86 @@ export class BucketReader {
       throw this.#writer.fail(err, "read");
     }
   }
+}
+
+/** One limit of a bucket as {@link BucketReader.levels} reads it. */
+export interface BucketLimitLevel {
+  /** The limit's name. */
+  limit: string;
+  /** `rate` (a token bucket), `quota` or `concurrent`. */
+  kind: "rate" | "quota" | "concurrent";
+  /** What `available()` returns for it: whole tokens (negative in debt), or free slots. */
+  available: number;
+  /** The capacity in force (a quota's amount, a concurrent limit's slots). */
+  capacity: number;
+  /**
+   * Milliseconds until the bucket is full (0 when it is): a rate limit's longest wait of its
+   * shards for its capacity, a quota's window end when some of it is used, a concurrent limit's
+   * last slot expiry (a lease may end sooner).
+   */
+  msUntilFull: number;
+  /** The items of the layout in force the bucket is split into (1 when unsharded). */
+  shards: number;
+}
+
+/** Each limit of a bucket read at `nowMs`: what `available()` returns, and more. */
+function levelsOf(
+  shards: { target: Target; state?: StoredBucket }[],
+  nowMs: bigint,
+): BucketLimitLevel[] {
+  const first = shards[0];
+  const whole = first.target.shard?.whole ?? first.target.limits;
+  return first.target.limits.map((limit): BucketLimitLevel => {
+    const capacity = whole.find((l) => l.name === limit.name)?.capacity ?? limit.capacity;
+    if (limit.concurrent) {
+      // Free slots: the expired ones count as free (the next acquire takes them back).
+      const live = liveSlots(first.state?.limits.get(limit.name), nowMs);
+      const full = live.count <= 0 || live.lastExpiry === undefined
+        ? 0
+        : Number(live.lastExpiry + 1n - nowMs);
+      return {
+        limit: limit.name,
+        kind: "concurrent",
+        available: Math.max(0, limit.capacity - live.count),
+        capacity,
+        msUntilFull: full,
+        shards: 1,
+      };
+    }
+    if (limit.quota) {
+      // What is left in the current window (a quota is never sharded).
+      const { target, state } = first;
+      const w = quotaWindow(target.keys.get(limit.name)!, state?.limits.get(limit.name), nowMs);
+      return {
+        limit: limit.name,
+        kind: "quota",
+        available: Number(math.floorDiv(limit.capacityMilli - w.used, 1000n)),
+        capacity,
+        msUntilFull: w.used > 0n ? Number(w.end - nowMs) : 0,
+        shards: 1,
+      };
+    }
+    let milli = 0n;
+    let full = 0n;
+    for (const { target, state } of shards) {
+      // The bucket's tokens and the credit past capacity (see docs/design.md, "Credit").
+      const spec = target.specs.get(limit.name)!;
+      const tat = tatOf(target, state, limit.name, nowMs);
+      milli += math.availableMilli(spec, tat, nowMs) +
+        (state?.limits.get(limit.name)?.credit ?? 0n);
+      // Full when every shard is: the wait for its whole capacity, as timeUntilAvailable's.
+      const w = math.waitMs(spec, tat, nowMs, spec.capacityMilli) ?? 0n;
+      if (w > full) full = w;
+    }
+    return {
+      limit: limit.name,
+      kind: "rate",
+      available: Number(math.floorDiv(milli, 1000n)),
+      capacity,
+      msUntilFull: Number(full),
+      shards: shards.length,
+    };
+  });
 }
 
 /**
@@ -217,16 +294,23 @@ function tatOf(
   );
 }
 
-/** A concurrent limit's slots taken and not expired at `nowMs`, and the first expiry of those. */
+/**
+ * A concurrent limit's slots taken and not expired at `nowMs`, and the first and last expiry of
+ * those.
+ */
 function liveSlots(
   st: StoredLimit | undefined,
   nowMs: bigint,
-): { count: number; firstExpiry?: bigint } {
+): { count: number; firstExpiry?: bigint; lastExpiry?: bigint } {
   let expired = 0n;
   let firstExpiry: bigint | undefined;
+  let lastExpiry: bigint | undefined;
   for (const exp of st?.slots?.values() ?? []) {
     if (exp < nowMs) expired++;
-    else if (firstExpiry === undefined || exp < firstExpiry) firstExpiry = exp;
+    else {
+      if (firstExpiry === undefined || exp < firstExpiry) firstExpiry = exp;
+      if (lastExpiry === undefined || exp > lastExpiry) lastExpiry = exp;
+    }
   }
-  return { count: Number((st?.held ?? 0n) - expired), firstExpiry };
+  return { count: Number((st?.held ?? 0n) - expired), firstExpiry, lastExpiry };
 }

@@ -27,7 +27,9 @@ import { answerFor } from "../src/dashboard/respond.ts";
 import { refusedOf } from "../src/dashboard/series.ts";
 import { ASSETS } from "../src/dashboard/ui/assets_generated.ts";
 import type { UsageSnapshot } from "../src/usage.ts";
-import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
+import { createTestLimiter } from "../src/testing/mod.ts";
+import { Meter } from "../scripts/meter.ts";
+import { dynamoTest, localClient, uniqueTableName } from "./_dynamo.ts";
 
 const at = (iso: string) => Date.parse(iso);
 const ORIGIN = "http://127.0.0.1:8787";
@@ -72,7 +74,7 @@ async function refused(response: Response | Promise<Response>, status: number): 
   return body.error;
 }
 
-dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
+dynamoTest("dashboard API on DynamoDB Local", async (t, { client, ddb }) => {
   const tableName = uniqueTableName("dash_api");
   let now = at("2026-11-28T13:10:00Z");
   const limiter = new RateLimiter({
@@ -739,6 +741,156 @@ dynamoTest("dashboard API on DynamoDB Local", async (t, { client }) => {
       assert.equal(rebound.status, 403);
     });
 
+    await t.step(
+      "PUT .../limits without resource is a 400 naming it, nothing written",
+      async () => {
+        const before = await limiter.listStoredLimits({ entityId: "key-c" });
+        const error = await refused(
+          call(dashboard, "/api/entities/key-c/limits", {
+            method: "PUT",
+            body: { limits: [rpm(1).toJSON()] },
+          }),
+          400,
+        );
+        assert.equal(error.field, "resource");
+        assert.match(error.message, /\*/);
+        assert.deepEqual(await limiter.listStoredLimits({ entityId: "key-c" }), before);
+      },
+    );
+
+    await t.step(
+      "GET .../buckets after a reshard and a lowered limit: what available() says",
+      async () => {
+        const saved = now;
+        const agree = async (expected: { rpm: number; capacity: number; shards?: number }) => {
+          const library = await limiter.available({ entityId: "key-r", resource: "hot" });
+          assert.deepEqual(library, { rpm: expected.rpm });
+          const view = await ok<BucketsView>(call(dashboard, "/api/entities/key-r/buckets"));
+          assert.equal(view.now, now);
+          const [bucket, ...others] = view.buckets;
+          assert.deepEqual(others, []);
+          assert.equal(bucket.limit, "rpm");
+          assert.equal(bucket.available, library.rpm);
+          assert.equal(bucket.capacity, expected.capacity);
+          assert.ok(bucket.available <= bucket.capacity);
+          assert.equal(bucket.fromLastWrite, undefined);
+          return bucket;
+        };
+        try {
+          const take = async (n: number) => {
+            for (let i = 0; i < n; i++) {
+              await limiter.acquire(
+                { entityId: "key-r", resource: "hot", consume: { rpm: 1 } },
+                () => {},
+              );
+            }
+          };
+          await limiter.setLimits({ entityId: "key-r", resource: "hot", limits: [rpm(60)] });
+          await take(10); // on the unsharded item, which stays in the table
+          await agree({ rpm: 50, capacity: 60 });
+          await limiter.setLimits({
+            entityId: "key-r",
+            resource: "hot",
+            limits: [rpm(60)],
+            shards: 2,
+          });
+          const { shardsSince } = await limiter.getShards({ entityId: "key-r", resource: "hot" });
+          // A minute past the switch (the new items count as empty there, then refill), 4 taken
+          // on the 2 shards.
+          now = Date.parse(shardsSince!) + 60_000;
+          await take(4);
+          const resharded = await agree({ rpm: 56, capacity: 60 });
+          // Full when both shards are: 2 s a token on a shard of 30 per minute, 2 to 4 taken on
+          // the fuller one (the shard is picked at random).
+          assert.ok(
+            [4_000, 6_000, 8_000].includes(resharded.msUntilFull),
+            `${resharded.msUntilFull}`,
+          );
+          // Was: 116 of 120, the old item summed in as a third shard.
+          // The limit lowered to 6 per minute: the tats converted to it, as acquires do.
+          await limiter.setLimits({ entityId: "key-r", resource: "hot", limits: [rpm(6)] });
+          const lowered = await agree({ rpm: 6, capacity: 6 });
+          assert.equal(lowered.msUntilFull, 0);
+          // 2 more taken: the page follows the lowered limit, not the one of the writes.
+          await take(2);
+          const after = await limiter.available({ entityId: "key-r", resource: "hot" });
+          assert.ok(after.rpm < 6);
+          await agree({ rpm: after.rpm, capacity: 6 });
+          const wait = await limiter.timeUntilAvailable({
+            entityId: "key-r",
+            resource: "hot",
+            needed: { rpm: 3 }, // one shard's whole capacity (6 on 2 shards)
+          });
+          const view = await ok<BucketsView>(call(dashboard, "/api/entities/key-r/buckets"));
+          assert.ok(view.buckets[0].msUntilFull >= wait * 1000);
+        } finally {
+          now = saved;
+        }
+      },
+    );
+
+    await t.step("GET .../buckets costs, warm: 1 Query and 1 GetItem per shard", async () => {
+      const metered = localClient(ddb.endpoint);
+      const meter = new Meter(metered);
+      const other = new RateLimiter({ tableName, client: metered, clock: () => now });
+      const saved = now;
+      const { shardsSince } = await limiter.getShards({ entityId: "key-r", resource: "hot" });
+      now = Date.parse(shardsSince!) + 60_000; // the 2 shards in force
+      try {
+        const board = createDashboard({ limiter: other, log: () => {} });
+        meter.reset();
+        await ok<BucketsView>(call(board, "/api/entities/key-r/buckets")); // the limits cached
+        const cold = meter.calls.filter((c) => c.command !== "DescribeTableCommand");
+        console.log(
+          `cold: ${cold.map((c) => c.command).join(", ")}: ` +
+            `${cold.reduce((n, c) => n + c.rcu, 0)} RCU (Local)`,
+        );
+        meter.reset();
+        const view = await ok<BucketsView>(call(board, "/api/entities/key-r/buckets"));
+        assert.equal(view.buckets.length, 1);
+        // Its bucket items (1 Query, the old layout's item among them), the 2 shards of the
+        // layout in force (2 GetItems); the limits come from the cache.
+        assert.deepEqual(meter.calls.map((c) => c.command).sort(), [
+          "GetItemCommand",
+          "GetItemCommand",
+          "QueryCommand",
+        ]);
+        const rcu = meter.calls.reduce((n, c) => n + c.rcu, 0);
+        console.log(`one refresh of .../buckets, 2 shards: ${rcu} RCU (Local)`);
+      } finally {
+        now = saved;
+        await other.close();
+        metered.destroy();
+      }
+    });
+
+    await t.step(
+      "GET .../buckets: a resource with no stored limits, under its last write's limits",
+      async () => {
+        await limiter.deleteSystemDefaults();
+        try {
+          await limiter.acquire({
+            entityId: "key-app",
+            resource: "inline",
+            limits: [rpm(30)],
+            useStoredLimits: false,
+            consume: { rpm: 5 },
+          }, () => {});
+          const view = await ok<BucketsView>(call(dashboard, "/api/entities/key-app/buckets"));
+          assert.deepEqual(view.buckets, [{
+            resource: "inline",
+            limit: "rpm",
+            available: 25,
+            capacity: 30,
+            msUntilFull: 10_000,
+            fromLastWrite: true,
+          }]);
+        } finally {
+          await limiter.setSystemDefaults({ limits: [rpm(1000)] });
+        }
+      },
+    );
+
     await t.step("errors: a missing table is a 500 with its message; an outage a 503", async () => {
       const lost = new RateLimiter({ tableName: uniqueTableName("missing"), client });
       try {
@@ -766,3 +918,47 @@ async function dashboard401(response: Response | Promise<Response>): Promise<Err
   assert.equal(r.headers.get("WWW-Authenticate"), 'Bearer realm="zae-limiter dashboard"');
   return await refused(r, 401);
 }
+
+Deno.test("dashboard API on a limiter with a custom backend (createTestLimiter)", async (t) => {
+  let now = at("2026-11-28T14:30:00Z");
+  const limiter = createTestLimiter({ clock: () => now });
+  const dashboard = createDashboard({ limiter, log: () => {} });
+  try {
+    await t.step("seed: stored limits and an acquire", async () => {
+      await limiter.createEntity({ entityId: "key-m" });
+      await limiter.setLimits({
+        entityId: "key-m",
+        resource: "api",
+        limits: [Limit.perMinute("rpm", 10)],
+      });
+      await limiter.acquire({ entityId: "key-m", resource: "api", consume: { rpm: 4 } }, () => {});
+      now += 6_000;
+    });
+
+    await t.step(
+      "GET /api/entities/:id answers 200 with the stored limits' resources",
+      async () => {
+        const page = await ok<EntityPageView>(call(dashboard, "/api/entities/key-m"));
+        assert.equal(page.entity.entityId, "key-m");
+        assert.deepEqual(page.resources, ["api"]);
+      },
+    );
+
+    await t.step("GET .../buckets reads as limiter.available does", async () => {
+      const view = await ok<BucketsView>(call(dashboard, "/api/entities/key-m/buckets"));
+      assert.deepEqual(await limiter.available({ entityId: "key-m", resource: "api" }), { rpm: 7 });
+      assert.deepEqual(view, {
+        now,
+        buckets: [{
+          resource: "api",
+          limit: "rpm",
+          available: 7,
+          capacity: 10,
+          msUntilFull: 18_000,
+        }],
+      });
+    });
+  } finally {
+    await limiter.close();
+  }
+});

@@ -23,7 +23,7 @@
  * A change (`PUT`, `DELETE`) must also carry an `Origin` equal to the dashboard's own (or, with no
  * `Origin`, `Sec-Fetch-Site: same-origin`), which a browser's `fetch` from the page sends, and a
  * `PUT` its body as `Content-Type: application/json` (a `DELETE` has no body: none, or JSON);
- * anything else is refused with 403. `DELETE .../limits` needs
+ * anything else is refused with 403. `PUT .../limits` and `DELETE .../limits` need
  * `resource` (`*` for the entity-wide limits). `GET /api/entities/:id` answers 404 for an entity
  * never created (its buckets, limits and usage can still be read by id).
  *
@@ -158,6 +158,12 @@ export interface BucketsView {
     capacity: number;
     /** Milliseconds until the bucket is full again (0 when full). */
     msUntilFull: number;
+    /**
+     * `true` when no limits are stored for the resource at any level: read from the bucket item
+     * under the limits of its last write (those the app passed in code then). Otherwise the
+     * entry is what `limiter.available({ useStoredLimits: true })` says, under the limits in force.
+     */
+    fromLastWrite?: true;
   }[];
 }
 
@@ -181,8 +187,8 @@ export interface LimitLevelsView {
 
 /** `PUT /api/entities/:id/limits` body: stores limits at the entity level. */
 export interface LimitsWrite {
-  /** A resource, or `*` (or absent) for the entity-wide limits. */
-  resource?: string;
+  /** A resource, or `*` for the entity-wide limits (required: absent is a 400). */
+  resource: string;
   /** `Limit.toJSON()` shapes, as `LimitView.json`. */
   limits: unknown[];
 }

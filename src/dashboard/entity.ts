@@ -7,7 +7,7 @@
  */
 
 import type { AuditEvent } from "../audit_read.ts";
-import { readEntityBuckets } from "../entity_buckets.ts";
+import { listBucketResources, readEntityBuckets } from "../entity_buckets.ts";
 import { ConfigurationError, EntityNotFoundError, ValidationError } from "../errors.ts";
 import type { Limit } from "../limit.ts";
 import type { RateLimiter } from "../limiter.ts";
@@ -43,12 +43,12 @@ export async function readEntityPage(
 ): Promise<EntityPageView> {
   const entity = await limiter.getEntity(entityId);
   if (entity === undefined) throw new EntityNotFoundError(entityId);
-  const [children, buckets, stored] = await Promise.all([
+  const [children, withBuckets, stored] = await Promise.all([
     entity.parentId === undefined ? limiter.listChildren(entityId) : Promise.resolve([]),
-    readEntityBuckets(limiter, { entityId }),
+    listBucketResources(limiter, entityId),
     limiter.listStoredLimits({ entityId }),
   ]);
-  const resources = new Set<string>(buckets.buckets.map((b) => b.resource));
+  const resources = new Set<string>(withBuckets);
   for (const s of stored) if (s.resource !== undefined) resources.add(s.resource);
   return {
     entity: {
@@ -123,21 +123,23 @@ export async function readLimitLevels(
 }
 
 /**
- * The live buckets at the limiter's clock; a quota's or a concurrent limit's capacity from the
- * effective limits of its resource.
+ * The live buckets at the limiter's clock (`readEntityBuckets`): as `limiter.available` reads
+ * them for each resource with stored limits at some level; a resource with no stored limits from
+ * its unsharded bucket item, under the limits of its last write (`fromLastWrite`).
  *
  * @example
- * ```ts ignore
- * const { now, buckets } = await readBuckets(limiter, "key-1");
+ * ```ts
+ * import { Limit } from "../limit.ts";
+ * import { createTestLimiter } from "../testing/mod.ts";
+ * import { readBuckets } from "./entity.ts";
+ * const limiter = createTestLimiter();
+ * await limiter.setLimits({ entityId: "key-1", resource: "api", limits: [Limit.perMinute("rpm", 10)] });
+ * const { buckets } = await readBuckets(limiter, "key-1");
+ * console.assert(buckets[0].available === 10 && buckets[0].capacity === 10);
  * ```
  */
 export async function readBuckets(limiter: RateLimiter, entityId: string): Promise<BucketsView> {
-  const { nowMs, buckets } = await readEntityBuckets(limiter, {
-    entityId,
-    limitsFor: async (resource) =>
-      (await levelLimits(limiter, entityId, resource)).find((l) => l.limits !== null)?.limits ??
-        undefined,
-  });
+  const { nowMs, buckets } = await readEntityBuckets(limiter, { entityId });
   return {
     now: nowMs,
     buckets: buckets.flatMap((b) =>
@@ -147,6 +149,7 @@ export async function readBuckets(limiter: RateLimiter, entityId: string): Promi
         available: b.available,
         capacity: b.capacity,
         msUntilFull: b.msUntilFull,
+        ...(b.fromLastWrite ? { fromLastWrite: true as const } : {}),
       }]
     ),
   };
@@ -168,8 +171,9 @@ export function resourceOfEdit(resource: unknown): string | undefined {
 }
 
 /**
- * Stores an entity's limits for a resource (or for every resource) through `setLimits` (audited),
- * then reads them back. Bad input throws `ValidationError` before anything is written.
+ * Stores an entity's limits for a resource (or for every resource: `resource` is `*`) through
+ * `setLimits` (audited), then reads them back. Bad input (a missing `resource` among it) throws
+ * `ValidationError` before anything is written.
  *
  * @example
  * ```ts
@@ -192,6 +196,9 @@ export async function writeLimits(
   const { resource: given, limits: json, ...rest } = body as Record<string, unknown>;
   for (const key of Object.keys(rest)) {
     throw new ValidationError(key, rest[key], "is not a field of a limits edit (resource, limits)");
+  }
+  if (given === undefined) {
+    throw new ValidationError("resource", given, 'must be given: a resource, or "*"');
   }
   const resource = resourceOfEdit(given);
   const limits = limitsFromJson(json);
