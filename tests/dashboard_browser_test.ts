@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { RateLimiter } from "../mod.ts";
+import { Limit, RateLimiter } from "../mod.ts";
 import type {
   AuditView,
   BucketsView,
@@ -341,6 +341,34 @@ Deno.test({
         });
       });
 
+      await t.step("live buckets: no reads while the tab is hidden, one on return", async () => {
+        await withPage(async (page) => {
+          const reads: number[] = [];
+          page.on("request", (r) => {
+            if (r.url().endsWith("/buckets")) reads.push(Date.now());
+          });
+          await page.goto(keyPage);
+          await page.waitForSelector("[data-testid=buckets-table]");
+          const setHidden = (hidden: boolean) =>
+            page.evaluate((h) => {
+              Object.defineProperty(document, "visibilityState", {
+                configurable: true,
+                get: () => (h ? "hidden" : "visible"),
+              });
+              document.dispatchEvent(new Event("visibilitychange"));
+            }, hidden);
+          await setHidden(true);
+          const hiddenAt = Date.now();
+          await page.waitForTimeout(4_000); // more than one 3-second period
+          assert.deepEqual(reads.filter((t) => t > hiddenAt + 100), [], "no read while hidden");
+          const back = page.waitForRequest((r) => r.url().endsWith("/buckets"), {
+            timeout: 1_500,
+          });
+          await setHidden(false);
+          await back; // at once, not after the next period
+        });
+      });
+
       await t.step("editing: a limit changed in the form is stored and read back", async () => {
         await withPage(async (page) => {
           await page.goto(keyPage);
@@ -419,6 +447,21 @@ Deno.test({
           );
           const stored = await limiter!.getLimits({ entityId: key, resource: "gpt-4" });
           assert.equal(stored.find((l) => l.name === "rpm")?.capacity, 90, "nothing written");
+
+          // A number the page could read some other way (hex: 16) is sent as typed and refused.
+          await capacity.fill("0x10");
+          watch.expectFailure(400, "/limits");
+          const hexPut = page.waitForResponse((r) => r.request().method() === "PUT");
+          await form.getByRole("button", { name: "Save rpm" }).click();
+          const hex = await hexPut;
+          assert.equal(hex.status(), 400);
+          assert.equal(JSON.parse(hex.request().postData()!).limits[0].capacity, "0x10");
+          await page.waitForFunction(
+            (id) => document.getElementById(id)?.textContent?.includes("0x10"),
+            describedBy,
+          );
+          const again = await limiter!.getLimits({ entityId: key, resource: "gpt-4" });
+          assert.equal(again.find((l) => l.name === "rpm")?.capacity, 90, "nothing written");
         });
       });
 
@@ -492,6 +535,42 @@ Deno.test({
         });
       });
 
+      await t.step("audit: a double click on Load more reads the next page once", async () => {
+        const many = "audit-many";
+        await limiter!.createEntity({ entityId: many });
+        for (let i = 1; i <= 55; i++) {
+          await limiter!.setLimits({ entityId: many, limits: [Limit.perMinute("rpm", i)] });
+        }
+        let total = 0;
+        let cursor: string | undefined;
+        do {
+          const view = await apiGet<AuditView>(
+            `entities/${many}/audit${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`,
+          );
+          total += view.events.length;
+          cursor = view.cursor;
+        } while (cursor);
+        assert.ok(total > 50, `${total} events: more than one page`);
+        await withPage(async (page) => {
+          await page.goto(`${open.url}/#/entity/${many}`);
+          await page.waitForSelector("[data-testid=audit-table]");
+          const rows = () => page.locator("[data-testid=audit-table] tbody tr").count();
+          assert.equal(await rows(), 50);
+          const pages: string[] = [];
+          page.on("request", (r) => {
+            if (r.url().includes("/audit?cursor=")) pages.push(r.url());
+          });
+          await page.getByRole("button", { name: "Load more" }).dblclick();
+          await page.waitForFunction(
+            (n) => document.querySelectorAll("[data-testid=audit-table] tbody tr").length >= n,
+            total,
+          );
+          await page.waitForTimeout(500); // a second page read would land by now
+          assert.equal(await rows(), total);
+          assert.equal(pages.length, 1, pages.join("\n"));
+        });
+      });
+
       await t.step("the console watch catches an error and a CSP violation", async () => {
         const context = await browser!.newContext();
         try {
@@ -547,6 +626,15 @@ Deno.test({
             await page.waitForSelector("[data-testid=close-to-limit]");
             assert.equal(await page.evaluate(() => location.hash), "#/");
             assert.doesNotMatch(page.url(), new RegExp(TOKEN));
+          });
+          await withPage(async (page, watch) => {
+            // A malformed one (`%` alone) does not stop the page: it asks for the token.
+            watch.expectFailure(401, "/api/info");
+            await page.goto(`${guarded.url}/#token=%`);
+            await page.getByText("The token in the address could not be read").waitFor();
+            await page.getByLabel("Dashboard token").waitFor();
+            assert.equal(await page.evaluate(() => location.hash), "#/");
+            assert.equal(await page.evaluate(() => sessionStorage.length), 0);
           });
         },
       );

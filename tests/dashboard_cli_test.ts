@@ -100,6 +100,39 @@ dynamoTest("dashboard serves the page and the API on DynamoDB Local, stops on SI
       assert.equal(await getWithHost(`${server.url}api/info`, `localhost:${port}`), 200);
       assert.equal(await getWithHost(`${server.url}api/info`, `evil.example:${port}`), 403);
     });
+    await t.step("bound to another loopback address, its own URL is served", async () => {
+      const other = await startDashboard(
+        [
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--no-check",
+          main,
+          "dashboard",
+          "--host",
+          "127.0.0.2",
+          "--port",
+          "0",
+          "--read-only",
+          "--table-name",
+          tableName,
+          "--endpoint-url",
+          ddb.endpoint,
+        ],
+        { AWS_ACCESS_KEY_ID: "local", AWS_SECRET_ACCESS_KEY: "local", AWS_REGION: "us-east-1" },
+      );
+      try {
+        const url = new URL(other.url);
+        assert.equal(url.hostname, "127.0.0.2");
+        const info = await fetch(`${other.url}api/info`);
+        assert.equal(info.status, 200, await info.text());
+        assert.equal(await getWithHost(`${other.url}api/info`, `localhost:${url.port}`), 200);
+        assert.equal(await getWithHost(`${other.url}api/info`, `evil.example:${url.port}`), 403);
+      } finally {
+        other.child.kill("SIGTERM");
+        await other.child.status;
+      }
+    });
     await t.step("SIGTERM stops it with exit code 0", async () => {
       server.child.kill("SIGTERM");
       const status = await server.child.status;

@@ -24,7 +24,13 @@ import {
 } from "./entity.ts";
 import { readOverview, readTree } from "./overview.ts";
 import { answerFor, errorAnswer, json } from "./respond.ts";
-import { bearerToken, crossSiteRefusal, hostAllowed, TokenCheck } from "./security.ts";
+import {
+  bearerToken,
+  crossSiteRefusal,
+  hostAllowed,
+  loopbackHostRequest,
+  TokenCheck,
+} from "./security.ts";
 import { type Asset, AssetServer } from "./static.ts";
 
 /** The library's version, as `GET /api/info` tells it. */
@@ -40,7 +46,10 @@ export interface DashboardAppOptions {
   readOnly?: boolean;
   /** The bearer token every API call must carry. @default none: no token asked */
   token?: string;
-  /** The `Host` values served (`host:port`); others get 403. @default any */
+  /**
+   * The `Host` values served (`host:port`, or a name alone for any port; see `hostAllowed`);
+   * others get 403. @default with no token, loopback names only (any port); with one, any host
+   */
   allowedHosts?: readonly string[];
   /** Where errors that are no library error go (never to the client). @default console.error */
   log?: (err: unknown) => void;
@@ -85,6 +94,12 @@ export function dashboardApp(options: DashboardAppOptions): Hono {
   const { limiter, readOnly = false, allowedHosts, log = (err) => console.error(err) } = options;
   const token = checkToken(options.token);
   const check = token === undefined ? undefined : new TokenCheck(token);
+  // With neither a token nor a list, only loopback names: a DNS-rebinding page sends its own.
+  const hostServed = allowedHosts !== undefined
+    ? (request: Request) => hostAllowed(request, allowedHosts)
+    : check === undefined
+    ? loopbackHostRequest
+    : () => true;
   const assets = new AssetServer(options.assets);
   const clock = limiterState(limiter).parts.clock;
   const app = new Hono();
@@ -92,7 +107,7 @@ export function dashboardApp(options: DashboardAppOptions): Hono {
   app.onError((err) => answerFor(err, log));
 
   app.use("*", async (c, next) => {
-    if (allowedHosts !== undefined && !hostAllowed(c.req.raw, allowedHosts)) {
+    if (!hostServed(c.req.raw)) {
       return errorAnswer(403, { message: "This dashboard does not answer to that host name" });
     }
     await next();
@@ -166,16 +181,36 @@ export function dashboardApp(options: DashboardAppOptions): Hono {
   return app;
 }
 
-/** The JSON body of a change, at most {@link MAX_BODY_BYTES}. */
+/**
+ * The JSON body of a change, at most {@link MAX_BODY_BYTES}: reading stops as soon as more has
+ * come (a chunked body declares no length), so a huge body is never held.
+ */
 async function bodyOf(request: Request): Promise<unknown> {
   const declared = Number(request.headers.get("Content-Length") ?? 0);
-  if (declared > MAX_BODY_BYTES) {
-    throw new ValidationError("body", `${declared} bytes`, "must be at most 64 KB");
+  const tooLarge = (size: string) => new ValidationError("body", size, "must be at most 64 KB");
+  if (declared > MAX_BODY_BYTES) throw tooLarge(`${declared} bytes`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body !== null) {
+    const reader = request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(`more than ${MAX_BODY_BYTES} bytes`);
+      }
+      chunks.push(value);
+    }
   }
-  const text = await request.text();
-  if (new TextEncoder().encode(text).length > MAX_BODY_BYTES) {
-    throw new ValidationError("body", `${text.length} characters`, "must be at most 64 KB");
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
   }
+  const text = new TextDecoder().decode(bytes);
   try {
     return JSON.parse(text);
   } catch {

@@ -24,7 +24,7 @@ import type { Asset } from "./static.ts";
 import { ASSETS } from "./ui/assets_generated.ts";
 
 export type * from "./api_types.ts";
-export { CONTENT_SECURITY_POLICY, isLoopback, loopbackHosts } from "./security.ts";
+export { CONTENT_SECURITY_POLICY, hostAllowed, isLoopback, loopbackHosts } from "./security.ts";
 export { checkToken, DASHBOARD_VERSION };
 export type { Asset };
 
@@ -37,12 +37,18 @@ export interface DashboardOptions {
   /**
    * The bearer token every API call must carry (`Authorization: Bearer <token>`), compared in
    * constant time: 16 to 1024 visible ASCII characters. Needed when the server is reachable from
-   * other hosts. @default none: the API answers without a token
+   * other hosts; with one, any `Host` is answered unless `allowedHosts` says otherwise.
+   * @default none: the API answers without a token, to loopback host names only
    */
   token?: string;
   /**
-   * The `Host` header values to answer (`host:port`); other requests get 403, which stops DNS
-   * rebinding on a loopback server (see {@link loopbackHosts}). @default any host
+   * The `Host` header values to answer; other requests get 403, which stops DNS rebinding. An
+   * entry `host:port` is that name on that port (a `Host` with no port is on port 80, or 443 over
+   * HTTPS), an entry with no port (`dash.internal`) the name on any port; see
+   * {@link loopbackHosts} for a loopback server's list. Give it to serve a name other than a
+   * loopback one without a token (behind a proxy, say).
+   * @default with no `token`, loopback names only (`localhost`, `127.x.x.x`, `[::1]`) on any
+   * port; with a `token`, any host (a page that rebinds its name has no token to send)
    */
   allowedHosts?: readonly string[];
   /** Where errors that are no library error go (never to the client). @default console.error */

@@ -131,38 +131,96 @@ export function crossSiteRefusal(request: Request): string | undefined {
 }
 
 /**
- * Whether a request's `Host` is one of `allowed` (`host:port`, compared without case). A page
- * served on a loopback address answers only to its own names: a DNS-rebinding site, whose
- * requests carry its own host name, gets nothing.
+ * A request's `Host` split into its name (lower case; an IPv6 address keeps its brackets) and
+ * port; a `Host` with no port gets the default port of the request's scheme (443 for `https:`,
+ * else 80), as a browser leaves it out there. `undefined` when the `Host` is malformed.
+ *
+ * @example
+ * ```ts
+ * import { requestHost } from "./security.ts";
+ * const host = (h: string) => requestHost(new Request("http://x/", { headers: { Host: h } }));
+ * console.assert(host("LocalHost:8787")?.name === "localhost" && host("localhost:8787")?.port === 8787);
+ * console.assert(host("[::1]")?.name === "[::1]" && host("[::1]")?.port === 80);
+ * console.assert(host("::1") === undefined && host("a:b") === undefined);
+ * ```
+ */
+export function requestHost(request: Request): { name: string; port: number } | undefined {
+  const url = new URL(request.url);
+  return splitHost(request.headers.get("Host") ?? url.host, url.protocol === "https:" ? 443 : 80);
+}
+
+/** `name[:port]` or `[v6][:port]` split, the port defaulted; `undefined` when malformed. */
+function splitHost(text: string, defaultPort: number): { name: string; port: number } | undefined {
+  const m = /^(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  return port > 65_535 ? undefined : { name: m[1].toLowerCase(), port };
+}
+
+/**
+ * Whether a request's `Host` is one of `allowed` (compared without case). An entry `host:port`
+ * matches that name on that port (a `Host` without a port is on its scheme's default port, 80 or
+ * 443); an entry with no port (`dash.internal`, `[::1]`) matches the name on any port. A
+ * DNS-rebinding page, whose requests carry its own host name, gets nothing.
  *
  * @example
  * ```ts
  * import { hostAllowed } from "./security.ts";
- * const allowed = ["127.0.0.1:8787", "localhost:8787"];
- * console.assert(hostAllowed(new Request("http://localhost:8787/"), allowed));
- * console.assert(!hostAllowed(new Request("http://evil.example:8787/"), allowed));
+ * const allowed = ["127.0.0.1:8787", "localhost:8787", "dash.internal"];
+ * const at = (host: string) => new Request("http://127.0.0.1/", { headers: { Host: host } });
+ * console.assert(hostAllowed(at("localhost:8787"), allowed));
+ * console.assert(hostAllowed(at("dash.internal:9000"), allowed));
+ * console.assert(!hostAllowed(at("evil.example:8787"), allowed));
+ * console.assert(hostAllowed(at("localhost"), ["localhost:80"]));
  * ```
  */
 export function hostAllowed(request: Request, allowed: readonly string[]): boolean {
-  const host = (request.headers.get("Host") ?? new URL(request.url).host).toLowerCase();
-  return allowed.some((a) => a.toLowerCase() === host);
+  const host = requestHost(request);
+  if (host === undefined) return false;
+  return allowed.some((entry) => {
+    const want = splitHost(entry, -1);
+    return want !== undefined && want.name === host.name &&
+      (want.port === -1 || want.port === host.port);
+  });
+}
+
+/**
+ * Whether a request's `Host` names a loopback address (`localhost`, `127.x.x.x`, `[::1]`) on any
+ * port: what the dashboard answers to when it has neither a token nor `allowedHosts`, so a
+ * DNS-rebinding page (whose requests carry its own name) can neither read nor write.
+ *
+ * @example
+ * ```ts
+ * import { loopbackHostRequest } from "./security.ts";
+ * const at = (host: string) => new Request("http://127.0.0.1/", { headers: { Host: host } });
+ * console.assert(loopbackHostRequest(at("localhost:3000")) && loopbackHostRequest(at("[::1]")));
+ * console.assert(!loopbackHostRequest(at("evil.example:8787")));
+ * ```
+ */
+export function loopbackHostRequest(request: Request): boolean {
+  const host = requestHost(request);
+  return host !== undefined && isLoopback(host.name);
 }
 
 /**
  * The `Host` values a server bound to `hostname` on `port` answers to: for a loopback address,
- * its loopback names (`127.0.0.1`, `localhost`, `[::1]`); `undefined` for another address (the
- * token guards it instead).
+ * its loopback names (`127.0.0.1`, `localhost`, `[::1]`) and the address itself (`127.0.0.2`);
+ * `undefined` for another address (the token guards it instead). On port 80 a browser sends no
+ * port: {@link hostAllowed} takes that as port 80.
  *
  * @example
  * ```ts
  * import { loopbackHosts } from "./security.ts";
  * console.assert(loopbackHosts("127.0.0.1", 8787)?.includes("localhost:8787"));
+ * console.assert(loopbackHosts("127.0.0.2", 8787)?.includes("127.0.0.2:8787"));
  * console.assert(loopbackHosts("0.0.0.0", 8787) === undefined);
  * ```
  */
 export function loopbackHosts(hostname: string, port: number): string[] | undefined {
   if (!isLoopback(hostname)) return undefined;
-  return ["127.0.0.1", "localhost", "[::1]"].map((h) => `${h}:${port}`);
+  const bound = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  const names = ["127.0.0.1", "localhost", "[::1]", bound.includes(":") ? `[${bound}]` : bound];
+  return [...new Set(names)].map((h) => `${h}:${port}`);
 }
 
 /**

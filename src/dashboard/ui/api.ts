@@ -40,14 +40,22 @@ export function setToken(token: string | null): void {
 
 /**
  * Takes a `#token=…` fragment, stores the token and replaces the address with the overview's,
- * so the token is neither shown nor kept in the history. Returns whether it found one.
+ * so the token is neither shown nor kept in the history. Says whether it found one (`"taken"`),
+ * none (`"none"`), or one that is not percent-encoding (`"malformed"`, e.g. `#token=%`): that one
+ * is dropped from the address too, and nothing is stored.
  */
-export function takeTokenFromFragment(): boolean {
+export function takeTokenFromFragment(): "taken" | "none" | "malformed" {
   const match = /^#token=([^&]*)$/.exec(location.hash);
-  if (!match) return false;
-  setToken(decodeURIComponent(match[1]));
+  if (!match) return "none";
+  let token: string | undefined;
+  try {
+    token = decodeURIComponent(match[1]);
+  } catch {
+    token = undefined;
+  }
+  if (token) setToken(token);
   history.replaceState(null, "", `${location.pathname}${location.search}#/`);
-  return true;
+  return token ? "taken" : "malformed";
 }
 
 /** Listeners told when the API answers 401 (the page then asks for the token). */

@@ -48,12 +48,12 @@ export function percentAvailable(available: number, capacity: number): number {
 }
 
 /**
- * A form field's text as the API should see it: a number when it reads as one, `null` when
- * empty, else the text itself, so that the API names the bad value in its answer.
+ * A form field's text as the API should see it: a number when it is a plain decimal (`12`,
+ * `0.5`), `null` when empty, else the text itself (`0x10`, `1e3`, `-5`, `1,000`), which the API
+ * refuses naming the field and the value, rather than a number read some other way saved.
  */
 export function numberField(text: string): number | string | null {
   const trimmed = text.trim();
   if (trimmed === "") return null;
-  const n = Number(trimmed);
-  return Number.isFinite(n) ? n : trimmed;
+  return /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : trimmed;
 }

@@ -148,10 +148,23 @@ async function boot(): Promise<void> {
 }
 
 function start(): void {
-  takeTokenFromFragment();
+  // A malformed `#token=` must not stop the page: the API's 401 then brings the token form.
+  let unread = false;
+  try {
+    unread = takeTokenFromFragment() === "malformed";
+  } catch {
+    unread = true;
+  }
   onUnauthorized((tokenSent) => {
     setToken(null);
-    askForToken(tokenSent ? "That token was refused: check it and try again." : undefined);
+    askForToken(
+      tokenSent
+        ? "That token was refused: check it and try again."
+        : unread
+        ? "The token in the address could not be read: type it here."
+        : undefined,
+    );
+    unread = false;
   });
   document.getElementById("skip")?.addEventListener("click", (event) => {
     event.preventDefault();

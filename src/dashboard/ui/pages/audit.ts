@@ -23,7 +23,15 @@ export function auditSection(entityId: string): HTMLElement {
     body,
   );
   const events: AuditView["events"] = [];
-  const load = async (cursor?: string) => {
+  let loading = false;
+  const load = async (cursor?: string, button?: HTMLButtonElement) => {
+    // One page at a time: a second click while one is read would add its events twice.
+    if (loading) return;
+    loading = true;
+    if (button) {
+      button.disabled = true;
+      button.textContent = "Loading…";
+    }
     try {
       const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
       const view = await api<AuditView>(`entities/${seg(entityId)}/audit${query}`);
@@ -32,9 +40,8 @@ export function auditSection(entityId: string): HTMLElement {
         return;
       }
       events.push(...view.events);
-      const more = view.cursor
-        ? h("button", { type: "button", onclick: () => void load(view.cursor) }, "Load more")
-        : "";
+      const more = view.cursor ? h("button", { type: "button" }, "Load more") : "";
+      if (more) more.addEventListener("click", () => void load(view.cursor, more));
       replaceChildren(
         body,
         events.length === 0 ? empty("No audit events for this entity.") : table(
@@ -49,6 +56,8 @@ export function auditSection(entityId: string): HTMLElement {
       );
     } catch (err) {
       replaceChildren(body, errorBox(err));
+    } finally {
+      loading = false;
     }
   };
   void load();

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 /**
  * The entity page's live buckets: each limit's available tokens against its capacity and the
- * time until full, read from `GET /api/entities/:id/buckets` every 3 seconds with no reload.
+ * time until full, read from `GET /api/entities/:id/buckets` every 3 seconds with no reload,
+ * paused while the tab is hidden.
  *
  * @module
  */
@@ -47,13 +48,28 @@ export function bucketsSection(entityId: string): { section: HTMLElement; stop: 
       inFlight = false;
     }
   };
-  void load();
-  const timer = setInterval(() => void load(), BUCKETS_REFRESH_MS);
+  // No reads while the tab is hidden; one as soon as it is shown again, then every 3 seconds.
+  const hidden = () => document.visibilityState === "hidden";
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const resume = () => {
+    if (stopped || timer !== undefined) return;
+    void load();
+    timer = setInterval(() => void load(), BUCKETS_REFRESH_MS);
+  };
+  const pause = () => {
+    clearInterval(timer);
+    timer = undefined;
+  };
+  const onVisibility = () => hidden() ? pause() : resume();
+  document.addEventListener("visibilitychange", onVisibility);
+  if (hidden()) void load(); // a page opened in a background tab still shows its buckets once
+  else resume();
   return {
     section,
     stop: () => {
       stopped = true;
-      clearInterval(timer);
+      pause();
+      document.removeEventListener("visibilitychange", onVisibility);
     },
   };
 }
