@@ -240,7 +240,7 @@ Deno.test({
           const bucketRows = (v: BucketsView) =>
             v.buckets.map((b) => [
               b.resource,
-              b.limit,
+              b.fromLastWrite ? `${b.limit} (limits of its last write)` : b.limit,
               `${b.available.toLocaleString("en-US")} / ${b.capacity.toLocaleString("en-US")}`,
               formatUntilFull(b.msUntilFull),
             ]);

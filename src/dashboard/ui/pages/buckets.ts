@@ -83,7 +83,7 @@ function bucketsTable(view: BucketsView): HTMLElement {
     }],
     view.buckets.map((b) => [
       b.resource,
-      b.limit,
+      b.fromLastWrite ? `${b.limit} (limits of its last write)` : b.limit,
       meterCell(b.available, b.capacity, `${b.resource} ${b.limit}`),
       formatUntilFull(b.msUntilFull),
     ]),
