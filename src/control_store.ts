@@ -20,7 +20,7 @@ import { type AuditRecord, auditSk } from "./audit_record.ts";
 import { AuditedWriter } from "./audited_write.ts";
 import { send } from "./calls.ts";
 import { EntityNotFoundError, ValidationError } from "./errors.ts";
-import type { ResourceControls } from "./entity_items.ts";
+import { both, replacesCondition, type ResourceControls } from "./entity_items.ts";
 import * as keys from "./keys.ts";
 import { KeySpace } from "./keyspace.ts";
 import { NamespaceRegistration } from "./namespaces.ts";
@@ -121,16 +121,13 @@ export class ControlStore {
       }
     }
     if (sets.length === 0 && removes.length === 0) return;
-    let condition = "attribute_exists(PK)";
     if (audit) {
       sets.push("auditSk = :auditSk");
       values[":auditSk"] = { S: auditSk(audit.atMs, audit.eventId) };
-      if (audit.replaces === null) condition += " AND attribute_not_exists(auditSk)";
-      else if (audit.replaces !== undefined) {
-        condition += " AND auditSk = :replaces";
-        values[":replaces"] = { S: audit.replaces };
-      }
     }
+    const exists = { ConditionExpression: "attribute_exists(PK)", ExpressionAttributeValues: {} };
+    const guard = both(exists, replacesCondition(audit));
+    Object.assign(values, guard.ExpressionAttributeValues);
     ops.push({
       Update: {
         TableName: this.#table,
@@ -139,7 +136,7 @@ export class ControlStore {
           sets.length ? `SET ${sets.join(", ")}` : "",
           removes.length ? `REMOVE ${removes.join(", ")}` : "",
         ].join(" ").trim(),
-        ConditionExpression: condition,
+        ConditionExpression: guard.ConditionExpression,
         ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
         ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
@@ -235,14 +232,7 @@ export class ControlStore {
             ...(controls.disabled ? { disabled: { BOOL: true } } : {}),
             auditSk: { S: auditSk(audit.atMs, audit.eventId) },
           },
-          ...(audit.replaces === undefined
-            ? {}
-            : audit.replaces === null
-            ? { ConditionExpression: "attribute_not_exists(auditSk)" }
-            : {
-              ConditionExpression: "auditSk = :replaces",
-              ExpressionAttributeValues: { ":replaces": { S: audit.replaces } },
-            }),
+          ...both(undefined, replacesCondition(audit)),
         },
       }
       : controls.disabled
