@@ -9,18 +9,8 @@
 import type { AdminBucketChange, AdminLimitOp } from "../bucket_items.ts";
 import type { BucketWrite, LimitOp, StoredBucket, StoredLimit } from "../repository.ts";
 
-/** One limit of an item in memory. */
-export interface MemLimit {
-  tat?: bigint;
-  key?: string;
-  /** `c_n`; `undefined` when the attribute is absent. */
-  credit?: bigint;
-  /** `w_n`: a quota's window start. */
-  window?: bigint;
-  /** `cc_n`: a concurrent limit's slots taken. */
-  held?: bigint;
-  /** `s_n_{id}`: a concurrent limit's slots, by operation id → expiry. */
-  slots?: Map<string, bigint>;
+/** One limit of an item in memory: the stored attributes, and `u_n` (consumed, thousandths). */
+export interface MemLimit extends StoredLimit {
   used: bigint;
 }
 
