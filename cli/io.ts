@@ -6,6 +6,7 @@
 
 import process from "node:process";
 import { createInterface } from "node:readline";
+import { LIBRARY_VERSION } from "../src/version.ts";
 
 /** Where a command writes and how it asks. */
 export interface Io {
@@ -45,5 +46,5 @@ export function processIo(): Io {
   };
 }
 
-/** Tells a version from package metadata; kept in step with deno.json by a test. */
-export const VERSION = "0.1.0";
+/** The version `--version` prints (src/version.ts, kept in step with deno.json by a test). */
+export const VERSION: string = LIBRARY_VERSION;

@@ -12,6 +12,7 @@ import { KeySpace } from "../keyspace.ts";
 import { limiterState } from "../limiter_admin.ts";
 import type { RateLimiter } from "../limiter.ts";
 import { validateEntityId, validateResource } from "../validate.ts";
+import { LIBRARY_VERSION } from "../version.ts";
 import type { InfoView } from "./api_types.ts";
 import {
   deleteLimits,
@@ -33,8 +34,8 @@ import {
 } from "./security.ts";
 import { type Asset, AssetServer } from "./static.ts";
 
-/** The library's version, as `GET /api/info` tells it. */
-export const DASHBOARD_VERSION = "0.1.0";
+/** The library's version, as `GET /api/info` tells it (src/version.ts). */
+export const DASHBOARD_VERSION: string = LIBRARY_VERSION;
 /** The largest body a change may send. */
 const MAX_BODY_BYTES = 64 * 1024;
 

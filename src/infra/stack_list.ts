@@ -9,6 +9,7 @@
 import { paginateDescribeStacks, type Stack } from "@aws-sdk/client-cloudformation";
 import type { AwsOptions } from "./aws.ts";
 import { cloudFormationClient } from "./stack_describe.ts";
+import { LIBRARY_VERSION } from "../version.ts";
 
 /**
  * The tag `deployStack` puts on every stack it deploys: the library version that deployed it.
@@ -22,17 +23,8 @@ import { cloudFormationClient } from "./stack_describe.ts";
  */
 export const STACK_VERSION_TAG = "zae-limiter:version";
 
-/**
- * The version of this library, written in {@link STACK_VERSION_TAG} (kept equal to deno.json's
- * by a test).
- *
- * @example
- * ```ts
- * import { LIBRARY_VERSION } from "./stack_list.ts";
- * console.assert(/^\d+\.\d+\.\d+/.test(LIBRARY_VERSION));
- * ```
- */
-export const LIBRARY_VERSION = "0.1.0";
+// The version of this library, written in the STACK_VERSION_TAG tag.
+export { LIBRARY_VERSION };
 
 /**
  * One stack of {@link listStacks}.
