@@ -39,21 +39,37 @@ export const DASHBOARD_VERSION: string = LIBRARY_VERSION;
 /** The largest body a change may send. */
 const MAX_BODY_BYTES = 64 * 1024;
 
-/** Options of {@link dashboardApp}. */
-export interface DashboardAppOptions {
-  /** The limiter whose table the dashboard shows (and edits). */
+/** Options of `createDashboard` (src/dashboard/mod.ts). */
+export interface DashboardOptions {
+  /** The limiter whose table the dashboard shows and edits. */
   limiter: RateLimiter;
-  /** Refuse every change (403). @default false */
+  /** Refuse every change (403); the page shows no edit controls. @default false */
   readOnly?: boolean;
-  /** The bearer token every API call must carry. @default none: no token asked */
+  /**
+   * The bearer token every API call must carry (`Authorization: Bearer <token>`), compared in
+   * constant time: 16 to 1024 visible ASCII characters. Needed when the server is reachable from
+   * other hosts; with one, any `Host` is answered unless `allowedHosts` says otherwise.
+   * @default none: the API answers without a token, to loopback host names only
+   */
   token?: string;
   /**
-   * The `Host` values served (`host:port`, or a name alone for any port; see `hostAllowed`);
-   * others get 403. @default with no token, loopback names only (any port); with one, any host
+   * The `Host` header values to answer; other requests get 403, which stops DNS rebinding. An
+   * entry `host:port` is that name on that port (a `Host` with no port is on port 80, or 443 over
+   * HTTPS), an entry with no port (`dash.internal`) the name on any port; see
+   * `loopbackHosts` for a loopback server's list. Give it to serve a name other than a
+   * loopback one without a token (behind a proxy, say).
+   * @default with no `token`, loopback names only (`localhost`, `127.x.x.x`, `[::1]`) on any
+   * port; with a `token`, any host (a page that rebinds its name has no token to send)
    */
   allowedHosts?: readonly string[];
   /** Where errors that are no library error go (never to the client). @default console.error */
   log?: (err: unknown) => void;
+  /** The page's files by URL path. @default the page built into the library */
+  assets?: Readonly<Record<string, Asset>>;
+}
+
+/** Options of {@link dashboardApp}: those of `createDashboard`, with the page's files given. */
+export interface DashboardAppOptions extends DashboardOptions {
   /** The page's files by URL path. */
   assets: Readonly<Record<string, Asset>>;
 }

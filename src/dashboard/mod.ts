@@ -17,8 +17,7 @@
  */
 
 import type { HonoApp } from "../hono_types.ts";
-import type { RateLimiter } from "../limiter.ts";
-import { checkToken, DASHBOARD_VERSION, dashboardApp } from "./app.ts";
+import { checkToken, DASHBOARD_VERSION, dashboardApp, type DashboardOptions } from "./app.ts";
 import { isLoopback } from "./security.ts";
 import type { Asset } from "./static.ts";
 import { ASSETS } from "./ui/assets_generated.ts";
@@ -26,36 +25,7 @@ import { ASSETS } from "./ui/assets_generated.ts";
 export type * from "./api_types.ts";
 export { CONTENT_SECURITY_POLICY, hostAllowed, isLoopback, loopbackHosts } from "./security.ts";
 export { checkToken, DASHBOARD_VERSION };
-export type { Asset };
-
-/** Options of {@link createDashboard}. */
-export interface DashboardOptions {
-  /** The limiter whose table the dashboard shows and edits. */
-  limiter: RateLimiter;
-  /** Refuse every change (403); the page shows no edit controls. @default false */
-  readOnly?: boolean;
-  /**
-   * The bearer token every API call must carry (`Authorization: Bearer <token>`), compared in
-   * constant time: 16 to 1024 visible ASCII characters. Needed when the server is reachable from
-   * other hosts; with one, any `Host` is answered unless `allowedHosts` says otherwise.
-   * @default none: the API answers without a token, to loopback host names only
-   */
-  token?: string;
-  /**
-   * The `Host` header values to answer; other requests get 403, which stops DNS rebinding. An
-   * entry `host:port` is that name on that port (a `Host` with no port is on port 80, or 443 over
-   * HTTPS), an entry with no port (`dash.internal`) the name on any port; see
-   * {@link loopbackHosts} for a loopback server's list. Give it to serve a name other than a
-   * loopback one without a token (behind a proxy, say).
-   * @default with no `token`, loopback names only (`localhost`, `127.x.x.x`, `[::1]`) on any
-   * port; with a `token`, any host (a page that rebinds its name has no token to send)
-   */
-  allowedHosts?: readonly string[];
-  /** Where errors that are no library error go (never to the client). @default console.error */
-  log?: (err: unknown) => void;
-  /** The page's files by URL path. @default the page built into the library */
-  assets?: Readonly<Record<string, Asset>>;
-}
+export type { Asset, DashboardOptions };
 
 /** A dashboard: its fetch handler, and the Hono app underneath for `app.route`. */
 export interface Dashboard {
