@@ -18,9 +18,9 @@ import { type Item, queryPages } from "./calls.ts";
 import { isConcurrentKey } from "./engine/concurrency.ts";
 import { quotaOfKey, quotaWindow } from "./engine/quota.ts";
 import * as keys from "./keys.ts";
-import type { Limit } from "./limit.ts";
 import { checkOpen, limiterState } from "./limiter_admin.ts";
 import type { LimiterLimits } from "./limiter_limits.ts";
+import { liveSlots } from "./reads.ts";
 import { parseBucket } from "./repository.ts";
 import { validateEntityId } from "./validate.ts";
 
@@ -63,9 +63,10 @@ export interface EntityBuckets {
 }
 
 /**
- * The levels of one bucket item at `nowMs`, one per limit it holds. `limits` (the bucket's
- * limits, when known) give what the item does not record: a quota's and a concurrent limit's
- * capacity. Integer arithmetic throughout; availability rounds down, waits round up.
+ * The levels of one bucket item at `nowMs`, one per limit it holds, from the item alone: a rate
+ * limit's spec is in the item; a quota's and a concurrent limit's capacity is not, so their
+ * `available` and `capacity` stay unknown. Integer arithmetic throughout; availability rounds
+ * down, waits round up.
  *
  * @example
  * ```ts
@@ -81,11 +82,10 @@ export function bucketLevels(
   resource: string,
   item: StoredBucket,
   nowMs: bigint,
-  limits: readonly Limit[] = [],
 ): BucketLevel[] {
   const out: BucketLevel[] = [];
   for (const [name, st] of item.limits) {
-    const level = limitLevel(st, nowMs, limits.find((l) => l.name === name));
+    const level = limitLevel(st, nowMs);
     if (level) out.push({ resource, limit: name, ...level, shards: 1 });
   }
   return out;
@@ -94,33 +94,21 @@ export function bucketLevels(
 function limitLevel(
   st: StoredLimit,
   nowMs: bigint,
-  limit: Limit | undefined,
 ): Omit<BucketLevel, "resource" | "limit" | "shards"> | undefined {
   if (st.held !== undefined || st.slots !== undefined || isConcurrentKey(st.key)) {
     // Slots past their expiry count as free (the next acquire takes them back).
-    let live = st.held ?? 0n;
-    let last = -1n;
-    for (const exp of st.slots?.values() ?? []) {
-      if (exp < nowMs) live--;
-      else if (exp > last) last = exp;
-    }
-    const capacity = limit?.concurrent ? limit.capacity : undefined;
+    const live = liveSlots(st, nowMs);
     return {
       kind: "concurrent",
-      available: capacity === undefined ? undefined : Math.max(0, capacity - Number(live)),
-      capacity,
-      msUntilFull: last < 0n || live <= 0n ? 0 : Number(last + 1n - nowMs),
+      msUntilFull: live.lastExpiry === undefined || live.count <= 0
+        ? 0
+        : Number(live.lastExpiry + 1n - nowMs),
     };
   }
   if (quotaOfKey(st.key) !== undefined) {
     const w = quotaWindow(st.key!, st, nowMs);
-    const capacity = limit?.quota ? limit.capacity : undefined;
     return {
       kind: "quota",
-      available: limit?.quota
-        ? Number(math.floorDiv(limit.capacityMilli - w.used, 1000n))
-        : undefined,
-      capacity,
       msUntilFull: w.used > 0n ? Number(w.end - nowMs) : 0,
     };
   }

@@ -297,8 +297,16 @@ function tatOf(
 /**
  * A concurrent limit's slots taken and not expired at `nowMs`, and the first and last expiry of
  * those.
+ *
+ * @example
+ * ```ts
+ * import { liveSlots } from "./reads.ts";
+ * const st = { held: 2n, slots: new Map([["a", 5n], ["b", 20n]]) };
+ * const live = liveSlots(st, 10n); // "a" expired at 5
+ * console.assert(live.count === 1 && live.lastExpiry === 20n);
+ * ```
  */
-function liveSlots(
+export function liveSlots(
   st: StoredLimit | undefined,
   nowMs: bigint,
 ): { count: number; firstExpiry?: bigint; lastExpiry?: bigint } {
