@@ -87,8 +87,7 @@ export class SeriesBuilder {
 
   /** Adds a snapshot to its window; one outside the chart is left out. */
   add(snapshot: UsageSnapshot): void {
-    const i = Math.floor((Date.parse(snapshot.windowStart) - this.#first) / this.#span);
-    const point = this.#points[i];
+    const point = this.#pointOf(snapshot);
     if (point === undefined) return;
     point.requests += snapshot.requests;
     point.refused += refusedOf(snapshot);
@@ -102,9 +101,13 @@ export class SeriesBuilder {
    * snapshot already counts (a refusal is counted on the key that asked, never on its project).
    */
   addRefused(snapshot: UsageSnapshot): void {
-    const i = Math.floor((Date.parse(snapshot.windowStart) - this.#first) / this.#span);
-    const point = this.#points[i];
+    const point = this.#pointOf(snapshot);
     if (point !== undefined) point.refused += refusedOf(snapshot);
+  }
+
+  /** The chart's window of a snapshot; `undefined` outside the chart. */
+  #pointOf(snapshot: UsageSnapshot): SeriesPoint | undefined {
+    return this.#points[Math.floor((Date.parse(snapshot.windowStart) - this.#first) / this.#span)];
   }
 
   /** The windows, oldest first. */
