@@ -14,6 +14,16 @@ import { freePort, isProcessAlive, startDetached, stopByPid } from "../src/local
 import { runCli } from "./_cli.ts";
 
 /** The DynamoDB Local processes started with `-port <port>`, by pid. */
+/** The parent pid of `pid` (from /proc), or `undefined` once it is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 function dynamoOnPort(port: number): number[] {
   const found: number[] = [];
   for (const name of readdirSync("/proc")) {
@@ -192,11 +202,13 @@ Deno.test({
           stdout: "null",
           stderr: "null",
         }).spawn();
+        // This `up`'s own Java: its child on the port (another test file running in parallel may
+        // have taken the port since the steps above freed it, with a DynamoDB Local of its own).
         let java: number[] = [];
         const until = Date.now() + 60_000;
         while (java.length === 0 && Date.now() < until) {
           await new Promise((r) => setTimeout(r, 20));
-          java = dynamoOnPort(port);
+          java = dynamoOnPort(port).filter((pid) => parentOf(pid) === cli.pid);
         }
         assert.equal(java.length, 1, "java started");
         cli.kill("SIGKILL");
