@@ -257,9 +257,15 @@ export function issue13Verdicts(
   }
   if (r.bundle) {
     out.push({
-      goal: "esbuild bundle of `import { RateLimiter }` (minified, platform node)",
+      goal:
+        "esbuild bundle of `import { RateLimiter }` (minified, platform node, ES module builds)",
       target: `≤ ${BUNDLE_GOAL_BYTES / 1000} KB`,
-      measured: `${(r.bundle.bytes / 1000).toFixed(0)} KB`,
+      measured: `${(r.bundle.bytes / 1000).toFixed(0)} KB` +
+        (r.bundle.mainFirstBytes === undefined
+          ? ""
+          : ` (${
+            (r.bundle.mainFirstBytes / 1000).toFixed(0)
+          } KB with esbuild's default main-first fields)`),
       met: r.bundle.bytes <= BUNDLE_GOAL_BYTES,
     });
   }

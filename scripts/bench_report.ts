@@ -258,11 +258,19 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       }); a call made in the background after it returned is counted as a call, not a round trip.`);
     }
     if (r.bundle) {
-      p(`- **Bundle**: esbuild (minified, platform node, ESM) of`);
-      p(`  \`export { RateLimiter } from "./mod.ts"\`: ${(r.bundle.bytes / 1000).toFixed(0)} KB`);
+      p(`- **Bundle**: esbuild (minified, platform node, ESM, \`mainFields: ["module", "main"]\`)`);
+      p(`  of \`export { RateLimiter } from "./mod.ts"\`: ${
+        (r.bundle.bytes / 1000).toFixed(0)
+      } KB`);
       p(`  (1 KB = 1,000 bytes). Largest parts: ${
         r.bundle.largest.map((x) => `${x.name} ${(x.bytes / 1000).toFixed(0)} KB`).join(", ")
       }.`);
+      if (r.bundle.mainFirstBytes !== undefined) {
+        p(`  With esbuild's default fields for platform node (\`main\` first, so the AWS SDK's`);
+        p(`  CommonJS builds, which cannot be tree-shaken): ${
+          (r.bundle.mainFirstBytes / 1000).toFixed(0)
+        } KB. See docs/design.md, "Bundle size".`);
+      }
     }
   }
   if (r.cpu) {
