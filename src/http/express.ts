@@ -8,66 +8,20 @@
  * @module
  */
 
-import type { RateLimitExceeded } from "../errors.ts";
 import type { Lease } from "../lease.ts";
-import type { AcquireOptions } from "../limiter.ts";
+import { admitter, type NodeRateLimitOptions } from "./adapter.ts";
 import type { NextFunction, Request, RequestHandler, Response } from "./express_types.ts";
-import { type Adjustments, admit, type LeaseAcquirer } from "./handler.ts";
-import type { RateLimitHeaderOptions } from "./headers.ts";
 import { nodeLease, sendResponse, trackResponse } from "./node.ts";
-import { type ErrorHandler, type InvalidKey, logError } from "./responses.ts";
+import { logError } from "./responses.ts";
 
-/** Options of {@link rateLimit}. */
-export interface ExpressRateLimitOptions {
-  /** The limiter. */
-  limiter: LeaseAcquirer;
-  /**
-   * What to acquire for the request; `null` or `undefined` lets it through unlimited. Put a body
-   * parser (`express.json()`) before the middleware to read `req.body` here. When it throws, or
-   * returns options the limiter refuses (an invalid entity id), the request gets
-   * `onInvalidKey`'s answer, a 400 by default. For client addresses use `ipKey` from
-   * `@zae/limiter/http` with `req.socket.remoteAddress`.
-   */
-  key: (
-    req: Request,
-    res: Response,
-  ) => AcquireOptions | null | undefined | Promise<AcquireOptions | null | undefined>;
-  /**
-   * Called once the handler has ended the response (`completed: true`, before the last bytes go
-   * out) or the connection closed first (`completed: false`), before the lease is committed:
-   * return the adjustments to record, e.g. from a usage header (`res.getHeader(...)`). Handlers
-   * can also adjust {@link getLease}`(req)` themselves.
-   */
-  reconcile?: (
-    req: Request,
-    res: Response,
-    lease: Lease,
-    info: { completed: boolean },
-  ) => Adjustments | Promise<Adjustments>;
-  /** Rate-limit headers to write. @default IETF fields only */
-  headers?: RateLimitHeaderOptions;
-  /**
-   * Builds the 429 as a web `Response`, written as is.
-   * @default `rateLimitedResponse`: JSON body, `Retry-After` and the rate-limit headers
-   */
-  onRateLimited?: (
-    error: RateLimitExceeded,
-    req: Request,
-  ) => globalThis.Response | Promise<globalThis.Response>;
-  /**
-   * Answers a request whose key is invalid as a web `Response`, e.g. a 401 at a gateway.
-   * @default a 400 with a JSON body naming the field and the rule (`invalidKeyResponse`)
-   */
-  onInvalidKey?: (
-    invalid: InvalidKey,
-    req: Request,
-  ) => globalThis.Response | Promise<globalThis.Response>;
-  /**
-   * Told about invalid keys, a misconfigured limiter (the client gets a 500), headers that could
-   * not be built, failed reconciles, commits and rollbacks. @default one bounded log line
-   */
-  onError?: ErrorHandler;
-}
+/**
+ * Options of {@link rateLimit}: those of `NodeRateLimitOptions`, on Express's `Request` and
+ * `Response`. To read `req.body` in `key`, put a body parser (`express.json()`) before the
+ * middleware; for client addresses pass `req.socket.remoteAddress` to `ipKey`. `reconcile` can
+ * read a usage header with `res.getHeader(...)`; handlers can also adjust {@link getLease}`(req)`
+ * themselves.
+ */
+export interface ExpressRateLimitOptions extends NodeRateLimitOptions<Request, Response> {}
 
 /**
  * The lease {@link rateLimit} acquired for a request, for the handler to `adjust` with the real
@@ -126,17 +80,12 @@ export function getLease(req: Request): Lease | undefined {
  * ```
  */
 export function rateLimit(options: ExpressRateLimitOptions): RequestHandler {
-  const { limiter, key, reconcile, headers, onRateLimited, onInvalidKey, onError = logError } =
-    options;
+  const { key, reconcile, headers, onError = logError } = options;
+  const admit = admitter(options);
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     let admission;
     try {
-      admission = await admit(limiter, () => key(req, res), {
-        headers,
-        onRateLimited: onRateLimited && ((err) => onRateLimited(err, req)),
-        onInvalidKey: onInvalidKey && ((invalid) => onInvalidKey(invalid, req)),
-        onError,
-      });
+      admission = await admit(req, () => key(req, res));
       if (admission.response) {
         await sendResponse(res, admission.response);
         return;

@@ -9,68 +9,28 @@
  */
 
 import { Buffer } from "node:buffer";
-import { type RateLimitExceeded, ValidationError } from "../errors.ts";
+import { ValidationError } from "../errors.ts";
 import type { Lease } from "../lease.ts";
-import type { AcquireOptions } from "../limiter.ts";
+import { admitter, type NodeRateLimitOptions } from "./adapter.ts";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "./fastify_types.ts";
-import { type Adjustments, admit, type LeaseAcquirer } from "./handler.ts";
-import type { RateLimitHeaderOptions } from "./headers.ts";
 import { nodeLease, responseParts, trackResponse } from "./node.ts";
-import { type ErrorHandler, type InvalidKey, logError } from "./responses.ts";
+import { logError } from "./responses.ts";
 
-/** Options of the {@link rateLimit} plugin. */
-export interface FastifyRateLimitOptions {
-  /** The limiter. */
-  limiter: LeaseAcquirer;
-  /**
-   * What to acquire for the request; `null` or `undefined` lets it through unlimited. When it
-   * throws, or returns options the limiter refuses (an invalid entity id), the request gets
-   * `onInvalidKey`'s answer, a 400 by default. `request.body` is parsed only with
-   * `hook: "preHandler"`. For client addresses use `ipKey` from `@zae/limiter/http` with
-   * `request.ip`.
-   */
-  key: (
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ) => AcquireOptions | null | undefined | Promise<AcquireOptions | null | undefined>;
+/**
+ * Options of the {@link rateLimit} plugin: those of `NodeRateLimitOptions`, on Fastify's
+ * `FastifyRequest` and `FastifyReply`, and the `hook` that acquires. `request.body` is parsed in
+ * `key` only with `hook: "preHandler"`; for client addresses pass `request.ip` to `ipKey`.
+ * `reconcile` can read a usage header with `reply.getHeader(...)`; handlers can also adjust
+ * {@link getLease}`(request)` themselves.
+ */
+export interface FastifyRateLimitOptions
+  extends NodeRateLimitOptions<FastifyRequest, FastifyReply> {
   /**
    * The hook that acquires: `"onRequest"` refuses before the body is read; `"preHandler"` runs
    * after the body is parsed and validated, for a `key` that reads `request.body`.
    * @default "onRequest"
    */
   hook?: "onRequest" | "preHandler";
-  /**
-   * Called once the response has been ended (`completed: true`, before the last bytes go out)
-   * or the connection closed first (`completed: false`), before the lease is committed: return
-   * the adjustments to record, e.g. from a usage header (`reply.getHeader(...)`). Handlers can
-   * also adjust {@link getLease}`(request)` themselves.
-   */
-  reconcile?: (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    lease: Lease,
-    info: { completed: boolean },
-  ) => Adjustments | Promise<Adjustments>;
-  /** Rate-limit headers to write. @default IETF fields only */
-  headers?: RateLimitHeaderOptions;
-  /**
-   * Builds the 429 as a web `Response`, sent as is.
-   * @default `rateLimitedResponse`: JSON body, `Retry-After` and the rate-limit headers
-   */
-  onRateLimited?: (
-    error: RateLimitExceeded,
-    request: FastifyRequest,
-  ) => Response | Promise<Response>;
-  /**
-   * Answers a request whose key is invalid as a web `Response`, e.g. a 401 at a gateway.
-   * @default a 400 with a JSON body naming the field and the rule (`invalidKeyResponse`)
-   */
-  onInvalidKey?: (invalid: InvalidKey, request: FastifyRequest) => Response | Promise<Response>;
-  /**
-   * Told about invalid keys, a misconfigured limiter (the client gets a 500), headers that could
-   * not be built, failed reconciles, commits and rollbacks. @default one bounded log line
-   */
-  onError?: ErrorHandler;
 }
 
 /**
@@ -94,24 +54,11 @@ function plugin(
   fastify: Parameters<FastifyPluginAsync<FastifyRateLimitOptions>>[0],
   options: FastifyRateLimitOptions,
 ): Promise<void> {
-  const {
-    limiter,
-    key,
-    hook = "onRequest",
-    reconcile,
-    headers,
-    onRateLimited,
-    onInvalidKey,
-    onError = logError,
-  } = options;
+  const { key, hook = "onRequest", reconcile, headers, onError = logError } = options;
+  const admit = admitter(options);
   const failed = new WeakSet<FastifyRequest>();
   const limit = async (request: FastifyRequest, reply: FastifyReply) => {
-    const { lease, response } = await admit(limiter, () => key(request, reply), {
-      headers,
-      onRateLimited: onRateLimited && ((err) => onRateLimited(err, request)),
-      onInvalidKey: onInvalidKey && ((invalid) => onInvalidKey(invalid, request)),
-      onError,
-    });
+    const { lease, response } = await admit(request, () => key(request, reply));
     if (response) {
       const parts = await responseParts(response);
       return reply.code(parts.status).headers(parts.headers).send(Buffer.from(parts.body));

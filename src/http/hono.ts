@@ -7,19 +7,11 @@
  */
 
 import type { Context, MiddlewareHandler } from "../hono_types.ts";
-import type { RateLimitExceeded } from "../errors.ts";
 import type { Lease } from "../lease.ts";
 import type { AcquireOptions } from "../limiter.ts";
-import {
-  type Adjustments,
-  admit,
-  finishResponse,
-  giveBack,
-  type LeaseAcquirer,
-  settle,
-} from "./handler.ts";
-import type { RateLimitHeaderOptions } from "./headers.ts";
-import { type ErrorHandler, type InvalidKey, logError } from "./responses.ts";
+import { admitter, type RateLimitAdapterOptions } from "./adapter.ts";
+import { type Adjustments, finishResponse, giveBack, settle } from "./handler.ts";
+import { logError } from "./responses.ts";
 
 /** The context variables the middleware sets: `c.get("lease")`. */
 export type RateLimitVariables = {
@@ -30,10 +22,8 @@ export type RateLimitVariables = {
 /** A Hono `Env` with {@link RateLimitVariables}, for `new Hono<RateLimitEnv>()`. */
 export type RateLimitEnv = { Variables: RateLimitVariables };
 
-/** Options of {@link rateLimit}. */
-export interface RateLimitMiddlewareOptions {
-  /** The limiter. */
-  limiter: LeaseAcquirer;
+/** Options of {@link rateLimit}: those of `RateLimitAdapterOptions`, on Hono's `Context`. */
+export interface RateLimitMiddlewareOptions extends RateLimitAdapterOptions<Context<RateLimitEnv>> {
   /**
    * What to acquire for the request; `null` or `undefined` lets it through unlimited. It may
    * read the body (`await c.req.json()`): Hono caches it for the handler. When it throws, or
@@ -58,23 +48,6 @@ export interface RateLimitMiddlewareOptions {
     lease: Lease,
     info: { completed: boolean },
   ) => Adjustments | Promise<Adjustments>;
-  /** Rate-limit headers to write. @default IETF fields only */
-  headers?: RateLimitHeaderOptions;
-  /** Builds the 429 response instead of the default JSON body. */
-  onRateLimited?: (
-    error: RateLimitExceeded,
-    c: Context<RateLimitEnv>,
-  ) => Response | Promise<Response>;
-  /**
-   * Answers a request whose key is invalid, e.g. with a 401 at a gateway.
-   * @default a 400 with a JSON body naming the field and the rule (`invalidKeyResponse`)
-   */
-  onInvalidKey?: (invalid: InvalidKey, c: Context<RateLimitEnv>) => Response | Promise<Response>;
-  /**
-   * Told about invalid keys, a misconfigured limiter (the client gets a 500), headers that could
-   * not be built, failed reconciles, commits and rollbacks. @default one bounded log line
-   */
-  onError?: ErrorHandler;
 }
 
 /**
@@ -109,15 +82,10 @@ export interface RateLimitMiddlewareOptions {
  * ```
  */
 export function rateLimit(options: RateLimitMiddlewareOptions): MiddlewareHandler<RateLimitEnv> {
-  const { limiter, key, reconcile, headers, onRateLimited, onInvalidKey, onError = logError } =
-    options;
+  const { key, reconcile, headers, onError = logError } = options;
+  const admit = admitter(options);
   return async (c, next) => {
-    const { lease, response: refused } = await admit(limiter, () => key(c), {
-      headers,
-      onRateLimited: onRateLimited && ((err) => onRateLimited(err, c)),
-      onInvalidKey: onInvalidKey && ((invalid) => onInvalidKey(invalid, c)),
-      onError,
-    });
+    const { lease, response: refused } = await admit(c, () => key(c));
     if (refused) return refused;
     if (!lease) return await next();
     c.set("lease", lease);

@@ -3,6 +3,8 @@
  * the IETF `RateLimit-Policy` / `RateLimit` headers, a wrapper for fetch handlers
  * (`Deno.serve`, `Bun.serve`, Deno Deploy) that reconciles after the response body has been
  * streamed, the header helpers, and {@link ipKey} for limiting by client address. The Hono middleware is in `@zae/limiter/http/hono`.
+ * The framework middlewares (`@zae/limiter/http/hono`, `/express`, `/fastify`) share the options
+ * {@link RateLimitAdapterOptions} (and {@link NodeRateLimitOptions} on Node's `http`).
  *
  * ```ts ignore
  * import { Limit, RateLimiter } from "@zae/limiter";
@@ -25,6 +27,7 @@
  * @module
  */
 
+export { type NodeRateLimitOptions, type RateLimitAdapterOptions } from "./adapter.ts";
 export {
   defaultPolicyName,
   formatDuration,
