@@ -104,8 +104,12 @@ export interface StoredBucket {
  * ```
  */
 export type LimitOp =
-  /** tat ≤ now (or absent): set it to `newTat` = now + cost. */
-  | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint }
+  /**
+   * tat ≤ now (or absent): set it to `newTat` = now + cost. `known`: the writer saw the tat under
+   * this spec, so the write asks for it (`k_n = :k AND t_n <= :n`, no absent case) and leaves
+   * `k_n` as it is; should the item have gone since, the failure returns the truth.
+   */
+  | { kind: "fromNow"; name: string; key: string; n: bigint; newTat: bigint; known?: true }
   /** now ≤ tat ≤ `max`: add `add`. Never over-admits, whatever other writers did. */
   | { kind: "addBounded"; name: string; key: string; n: bigint; max: bigint; add: bigint }
   /** tat ≥ now: add `add` (adjustments, which may go into debt). */

@@ -148,8 +148,14 @@ export class Repository {
         case "fromNow":
           values[`:n${i}`] = num(op.n);
           values[`:v${i}`] = num(op.newTat);
-          conds.push(`(attribute_not_exists(${t}) OR (${k} = :k${i} AND ${t} <= :n${i}))`);
-          sets.push(`${t} = :v${i}`, `${k} = :k${i}`);
+          if (op.known) {
+            // Stricter than the general form, and `k_n` already holds `:k`: a shorter write.
+            conds.push(`${k} = :k${i} AND ${t} <= :n${i}`);
+            sets.push(`${t} = :v${i}`);
+          } else {
+            conds.push(`(attribute_not_exists(${t}) OR (${k} = :k${i} AND ${t} <= :n${i}))`);
+            sets.push(`${t} = :v${i}`, `${k} = :k${i}`);
+          }
           break;
         case "addBounded":
           values[`:n${i}`] = num(op.n);

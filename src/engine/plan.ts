@@ -159,7 +159,8 @@ export function planAcquire(
       }
     } else {
       tat = atLeast(st.tat, floor);
-      ops.push(st.tat <= s ? idle : busy);
+      // Idle under the spec the writer saw: the shorter write that asks for that spec.
+      ops.push(st.tat <= s ? { ...idle, known: true } : busy);
     }
     const ok = math.fits(spec, tat, nowMs, m);
     const credit = st?.credit ?? 0n;
@@ -366,6 +367,8 @@ export function planAdjust(
       ops.push(
         fresh && st?.tat === undefined && st?.key !== undefined
           ? { kind: "cas", name, key, newTat }
+          : st?.tat !== undefined && st.key === key
+          ? { kind: "fromNow", name, key, n, newTat, known: true }
           : { kind: "fromNow", name, key, n, newTat },
       );
     }

@@ -40,7 +40,9 @@ export function writeHolds(b: MemBucket | undefined, w: BucketWrite): boolean {
     const key = l?.key;
     switch (op.kind) {
       case "fromNow":
-        return tat === undefined || (key === op.key && tat <= op.n);
+        // `known`: `k_n = :k AND t_n <= :n`, false on a missing attribute.
+        return (!op.known && tat === undefined) ||
+          (key === op.key && tat !== undefined && tat <= op.n);
       case "addBounded":
         return key === op.key && tat !== undefined && tat >= op.n && tat <= op.max;
       case "add":
