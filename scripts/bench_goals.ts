@@ -332,6 +332,7 @@ export function peerRows(r: BenchResults): PeerRow[] {
     row("rate-limiter-flexible 11.4.0", (x) => x.theirs),
     row("Python zae-limiter 0.17.0", (x) => x.python),
     row("plain conditional GCRA write (baseline)", (x) => x.plain),
+    row("zae-limiter on a table without indexes (diagnostic)", (x) => x.bare),
   ].filter((x): x is PeerRow => x !== undefined);
 }
 

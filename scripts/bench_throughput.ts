@@ -57,6 +57,12 @@ export interface Round {
   ratio: number;
   /** The plain conditional GCRA write (main case only). */
   plain?: RoundStats;
+  /**
+   * zae-limiter on a table without its three indexes (main case only): a diagnostic of what
+   * DynamoDB Local charges every write for the table's indexes (docs/design.md, "Throughput on
+   * DynamoDB Local").
+   */
+  bare?: RoundStats;
   /** The Python zae-limiter 0.17.0 (main case only, when it runs). */
   python?: RoundStats;
   /** ours.perSecond / python.perSecond. */
@@ -125,6 +131,8 @@ export interface ThroughputOptions {
   python?: string;
   /** Run the plain-write baseline in the main case. @default true */
   plainBaseline?: boolean;
+  /** Run zae-limiter on a table without indexes in the main case (a diagnostic). @default true */
+  bareTable?: boolean;
   /**
    * In-flight count of the main case (distinct keys, no stream, no added latency), the one case
    * where the plain write and the Python peer run too. @default 16
@@ -147,7 +155,7 @@ export interface ThroughputOptions {
 type Request = (key: string) => Promise<void>;
 
 /** The contenders of a round. */
-type Who = "ours" | "theirs" | "plain" | "python";
+type Who = "ours" | "theirs" | "plain" | "python" | "bare";
 
 // Limits high enough that every request is admitted: we measure the cost of admitted requests.
 const BIG = [Limit.perMinute("rpm", 10_000_000), Limit.perMinute("tpm", 10_000_000_000)];
@@ -174,6 +182,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     warmupRounds = 2,
     python,
     plainBaseline = true,
+    bareTable = true,
     peersConcurrency = 16,
     onRound,
   } = options;
@@ -201,6 +210,8 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     client: ourClient,
     timeoutMs,
   });
+  // The same library, client and meter on a table with the same keys and no index.
+  const bare = new RateLimiter({ tableName: `bench_tp_b_${suffix}`, client: ourClient, timeoutMs });
   try {
     await ourClient.send(
       new CreateTableCommand({
@@ -209,6 +220,19 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
       }),
     );
     if (streamCase) await streamed.createTable();
+    if (bareTable) {
+      const def = tableDefinition(bare.tableName);
+      await ourClient.send(
+        new CreateTableCommand({
+          ...def,
+          StreamSpecification: undefined,
+          GlobalSecondaryIndexes: undefined,
+          AttributeDefinitions: def.AttributeDefinitions!.filter((a) =>
+            a.AttributeName === "PK" || a.AttributeName === "SK"
+          ),
+        }),
+      );
+    }
     const flexible: RateLimiterDynamo = await makeFlexible(theirClient, {
       tableName: `bench_tp_rlf_${suffix}`,
       points: 1_000_000_000,
@@ -236,7 +260,14 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     const plain: Request | undefined = plainBaseline
       ? plainWrite(plainClient, limiter.tableName)
       : undefined;
-    const all = [ours, theirs, ...(streamCase ? [oursStreamed] : []), ...(plain ? [plain] : [])];
+    const oursBare: Request | undefined = bareTable ? oursOn(bare) : undefined;
+    const all = [
+      ours,
+      theirs,
+      ...(streamCase ? [oursStreamed] : []),
+      ...(plain ? [plain] : []),
+      ...(oursBare ? [oursBare] : []),
+    ];
     for (const request of all) {
       for (const k of [...keys, "hot"]) await request(k);
     }
@@ -290,6 +321,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
         const main = keySet === "distinct" && n === peersConcurrency && !stream && ms === 0;
         const who: Who[] = ["ours", "theirs"];
         if (main && plain) who.push("plain");
+        if (main && oursBare) who.push("bare");
         if (main && pythonPeer) who.push("python");
         const list: Round[] = [];
         for (let r = 0; r < rounds; r++) {
@@ -301,10 +333,20 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
               got.python = await pythonRound(n, roundMs, keySet === "hot");
               continue;
             }
-            const meter = who === "ours" ? ourMeter : who === "theirs" ? theirMeter : plainMeter;
+            const meter = who === "ours" || who === "bare"
+              ? ourMeter
+              : who === "theirs"
+              ? theirMeter
+              : plainMeter;
             meter.reset();
             const stats = await runRound(
-              who === "ours" ? mine : who === "theirs" ? theirs : plain!,
+              who === "ours"
+                ? mine
+                : who === "theirs"
+                ? theirs
+                : who === "bare"
+                ? oursBare!
+                : plain!,
               roundKeys,
               n,
               roundMs,
@@ -322,6 +364,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
             theirs: got.theirs!,
             ratio: got.ours!.perSecond / got.theirs!.perSecond,
             ...(got.plain ? { plain: got.plain } : {}),
+            ...(got.bare ? { bare: got.bare } : {}),
             ...(got.python
               ? { python: got.python, pythonRatio: got.ours!.perSecond / got.python.perSecond }
               : {}),
@@ -346,6 +389,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   } finally {
     await limiter.close();
     await streamed.close();
+    await bare.close();
     await pythonPeer?.close();
     ourClient.destroy();
     theirClient.destroy();
