@@ -44,7 +44,7 @@ export interface BenchOptions {
   quick?: boolean;
   /** A running DynamoDB (Local); otherwise one is started and stopped. */
   endpoint?: string;
-  /** Throughput rounds per case. @default 3 (quick: 1) */
+  /** Throughput rounds per case (an odd count: the median is one round). @default 5 (quick: 1) */
   rounds?: number;
   /** Duration of one library's part of a round, ms. @default 2000 (quick: 300) */
   roundMs?: number;
@@ -68,7 +68,7 @@ export async function runBench(
   options: BenchOptions = {},
 ): Promise<{ results: BenchResults; verdicts: Verdict[]; settings: string }> {
   const { quick = false, skipThroughput = false, log = () => {} } = options;
-  const rounds = options.rounds ?? (quick ? 1 : 3);
+  const rounds = options.rounds ?? (quick ? 1 : 5);
   const roundMs = options.roundMs ?? (quick ? 300 : 2_000);
   const wantPython = (options.python ?? !quick) && !skipThroughput;
   let pythonSkipped: string | undefined = skipThroughput
