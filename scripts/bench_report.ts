@@ -10,7 +10,7 @@ import type { CpuResult } from "./bench_cpu.ts";
 import type { OverAdmission, ThroughputCase } from "./bench_throughput.ts";
 import type { Cost } from "./bench_trace.ts";
 import type { BundleSize, ConfigExpiry, RequestBody } from "./bench_probe.ts";
-import { peerRows, peerTable } from "./bench_goals.ts";
+import { mainCase, peerRows, peerTable } from "./bench_goals.ts";
 export { mainCase, peerRows, peerTable, THROUGHPUT_GOAL, verdicts } from "./bench_goals.ts";
 
 /** Everything one run measured. */
@@ -134,7 +134,7 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
     p("per request (this process, and the DynamoDB Local process read from `/proc`) is the");
     p("steadier view of what each request costs such a machine.");
     p();
-    p("zae-limiter's table is its full table (2 indexes) with the stream off, except in the row");
+    p("zae-limiter's table is its full table (3 indexes) with the stream off, except in the row");
     p("marked *stream on*: DynamoDB Local writes stream records synchronously (in these runs about");
     p("4× the cost of a write), while DynamoDB writes them asynchronously, off the request's path;");
     p("rate-limiter-flexible's table has no stream and no index. Rows marked *+N ms per call* add");
@@ -185,6 +185,18 @@ export function renderMarkdown(r: BenchResults, vs: Verdict[], ctx: ReportContex
       if (r.pythonSkipped) p(`The Python peer did not run: ${r.pythonSkipped}.`);
       p();
       for (const line of peerTable(peers)) p(line);
+      const main = mainCase(r.throughput);
+      const bare = main?.rounds.flatMap((x) =>
+        x.bare ? [x.bare.perSecond / x.theirs.perSecond] : []
+      );
+      if (bare && bare.length > 0) {
+        p();
+        p(`The diagnostic row against rate-limiter-flexible, per round: ${
+          bare.map((x) => x.toFixed(2)).join(", ")
+        } (median ${median(bare).toFixed(2)}×; the real table's: ${
+          main!.rounds.map((x) => x.ratio.toFixed(2)).join(", ")
+        }).`);
+      }
       p();
     }
     p("Each rate-limiter-flexible request in steady state is 2 sequential writes: a conditional");

@@ -102,10 +102,8 @@ dynamoTest(
           JSON.stringify(measured.mainFirstBytes),
         );
       });
-      // Some of the SDK's dependencies are CommonJS only: an ESM bundle for Node gives them `require`.
-      const banner = 'import { createRequire } from "node:module";\n' +
-        "const require = createRequire(import.meta.url);\n";
-      await writeFile(join(dir, "limiter.mjs"), banner + new TextDecoder().decode(code));
+      // A plain ES module file: from the ES module builds, nothing in it needs `require`.
+      await writeFile(join(dir, "limiter.mjs"), code);
       const table = uniqueTableName("bundle_esm");
       await writeFile(
         join(dir, "main.mjs"),

@@ -34,6 +34,8 @@ export function emptyBucket(): MemBucket {
 export function writeHolds(b: MemBucket | undefined, w: BucketWrite): boolean {
   if (b?.receipts.has(w.opId)) return false;
   if (b !== undefined && b.writes >= w.maxWrites) return false;
+  // `itemExists`: `wc < :wb`, false on a missing item.
+  if (b === undefined && w.itemExists) return false;
   return w.ops.every((op: LimitOp) => {
     const l = b?.limits.get(op.name);
     const tat = l?.tat;
