@@ -20,7 +20,7 @@ import { DEFAULT_JAVA_OPTIONS, javaSpawnError, resolveJava } from "./java.ts";
 import { endpointOf, freePort, isPortFree } from "./ports.ts";
 import type { DetachedOptions } from "./start_options.ts";
 import { killChild } from "./stop.ts";
-import { startWatchdog, type Watchdog } from "./watchdog.ts";
+import { startWatchdog, type Watchdog, watchdogMark } from "./watchdog.ts";
 
 const TAIL_CHARS = 16_384;
 const BIND_FAILURE = /Failed to bind|Address already in use|BindException/;
@@ -224,13 +224,23 @@ export async function launch(p: LaunchPlan): Promise<Launched> {
   for (let attempt = 1;; attempt++) {
     const port = await checkPort(p);
     const endpoint = endpointOf(p.host, port);
-    const s = spawnJava(p, port);
+    // Until it is handed over (detached) or stopped, it dies with this process, however it ends.
+    // Where the watchdog can find it by a mark on its command line, the watchdog starts first:
+    // killed at any moment, this process leaves no Java behind.
+    const mark = watchdogMark();
+    const early = mark !== undefined ? startWatchdog({ mark }) : undefined;
+    let s: ReturnType<typeof spawnJava>;
+    try {
+      s = spawnJava(mark !== undefined ? { ...p, args: [mark, ...p.args] } : p, port);
+    } catch (err) {
+      early?.cancel();
+      throw err;
+    }
     const output = () => s.output();
     const logged = async () =>
       p.logFile !== undefined ? await readLogTail(p.logFile, s.logStart) : s.output();
     track(s.child);
-    // Until it is handed over (detached) or stopped, it dies with this process, however it ends.
-    const watchdog = startWatchdog(s.child.pid);
+    const watchdog = early ?? startWatchdog({ pid: s.child.pid });
     s.exited.then(() => {
       live.delete(s.child);
       watchdog?.cancel();

@@ -34,19 +34,68 @@ while alive "$1"; do
   sleep 0.1
 done`;
 
+// Linux: started before the child, so there is no moment when the child runs unguarded. It knows
+// the child by a mark on its command line (`-Dzae.limiter.watchdog=<token>`, which Java ignores),
+// not by pid. When the parent ($1) is gone it looks for processes whose command line matches $2
+// (the mark as a regular expression with escaped dots, so that neither this shell's nor grep's own
+// command line matches it) for 3 s, for a child exec'd just as the parent died; each it finds gets
+// SIGTERM, and SIGKILL from 5 s on.
+const MARKED_SCRIPT = `trap "" INT HUP
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/stat" ] || return 0
+  read -r st < "/proc/$1/stat" || return 1
+  case "\${st##*) }" in Z*|X*) return 1;; esac
+}
+while alive "$1"; do sleep 1; done
+i=0
+while [ "$i" -lt 80 ]; do
+  found=$(grep -lsa -- "$2" /proc/[0-9]*/cmdline 2>/dev/null | sed 's|^/proc/||; s|/cmdline$||')
+  if [ -n "$found" ]; then
+    if [ "$i" -lt 50 ]; then kill -TERM $found 2>/dev/null; else kill -KILL $found 2>/dev/null; fi
+  elif [ "$i" -ge 30 ]; then
+    exit 0
+  fi
+  i=$((i+1))
+  sleep 0.1
+done`;
+
+/** The system property that marks a guarded child's command line (see {@link watchdogMark}). */
+const MARK_PROPERTY = "zae.limiter.watchdog";
+
 /**
- * Starts a tiny `/bin/sh` supervisor that kills `pid` when this process dies, by any means,
- * SIGKILL included. None on Windows (no `/bin/sh`), where only the exit hook remains.
+ * A mark for a child's command line that a watchdog started before it can find it by: a JVM
+ * option (`-D…`, ignored by DynamoDB Local) with a random token. `undefined` where the watchdog
+ * cannot read command lines (no `/proc`): there it guards the pid, once known.
  */
-export function startWatchdog(pid: number | undefined): Watchdog | undefined {
-  if (pid === undefined || process.platform === "win32") return undefined;
+export function watchdogMark(): string | undefined {
+  if (process.platform !== "linux") return undefined;
+  const token = crypto.getRandomValues(new Uint32Array(2)).reduce(
+    (a, x) => a + x.toString(16).padStart(8, "0"),
+    "",
+  );
+  return `-D${MARK_PROPERTY}=${token}`;
+}
+
+/**
+ * Starts a tiny `/bin/sh` supervisor that stops the child when this process dies, by any means,
+ * SIGKILL included: the child with `mark` on its command line (see {@link watchdogMark}; the
+ * watchdog may then start before the child), or else the process `pid`. None on Windows (no
+ * `/bin/sh`), where only the exit hook remains.
+ */
+export function startWatchdog(target: { pid?: number; mark?: string }): Watchdog | undefined {
+  if (process.platform === "win32") return undefined;
+  const { pid, mark } = target;
+  let args: string[];
+  if (mark !== undefined) {
+    const pattern = mark.replace(/^-D/, "").replaceAll(".", "\\.");
+    args = ["-c", MARKED_SCRIPT, "zae-limiter-watchdog", String(process.pid), pattern];
+  } else if (pid !== undefined) {
+    args = ["-c", WATCHDOG_SCRIPT, "zae-limiter-watchdog", String(pid), String(process.pid)];
+  } else return undefined;
   let dog: ChildProcess;
   try {
-    dog = spawn(
-      "/bin/sh",
-      ["-c", WATCHDOG_SCRIPT, "zae-limiter-watchdog", String(pid), String(process.pid)],
-      { stdio: "ignore", detached: true },
-    );
+    dog = spawn("/bin/sh", args, { stdio: "ignore", detached: true });
   } catch {
     return undefined;
   }
