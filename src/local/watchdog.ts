@@ -13,18 +13,21 @@ export interface Watchdog {
   cancel(): void;
 }
 
-// Polls, once a second, whether the parent ($2) is still alive (a zombie counts as dead); when it
-// is gone, however it ended (signal, SIGKILL, crash), sends SIGTERM to the guarded pid ($1), then
-// SIGKILL after 5 s. Only `sleep` forks. It ignores SIGINT and SIGHUP, so that a Ctrl-C or a closed
-// terminal reaches the parent first. (A pipe whose EOF tells the parent's death was tried first:
-// under Deno the child sometimes sees EOF while the parent still runs.)
-const WATCHDOG_SCRIPT = `trap "" INT HUP
+// Both scripts: ignore SIGINT and SIGHUP, and `alive PID` (a zombie counts as dead).
+const PRELUDE = `trap "" INT HUP
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
   [ -r "/proc/$1/stat" ] || return 0
   read -r st < "/proc/$1/stat" || return 1
   case "\${st##*) }" in Z*|X*) return 1;; esac
-}
+}`;
+
+// Polls, once a second, whether the parent ($2) is still alive (a zombie counts as dead); when it
+// is gone, however it ended (signal, SIGKILL, crash), sends SIGTERM to the guarded pid ($1), then
+// SIGKILL after 5 s. Only `sleep` forks. It ignores SIGINT and SIGHUP, so that a Ctrl-C or a closed
+// terminal reaches the parent first. (A pipe whose EOF tells the parent's death was tried first:
+// under Deno the child sometimes sees EOF while the parent still runs.)
+const WATCHDOG_SCRIPT = `${PRELUDE}
 while alive "$2"; do sleep 1; done
 kill -TERM "$1" 2>/dev/null || exit 0
 i=0
@@ -40,13 +43,7 @@ done`;
 // (the mark as a regular expression with escaped dots, so that neither this shell's nor grep's own
 // command line matches it) for 3 s, for a child exec'd just as the parent died; each it finds gets
 // SIGTERM, and SIGKILL from 5 s on.
-const MARKED_SCRIPT = `trap "" INT HUP
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  [ -r "/proc/$1/stat" ] || return 0
-  read -r st < "/proc/$1/stat" || return 1
-  case "\${st##*) }" in Z*|X*) return 1;; esac
-}
+const MARKED_SCRIPT = `${PRELUDE}
 while alive "$1"; do sleep 1; done
 i=0
 while [ "$i" -lt 80 ]; do
