@@ -26,16 +26,21 @@ export async function cli(
 
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
 
-/** Runs the CLI as its own process. */
+/**
+ * Runs the CLI as its own process (or `command` with `args`); `options.clearEnv` passes `env`
+ * alone, without this process's variables.
+ */
 export async function runCli(
   args: string[],
   env: Record<string, string>,
   command: string[] = [Deno.execPath(), "run", "-A", "--no-check", main],
+  options: { cwd?: string; clearEnv?: boolean } = {},
 ): Promise<{ code: number; out: string; err: string }> {
   const [exe, ...pre] = command;
   const r = await new Deno.Command(exe, {
     args: [...pre, ...args],
     env,
+    ...options,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

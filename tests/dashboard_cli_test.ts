@@ -13,6 +13,16 @@ import { startDashboard } from "./_dashboard.ts";
 import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
 
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
+/** `zae-limiter dashboard <args>` as its own process. */
+const dashboardArgv = (
+  ...args: string[]
+) => [Deno.execPath(), "run", "-A", "--no-check", main, "dashboard", ...args];
+/** Credentials and region for DynamoDB Local. */
+const AWS_LOCAL = {
+  AWS_ACCESS_KEY_ID: "local",
+  AWS_SECRET_ACCESS_KEY: "local",
+  AWS_REGION: "us-east-1",
+};
 
 /** A GET with a chosen Host header (fetch will not send one). */
 function getWithHost(url: string, host: string): Promise<number> {
@@ -57,21 +67,15 @@ dynamoTest("dashboard serves the page and the API on DynamoDB Local, stops on SI
   await limiter.close();
   const port = await freePort();
   const server = await startDashboard(
-    [
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--no-check",
-      main,
-      "dashboard",
+    dashboardArgv(
       "--port",
       String(port),
       "--table-name",
       tableName,
       "--endpoint-url",
       ddb.endpoint,
-    ],
-    { AWS_ACCESS_KEY_ID: "local", AWS_SECRET_ACCESS_KEY: "local", AWS_REGION: "us-east-1" },
+    ),
+    AWS_LOCAL,
   );
   let stopped = false;
   try {
@@ -102,13 +106,7 @@ dynamoTest("dashboard serves the page and the API on DynamoDB Local, stops on SI
     });
     await t.step("bound to another loopback address, its own URL is served", async () => {
       const other = await startDashboard(
-        [
-          Deno.execPath(),
-          "run",
-          "-A",
-          "--no-check",
-          main,
-          "dashboard",
+        dashboardArgv(
           "--host",
           "127.0.0.2",
           "--port",
@@ -118,8 +116,8 @@ dynamoTest("dashboard serves the page and the API on DynamoDB Local, stops on SI
           tableName,
           "--endpoint-url",
           ddb.endpoint,
-        ],
-        { AWS_ACCESS_KEY_ID: "local", AWS_SECRET_ACCESS_KEY: "local", AWS_REGION: "us-east-1" },
+        ),
+        AWS_LOCAL,
       );
       try {
         const url = new URL(other.url);

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Limit, RateLimiter } from "../mod.ts";
 import type { OverviewView } from "../src/dashboard/mod.ts";
 import { createDashboard } from "../src/dashboard/mod.ts";
+import { runCli } from "./_cli.ts";
 import { startTestDynamo, uniqueTableName } from "./_dynamo.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -24,17 +25,12 @@ async function runDemo(
   delete env.AWS_ENDPOINT_URL_DYNAMODB;
   delete env.AWS_ENDPOINT_URL;
   Object.assign(env, extraEnv);
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-all", "examples/demo.ts", ...args],
-    cwd: ROOT,
+  return await runCli(
+    ["examples/demo.ts", ...args],
     env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+    [Deno.execPath(), "run", "--quiet", "--allow-all"],
+    { cwd: ROOT, clearEnv: true },
+  );
 }
 
 /** The output of `deno task demo` with no option (the port of its DynamoDB Local left out). */
