@@ -206,14 +206,16 @@ dynamoTest("credit past capacity on DynamoDB Local", async (t, { client, ddb }) 
           await (await l.acquire(request)).commit();
           now += 1;
         }
-        // Captured on the commit before credit existed (9717505), same scenario: 953 bytes.
+        // Captured on the commit before credit existed (9717505), same scenario: 953 bytes;
+        // less `#ttl = :ttl`, which a warm write no longer sends while the TTL it saw covers it
+        // (tests/ttl_written_test.ts).
         const today = {
-          update: "SET ts = :ts, r_ID = :wb, t_rpm = t_rpm + :v0, t_tpm = t_tpm + :v1, " +
-            "#ttl = :ttl ADD wc :one, u_rpm :u0, u_tpm :u1, rq :one REMOVE r_ID",
+          update: "SET ts = :ts, r_ID = :wb, t_rpm = t_rpm + :v0, t_tpm = t_tpm + :v1 " +
+            "ADD wc :one, u_rpm :u0, u_tpm :u1, rq :one REMOVE r_ID",
           condition: "attribute_not_exists(r_ID) AND wc < :wb AND " +
             "(k_rpm = :k0 AND t_rpm BETWEEN :n0 AND :m0) AND (k_tpm = :k1 AND t_tpm BETWEEN :n1 AND :m1)",
-          names: { "#ttl": "ttl" },
-          values: [":k0", ":k1", ":m0", ":m1", ":n0", ":n1", ":one", ":ts", ":ttl", ":u0", ":u1"]
+          names: undefined,
+          values: [":k0", ":k1", ":m0", ":m1", ":n0", ":n1", ":one", ":ts", ":u0", ":u1"]
             .concat([":v0", ":v1", ":wb"]),
         };
         const got = seen.last();

@@ -24,7 +24,9 @@ import type { Outbox } from "./outbox.ts";
 import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
 import type { Telemetry } from "../telemetry.ts";
+import { ReceiptSweep } from "./sweep.ts";
 import { throttledItems } from "./throttle.ts";
+import { fullAtMs, ttlToSend } from "./ttl.ts";
 import {
   BUCKET_GRACE_SECONDS,
   bucketId,
@@ -35,10 +37,6 @@ import {
 } from "./types.ts";
 
 const MAX_ATTEMPTS = 50;
-/** Receipts removed by one write at most (keeps the request small). */
-const SWEEP_PER_WRITE = 4;
-/** Receipts waiting to be removed per bucket at most (the rest go once their bound has passed). */
-const MAX_SWEEP = 64;
 
 /** Options of {@link BucketWriter}. */
 export interface BucketWriterOptions {
@@ -62,7 +60,9 @@ export class BucketWriter {
   readonly #buckets: TtlCache<string, CachedBucket>;
   readonly #slots = new WriteSlots();
   /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
-  readonly #sweep: TtlCache<string, Set<string>>;
+  readonly #sweep: ReceiptSweep;
+  /** What each write's plan asked of the TTL, before {@link BucketWriter.#ttlToWrite} decided. */
+  readonly #neededTtl = new WeakMap<BucketWrite, bigint | undefined>();
   readonly #where: Whereabouts;
   readonly #telemetry?: Telemetry;
   /** Told of every target whose write DynamoDB throttled (auto-sharding listens). */
@@ -74,7 +74,7 @@ export class BucketWriter {
     this.#clock = options.clock;
     this.#denyCache = options.denyCache;
     this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
-    this.#sweep = new TtlCache(Infinity, options.maxCachedBuckets);
+    this.#sweep = new ReceiptSweep(options.maxCachedBuckets);
     this.#where = options.where;
     this.#telemetry = options.telemetry;
   }
@@ -109,9 +109,9 @@ export class BucketWriter {
   ): Promise<MultiOutcome & { applied?: boolean }> {
     const ids = writes.map(bucketId);
     writes.forEach((w, i) => {
-      const sweep = this.#sweep.get(ids[i]);
-      w.sweep = sweep && sweep.size > 0 ? [...sweep].slice(0, SWEEP_PER_WRITE) : undefined;
+      w.sweep = this.#sweep.next(ids[i]);
       w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
+      w.ttlSec = this.#ttlToWrite(w, ids[i]);
     });
     const send = async (signal: AbortSignal): Promise<MultiOutcome> => {
       if (writes.length === 1) {
@@ -142,6 +142,22 @@ export class BucketWriter {
     return this.#settle(writes, ids, op, outcome);
   }
 
+  /** The TTL a write sends ({@link ttlToSend}), from what its plan needed: a resent copy alike. */
+  #ttlToWrite(w: BucketWrite, id: string): bigint | undefined {
+    if (!this.#neededTtl.has(w)) this.#neededTtl.set(w, w.ttlSec);
+    return ttlToSend(this.#neededTtl.get(w), {
+      itemExists: w.itemExists,
+      seen: this.#buckets.get(id)?.ttl,
+      ifMissing: w.ttlIfMissing,
+    });
+  }
+
+  /** An item DynamoDB returned: its TTL is the truth (none when it has none). */
+  #sawTtl(id: string, item: StoredBucket): void {
+    const known = this.#buckets.get(id);
+    if (known) known.ttl = item.ttl;
+  }
+
   #settle(
     writes: BucketWrite[],
     ids: string[],
@@ -151,20 +167,27 @@ export class BucketWriter {
     if (outcome.ok) {
       for (const id of ids) op.applied.add(id);
       writes.forEach((w, i) => {
-        const sweep = this.#sweep.get(ids[i]);
-        for (const id of w.sweep ?? []) sweep?.delete(id);
+        this.#sweep.removed(ids[i], w.sweep);
         // Answered at the first try: no copy of it exists, so its receipt can go with the next
         // write. A receipt of an operation in doubt stays until its bound has passed.
-        if (!op.ambiguous) this.#toSweep(ids[i], op.id);
+        if (!op.ambiguous) this.#sweep.add(ids[i], op.id);
         const item = outcome.items[i];
-        if (item) this.#observe(ids[i], item);
+        if (item) {
+          this.#sweep.observe(ids[i], item);
+          this.#sawTtl(ids[i], item);
+        }
       });
       return outcome;
     }
     outcome.olds.forEach((o, i) => {
-      if (!o.ok && o.old) this.#observe(ids[i], o.old);
-      // The item is gone (expired): what the process knew of it no longer holds.
-      else if (!o.ok) this.#buckets.delete(ids[i]);
+      if (o.ok) return;
+      if (o.old) {
+        this.#sweep.observe(ids[i], o.old);
+        this.#sawTtl(ids[i], o.old);
+      } else {
+        // The item is gone (expired): what the process knew of it no longer holds.
+        this.#buckets.delete(ids[i]);
+      }
     });
     const receipt = (i: number) => {
       const o = outcome.olds[i];
@@ -191,21 +214,6 @@ export class BucketWriter {
     );
     if (pastBound && op.ambiguous) throw new UncertainOutcome(`write ${op.id}`);
     return outcome;
-  }
-
-  /** Notes a receipt that no copy can need any more, to remove with a later write. */
-  #toSweep(id: string, opId: string): void {
-    let sweep = this.#sweep.get(id);
-    if (!sweep) this.#sweep.set(id, sweep = new Set());
-    if (sweep.size < MAX_SWEEP) sweep.add(opId);
-  }
-
-  /** Receipts whose bound an item has passed: no copy of their operation can land any more. */
-  #observe(id: string, item: StoredBucket): void {
-    if (!item.receipts || item.writes === undefined) return;
-    for (const [opId, bound] of item.receipts) {
-      if ((bound < 0n ? -bound : bound) <= item.writes) this.#toSweep(id, opId);
-    }
   }
 
   /**
@@ -454,15 +462,7 @@ export class BucketWriter {
     item: StoredBucket,
     deadline: number,
   ): Promise<void> {
-    let fullAtMs = 0n;
-    for (const st of item.limits.values()) {
-      const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
-      if (spec && st.tat !== undefined) {
-        const at = math.tatToMs(spec, st.tat);
-        if (at > fullAtMs) fullAtMs = at;
-      }
-    }
-    const needed = math.ceilDiv(fullAtMs, 1000n);
+    const needed = math.ceilDiv(fullAtMs(item.limits), 1000n);
     if (item.ttl !== undefined && item.ttl >= needed) return;
     await this.call(
       undefined,

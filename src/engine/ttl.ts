@@ -1,0 +1,64 @@
+/**
+ * A bucket item's TTL: when a write sends one, and the moment an item's stored tats are full
+ * again. Expiry must never forgive debt: an item may expire only once every tat it holds is full
+ * again, and then it is the same as no item (see docs/design.md, "TTL: expiry never forgives
+ * debt").
+ *
+ * @module
+ */
+
+import * as math from "../bucket.ts";
+import type { StoredLimit } from "../repository.ts";
+
+/**
+ * Seconds a written TTL goes past what its write needs, so that the writes of the next half hour
+ * need not send it again.
+ */
+export const TTL_SLACK_SECONDS = 1800n;
+
+/**
+ * The TTL a write sends, given what its plan needs (`needed`, epoch s): none when the item exists
+ * (the write's condition asks it) and the TTL last seen on it covers `needed`; else `needed` plus
+ * {@link TTL_SLACK_SECONDS}. A write that sets a TTL only where none is (`ifMissing`) sends it as
+ * planned. No write lowers a TTL below what a write needed, so a TTL seen stays a lower bound of
+ * what covers the item.
+ *
+ * @example
+ * ```ts
+ * console.assert(ttlToSend(100n, { itemExists: true, seen: 5000n }) === undefined);
+ * console.assert(ttlToSend(100n, { itemExists: false, seen: 5000n }) === 1900n);
+ * console.assert(ttlToSend(100n, { itemExists: true, seen: 99n }) === 1900n);
+ * ```
+ */
+export function ttlToSend(
+  needed: bigint | undefined,
+  item: { itemExists?: boolean; seen?: bigint; ifMissing?: boolean },
+): bigint | undefined {
+  if (needed === undefined || item.ifMissing) return needed;
+  if (item.itemExists && item.seen !== undefined && item.seen >= needed) return undefined;
+  return needed + TTL_SLACK_SECONDS;
+}
+
+/**
+ * The moment (epoch ms) every tat of `limits` is full again: the earliest the item may expire
+ * without forgiving anything. 0 when none holds a tat.
+ *
+ * @example
+ * ```ts
+ * import { specKey } from "../bucket.ts";
+ * const key = specKey({ capacityMilli: 100_000n, refillMilli: 100_000n, periodMs: 60_000n });
+ * // A tat is kept in ms × refill units: this one is full at 1,000 ms.
+ * console.assert(fullAtMs(new Map([["rpm", { tat: 100_000_000n, key }]])) === 1000n);
+ * ```
+ */
+export function fullAtMs(limits: Map<string, StoredLimit>): bigint {
+  let at = 0n;
+  for (const st of limits.values()) {
+    const spec = st.key === undefined ? undefined : math.parseSpecKey(st.key);
+    if (spec && st.tat !== undefined) {
+      const ms = math.tatToMs(spec, st.tat);
+      if (ms > at) at = ms;
+    }
+  }
+  return at;
+}

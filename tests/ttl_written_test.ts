@@ -1,0 +1,157 @@
+/**
+ * A bucket's TTL is written when it is due: a write to an item the writer knows exists, whose TTL
+ * as last seen covers what the write needs (the moment the bucket is full again plus an hour),
+ * sends no `ttl`; a write that needs more writes that plus half an hour. Checked on DynamoDB
+ * Local, with an injected clock: what each write sends, and after every write of a random run
+ * (consumes, refills, debt from adjustments) that the item's TTL covers the moment its stored
+ * tats are full again plus the hour, so expiry never forgives debt.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type AttributeValue,
+  DeleteItemCommand,
+  GetItemCommand,
+  UpdateItemCommand,
+  type UpdateItemCommandInput,
+} from "@aws-sdk/client-dynamodb";
+import fc from "fast-check";
+import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
+import * as math from "../src/bucket.ts";
+import { BUCKET_GRACE_SECONDS } from "../src/engine/types.ts";
+import { TTL_SLACK_SECONDS } from "../src/engine/ttl.ts";
+import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
+
+const limits = [Limit.perMinute("rpm", 100), Limit.perHour("tpm", 10_000)];
+const KEY = { PK: { S: "ENTITY#k1" }, SK: { S: "#BUCKET#api" } };
+const request = { entityId: "k1", resource: "api", limits, consume: { rpm: 1, tpm: 10 } };
+
+/** The latest moment (epoch ms) the item's stored tats are full again. */
+function fullAtMs(item: Record<string, AttributeValue>): bigint {
+  let at = 0n;
+  for (const [name, value] of Object.entries(item)) {
+    if (!name.startsWith("t_") || value.N === undefined) continue;
+    const spec = math.parseSpecKey(item[`k_${name.slice(2)}`]?.S ?? "");
+    if (spec === undefined) continue;
+    const ms = math.tatToMs(spec, BigInt(value.N));
+    if (ms > at) at = ms;
+  }
+  return at;
+}
+
+dynamoTest("the TTL is written when due, and always covers the debt", async (t, { client }) => {
+  const tableName = uniqueTableName("ttl_due");
+  const sent: UpdateItemCommandInput[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === "UpdateItemCommand") {
+        sent.push(structuredClone(args.input as UpdateItemCommandInput));
+      }
+      return await next(args);
+    },
+    { step: "initialize", name: "ttlRecorder" },
+  );
+  let now = 1_800_000_000_000;
+  const limiter = new RateLimiter({ tableName, client, clock: () => now, createTable: true });
+  const stored = async () =>
+    (await client.send(
+      new GetItemCommand({ TableName: tableName, Key: KEY, ConsistentRead: true }),
+    )).Item!;
+  const ttlOf = async () => BigInt((await stored()).ttl.N!);
+  const writesTtl = (input: UpdateItemCommandInput) => /#ttl = /.test(input.UpdateExpression!);
+  try {
+    await t.step("the first write sets what it needs plus the slack", async () => {
+      await (await limiter.acquire(request)).commit();
+      assert.ok(writesTtl(sent.at(-1)!));
+      const item = await stored();
+      const needed = math.ceilDiv(fullAtMs(item), 1000n) + BUCKET_GRACE_SECONDS;
+      // What the write needed is computed from the tats it may leave (now + τ), at least those
+      // it left.
+      assert.ok(BigInt(item.ttl.N!) >= needed + TTL_SLACK_SECONDS, `${item.ttl.N} vs ${needed}`);
+    });
+
+    await t.step("writes the TTL covers send none, and leave it as it is", async () => {
+      const before = await ttlOf();
+      for (let i = 0; i < 5; i++) {
+        now += 60_000;
+        sent.length = 0;
+        await (await limiter.acquire(request)).commit();
+        assert.equal(sent.length, 1);
+        assert.ok(!writesTtl(sent[0]), sent[0].UpdateExpression);
+        assert.equal(sent[0].ExpressionAttributeNames, undefined, "no name placeholder left");
+      }
+      assert.equal(await ttlOf(), before);
+    });
+
+    await t.step("past the slack, the next write raises it again", async () => {
+      const before = await ttlOf();
+      now += Number(TTL_SLACK_SECONDS) * 1000;
+      sent.length = 0;
+      await (await limiter.acquire(request)).commit();
+      assert.ok(writesTtl(sent[0]));
+      assert.ok((await ttlOf()) > before);
+    });
+
+    await t.step("a TTL removed behind its back is written again by the next write", async () => {
+      await client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: KEY,
+          UpdateExpression: "REMOVE #ttl",
+          ExpressionAttributeNames: { "#ttl": "ttl" },
+        }),
+      );
+      // This write still believes the TTL it saw; its answer (the whole item) shows none.
+      now += 1_000;
+      await (await limiter.acquire(request)).commit();
+      now += 1_000;
+      sent.length = 0;
+      await (await limiter.acquire(request)).commit();
+      assert.ok(writesTtl(sent[0]));
+      assert.ok((await stored()).ttl?.N !== undefined);
+    });
+
+    await t.step("an item deleted behind its back is made again with a TTL", async () => {
+      await client.send(new DeleteItemCommand({ TableName: tableName, Key: KEY }));
+      now += 1_000;
+      sent.length = 0;
+      await (await limiter.acquire(request)).commit();
+      // The write that knew the item failed (it asks that the item exists); the next sets a TTL.
+      assert.equal(sent.length, 2);
+      assert.ok(!writesTtl(sent[0]));
+      assert.ok(writesTtl(sent[1]));
+      const item = await stored();
+      assert.ok(BigInt(item.ttl.N!) * 1000n >= fullAtMs(item) + BUCKET_GRACE_SECONDS * 1000n);
+    });
+
+    await t.step("a random run: the TTL always covers the stored tats plus the hour", async () => {
+      const step = fc.record({
+        advanceMs: fc.integer({ min: 0, max: 3_000_000 }),
+        tpm: fc.integer({ min: 0, max: 4_000 }),
+        adjust: fc.integer({ min: -2_000, max: 30_000 }),
+      });
+      await fc.assert(
+        fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 25 }), async (steps) => {
+          for (const s of steps) {
+            now += s.advanceMs;
+            try {
+              const lease = await limiter.acquire({ ...request, consume: { rpm: 1, tpm: s.tpm } });
+              // An adjustment may leave debt (tat past now + τ): the TTL must cover it too.
+              if (s.adjust !== 0) await lease.adjust({ tpm: s.adjust });
+              await lease.commit();
+            } catch (err) {
+              if (!(err instanceof RateLimitExceeded)) throw err;
+            }
+            const item = await stored();
+            const ttlMs = BigInt(item.ttl.N!) * 1000n;
+            const due = fullAtMs(item) + BUCKET_GRACE_SECONDS * 1000n;
+            assert.ok(ttlMs >= due, `ttl ${ttlMs} < full at + 1 h ${due}`);
+          }
+        }),
+        { numRuns: 6 },
+      );
+    });
+  } finally {
+    await limiter.close();
+  }
+});
