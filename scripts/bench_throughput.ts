@@ -193,8 +193,9 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const theirClient = benchClient(endpoint, { latency });
   const plainClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
-  // This library's hot-path calls go through its lean transport, as with a client it makes itself.
-  useLeanTransport(ourClient, { fetch: ourMeter.fetch(latency) });
+  // This library's hot-path calls go through its lean transport and its socket sender, as with a
+  // client it makes itself; the meter wraps that sender.
+  useLeanTransport(ourClient, { sender: ourMeter.sender(latency) });
   const theirMeter = new Meter(theirClient);
   const plainMeter = new Meter(plainClient);
   let pythonPeer: PythonPeer | undefined;

@@ -311,6 +311,39 @@ Deno.test("http1 client against scripted servers (resources sanitized)", async (
     },
   );
 
+  await t.step(
+    "https: a failed TLS handshake is an error, nothing sent, never applied",
+    async () => {
+      // A plain HTTP server: it answers the ClientHello with an HTTP error and closes.
+      let hellos = 0;
+      const server = net.createServer((s) =>
+        s.once("data", () => {
+          hellos++;
+          s.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+        })
+      );
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const client = localClient(`https://127.0.0.1:${port}`);
+      useLeanTransport(client);
+      try {
+        const err = await leanTransportOf(client)!.send("GetItem", {}).then(
+          () => undefined,
+          (e) => e,
+        );
+        assert.ok(err instanceof Error, String(err));
+        assert.equal(isAbort(err), false);
+        assert.equal(mayHaveApplied(err), false, String(err));
+        assert.equal(isRetryable(err), true);
+        assert.equal(hellos, 1);
+      } finally {
+        closeLeanTransport(client);
+        client.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    },
+  );
+
   await t.step("close() fails the calls in flight and destroys every socket", async () => {
     const server = await scripted((s, r) => {
       if (r.n === 1) s.write(json("{}"));
@@ -446,19 +479,19 @@ Deno.test({
         }
       });
 
-      await t.step("closing the transport closes its sockets; later calls are unsent", async () => {
+      await t.step("closing the transport closes its sockets; a later call opens one", async () => {
         assert.ok(proxy.open > 0);
+        const before = transport.connections;
         closeLeanTransport(lean);
         await tick(100);
         assert.equal(proxy.open, 0);
-        const err = await transport.send("GetItem", {
+        const got = await transport.send("GetItem", {
           TableName: tableName,
-          Key: { PK: { S: "x" } },
-        })
-          .then(() => undefined, (e) => e);
-        assert.ok(err instanceof Error, String(err));
-        assert.equal(mayHaveApplied(err), false);
-        assert.equal(isAbort(err), false);
+          Key: { PK: { S: "count" } },
+        });
+        assert.ok("Item" in got);
+        assert.equal(transport.connections, before + 1);
+        closeLeanTransport(lean);
       });
 
       await t.step("a limiter's close() closes its own client's sockets", async () => {

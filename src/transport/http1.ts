@@ -82,7 +82,6 @@ export class Http1Client {
   readonly #idle = new Map<string, Conn[]>();
   readonly #busy = new Set<Conn>();
   #sweeper: ReturnType<typeof setTimer> | undefined;
-  #closed = false;
   #opened = 0;
 
   constructor(options: Http1ClientOptions = {}) {
@@ -98,7 +97,6 @@ export class Http1Client {
   post(request: Http1Request): Promise<Http1Answer> {
     const { signal } = request;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    if (this.#closed) return Promise.reject(unsent(new Error("the HTTP client is closed")));
     let origin: Origin, payload: string;
     try {
       origin = this.#origin(request.url);
@@ -152,9 +150,8 @@ export class Http1Client {
     });
   }
 
-  /** Destroys every socket, busy or idle; calls in flight fail. */
+  /** Destroys every socket, busy or idle; calls in flight fail. A later call opens a new one. */
   close(): void {
-    this.#closed = true;
     if (this.#sweeper) clearTimer(this.#sweeper);
     this.#sweeper = undefined;
     for (const conns of this.#idle.values()) for (const c of conns) c.socket.destroy();
@@ -246,7 +243,7 @@ export class Http1Client {
     }
     if (!answer) return;
     conn.call.resolve(answer);
-    if (answer.keepAlive && conn.parser.extra === 0 && !this.#closed) this.#release(conn);
+    if (answer.keepAlive && conn.parser.extra === 0) this.#release(conn);
     else this.#drop(conn);
   }
 
@@ -282,7 +279,7 @@ export class Http1Client {
         }
         left += conns.length;
       }
-      if (left > 0 && !this.#closed) this.#sweeper = this.#sweep();
+      if (left > 0) this.#sweeper = this.#sweep();
     }, Math.min(1_000, this.#idleMs));
     timer.unref();
     return timer;

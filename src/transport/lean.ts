@@ -103,7 +103,7 @@ export class LeanTransport {
     return this.#http?.connections ?? 0;
   }
 
-  /** Closes the socket client's connections; calls made after fail without being sent. */
+  /** Closes the socket client's connections (calls in flight fail; a later call opens one). */
   close(): void {
     this.#http?.close();
   }
@@ -273,7 +273,6 @@ const transports = new WeakMap<object, LeanTransport>();
  * force it on a client of their own.
  */
 export function useLeanTransport(client: DynamoDBClient, options?: LeanTransportOptions): void {
-  transports.get(client)?.close();
   transports.set(client, new LeanTransport(client, options));
 }
 
