@@ -142,7 +142,14 @@ export class Http1Client {
       if (conn) return write(conn);
       conn = this.#open(origin);
       const fresh = conn;
-      fresh.call = { resolve: () => {}, fail }; // a failure to connect: nothing was written
+      // Until it connects, a failure means nothing was written; an answer cannot come.
+      fresh.call = {
+        resolve: () => {
+          fail(new Error("an answer before the request"));
+          this.#drop(fresh);
+        },
+        fail,
+      };
       this.#busy.add(fresh);
       fresh.socket.once(origin.secure ? "secureConnect" : "connect", () => {
         if (!done) write(fresh);
@@ -243,8 +250,9 @@ export class Http1Client {
     }
     if (!answer) return;
     conn.call.resolve(answer);
-    if (answer.keepAlive && conn.parser.extra === 0) this.#release(conn);
-    else this.#drop(conn);
+    if (answer.keepAlive && conn.parser.extra === 0 && !conn.socket.destroyed) {
+      this.#release(conn);
+    } else this.#drop(conn);
   }
 
   #release(conn: Conn): void {
