@@ -9,7 +9,7 @@
  */
 
 import process from "node:process";
-import { Http1Client } from "./http1.ts";
+import type { Http1Client } from "./http1.ts";
 
 /** One signed POST, as a {@link LeanSender} gets it. */
 export interface LeanRequest {
