@@ -557,3 +557,118 @@ console.log(transport.connections, Date.now());
     }
   },
 });
+
+/** A CA and a certificate for `localhost` it signed, made by `openssl` in `dir`. */
+async function makeCertificates(dir: string): Promise<boolean> {
+  const run = async (args: string[]) =>
+    (await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "null" })
+      .output()).success;
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  return await run([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=zae test ca",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ]) &&
+    await run(["req", ...ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]) &&
+    await run([
+      "x509",
+      "-req",
+      "-in",
+      "srv.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "srv.pem",
+      "-days",
+      "1",
+      "-extfile",
+      "ext.cnf",
+    ]);
+}
+
+const hasOpenssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
+  .output().then((o) => o.success, () => false);
+
+Deno.test({
+  name: "http1 over TLS: the certificate and its host name checked, sockets reused",
+  ignore: !hasOpenssl, // the certificates are made with openssl
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir();
+    assert.ok(await makeCertificates(dir));
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(`${dir}/srv.pem`),
+      key: await Deno.readTextFile(`${dir}/srv.key`),
+      onListen() {},
+    }, async (req) => Response.json({ host: req.headers.get("host"), body: await req.text() }));
+    const url = `https://localhost:${server.addr.port}/`;
+    try {
+      await t.step(
+        "a certificate no trusted CA signed: refused before a byte is sent",
+        async () => {
+          const client = new Http1Client();
+          try {
+            const err = await failure(post(client, url));
+            assert.equal(err.sent, false);
+            assert.match(String(err.code), /CERT|VERIFY|SIGNATURE/, String(err));
+          } finally {
+            client.close();
+          }
+        },
+      );
+      await t.step("trusted (DENO_CERT): answers over one socket, by host name only", async () => {
+        const http1 = new URL("../src/transport/http1.ts", import.meta.url).href;
+        await Deno.writeTextFile(
+          `${dir}/client.ts`,
+          `import { Http1Client } from "${http1}";
+const client = new Http1Client();
+const post = (url: string, body: string) => client.post({ url, headers: {}, body })
+  .then((a) => JSON.parse(a.text), (e) => ({ error: String(e.code ?? e.message) }));
+const out = [await post("${url}", "é"), await post("${url}", "two"), client.connections,
+  await post("${url.replace("localhost", "127.0.0.1")}", "by IP")];
+client.close();
+console.log(JSON.stringify(out));
+`,
+        );
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", `${dir}/client.ts`],
+          env: { DENO_CERT: `${dir}/ca.pem` },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        const [first, second, connections, byIp] = JSON.parse(new TextDecoder().decode(out.stdout));
+        const host = `localhost:${server.addr.port}`;
+        assert.deepEqual(first, { host, body: "é" });
+        assert.deepEqual(second, { host, body: "two" });
+        assert.equal(connections, 1);
+        assert.equal(byIp.error, "ERR_TLS_CERT_ALTNAME_INVALID", "the name is checked");
+      });
+    } finally {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
