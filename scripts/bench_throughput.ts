@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
 import { Limit, RateLimiter } from "../mod.ts";
-import { useLeanTransport } from "../src/transport/lean.ts";
+import { closeLeanTransport, useLeanTransport } from "../src/transport/lean.ts";
 import { Meter } from "./meter.ts";
 import { benchClient } from "./bench_clients.ts";
 import { makeFlexible } from "./bench_cost.ts";
@@ -392,6 +392,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     await streamed.close();
     await bare.close();
     await pythonPeer?.close();
+    closeLeanTransport(ourClient);
     ourClient.destroy();
     theirClient.destroy();
     plainClient.destroy();
