@@ -2,9 +2,9 @@
  * The HTTP/1.1 socket client of the lean transport (src/transport/http1.ts): its answer parser on
  * split, chunked and malformed answers; the client against servers scripted here (idle sockets
  * closed by the peer, `Connection: close`, HTTP/1.0, a connection dropped mid-answer, aborts, a
- * 1 MB body) with Deno's resource sanitizer on; and the lean transport over it on DynamoDB Local
- * (sockets reused, a refused port, a 1 MB BatchGetItem answer, a process that exits with idle
- * sockets pooled).
+ * 1 MB body), sockets counted from the server's side; TLS; and the lean transport over it on
+ * DynamoDB Local (sockets reused, a refused port, a 1 MB BatchGetItem answer, close, a process
+ * that exits with idle sockets pooled).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -151,7 +151,9 @@ const failure = (p: Promise<unknown>) =>
   p.then(() => assert.fail("resolved"), (e) => e as Http1Error);
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
-Deno.test("http1 client against scripted servers (resources sanitized)", async (t) => {
+// Deno's sanitizers stay on here, but (Deno 2.9) they do not see node:net sockets: a leaked one
+// passes them. So the steps where sockets must close check it from the server's side.
+Deno.test("http1 client against scripted servers", async (t) => {
   await t.step("keep-alive: one socket reused; the request's head and body", async () => {
     const server = await scripted((s, r) => s.write(json(`{"n":${r.n}}`)));
     const client = new Http1Client();
