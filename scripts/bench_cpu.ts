@@ -2,7 +2,7 @@
  * Client CPU per acquire, with no network: the transport is a stub answering every UpdateItem
  * with a canned `ALL_NEW` item (a warm bucket with room), so the time measured is the limiter's
  * own work plus its transport's (serialising, signing, parsing). Two paths: the client the
- * limiter makes itself (the lean `fetch` transport, `fetch` stubbed) and a client of the
+ * limiter makes itself (the lean transport, its socket sender stubbed) and a client of the
  * caller's own (the AWS SDK, its request handler stubbed).
  *
  * @module
@@ -15,7 +15,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
 import * as math from "../src/bucket.ts";
-import { leanTransportOf, useLeanTransport } from "../src/transport/lean.ts";
+import { type LeanSender, leanTransportOf, useLeanTransport } from "../src/transport/lean.ts";
 
 /** Result of {@link measureCpu}. */
 export interface CpuResult {
@@ -113,10 +113,17 @@ function stubHandler(answers: Record<string, Record<string, string>>) {
   };
 }
 
-/** A `fetch` that never touches the network: the canned item for every request. */
-function stubFetch(body: string): typeof fetch {
-  const headers = { "content-type": "application/x-amz-json-1.0", date: new Date().toUTCString() };
-  return (() => Promise.resolve(new Response(body, { status: 200, headers }))) as typeof fetch;
+/**
+ * A lean transport sender that never touches the network (it replaces the socket sender): the
+ * canned item for every request.
+ */
+function stubSender(body: string): () => LeanSender {
+  const headers: Record<string, string> = {
+    "content-type": "application/x-amz-json-1.0",
+    date: new Date().toUTCString(),
+  };
+  const answer = { status: 200, header: (name: string) => headers[name] ?? null, text: body };
+  return () => () => Promise.resolve(answer);
 }
 
 /**
@@ -154,7 +161,7 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
     { step: "initialize", name: "zaeBenchCapture" },
   );
   const limiter = new RateLimiter({ tableName: "bench_cpu", client, clock: () => T0 });
-  // The client the limiter makes itself, with its lean transport's fetch stubbed (the same
+  // The client the limiter makes itself, with its lean transport's sender stubbed (the same
   // options as makeClient; the SDK, stubbed too, answers the calls off the hot path).
   const own = new DynamoDBClient({
     region: "us-east-1",
@@ -163,7 +170,7 @@ export async function measureCpu(options: { iterations?: number } = {}): Promise
     maxAttempts: 1,
     requestHandler: stubHandler({}) as unknown as DynamoDBClientConfig["requestHandler"],
   });
-  useLeanTransport(own, { fetch: stubFetch(cannedItem("gpt-4", LIMITS, nowMs, 1_000n)) });
+  useLeanTransport(own, { sender: stubSender(cannedItem("gpt-4", LIMITS, nowMs, 1_000n)) });
   const lean = leanTransportOf(own)!;
   const ownLimiter = new RateLimiter({ tableName: "bench_cpu", client: own, clock: () => T0 });
   const request = {

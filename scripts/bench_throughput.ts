@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import type { RateLimiterDynamo } from "rate-limiter-flexible";
 import { Limit, RateLimiter } from "../mod.ts";
-import { useLeanTransport } from "../src/transport/lean.ts";
+import { closeLeanTransport, useLeanTransport } from "../src/transport/lean.ts";
 import { Meter } from "./meter.ts";
 import { benchClient } from "./bench_clients.ts";
 import { makeFlexible } from "./bench_cost.ts";
@@ -193,8 +193,9 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
   const theirClient = benchClient(endpoint, { latency });
   const plainClient = benchClient(endpoint, { latency });
   const ourMeter = new Meter(ourClient);
-  // This library's hot-path calls go through its lean transport, as with a client it makes itself.
-  useLeanTransport(ourClient, { fetch: ourMeter.fetch(latency) });
+  // This library's hot-path calls go through its lean transport and its socket sender, as with a
+  // client it makes itself; the meter wraps that sender.
+  useLeanTransport(ourClient, { sender: ourMeter.sender(latency) });
   const theirMeter = new Meter(theirClient);
   const plainMeter = new Meter(plainClient);
   let pythonPeer: PythonPeer | undefined;
@@ -391,6 +392,7 @@ export async function measureThroughput(options: ThroughputOptions): Promise<Thr
     await streamed.close();
     await bare.close();
     await pythonPeer?.close();
+    closeLeanTransport(ourClient);
     ourClient.destroy();
     theirClient.destroy();
     plainClient.destroy();

@@ -6,6 +6,7 @@
  */
 
 import type { ConsumedCapacity, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { LeanAnswer, LeanSender } from "../src/transport/lean.ts";
 
 /** One call seen by the meter. */
 export interface MeteredCall {
@@ -71,18 +72,19 @@ export class Meter {
   }
 
   /**
-   * A `fetch` for the limiter's lean transport (`useLeanTransport(client, { fetch })`) that counts
-   * its calls here too, with an added round trip of `latency.ms` when given. Capacity is not
-   * reported on this path (the signed body is left as it is).
+   * A wrapper of the limiter's lean transport sender (`useLeanTransport(client, { sender })`)
+   * that counts its calls here too, with an added round trip of `latency.ms` when given. It wraps
+   * the default sender (the socket client), so a benchmark measures what users get. Capacity is
+   * not reported on this path (the signed body is left as it is).
    */
-  fetch(latency?: { ms: number }): typeof fetch {
-    return async (input, init) => {
-      const target = new Headers(init?.headers).get("x-amz-target") ?? "";
+  sender(latency?: { ms: number }): (next: LeanSender) => LeanSender {
+    return (next) => async (request) => {
+      const target = request.headers["x-amz-target"] ?? "";
       const command = `${target.slice(target.indexOf(".") + 1)}Command`;
       if (latency && latency.ms > 0) await new Promise((r) => setTimeout(r, latency.ms));
-      let response: Response;
+      let answer: LeanAnswer;
       try {
-        response = await fetch(input, init);
+        answer = await next(request);
       } catch (err) {
         this.calls.push({
           command,
@@ -94,14 +96,13 @@ export class Meter {
         });
         throw err;
       }
-      if (!response.ok) {
-        const body = await response.clone().text();
-        const type = /"__type":"[^"]*#([A-Za-z]+)"/.exec(body)?.[1] ?? String(response.status);
+      if (answer.status < 200 || answer.status >= 300) {
+        const type = /"__type":"[^"]*#([A-Za-z]+)"/.exec(answer.text)?.[1] ?? String(answer.status);
         this.calls.push({ command, failed: true, error: type, tableWcu: 0, indexWcu: 0, rcu: 0 });
       } else {
         this.calls.push({ command, failed: false, tableWcu: 0, indexWcu: 0, rcu: 0 });
       }
-      return response;
+      return answer;
     };
   }
 

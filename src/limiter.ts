@@ -28,6 +28,7 @@ import type { KeySpace } from "./keyspace.ts";
 import type { RefusalCounter } from "./refusals.ts";
 import type { BucketReader } from "./reads.ts";
 import { validateAcquire } from "./request.ts";
+import { closeLeanTransport } from "./transport/lean.ts";
 import { validateEntityId, validateResource } from "./validate.ts";
 import {
   getUsageSnapshots,
@@ -435,7 +436,10 @@ export class RateLimiter extends LimiterLimits implements AsyncDisposable {
       );
     }
     this.#outbox.stop();
-    if (this.#ownsClient) this.client.destroy();
+    if (this.#ownsClient) {
+      closeLeanTransport(this.client);
+      this.client.destroy();
+    }
   }
 
   /**

@@ -147,6 +147,8 @@ export function mayHaveApplied(err: unknown): boolean {
   // A client of the caller's own may retry inside the SDK: the error is then only the last
   // attempt's, and an earlier one may have landed.
   if ((e.$metadata?.attempts ?? 1) > 1) return true;
+  // The lean transport's socket client saw that no byte of the request was written.
+  if ((e as { $sent?: unknown }).$sent === false) return false;
   if (NOT_APPLIED.has(e.name)) return false;
   if (e.name === "TransactionCanceledException") return false;
   const code = e.code ?? (e.cause as { code?: string } | undefined)?.code;

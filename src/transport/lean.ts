@@ -1,7 +1,8 @@
 /**
  * The lean transport: the hot-path calls (UpdateItem, TransactWriteItems, GetItem, BatchGetItem)
- * of a client the limiter made itself, sent as one signed `fetch` of DynamoDB's JSON 1.0 protocol
- * instead of through the SDK's middleware stack (about 200 µs of CPU a call under Deno). The
+ * of a client the limiter made itself, sent as one signed POST of DynamoDB's JSON 1.0 protocol
+ * instead of through the SDK's middleware stack (about 200 µs of CPU a call under Deno), over
+ * keep-alive HTTP/1.1 sockets (`http1.ts`) or `fetch` (a proxy, or as asked; `sender.ts`). The
  * SDK's client still provides the credentials (its provider chain, cached), the region, the
  * endpoint and the clock offset, and sends every other call. Answers feed the client's
  * {@link ServerClock}; errors take the SDK's shape (`name`, `$metadata`, the SDK's exception
@@ -18,7 +19,17 @@ import {
   TransactionCanceledException,
 } from "@aws-sdk/client-dynamodb";
 import { sampleAnswer } from "../clock.ts";
+import { Http1Client } from "./http1.ts";
+import {
+  fetchSender,
+  type LeanAnswer,
+  type LeanSender,
+  proxyConfigured,
+  socketSender,
+} from "./sender.ts";
 import { type SigningCredentials, SigV4Signer } from "./sigv4.ts";
+
+export type { LeanAnswer, LeanRequest, LeanSender } from "./sender.ts";
 
 /** The operations the lean transport sends. */
 export type LeanOperation = "UpdateItem" | "TransactWriteItems" | "GetItem" | "BatchGetItem";
@@ -47,26 +58,54 @@ interface ClientConfig {
 
 /** Options of {@link LeanTransport}. */
 export interface LeanTransportOptions {
-  /** The `fetch` to use (a stub in benchmarks). @default globalThis.fetch */
+  /**
+   * Send with this `fetch` instead of the socket client. Without it, `fetch` is used only when
+   * the environment names a proxy (`HTTPS_PROXY` and the like) or `globalThis.fetch` was replaced.
+   */
   fetch?: typeof fetch;
+  /**
+   * Wraps (or replaces) the sender chosen above: a meter counting calls, added latency, canned
+   * answers in a benchmark.
+   */
+  sender?: (sender: LeanSender) => LeanSender;
 }
 
 const TARGET = "DynamoDB_20120810.";
 /** A clock offset the SDK corrects, and so does this (ms). */
 const SKEW_MS = 5 * 60_000;
 
-/** Sends the hot-path calls of one client with `fetch`. */
+/** Sends the hot-path calls of one client. */
 export class LeanTransport {
   readonly #client: DynamoDBClient;
   readonly #config: ClientConfig;
-  readonly #fetch: typeof fetch;
+  readonly #send: LeanSender;
+  readonly #http?: Http1Client;
   readonly #signer = new SigV4Signer();
   #target?: Promise<{ url: string; host: string; region: string }>;
 
   constructor(client: DynamoDBClient, options: LeanTransportOptions = {}) {
     this.#client = client;
     this.#config = client.config as unknown as ClientConfig;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    let send: LeanSender;
+    if (options.fetch) send = fetchSender(options.fetch);
+    else if (proxyConfigured()) send = fetchSender(globalThis.fetch);
+    else send = socketSender(this.#http = new Http1Client());
+    this.#send = options.sender ? options.sender(send) : send;
+  }
+
+  /** Whether calls go over the socket client (not `fetch`) unless `globalThis.fetch` is replaced. */
+  get usesSockets(): boolean {
+    return this.#http !== undefined;
+  }
+
+  /** Sockets the socket client opened so far (tests count them to see reuse). */
+  get connections(): number {
+    return this.#http?.connections ?? 0;
+  }
+
+  /** Closes the socket client's connections (calls in flight fail; a later call opens one). */
+  close(): void {
+    this.#http?.close();
   }
 
   /**
@@ -98,24 +137,26 @@ export class LeanTransport {
       service: "dynamodb",
       credentials,
     });
-    delete headers.host; // fetch sets it, from the URL
-    let response: Response;
+    delete headers.host; // the sender sets it, from the URL
+    let response: LeanAnswer;
     try {
-      response = await this.#fetch(target.url, { method: "POST", headers, body, signal });
+      response = await this.#send({ url: target.url, host: target.host, headers, body, signal });
     } catch (err) {
       throw networkError(err, target.host);
     }
-    const text = await response.text();
-    const date = response.headers.get("date");
-    const age = response.headers.get("age");
+    const { text, status } = response;
+    const date = response.header("date");
+    const age = response.header("age");
     if (age === null) sampleAnswer(this.#client, sent, date);
     const $metadata: LeanMetadata = {
-      httpStatusCode: response.status,
-      requestId: response.headers.get("x-amzn-requestid") ?? undefined,
+      httpStatusCode: status,
+      requestId: response.header("x-amzn-requestid") ?? undefined,
       attempts: 1,
       totalRetryDelay: 0,
     };
-    if (response.ok) return Object.assign(text ? JSON.parse(text) : {}, { $metadata });
+    if (status >= 200 && status < 300) {
+      return Object.assign(text ? JSON.parse(text) : {}, { $metadata });
+    }
     if (age === null && this.#correctSkew(sent, date)) $metadata.clockSkewCorrected = true;
     throw serviceError(response, text, $metadata);
   }
@@ -158,14 +199,14 @@ export class LeanTransport {
 }
 
 /** The SDK's error for a refusal: its own class where code tests `instanceof`, else by name. */
-function serviceError(response: Response, text: string, $metadata: LeanMetadata): Error {
+function serviceError(response: LeanAnswer, text: string, $metadata: LeanMetadata): Error {
   let parsed: Record<string, unknown> = {};
   try {
     parsed = text ? JSON.parse(text) : {};
   } catch {
     // not JSON (a proxy's page): the status tells
   }
-  const type = String(parsed.__type ?? response.headers.get("x-amzn-errortype") ?? "");
+  const type = String(parsed.__type ?? response.header("x-amzn-errortype") ?? "");
   const name = type.split("#").pop()?.split(":")[0] ||
     (response.status >= 500 ? "InternalServerError" : `HTTP${response.status}`);
   const message = String(parsed.message ?? parsed.Message ?? `${name} (HTTP ${response.status})`);
@@ -184,29 +225,45 @@ function serviceError(response: Response, text: string, $metadata: LeanMetadata)
 }
 
 /**
- * A failed `fetch` as the SDK's Node handler reports it: an error with the socket's `code`
- * (`ECONNREFUSED`: nothing was sent; `ENOTFOUND`; `ECONNRESET`), the fetch error as `cause`.
- * An abort passes through as it is. Anything else is marked retryable, with no code, so it
- * counts as a request that may have been applied.
+ * A failed send as the SDK's Node handler reports it: an error with the socket's `code`
+ * (`ECONNREFUSED`: nothing was sent; `ENOTFOUND`; `ECONNRESET`, `EPIPE`, `ETIMEDOUT`), the
+ * sender's error as `cause`. An abort passes through as it is. Anything else is marked
+ * retryable, with no code, so it counts as a request that may have been applied, unless the
+ * socket client says no byte of it was written (`$sent: false`).
  */
 function networkError(err: unknown, host: string): unknown {
   if (!(err instanceof Error) || err.name === "AbortError" || err.name === "TimeoutError") {
     return err;
   }
   const c = err.cause as { code?: unknown; message?: unknown } | undefined;
+  const own = (err as { code?: unknown; sent?: unknown }).code;
   const said = `${err.message} ${String(c?.message ?? "")} ${String(c?.code ?? "")} ${
-    String((err as { code?: unknown }).code ?? "")
+    String(own ?? "")
   }`;
   let code: string | undefined;
-  if (/ECONNREFUSED|Connection refused/i.test(said)) code = "ECONNREFUSED";
+  if (typeof own === "string" && SOCKET_CODES.has(own)) code = own;
+  else if (/ECONNREFUSED|Connection refused/i.test(said)) code = "ECONNREFUSED";
   else if (/ENOTFOUND|EAI_AGAIN|dns error|lookup address|getaddrinfo/i.test(said)) {
     code = /EAI_AGAIN|Temporary failure/i.test(said) ? "EAI_AGAIN" : "ENOTFOUND";
   } else if (/ECONNRESET|Connection reset/i.test(said)) code = "ECONNRESET";
   const out = new Error(`${code ? `${code} ` : ""}${host}: ${err.message}`, { cause: err });
-  return Object.assign(out, code ? { code } : { $retryable: {} }, {
+  const unsent = (err as { sent?: unknown }).sent === false;
+  return Object.assign(out, code ? { code } : { $retryable: {} }, unsent ? { $sent: false } : {}, {
     $metadata: { attempts: 1, totalRetryDelay: 0 },
   });
 }
+
+/** Socket error codes kept as they are (src/retry.ts knows them all). */
+const SOCKET_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
 
 const transports = new WeakMap<object, LeanTransport>();
 
@@ -217,6 +274,14 @@ const transports = new WeakMap<object, LeanTransport>();
  */
 export function useLeanTransport(client: DynamoDBClient, options?: LeanTransportOptions): void {
   transports.set(client, new LeanTransport(client, options));
+}
+
+/**
+ * Closes the sockets of `client`'s lean transport, if it has one (the limiter does it when it
+ * destroys the client it made).
+ */
+export function closeLeanTransport(client: DynamoDBClient): void {
+  transports.get(client)?.close();
 }
 
 /** The lean transport of `client`, when {@link useLeanTransport} set one. */
