@@ -109,7 +109,7 @@ export class BucketWriter {
   ): Promise<MultiOutcome & { applied?: boolean }> {
     const ids = writes.map(bucketId);
     writes.forEach((w, i) => {
-      w.sweep = this.#sweep.next(ids[i]);
+      w.sweep = this.#sweep.claim(ids[i]);
       w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
       w.ttlSec = this.#ttlToWrite(w, ids[i]);
     });
@@ -124,22 +124,36 @@ export class BucketWriter {
       if (o.ok ? o.retried : o.olds.some((x) => !x.ok && x.retried)) op.ambiguous = true;
       return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
     };
-    const outcome = await this.call(
-      op,
-      async (signal): Promise<MultiOutcome> => {
-        try {
-          return await send(signal);
-        } catch (err) {
-          if (targets && this.onThrottle) {
-            for (const i of throttledItems(err, writes.length)) this.onThrottle(targets[i]);
-          }
-          throw err;
-        }
-      },
-      deadline,
-      operation,
-    );
-    return this.#settle(writes, ids, op, outcome);
+    let outcome: MultiOutcome & { applied?: boolean };
+    try {
+      outcome = this.#settle(
+        writes,
+        ids,
+        op,
+        await this.call(
+          op,
+          async (signal): Promise<MultiOutcome> => {
+            try {
+              return await send(signal);
+            } catch (err) {
+              if (targets && this.onThrottle) {
+                for (const i of throttledItems(err, writes.length)) this.onThrottle(targets[i]);
+              }
+              throw err;
+            }
+          },
+          deadline,
+          operation,
+        ),
+      );
+    } catch (err) {
+      // Unanswered (it may land yet: removing a receipt twice does no harm) or in doubt.
+      writes.forEach((w, i) => this.#sweep.settle(ids[i], w.sweep, false));
+      throw err;
+    }
+    // Its receipts to remove went with the write that landed, or wait for another.
+    writes.forEach((w, i) => this.#sweep.settle(ids[i], w.sweep, outcome.ok));
+    return outcome;
   }
 
   /** The TTL a write sends ({@link ttlToSend}), from what its plan needed: a resent copy alike. */
@@ -166,15 +180,14 @@ export class BucketWriter {
   ): MultiOutcome & { applied?: boolean } {
     if (outcome.ok) {
       for (const id of ids) op.applied.add(id);
-      writes.forEach((w, i) => {
-        this.#sweep.removed(ids[i], w.sweep);
+      ids.forEach((id, i) => {
         // Answered at the first try: no copy of it exists, so its receipt can go with the next
         // write. A receipt of an operation in doubt stays until its bound has passed.
-        if (!op.ambiguous) this.#sweep.add(ids[i], op.id);
+        if (!op.ambiguous) this.#sweep.add(id, op.id);
         const item = outcome.items[i];
         if (item) {
-          this.#sweep.observe(ids[i], item);
-          this.#sawTtl(ids[i], item);
+          this.#sweep.observe(id, item);
+          this.#sawTtl(id, item);
         }
       });
       return outcome;
