@@ -48,9 +48,10 @@ const INFRA_ONLY = [
  * Issue 16's soft limits and shadow mode, several resources in one acquire, consume/release during
  * a stream and top-up credit took it to 130 KB; quotas with their calendar (time zones, DST) and
  * schedules, and issue 17's logger, to 146 KB; OpenTelemetry (its API is 9 KB of it) and
- * concurrency limits, to 158 KB.
+ * concurrency limits, to 158 KB. Issue 13's socket sender (a keep-alive HTTP/1.1 client and its
+ * answer parser, in place of `fetch` on the hot path: half its client CPU) took it to 170 KB.
  */
-const OWN_CODE_BUDGET = 170_000;
+const OWN_CODE_BUDGET = 180_000;
 
 Deno.test("the bundle of `import { RateLimiter }` holds no infra, and the library's part stays in its budget", async () => {
   const bundle = await measureBundle();
