@@ -92,7 +92,7 @@ dynamoTest("the TTL is written when due, and always covers the debt", async (t, 
       assert.ok((await ttlOf()) > before);
     });
 
-    await t.step("a TTL removed behind its back is written again by the next write", async () => {
+    await t.step("a TTL removed behind its back is mended by the next write", async () => {
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
@@ -101,14 +101,16 @@ dynamoTest("the TTL is written when due, and always covers the debt", async (t, 
           ExpressionAttributeNames: { "#ttl": "ttl" },
         }),
       );
-      // This write still believes the TTL it saw; its answer (the whole item) shows none.
-      now += 1_000;
-      await (await limiter.acquire(request)).commit();
+      // This write still believes the TTL it saw and sends none; its answer (the whole item)
+      // shows none, so it raises it at once, with a second call.
       now += 1_000;
       sent.length = 0;
       await (await limiter.acquire(request)).commit();
-      assert.ok(writesTtl(sent[0]));
-      assert.ok((await stored()).ttl?.N !== undefined);
+      assert.equal(sent.length, 2);
+      assert.ok(!writesTtl(sent[0]));
+      assert.equal(sent[1].UpdateExpression, "SET #ttl = :ttl");
+      const item = await stored();
+      assert.ok(BigInt(item.ttl.N!) * 1000n >= fullAtMs(item) + BUCKET_GRACE_SECONDS * 1000n);
     });
 
     await t.step("an item deleted behind its back is made again with a TTL", async () => {
@@ -155,3 +157,59 @@ dynamoTest("the TTL is written when due, and always covers the debt", async (t, 
     await limiter.close();
   }
 });
+
+dynamoTest(
+  "another process that names other limits lowers the TTL: the next write mends it",
+  async (t, { client }) => {
+    const tableName = uniqueTableName("ttl_mixed");
+    let now = 1_800_000_000_000;
+    const a = new RateLimiter({ tableName, client, clock: () => now, createTable: true });
+    const b = new RateLimiter({ tableName, client, clock: () => now });
+    const stored = async (entityId: string) =>
+      (await client.send(
+        new GetItemCommand({
+          TableName: tableName,
+          Key: { PK: { S: `ENTITY#${entityId}` }, SK: { S: "#BUCKET#api" } },
+          ConsistentRead: true,
+        }),
+      )).Item!;
+    const take = async (l: RateLimiter, entityId: string, limits: Limit[], name: string, n = 1) =>
+      await (await l.acquire({ entityId, resource: "api", limits, consume: { [name]: n } }))
+        .commit();
+    const rpm = [Limit.perMinute("rpm", 100)];
+    try {
+      await t.step(
+        "a daily limit's debt outlives a per-minute write of another process",
+        async () => {
+          const daily = [Limit.perDay("daily", 100)];
+          await take(a, "d", daily, "daily", 50);
+          now += 1_000;
+          // Process b knows nothing of the daily limit: it writes the TTL its own limit needs.
+          await take(b, "d", rpm, "rpm");
+          assert.ok(BigInt((await stored("d")).ttl.N!) * 1000n < fullAtMs(await stored("d")));
+          now += 1_000;
+          // a still believes the TTL it wrote; its answer shows the lower one, and it raises it.
+          await take(a, "d", daily, "daily", 40);
+          const item = await stored("d");
+          const due = fullAtMs(item) + BUCKET_GRACE_SECONDS * 1000n;
+          assert.ok(BigInt(item.ttl.N!) * 1000n >= due, `${item.ttl.N} s, due ${due} ms`);
+        },
+      );
+
+      await t.step("so does a 30-day quota's window", async () => {
+        const quota = [Limit.quota("q", 1000, { resetAfter: "30d" })];
+        await take(a, "q", quota, "q", 500);
+        now += 1_000;
+        await take(b, "q", rpm, "rpm");
+        now += 1_000;
+        await take(a, "q", quota, "q", 400);
+        const item = await stored("q");
+        const windowEndSec = (BigInt(item.w_q.N!) + 30n * 86_400_000n) / 1000n;
+        assert.ok(BigInt(item.ttl.N!) >= windowEndSec, `${item.ttl.N} < ${windowEndSec}`);
+      });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);

@@ -24,8 +24,8 @@ const MAX_SWEEP = 64;
  * const sweep = new ReceiptSweep(100);
  * sweep.add("b1", "op1");
  * sweep.add("b1", "op2");
- * const first = sweep.claim("b1", 1);
- * const second = sweep.claim("b1", 1);
+ * const first = sweep.claim("b1", undefined, 1);
+ * const second = sweep.claim("b1", undefined, 1);
  * console.assert(first?.[0] === "op1" && second?.[0] === "op2");
  * sweep.settle("b1", first, true); // removed by a write that landed
  * sweep.settle("b1", second, false); // refused: op2 waits again
@@ -43,17 +43,19 @@ export class ReceiptSweep {
   }
 
   /**
-   * Takes up to `max` receipts for a write to `bucket` to remove; `undefined` when none waits.
+   * Takes up to `max` receipts for a write to `bucket` to remove, never `except` (the write's own);
+   * `undefined` when none waits.
    * Give them back with {@link settle} once the write is answered.
    */
-  claim(bucket: string, max = SWEEP_PER_WRITE): string[] | undefined {
+  claim(bucket: string, except?: string, max = SWEEP_PER_WRITE): string[] | undefined {
     const waiting = this.#waiting.get(bucket);
     if (!waiting || waiting.size === 0) return undefined;
     const ids: string[] = [];
     for (const id of waiting) {
       if (ids.length >= max) break;
-      ids.push(id);
+      if (id !== except) ids.push(id);
     }
+    if (ids.length === 0) return undefined;
     let claimed = this.#claimed.get(bucket);
     if (!claimed) this.#claimed.set(bucket, claimed = new Set());
     for (const id of ids) {

@@ -8,7 +8,8 @@
  */
 
 import * as math from "../bucket.ts";
-import type { StoredLimit } from "../repository.ts";
+import type { StoredBucket, StoredLimit } from "../repository.ts";
+import { BUCKET_GRACE_SECONDS } from "./types.ts";
 
 /**
  * Seconds a written TTL goes past what its write needs, so that the writes of the next half hour
@@ -61,4 +62,43 @@ export function fullAtMs(limits: Map<string, StoredLimit>): bigint {
     }
   }
   return at;
+}
+
+/**
+ * What to raise an answered item's TTL to when it falls short of what the write `needed` (another
+ * process, whose calls name other limits, lowered it while this one relied on the TTL it had
+ * seen); `undefined` when it covers it.
+ *
+ * @example
+ * ```ts
+ * console.assert(ttlShortfall(100n, { ttl: 99n }) === 1900n);
+ * console.assert(ttlShortfall(100n, { ttl: 100n }) === undefined);
+ * ```
+ */
+export function ttlShortfall(
+  needed: bigint | undefined,
+  item: Pick<StoredBucket, "ttl">,
+  ifMissing?: boolean,
+): bigint | undefined {
+  if (needed === undefined || ifMissing) return undefined;
+  return item.ttl !== undefined && item.ttl >= needed ? undefined : needed + TTL_SLACK_SECONDS;
+}
+
+/**
+ * What to raise an item's TTL to so that it covers the debt the item holds (its tats full again,
+ * plus the grace hour), after a write that may leave more than it planned for (an adjustment, a
+ * credit-paid write); `undefined` when the TTL covers it.
+ *
+ * @example
+ * ```ts
+ * import { specKey } from "../bucket.ts";
+ * const key = specKey({ capacityMilli: 100_000n, refillMilli: 100_000n, periodMs: 60_000n });
+ * const limits = new Map([["rpm", { tat: 100_000_000n * 1000n, key }]]); // full at 1,000 s
+ * console.assert(ttlForDebt({ limits, ttl: 999n }) === 4600n);
+ * console.assert(ttlForDebt({ limits, ttl: 1000n }) === undefined);
+ * ```
+ */
+export function ttlForDebt(item: Pick<StoredBucket, "limits" | "ttl">): bigint | undefined {
+  const needed = math.ceilDiv(fullAtMs(item.limits), 1000n);
+  return item.ttl !== undefined && item.ttl >= needed ? undefined : needed + BUCKET_GRACE_SECONDS;
 }

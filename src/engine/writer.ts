@@ -6,7 +6,6 @@
  * @module
  */
 
-import * as math from "../bucket.ts";
 import type { Backend } from "../backend.ts";
 import { TtlCache } from "../cache.ts";
 import {
@@ -26,9 +25,8 @@ import { WriteSlots } from "./slots.ts";
 import type { Telemetry } from "../telemetry.ts";
 import { ReceiptSweep } from "./sweep.ts";
 import { throttledItems } from "./throttle.ts";
-import { fullAtMs, ttlToSend } from "./ttl.ts";
+import { ttlForDebt, ttlShortfall, ttlToSend } from "./ttl.ts";
 import {
-  BUCKET_GRACE_SECONDS,
   bucketId,
   type CachedBucket,
   type LeaseTarget,
@@ -108,40 +106,21 @@ export class BucketWriter {
     targets?: Target[],
   ): Promise<MultiOutcome & { applied?: boolean }> {
     const ids = writes.map(bucketId);
-    writes.forEach((w, i) => {
-      w.sweep = this.#sweep.claim(ids[i]);
-      w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
-      w.ttlSec = this.#ttlToWrite(w, ids[i]);
-    });
-    const send = async (signal: AbortSignal): Promise<MultiOutcome> => {
-      if (writes.length === 1) {
-        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
-        // Answered after several attempts of the caller's own client: one may land yet.
-        if (o.retried) op.ambiguous = true;
-        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
-      }
-      const o = await this.#backend.buckets.transactBuckets(writes, signal);
-      if (o.ok ? o.retried : o.olds.some((x) => !x.ok && x.retried)) op.ambiguous = true;
-      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
-    };
     let outcome: MultiOutcome & { applied?: boolean };
     try {
+      writes.forEach((w, i) => {
+        // Never its own receipt: a write cannot set and remove one attribute.
+        w.sweep = this.#sweep.claim(ids[i], w.opId);
+        w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
+        w.ttlSec = this.#ttlToWrite(w, ids[i], writes.length === 1);
+      });
       outcome = this.#settle(
         writes,
         ids,
         op,
         await this.call(
           op,
-          async (signal): Promise<MultiOutcome> => {
-            try {
-              return await send(signal);
-            } catch (err) {
-              if (targets && this.onThrottle) {
-                for (const i of throttledItems(err, writes.length)) this.onThrottle(targets[i]);
-              }
-              throw err;
-            }
-          },
+          (signal) => this.#send(writes, op, signal, targets),
           deadline,
           operation,
         ),
@@ -153,14 +132,59 @@ export class BucketWriter {
     }
     // Its receipts to remove went with the write that landed, or wait for another.
     writes.forEach((w, i) => this.#sweep.settle(ids[i], w.sweep, outcome.ok));
+    if (outcome.ok && !outcome.applied) await this.#mendTtl(writes, outcome.items, deadline);
     return outcome;
   }
 
+  /** One attempt: an UpdateItem, or a transaction of several. */
+  async #send(
+    writes: BucketWrite[],
+    op: Op,
+    signal: AbortSignal,
+    targets?: Target[],
+  ): Promise<MultiOutcome> {
+    try {
+      if (writes.length === 1) {
+        const o = await this.#backend.buckets.writeBucket(writes[0], signal);
+        // Answered after several attempts of the caller's own client: one may land yet.
+        if (o.retried) op.ambiguous = true;
+        return o.ok ? { ok: true, items: [o.item] } : { ok: false, olds: [o] };
+      }
+      const o = await this.#backend.buckets.transactBuckets(writes, signal);
+      if (o.ok ? o.retried : o.olds.some((x) => !x.ok && x.retried)) op.ambiguous = true;
+      return o.ok ? { ok: true, items: writes.map(() => undefined) } : o;
+    } catch (err) {
+      if (targets && this.onThrottle) {
+        for (const i of throttledItems(err, writes.length)) this.onThrottle(targets[i]);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * A write that sent no TTL, relying on one it saw earlier, may find in its answer that another
+   * process lowered it since (its calls name other limits): it raises it to what it needed.
+   */
+  async #mendTtl(
+    writes: BucketWrite[],
+    items: (StoredBucket | undefined)[],
+    deadline: number,
+  ): Promise<void> {
+    await Promise.all(writes.map(async (w, i) => {
+      const item = items[i];
+      const ttl = item && ttlShortfall(this.#neededTtl.get(w), item, w.ttlIfMissing);
+      if (ttl === undefined) return;
+      await this.#raiseTtl(w, ttl, deadline);
+      this.#sawTtl(bucketId(w), { ...item!, ttl });
+    }));
+  }
+
   /** The TTL a write sends ({@link ttlToSend}), from what its plan needed: a resent copy alike. */
-  #ttlToWrite(w: BucketWrite, id: string): bigint | undefined {
+  #ttlToWrite(w: BucketWrite, id: string, answered: boolean): bigint | undefined {
     if (!this.#neededTtl.has(w)) this.#neededTtl.set(w, w.ttlSec);
     return ttlToSend(this.#neededTtl.get(w), {
-      itemExists: w.itemExists,
+      // A transaction's answer shows no item, so nothing could mend what it relied on: it sends.
+      itemExists: answered && w.itemExists,
       seen: this.#buckets.get(id)?.ttl,
       ifMissing: w.ttlIfMissing,
     });
@@ -333,7 +357,7 @@ export class BucketWriter {
         await Promise.all(targets.map((t, i) => {
           const item = known[i];
           return item && plans[i].write.ops.some((o) => o.kind === "credit" || o.kind === "add")
-            ? this.#raiseTtl(t, item, deadline)
+            ? this.#raiseTtl(t, ttlForDebt(item), deadline)
             : undefined;
         }));
         return targets.map((t, i) =>
@@ -456,7 +480,7 @@ export class BucketWriter {
         const item = out.items[0];
         if (item && !out.applied) {
           this.remember(target, item.limits, item.writes, item.ttl);
-          await this.#raiseTtl(target, item, deadline);
+          await this.#raiseTtl(target, ttlForDebt(item), deadline);
         }
         return expired();
       }
@@ -472,20 +496,13 @@ export class BucketWriter {
   /** Debt beyond the written TTL (a large adjustment): raise the TTL so expiry forgives nothing. */
   async #raiseTtl(
     target: { entityId: string; resource: string },
-    item: StoredBucket,
+    ttl: bigint | undefined,
     deadline: number,
   ): Promise<void> {
-    const needed = math.ceilDiv(fullAtMs(item.limits), 1000n);
-    if (item.ttl !== undefined && item.ttl >= needed) return;
+    if (ttl === undefined) return;
     await this.call(
       undefined,
-      (signal) =>
-        this.#backend.buckets.raiseTtl(
-          target.entityId,
-          target.resource,
-          needed + BUCKET_GRACE_SECONDS,
-          signal,
-        ),
+      (signal) => this.#backend.buckets.raiseTtl(target.entityId, target.resource, ttl, signal),
       deadline,
     );
   }
