@@ -4,7 +4,8 @@
  * sends no `ttl`; a write that needs more writes that plus half an hour. Checked on DynamoDB
  * Local, with an injected clock: what each write sends, and after every write of a random run
  * (consumes, refills, debt from adjustments) that the item's TTL covers the moment its stored
- * tats are full again plus the hour, so expiry never forgives debt.
+ * tats are full again plus the hour, so expiry never forgives debt; and, with two processes whose
+ * calls name different limits, that a write whose answer shows a TTL the other lowered raises it.
  */
 
 import assert from "node:assert/strict";
