@@ -59,6 +59,17 @@ Deno.test("http1 answer parser: lengths, chunks, interim answers, splits, bad an
     assert.equal(parseIn(close, 4).answer?.keepAlive, false);
     const old = parseIn(`HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n{}`, 4).answer;
     assert.equal(old?.keepAlive, false);
+    // Chunked framing alongside a Content-Length, or from HTTP/1.0: read, but never reused.
+    const both =
+      `${OK}content-length: 99\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`;
+    assert.deepEqual(
+      [parseIn(both, 3).answer?.text, parseIn(both, 3).answer?.keepAlive],
+      ["{}", false],
+    );
+    const old10 =
+      `HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n` +
+      `2\r\n{}\r\n0\r\n\r\n`;
+    assert.equal(parseIn(old10, 5).answer?.keepAlive, false);
     const parser = new Http1AnswerParser();
     assert.equal(parser.push(Buffer.from(`HTTP/1.1 500 Oops\r\n\r\n{"a"`)), undefined);
     assert.equal(parser.push(Buffer.from(`:1}`)), undefined);
@@ -86,6 +97,7 @@ Deno.test("http1 answer parser: lengths, chunks, interim answers, splits, bad an
         `${OK}transfer-encoding: chunked\r\n\r\nzz\r\n`,
         `${OK}transfer-encoding: chunked\r\n\r\n2\r\nabc\r\n`,
         `${OK}no colon\r\n\r\n`,
+        `${OK}x-a: 1\r\n folded\r\ncontent-length: 0\r\n\r\n`,
       ]
     ) {
       assert.throws(() => new Http1AnswerParser().push(Buffer.from(wire)), Http1ParseError, wire);

@@ -136,7 +136,10 @@ export class Http1AnswerParser {
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i];
       const colon = line.indexOf(":");
-      if (colon <= 0) throw new Http1ParseError(`a bad header line: ${JSON.stringify(line)}`);
+      // A folded line (obs-fold, starting with a space or tab) is refused, as RFC 9112 allows.
+      if (colon <= 0 || line[0] === " " || line[0] === "\t") {
+        throw new Http1ParseError(`a bad header line: ${JSON.stringify(line)}`);
+      }
       const name = line.slice(0, colon).trim().toLowerCase();
       const value = line.slice(colon + 1).trim();
       const had = headers.get(name);
@@ -159,6 +162,9 @@ export class Http1AnswerParser {
         throw new Http1ParseError(`an unsupported transfer-encoding: ${coding}`);
       }
       this.#body = "chunk-size";
+      // Chunked with a Content-Length too, or from an HTTP/1.0 server: the framing is in doubt,
+      // so the connection is not reused (RFC 9112, 6.1 and 6.3).
+      if (length !== undefined || m[1] === "0") this.#keepAlive = false;
     } else if (length !== undefined) {
       if (!/^\d{1,15}$/.test(length)) {
         throw new Http1ParseError(`a bad content-length: ${JSON.stringify(length)}`);
