@@ -7,7 +7,6 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { TtlCache } from "../cache.ts";
 import {
   RateLimiterUnavailable,
   RateLimitExceeded,
@@ -23,6 +22,7 @@ import type { Outbox } from "./outbox.ts";
 import { creditTtl, leaseTargetAfter, planAcquire, planAdjust, planConversion } from "./plan.ts";
 import { WriteSlots } from "./slots.ts";
 import type { Telemetry } from "../telemetry.ts";
+import { BucketKnowledge } from "./knowledge.ts";
 import { ReceiptSweep } from "./sweep.ts";
 import { throttledItems } from "./throttle.ts";
 import { ttlForDebt, ttlShortfall, ttlToSend } from "./ttl.ts";
@@ -55,7 +55,7 @@ export class BucketWriter {
   readonly #outbox: Outbox;
   readonly #clock: () => number;
   readonly #denyCache: boolean;
-  readonly #buckets: TtlCache<string, CachedBucket>;
+  readonly #buckets: BucketKnowledge;
   readonly #slots = new WriteSlots();
   /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
   readonly #sweep: ReceiptSweep;
@@ -71,7 +71,7 @@ export class BucketWriter {
     this.#outbox = options.outbox;
     this.#clock = options.clock;
     this.#denyCache = options.denyCache;
-    this.#buckets = new TtlCache(Infinity, options.maxCachedBuckets);
+    this.#buckets = new BucketKnowledge(options.maxCachedBuckets);
     this.#sweep = new ReceiptSweep(options.maxCachedBuckets);
     this.#where = options.where;
     this.#telemetry = options.telemetry;
@@ -89,7 +89,7 @@ export class BucketWriter {
 
   /** Forgets every bucket of an entity (its limits changed, or it was deleted). */
   forget(entityId: string): void {
-    this.#buckets.deleteWhere((k) => k.startsWith(`${entityId}#`));
+    this.#buckets.forget(entityId);
   }
 
   /**
@@ -175,7 +175,7 @@ export class BucketWriter {
       const ttl = item && ttlShortfall(this.#neededTtl.get(w), item, w.ttlIfMissing);
       if (ttl === undefined) return;
       await this.#raiseTtl(w, ttl, deadline);
-      this.#sawTtl(bucketId(w), { ...item!, ttl });
+      this.#buckets.sawTtl(bucketId(w), { ...item!, ttl });
     }));
   }
 
@@ -188,12 +188,6 @@ export class BucketWriter {
       seen: this.#buckets.get(id)?.ttl,
       ifMissing: w.ttlIfMissing,
     });
-  }
-
-  /** An item DynamoDB returned: its TTL is the truth (none when it has none). */
-  #sawTtl(id: string, item: StoredBucket): void {
-    const known = this.#buckets.get(id);
-    if (known) known.ttl = item.ttl;
   }
 
   #settle(
@@ -211,7 +205,7 @@ export class BucketWriter {
         const item = outcome.items[i];
         if (item) {
           this.#sweep.observe(id, item);
-          this.#sawTtl(id, item);
+          this.#buckets.sawTtl(id, item);
         }
       });
       return outcome;
@@ -220,7 +214,7 @@ export class BucketWriter {
       if (o.ok) return;
       if (o.old) {
         this.#sweep.observe(ids[i], o.old);
-        this.#sawTtl(ids[i], o.old);
+        this.#buckets.sawTtl(ids[i], o.old);
       } else {
         // The item is gone (expired): what the process knew of it no longer holds.
         this.#buckets.delete(ids[i]);
@@ -407,20 +401,14 @@ export class BucketWriter {
     }));
   }
 
+  /** Merges what a write or a read showed of a bucket ({@link BucketKnowledge.remember}). */
   remember(
     t: { entityId: string; resource: string },
     limits: Map<string, StoredLimit>,
     writes: bigint | undefined,
     ttl?: bigint,
   ): void {
-    const id = bucketId(t);
-    const known = this.#buckets.get(id);
-    const merged = new Map(known?.limits ?? []);
-    for (const [name, st] of limits) merged.set(name, st);
-    const count = known?.writes === undefined || (writes !== undefined && writes > known.writes)
-      ? writes
-      : known.writes;
-    this.#buckets.set(id, { limits: merged, writes: count, ttl: ttl ?? known?.ttl });
+    this.#buckets.remember(t, limits, writes, ttl);
   }
 
   /**
