@@ -299,7 +299,7 @@ export class EntityAdmin {
 
   #forget(entityId: string): void {
     this.#config.forget(entityId);
-    this.#writer.forget(entityId);
+    this.#writer.knowledge.forget(entityId);
   }
 }
 

@@ -291,7 +291,7 @@ export class BucketAdmin {
       );
       if (outcome.ok || outcome.reason === "repeated") {
         // This process's knowledge of the bucket (and its deny cache) is stale at once.
-        this.#o.writer.forget(entityId);
+        this.#o.writer.knowledge.forget(entityId);
         return outcome.ok
           ? { applied: true, before, after }
           : { applied: false, before, after: before };

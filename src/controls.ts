@@ -178,7 +178,7 @@ export class ControlAdmin {
       if (done) break;
     }
     this.#config.forget(entityId);
-    this.#writer.forget(entityId);
+    this.#writer.knowledge.forget(entityId);
     const after = await this.#run(action, (signal) => entities.get(entityId, signal));
     if (!after) throw new EntityNotFoundError(entityId); // deleted meanwhile
     return after;

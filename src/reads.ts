@@ -171,7 +171,7 @@ export class BucketReader {
           deadline,
           "read",
         );
-        if (state) this.#writer.remember(target, state.limits, state.writes, state.ttl);
+        if (state) this.#writer.knowledge.remember(target, state.limits, state.writes, state.ttl);
         return { target, state };
       }));
       return { shards, nowMs, needed };

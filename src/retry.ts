@@ -22,7 +22,8 @@ const RETRYABLE = new Set([
   "RequestTimeoutException",
 ]);
 
-const NETWORK_CODES = new Set([
+/** Socket error codes of a network failure (node's, and undici's under `fetch`). */
+export const NETWORK_CODES: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
   "EPIPE",

@@ -197,7 +197,8 @@ export class BatchPool {
       batch.served += requests;
       batch.lastUsed = now;
       // What the request sees: the bucket as last known, plus what this process still holds.
-      const known = this.#writer.known(bucketId(t))?.limits ?? new Map<string, StoredLimit>();
+      const known = this.#writer.knowledge.get(bucketId(t))?.limits ??
+        new Map<string, StoredLimit>();
       const statuses = statusesAfter(t, known, milli[i], nowMs).map((s) => ({
         ...s,
         available: s.available + Number((batch.held.get(s.limitName) ?? 0n) / 1000n),

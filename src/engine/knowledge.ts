@@ -68,7 +68,7 @@ export class BucketKnowledge {
   }
 
   /** An item DynamoDB returned: its TTL is the truth (none when it has none). */
-  sawTtl(id: string, item: StoredBucket): void {
+  sawTtl(id: string, item: Pick<StoredBucket, "ttl">): void {
     const known = this.#buckets.get(id);
     if (known) known.ttl = item.ttl;
   }

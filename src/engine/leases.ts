@@ -398,7 +398,7 @@ export class LeaseEngine {
       opId: op.id,
       cancel: true,
       // The acquire's own bound: past it, nobody can tell any more (UncertainOutcome).
-      maxWrites: op.bound(first, this.#writer.known(first)?.writes),
+      maxWrites: op.bound(first, this.#writer.knowledge.get(first)?.writes),
       // A new item (the acquire never landed) expires; an existing one keeps its TTL.
       ttlSec: math.ceilDiv(nowMs, 1000n) + BUCKET_GRACE_SECONDS,
       ttlIfMissing: true,

@@ -80,8 +80,8 @@ export function ttlShortfall(
   item: Pick<StoredBucket, "ttl">,
   ifMissing?: boolean,
 ): bigint | undefined {
-  if (needed === undefined || ifMissing) return undefined;
-  return item.ttl !== undefined && item.ttl >= needed ? undefined : needed + TTL_SLACK_SECONDS;
+  // What a write to an existing item that saw this TTL would send.
+  return ifMissing ? undefined : ttlToSend(needed, { itemExists: true, seen: item.ttl });
 }
 
 /**

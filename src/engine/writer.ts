@@ -26,13 +26,7 @@ import { BucketKnowledge } from "./knowledge.ts";
 import { ReceiptSweep } from "./sweep.ts";
 import { throttledItems } from "./throttle.ts";
 import { ttlForDebt, ttlShortfall, ttlToSend } from "./ttl.ts";
-import {
-  bucketId,
-  type CachedBucket,
-  type LeaseTarget,
-  type MultiOutcome,
-  type Target,
-} from "./types.ts";
+import { bucketId, type LeaseTarget, type MultiOutcome, type Target } from "./types.ts";
 
 const MAX_ATTEMPTS = 50;
 
@@ -55,7 +49,8 @@ export class BucketWriter {
   readonly #outbox: Outbox;
   readonly #clock: () => number;
   readonly #denyCache: boolean;
-  readonly #buckets: BucketKnowledge;
+  /** What the process knows of each bucket it wrote or read. */
+  readonly knowledge: BucketKnowledge;
   readonly #slots = new WriteSlots();
   /** Per bucket, receipts no copy can need any more, removed by this process's next writes. */
   readonly #sweep: ReceiptSweep;
@@ -71,7 +66,7 @@ export class BucketWriter {
     this.#outbox = options.outbox;
     this.#clock = options.clock;
     this.#denyCache = options.denyCache;
-    this.#buckets = new BucketKnowledge(options.maxCachedBuckets);
+    this.knowledge = new BucketKnowledge(options.maxCachedBuckets);
     this.#sweep = new ReceiptSweep(options.maxCachedBuckets);
     this.#where = options.where;
     this.#telemetry = options.telemetry;
@@ -80,16 +75,6 @@ export class BucketWriter {
   /** The library error for a failure of `operation`: a misconfiguration or an outage. */
   fail(err: unknown, operation: string): ZaeLimiterError {
     return limiterError(err, operation, this.#where);
-  }
-
-  /** What the process knows of a bucket. */
-  known(id: string): CachedBucket | undefined {
-    return this.#buckets.get(id);
-  }
-
-  /** Forgets every bucket of an entity (its limits changed, or it was deleted). */
-  forget(entityId: string): void {
-    this.#buckets.forget(entityId);
   }
 
   /**
@@ -111,7 +96,7 @@ export class BucketWriter {
       writes.forEach((w, i) => {
         // Never its own receipt: a write cannot set and remove one attribute.
         w.sweep = this.#sweep.claim(ids[i], w.opId);
-        w.itemExists = !w.cancel && (this.#buckets.get(ids[i])?.writes ?? 0n) > 0n;
+        w.itemExists = !w.cancel && (this.knowledge.get(ids[i])?.writes ?? 0n) > 0n;
         w.ttlSec = this.#ttlToWrite(w, ids[i], writes.length === 1);
       });
       outcome = this.#settle(
@@ -175,7 +160,7 @@ export class BucketWriter {
       const ttl = item && ttlShortfall(this.#neededTtl.get(w), item, w.ttlIfMissing);
       if (ttl === undefined) return;
       await this.#raiseTtl(w, ttl, deadline);
-      this.#buckets.sawTtl(bucketId(w), { ...item!, ttl });
+      this.knowledge.sawTtl(bucketId(w), { ttl });
     }));
   }
 
@@ -185,7 +170,7 @@ export class BucketWriter {
     return ttlToSend(this.#neededTtl.get(w), {
       // A transaction's answer shows no item, so nothing could mend what it relied on: it sends.
       itemExists: answered && w.itemExists,
-      seen: this.#buckets.get(id)?.ttl,
+      seen: this.knowledge.get(id)?.ttl,
       ifMissing: w.ttlIfMissing,
     });
   }
@@ -205,7 +190,7 @@ export class BucketWriter {
         const item = outcome.items[i];
         if (item) {
           this.#sweep.observe(id, item);
-          this.#buckets.sawTtl(id, item);
+          this.knowledge.sawTtl(id, item);
         }
       });
       return outcome;
@@ -214,10 +199,10 @@ export class BucketWriter {
       if (o.ok) return;
       if (o.old) {
         this.#sweep.observe(ids[i], o.old);
-        this.#buckets.sawTtl(ids[i], o.old);
+        this.knowledge.sawTtl(ids[i], o.old);
       } else {
         // The item is gone (expired): what the process knew of it no longer holds.
-        this.#buckets.delete(ids[i]);
+        this.knowledge.delete(ids[i]);
       }
     });
     const receipt = (i: number) => {
@@ -289,9 +274,9 @@ export class BucketWriter {
     shadow: boolean,
   ): Promise<LeaseTarget[]> {
     // Known state of each bucket: from the cache (lower bounds), then fresh from DynamoDB.
-    const states = targets.map((t) => this.#buckets.get(bucketId(t))?.limits);
-    const counts = targets.map((t) => this.#buckets.get(bucketId(t))?.writes);
-    const ttls = targets.map((t) => this.#buckets.get(bucketId(t))?.ttl);
+    const states = targets.map((t) => this.knowledge.get(bucketId(t))?.limits);
+    const counts = targets.map((t) => this.knowledge.get(bucketId(t))?.writes);
+    const ttls = targets.map((t) => this.knowledge.get(bucketId(t))?.ttl);
     const fresh = targets.map(() => false);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plans = targets.map((t, i) =>
@@ -338,7 +323,7 @@ export class BucketWriter {
       if (outcome.ok) {
         const known = outcome.applied ? [] : outcome.items;
         targets.forEach((t, i) =>
-          this.remember(
+          this.knowledge.remember(
             t,
             known[i]?.limits ?? plans[i].after,
             known[i]?.writes ?? (counts[i] ?? 0n) + 1n,
@@ -397,18 +382,8 @@ export class BucketWriter {
       if (!write) return;
       const out = await this.writeItems([write], deadline, op);
       const item = out.ok && !out.applied ? out.items[0] : undefined;
-      if (item) this.remember(t, item.limits, item.writes, item.ttl);
+      if (item) this.knowledge.remember(t, item.limits, item.writes, item.ttl);
     }));
-  }
-
-  /** Merges what a write or a read showed of a bucket ({@link BucketKnowledge.remember}). */
-  remember(
-    t: { entityId: string; resource: string },
-    limits: Map<string, StoredLimit>,
-    writes: bigint | undefined,
-    ttl?: bigint,
-  ): void {
-    this.#buckets.remember(t, limits, writes, ttl);
   }
 
   /**
@@ -440,9 +415,9 @@ export class BucketWriter {
     atMs?: bigint,
   ): Promise<void> {
     const id = bucketId(target);
-    let state = this.#buckets.get(id)?.limits;
-    let count = this.#buckets.get(id)?.writes;
-    let ttl = this.#buckets.get(id)?.ttl;
+    let state = this.knowledge.get(id)?.limits;
+    let count = this.knowledge.get(id)?.writes;
+    let ttl = this.knowledge.get(id)?.ttl;
     let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plan = planAdjust(
@@ -467,7 +442,7 @@ export class BucketWriter {
       if (out.ok) {
         const item = out.items[0];
         if (item && !out.applied) {
-          this.remember(target, item.limits, item.writes, item.ttl);
+          this.knowledge.remember(target, item.limits, item.writes, item.ttl);
           await this.#raiseTtl(target, ttlForDebt(item), deadline);
         }
         return expired();
@@ -481,7 +456,7 @@ export class BucketWriter {
     throw new RateLimiterUnavailable("adjust", new Error("too much contention on the bucket"));
   }
 
-  /** Debt beyond the written TTL (a large adjustment): raise the TTL so expiry forgives nothing. */
+  /** Raises a bucket's TTL to `ttl` (never lowers it), when there is one to raise it to. */
   async #raiseTtl(
     target: { entityId: string; resource: string },
     ttl: bigint | undefined,

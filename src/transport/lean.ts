@@ -19,6 +19,7 @@ import {
   TransactionCanceledException,
 } from "@aws-sdk/client-dynamodb";
 import { sampleAnswer } from "../clock.ts";
+import { NETWORK_CODES } from "../retry.ts";
 import { Http1Client } from "./http1.ts";
 import {
   fetchSender,
@@ -140,7 +141,7 @@ export class LeanTransport {
     delete headers.host; // the sender sets it, from the URL
     let response: LeanAnswer;
     try {
-      response = await this.#send({ url: target.url, host: target.host, headers, body, signal });
+      response = await this.#send({ url: target.url, headers, body, signal });
     } catch (err) {
       throw networkError(err, target.host);
     }
@@ -241,7 +242,7 @@ function networkError(err: unknown, host: string): unknown {
     String(own ?? "")
   }`;
   let code: string | undefined;
-  if (typeof own === "string" && SOCKET_CODES.has(own)) code = own;
+  if (typeof own === "string" && NETWORK_CODES.has(own)) code = own;
   else if (/ECONNREFUSED|Connection refused/i.test(said)) code = "ECONNREFUSED";
   else if (/ENOTFOUND|EAI_AGAIN|dns error|lookup address|getaddrinfo/i.test(said)) {
     code = /EAI_AGAIN|Temporary failure/i.test(said) ? "EAI_AGAIN" : "ENOTFOUND";
@@ -252,18 +253,6 @@ function networkError(err: unknown, host: string): unknown {
     $metadata: { attempts: 1, totalRetryDelay: 0 },
   });
 }
-
-/** Socket error codes kept as they are (src/retry.ts knows them all). */
-const SOCKET_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
 
 const transports = new WeakMap<object, LeanTransport>();
 

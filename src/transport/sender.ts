@@ -15,8 +15,6 @@ import type { Http1Client } from "./http1.ts";
 export interface LeanRequest {
   /** The endpoint's URL. */
   url: string;
-  /** The `host` header that was signed (the URL's host). */
-  host: string;
   /** The signed headers, without `host` (the sender sets it from the URL). */
   headers: Record<string, string>;
   /** The JSON body. */
