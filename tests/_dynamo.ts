@@ -35,7 +35,7 @@
  * @module
  */
 
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient, type UpdateItemCommandInput } from "@aws-sdk/client-dynamodb";
 import process from "node:process";
 import { type LocalDynamo, startDynamoDBLocal, type StartOptions } from "../src/local/mod.ts";
 
@@ -90,6 +90,32 @@ export function localClient(endpoint: string): DynamoDBClient {
     region: "us-east-1",
     credentials: { accessKeyId: "local", secretAccessKey: "local" },
   });
+}
+
+/**
+ * Records what `client` sends: the input of every UpdateItem, and the error name of every call
+ * that fails (tests that check the expressions a write sends, and its retries).
+ */
+export function recordUpdates(
+  client: DynamoDBClient,
+): { sent: UpdateItemCommandInput[]; failed: string[] } {
+  const sent: UpdateItemCommandInput[] = [];
+  const failed: string[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === "UpdateItemCommand") {
+        sent.push(structuredClone(args.input as UpdateItemCommandInput));
+      }
+      try {
+        return await next(args);
+      } catch (err) {
+        failed.push((err as Error).name);
+        throw err;
+      }
+    },
+    { step: "initialize", name: "testUpdateRecorder" },
+  );
+  return { sent, failed };
 }
 
 let seq = 0;

@@ -7,15 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  DeleteItemCommand,
-  GetItemCommand,
-  type UpdateItemCommandInput,
-} from "@aws-sdk/client-dynamodb";
+import { DeleteItemCommand, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
 import type { BucketWrite } from "../src/bucket_items.ts";
 import { writeHolds } from "../src/testing/memory_bucket.ts";
-import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
+import { dynamoTest, recordUpdates, uniqueTableName } from "./_dynamo.ts";
 
 const limits = [Limit.perMinute("rpm", 100), Limit.perMinute("tpm", 10_000)];
 const request = { entityId: "k1", resource: "api", limits, consume: { rpm: 1, tpm: 10 } };
@@ -23,22 +19,7 @@ const KEY = { PK: { S: "ENTITY#k1" }, SK: { S: "#BUCKET#api" } };
 
 dynamoTest("a known idle write: shorter, and a wrong guess is corrected", async (t, { client }) => {
   const tableName = uniqueTableName("known_idle");
-  const sent: UpdateItemCommandInput[] = [];
-  const failed: string[] = [];
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName === "UpdateItemCommand") {
-        sent.push(structuredClone(args.input as UpdateItemCommandInput));
-      }
-      try {
-        return await next(args);
-      } catch (err) {
-        failed.push((err as Error).name);
-        throw err;
-      }
-    },
-    { step: "initialize", name: "knownIdleRecorder" },
-  );
+  const { sent, failed } = recordUpdates(client);
   let now = 1_800_000_000_000;
   const limiter = new RateLimiter({ tableName, client, clock: () => now, createTable: true });
   const stored = async () =>

@@ -21,7 +21,7 @@ import { Limit, RateLimiter, RateLimitExceeded } from "../mod.ts";
 import * as math from "../src/bucket.ts";
 import { BUCKET_GRACE_SECONDS } from "../src/engine/types.ts";
 import { TTL_SLACK_SECONDS } from "../src/engine/ttl.ts";
-import { dynamoTest, uniqueTableName } from "./_dynamo.ts";
+import { dynamoTest, recordUpdates, uniqueTableName } from "./_dynamo.ts";
 
 const limits = [Limit.perMinute("rpm", 100), Limit.perHour("tpm", 10_000)];
 const KEY = { PK: { S: "ENTITY#k1" }, SK: { S: "#BUCKET#api" } };
@@ -42,16 +42,7 @@ function fullAtMs(item: Record<string, AttributeValue>): bigint {
 
 dynamoTest("the TTL is written when due, and always covers the debt", async (t, { client }) => {
   const tableName = uniqueTableName("ttl_due");
-  const sent: UpdateItemCommandInput[] = [];
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName === "UpdateItemCommand") {
-        sent.push(structuredClone(args.input as UpdateItemCommandInput));
-      }
-      return await next(args);
-    },
-    { step: "initialize", name: "ttlRecorder" },
-  );
+  const { sent } = recordUpdates(client);
   let now = 1_800_000_000_000;
   const limiter = new RateLimiter({ tableName, client, clock: () => now, createTable: true });
   const stored = async () =>
